@@ -1,0 +1,60 @@
+"""The one atomic-write helper every kept file goes through: write to a temporary
+file in the same folder, fsync, then rename over the target. A killed run leaves
+either the old file or the new one, never half of one."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+
+def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+    return atomic_write(path, lambda fh: fh.write(text), mode="w")
+
+
+def atomic_torch_save(path: str | Path, obj: Any) -> Path:
+    import torch
+
+    return atomic_write(path, lambda fh: torch.save(obj, fh))
+
+
+def atomic_save_npz(path: str | Path, **arrays: Any) -> Path:
+    import numpy as np
+
+    return atomic_write(path, lambda fh: np.savez(fh, **arrays))
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (tuple, set)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -1,0 +1,90 @@
+"""Classifier architectures: a small fast CNN for the CPU presets and ResNet-18/50
+from timm with a small-image stem (3x3 stride-1 first convolution, no max-pool),
+the usual CIFAR adaptation used by seed 000 (Sec. 4.2) and seed 004.
+
+Every model exposes ``features(x)`` (penultimate activations, e.g. ResNet's
+block4 after pooling) and ``head(features)`` so analysis code (PCA, entropy,
+feature-space metrics) can use any of them the same way.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from synthbench.errors import UserError
+
+ARCHITECTURES = ("smallcnn", "resnet18", "resnet50")
+
+
+class SmallCNN(nn.Module):
+    """Three conv blocks and a linear head: ~100k parameters, trains in seconds on
+    8x8 digits and in a minute or two per epoch-sweep on 28x28 images on a CPU."""
+
+    def __init__(self, in_chans: int, num_classes: int, width: int = 32):
+        super().__init__()
+
+        def block(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                                 nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+        self.body = nn.Sequential(
+            block(in_chans, width), block(width, width), nn.MaxPool2d(2, ceil_mode=True),
+            block(width, 2 * width), block(2 * width, 2 * width), nn.MaxPool2d(2, ceil_mode=True),
+            block(2 * width, 4 * width),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4 * width, num_classes)
+        self.num_features = 4 * width
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last conv block's output (the Grad-CAM target)."""
+        return self.body(x)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.feature_map(x)).flatten(1)
+
+    def head(self, f: torch.Tensor) -> torch.Tensor:
+        return self.fc(f)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class TimmResNet(nn.Module):
+    """A timm ResNet with the small-image stem; ``feature_map`` is block4 (layer4)."""
+
+    def __init__(self, arch: str, in_chans: int, num_classes: int):
+        super().__init__()
+        import timm
+
+        net = timm.create_model(arch, pretrained=False, num_classes=num_classes, in_chans=in_chans)
+        net.conv1 = nn.Conv2d(in_chans, net.conv1.out_channels, 3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+        self.net = net
+        self.num_features = net.num_features
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_features(x)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_head(self.feature_map(x), pre_logits=True)
+
+    def head(self, f: torch.Tensor) -> torch.Tensor:
+        return self.net.get_classifier()(f)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def build_classifier(arch: str, in_chans: int, num_classes: int) -> nn.Module:
+    if arch == "smallcnn":
+        return SmallCNN(in_chans, num_classes)
+    if arch in ("resnet18", "resnet50"):
+        return TimmResNet(arch, in_chans, num_classes)
+    raise UserError(f"Unknown classifier {arch!r}: choose one of {', '.join(ARCHITECTURES)}.")
+
+
+def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float in [-1, 1], the classifiers' input convention."""
+    return images_uint8.float().div_(127.5).sub_(1.0)

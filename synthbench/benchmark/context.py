@@ -1,0 +1,91 @@
+"""What a protocol gets for one cell: data, the fitted generator, the preset, the
+seed, and helpers that go through the caches (synthetic pools, classifiers)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import torch
+
+from synthbench.benchmark.datasets import Dataset, Split
+from synthbench.benchmark.presets import Preset
+from synthbench.benchmark.sample_cache import SampleCache
+from synthbench.benchmark.seeding import sample_seeds
+from synthbench.benchmark.trainer import Evaluation, evaluate, train_classifier
+from synthbench.errors import UserError
+
+
+@dataclass
+class CellContext:
+    dataset: Dataset
+    generator: Any  # synthbench.generators.base.Generator, fitted
+    preset: Preset
+    seed: int
+    device: torch.device
+    options: dict[str, Any]
+    samples: SampleCache
+    cache_dir: Any
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Add the wall time of the block to ``timings[name]`` (the record's cost)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+    def synthetic(self, n: int) -> Split:
+        """The first ``n`` images of this seed's synthetic pool, labels cycling
+        through the real train labels (so ``n`` = the real size keeps its class
+        balance exactly). For the ``real`` oracle, the first N are the real split."""
+        real = self.dataset.train
+        gen = self.generator
+        if not gen.conditional:
+            raise UserError(f"{gen.name} is unconditional; its samples need pseudo-labels, which "
+                            f"this protocol does not support yet.")
+        with self.phase("sample_s"):
+            if gen.oracle:
+                if n <= len(real):
+                    return real.subset(slice(0, n))
+                labels = real.labels[torch.arange(len(real), n) % len(real)]
+                extra = gen.sample(labels, sample_seeds(self.seed, len(real), n))
+                return Split(torch.cat([real.images, extra]), torch.cat([real.labels, labels]))
+            return self.samples.pool(gen, self.seed, real.labels, n)
+
+    def train(self, split: Split, desc: str, **kwargs: Any) -> torch.nn.Module:
+        """A classifier trained on ``split`` with this cell's seed, cached on disk
+        under a hash of the data, the preset and the seed (so protocols reuse it)."""
+        h = hashlib.sha256()
+        h.update(split.images.numpy().tobytes())
+        h.update(split.labels.numpy().tobytes())
+        h.update(repr((sorted(self.preset.as_dict().items()), self.seed, self.dataset.hflip,
+                       self.device.type, sorted(kwargs.items()))).encode())
+        path = self.cache_dir / "classifiers" / f"{h.hexdigest()[:24]}.pt"
+        with self.phase("train_s"):
+            if path.exists():
+                from synthbench.benchmark.trainer import _init_model
+
+                model = _init_model(self.preset, split.images.shape[1], self.dataset.num_classes, self.seed)
+                try:
+                    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+                except Exception as exc:
+                    raise UserError(f"The cached classifier {path} is unreadable ({exc}). Delete it and "
+                                    f"run again; finished records are kept.") from None
+                return model.to(self.device).eval()
+            model = train_classifier(split.images, split.labels, self.dataset.num_classes, self.preset,
+                                     self.seed, self.device, self.dataset.hflip, desc=desc, **kwargs)
+            from synthbench.benchmark.atomic import atomic_torch_save
+
+            atomic_torch_save(path, {k: v.cpu() for k, v in model.state_dict().items()})
+            return model
+
+    def evaluate(self, model: torch.nn.Module) -> Evaluation:
+        with self.phase("eval_s"):
+            test = self.dataset.test
+            return evaluate(model, test.images, test.labels, self.dataset.num_classes, self.device)

@@ -1,0 +1,119 @@
+"""Declared plugin options and the parsing of ``--option KEY=VALUE``.
+
+Every plugin declares its options as :class:`Option` objects (name, default,
+type, help, choices), so ``synthbench list`` can document them and a bad value is
+rejected at the boundary with a message naming the valid ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from synthbench.errors import UserError
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in {"1", "true", "yes", "on"}:
+        return True
+    if low in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def parse_int_list(text: str) -> tuple[int, ...]:
+    """``"0,30,50"`` -> ``(0, 30, 50)``; used by list-valued options."""
+    parts = [p for p in str(text).replace(" ", "").split(",") if p]
+    if not parts:
+        raise ValueError("expected a comma-separated list of integers")
+    return tuple(int(p) for p in parts)
+
+
+_PARSERS: dict[type, Callable[[str], Any]] = {int: int, float: float, str: str, bool: _parse_bool}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One documented plugin option."""
+
+    name: str
+    default: Any
+    help: str
+    type: Any = str
+    """A Python type (int, float, str, bool) or a parse function ``str -> value``."""
+    choices: tuple[Any, ...] | None = None
+    check: Callable[[Any], bool] | None = None
+    """Extra validity test on the parsed value; ``check_help`` says what it wants."""
+    check_help: str = ""
+
+    def parse(self, raw: Any, owner: str) -> Any:
+        parser = _PARSERS.get(self.type, self.type)
+        try:
+            value = parser(raw) if isinstance(raw, str) else raw
+            if self.type in (int, float):  # YAML may give 1 for a float option
+                value = self.type(value)
+        except (TypeError, ValueError) as exc:
+            kind = getattr(self.type, "__name__", "value")
+            raise UserError(
+                f"Option {self.name}={raw!r} of {owner} is not a valid {kind} ({exc}). "
+                f"{self.help} Default: {self.default!r}."
+            ) from None
+        if self.choices is not None and value not in self.choices:
+            raise UserError(
+                f"Option {self.name}={raw!r} of {owner} must be one of "
+                f"{', '.join(map(str, self.choices))}."
+            )
+        if self.check is not None and not self.check(value):
+            raise UserError(f"Option {self.name}={raw!r} of {owner}: {self.check_help}")
+        return value
+
+
+def resolve_options(spec: dict[str, Option], given: dict[str, Any], owner: str) -> dict[str, Any]:
+    """Defaults overlaid with ``given``; unknown keys are an error naming the known ones."""
+    unknown = sorted(set(given) - set(spec))
+    if unknown:
+        known = ", ".join(sorted(spec)) or "(none)"
+        raise UserError(
+            f"{owner} has no option {', '.join(unknown)}. Its options: {known}. "
+            f"`synthbench list` shows each with its default."
+        )
+    out = {name: opt.default for name, opt in spec.items()}
+    for key, raw in given.items():
+        out[key] = spec[key].parse(raw, owner)
+    return out
+
+
+def split_cli_options(
+    pairs: tuple[str, ...] | list[str], targets: dict[str, dict[str, Option]]
+) -> dict[str, dict[str, str]]:
+    """Route ``KEY=VALUE`` (or ``PLUGIN.KEY=VALUE``) to the plugin that declares KEY.
+
+    ``targets`` maps a plugin's name to its option spec. An unprefixed key goes to
+    the single plugin that declares it; if none or several do, the error says how
+    to prefix it.
+    """
+    routed: dict[str, dict[str, str]] = {name: {} for name in targets}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UserError(f"--option {pair!r} is not KEY=VALUE, e.g. --option ratio=1.0.")
+        key, value = pair.split("=", 1)
+        key = key.strip()
+        if "." in key and key.split(".", 1)[0] in targets:
+            owner, key = key.split(".", 1)
+            routed[owner][key] = value
+            continue
+        owners = [name for name, spec in targets.items() if key in spec]
+        if len(owners) == 1:
+            routed[owners[0]][key] = value
+        elif not owners:
+            listing = "; ".join(
+                f"{name}: {', '.join(sorted(spec)) or '(none)'}" for name, spec in targets.items()
+            )
+            raise UserError(f"No plugin in this run has an option {key!r}. Options by plugin: {listing}.")
+        else:
+            raise UserError(
+                f"Option {key!r} is declared by {' and '.join(owners)}; prefix it, e.g. "
+                f"--option {owners[0]}.{key}={value}."
+            )
+    return routed

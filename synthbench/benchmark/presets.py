@@ -1,0 +1,72 @@
+"""The three presets: one switch sets classifier, epochs, sample counts and the
+in-suite generators' training budget, so a protocol runs at three scales.
+
+- ``smoke``: seconds, for tests;
+- ``fast``: minutes on a 2-core CPU, the default;
+- ``paper``: seed 000's recipe (Sec. 4.2: ResNet-18, SGD lr 0.01, x0.1 every 30
+  epochs, 100 epochs), for a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from synthbench.errors import UserError
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    classifier: str
+    """Classifier architecture: ``smallcnn``, ``resnet18`` or ``resnet50`` (small-image stem)."""
+    epochs: int
+    batch_size: int
+    optimizer: str
+    """``sgd`` (momentum 0.9, weight decay 5e-4) or ``adamw``."""
+    lr: float
+    lr_schedule: str
+    """``step`` (x0.1 every ``lr_step_epochs``) or ``cosine``."""
+    lr_step_epochs: int
+    max_train_per_class: int | None
+    """Cap on real train images per class (``None``: all). Keeps ``fast`` at minutes
+    on 60k-image datasets; recorded in every cell through the preset."""
+    gen_train_steps: int
+    """Optimisation steps for generators trained in-suite (EDM)."""
+    gen_batch_size: int
+    gen_channels: tuple[int, ...]
+    """UNet block widths of in-suite diffusion generators."""
+    gen_layers_per_block: int
+    """ResNet layers per UNet level of in-suite diffusion generators."""
+    gen_sampler_steps: int
+    """Heun steps of the EDM sampler: 18 steps = 35 network evaluations (Karras et al.)."""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset(
+        name="smoke", classifier="smallcnn", epochs=2, batch_size=128, optimizer="adamw",
+        lr=3e-3, lr_schedule="cosine", lr_step_epochs=30, max_train_per_class=40,
+        gen_train_steps=30, gen_batch_size=64, gen_channels=(16, 32), gen_layers_per_block=1,
+        gen_sampler_steps=4,
+    ),
+    "fast": Preset(
+        name="fast", classifier="smallcnn", epochs=30, batch_size=128, optimizer="adamw",
+        lr=3e-3, lr_schedule="cosine", lr_step_epochs=30, max_train_per_class=500,
+        gen_train_steps=2000, gen_batch_size=128, gen_channels=(32, 64), gen_layers_per_block=1,
+        gen_sampler_steps=18,
+    ),
+    "paper": Preset(
+        name="paper", classifier="resnet18", epochs=100, batch_size=128, optimizer="sgd",
+        lr=0.01, lr_schedule="step", lr_step_epochs=30, max_train_per_class=None,
+        gen_train_steps=200_000, gen_batch_size=512, gen_channels=(128, 256, 256, 256),
+        gen_layers_per_block=2, gen_sampler_steps=18,
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise UserError(f"Unknown preset {name!r}: choose one of {', '.join(PRESETS)}.")
+    return PRESETS[name]

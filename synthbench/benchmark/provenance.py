@@ -1,0 +1,42 @@
+"""Where a number came from: versions, git revision, device."""
+
+from __future__ import annotations
+
+import functools
+import platform
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+import synthbench
+
+
+@functools.lru_cache(maxsize=1)
+def git_revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(synthbench.__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_name(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def provenance(device) -> dict:
+    import torch
+
+    return {
+        "synthbench_version": synthbench.__version__,
+        "git_revision": git_revision(),
+        "torch_version": torch.__version__,
+        "python": platform.python_version(),
+        "device": device_name(device),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,77 @@
+"""The sample cache: generated images kept on disk and shared between protocols.
+
+A pool is keyed by the fitted generator's fingerprint, the run seed and the label
+stream (the real train labels, cycled). Sample i always has the same label and
+seed (``seeding.sample_seeds``), so a smaller request is a prefix of a larger
+pool and a larger request generates only the missing tail: ``replace`` (x1),
+``augment`` and the x1..x10 ``scaleup`` draw one pool between them. Pools are
+saved after every block, so a killed run keeps what it generated.
+Files are plain ``.npz`` arrays read with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from synthbench.benchmark.atomic import atomic_save_npz
+from synthbench.benchmark.datasets import Split
+from synthbench.benchmark.progress import say
+from synthbench.benchmark.seeding import sample_seeds
+from synthbench.errors import UserError
+
+BLOCK = 1024
+
+
+def _label_digest(labels: torch.Tensor) -> str:
+    return hashlib.sha256(labels.to(torch.int64).numpy().tobytes()).hexdigest()
+
+
+class SampleCache:
+    def __init__(self, root: str | Path):
+        self.root = Path(root) / "samples"
+
+    def path(self, generator, run_seed: int, label_stream: torch.Tensor) -> Path:
+        key = hashlib.sha256(
+            f"{generator.fingerprint()}|{run_seed}|{_label_digest(label_stream)}".encode()
+        ).hexdigest()[:24]
+        return self.root / f"{generator.name}-{key}.npz"
+
+    @staticmethod
+    def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return z["images"], z["labels"]
+        except Exception as exc:
+            raise UserError(
+                f"The cached sample pool {path} is unreadable ({type(exc).__name__}: {exc}). "
+                f"Delete that file and run again to regenerate it; finished records are kept."
+            ) from None
+
+    def pool(self, generator, run_seed: int, label_stream: torch.Tensor, n: int) -> Split:
+        """The first ``n`` samples of the pool (labels ``label_stream`` cycled)."""
+        labels = label_stream[torch.arange(n) % len(label_stream)]
+        path = self.path(generator, run_seed, label_stream)
+        have_x = np.zeros((0,), dtype=np.uint8)
+        have = 0
+        if path.exists():
+            have_x, have_y = self._read(path)
+            have = len(have_x)
+            m = min(have, n)
+            if not np.array_equal(have_y[:m], labels[:m].numpy()):
+                raise UserError(f"The cached sample pool {path} does not match its key. Delete it and run again.")
+        if have < n:
+            say(f"{generator.name}: generating samples {have}..{n - 1} (cached pool: {path.name})")
+            parts = [have_x] if have else []
+            for start in range(have, n, BLOCK):
+                stop = min(n, start + BLOCK)
+                imgs = generator.sample(labels[start:stop], sample_seeds(run_seed, start, stop))
+                parts.append(imgs.numpy())
+                all_x = np.concatenate(parts)
+                atomic_save_npz(path, images=all_x, labels=labels[:stop].numpy())
+                parts = [all_x]
+            have_x = parts[0]
+        return Split(torch.from_numpy(np.ascontiguousarray(have_x[:n])), labels.clone())

@@ -1,0 +1,158 @@
+"""The classifier trainer every protocol uses.
+
+Data stays as uint8 tensors on the device; augmentation (random crop with
+padding, horizontal flip where the dataset allows it) happens there, batched.
+Every random draw (init, shuffling, crops, flips) comes from generators seeded
+by the caller's seed. On CUDA, bf16 autocast and channels_last are on; on the
+CPU they cost more than they save for these small models, so they are off.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from synthbench.benchmark.classifiers import build_classifier, to_input
+from synthbench.benchmark.presets import Preset
+from synthbench.benchmark.progress import bar
+from synthbench.benchmark.seeding import derive_seed, torch_generator
+
+
+def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
+    """Batched random crop (zero padding ``pad``) and optional horizontal flip."""
+    b, _, h, w = x.shape
+    if pad > 0:
+        padded = F.pad(x, (pad, pad, pad, pad))
+        dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen, device=gen.device).to(x.device)
+        dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen, device=gen.device).to(x.device)
+        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # [B,H,1]
+        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # [B,1,W]
+        bidx = torch.arange(b, device=x.device)[:, None, None]
+        x = padded.permute(0, 2, 3, 1)[bidx, rows, cols].permute(0, 3, 1, 2)
+    if flip:
+        mask = (torch.rand(b, generator=gen, device=gen.device) < 0.5).to(x.device)
+        x = torch.where(mask[:, None, None, None], x.flip(-1), x)
+    return x
+
+
+def _init_model(preset: Preset, in_chans: int, num_classes: int, seed: int) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed("classifier-init", seed) & 0xFFFF_FFFF)
+        return build_classifier(preset.classifier, in_chans, num_classes)
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def train_classifier(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    preset: Preset,
+    seed: int,
+    device: torch.device,
+    hflip: bool,
+    desc: str = "train classifier",
+    epochs: int | None = None,
+    max_steps: int | None = None,
+) -> nn.Module:
+    """Train ``preset.classifier`` on uint8 ``images`` and return it in eval mode.
+
+    ``epochs`` overrides the preset's; ``max_steps`` instead fixes the number of
+    optimisation steps (a fixed compute budget, used by scale-up)."""
+    epochs = preset.epochs if epochs is None else epochs
+    model = _init_model(preset, images.shape[1], num_classes, seed).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    x_all = images.to(device)
+    y_all = labels.to(device)
+    n = x_all.shape[0]
+    bs = min(preset.batch_size, n)
+    steps_per_epoch = max(1, n // bs)
+    if max_steps is not None:
+        epochs = max(1, math.ceil(max_steps / steps_per_epoch))
+    total_steps = max_steps if max_steps is not None else epochs * steps_per_epoch
+
+    if preset.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=preset.lr, momentum=0.9, weight_decay=5e-4)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=preset.lr, weight_decay=5e-4)
+    if preset.lr_schedule == "step":
+        # x0.1 every lr_step_epochs epochs (seed 000, Sec. 4.2), applied per step.
+        step_len = preset.lr_step_epochs * steps_per_epoch
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.1 ** (s // step_len))
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
+
+    gen = torch_generator(derive_seed("classifier-data", seed))
+    pad = max(1, round(images.shape[-1] / 8))
+    model.train()
+    step = 0
+    progress = bar(total=total_steps, desc=desc, unit="step")
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=gen).to(device)
+        for i in range(steps_per_epoch):
+            if step >= total_steps:
+                break
+            idx = perm[i * bs:(i + 1) * bs]
+            x = random_crop_flip(to_input(x_all[idx]), pad, hflip, gen)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(device):
+                loss = F.cross_entropy(model(x), y_all[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            progress.update(1)
+            if step % 20 == 0:
+                progress.set_postfix(loss=f"{loss.item():.3f}")
+    progress.close()
+    return model.eval()
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: torch.Tensor, device: torch.device, batch: int = 512) -> torch.Tensor:
+    """Logits for uint8 images, in float32 on the CPU (evaluation in fixed-size batches)."""
+    model.eval()
+    out = []
+    for i in range(0, images.shape[0], batch):
+        x = to_input(images[i:i + batch].to(device))
+        with _autocast(device):
+            out.append(model(x).float().cpu())
+    return torch.cat(out)
+
+
+@dataclass
+class Evaluation:
+    top1: float
+    n: int
+    per_class: list[float]
+    confusion: list[list[int]]
+
+    @property
+    def stderr(self) -> float:
+        """Binomial standard error of top-1 over the ``n`` test images."""
+        return math.sqrt(max(self.top1 * (1 - self.top1), 0.0) / max(self.n, 1))
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
+             device: torch.device) -> Evaluation:
+    pred = predict_logits(model, images, device).argmax(1).numpy()
+    true = labels.numpy()
+    conf = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(conf, (true, pred), 1)
+    support = conf.sum(1)
+    per_class = [float(conf[c, c] / support[c]) if support[c] else float("nan") for c in range(num_classes)]
+    return Evaluation(top1=float((pred == true).mean()), n=int(len(true)), per_class=per_class,
+                      confusion=conf.tolist())

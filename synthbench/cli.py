@@ -1,0 +1,236 @@
+"""The ``synthbench`` command: evaluate | list.
+
+Errors the user can fix print one paragraph and exit with status 2; a run that
+is interrupted keeps every record it finished.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from synthbench import __version__
+from synthbench.errors import UserError
+
+DEFAULTS = {
+    "generator": "edm", "protocol": "replace", "dataset": "digits", "preset": "fast", "seeds": 3,
+    "results": "results", "device": "auto", "data_root": None, "option": (),
+}
+
+
+def _load_config(path: str | None) -> dict[str, Any]:
+    """YAML config: the same keys as the flags (``option`` may be a mapping)."""
+    if not path:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise UserError(f"--config {path}: no such file.") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"--config {path} is not valid YAML ({exc}). Fix the file.") from None
+    if not isinstance(data, dict):
+        raise UserError(f"--config {path} must hold a mapping of option names to values.")
+    data = {k.replace("-", "_"): v for k, v in data.items()}
+    if "options" in data:
+        data["option"] = data.pop("options")
+    if isinstance(data.get("option"), dict):
+        data["option"] = tuple(f"{k}={v}" for k, v in data["option"].items())
+    unknown = sorted(set(data) - set(DEFAULTS))
+    if unknown:
+        raise UserError(f"--config {path}: unknown keys {', '.join(unknown)}; known: {', '.join(sorted(DEFAULTS))}.")
+    return data
+
+
+def _merged(ctx: click.Context, params: dict[str, Any]) -> dict[str, Any]:
+    """defaults < YAML < flags given on the command line."""
+    merged = dict(DEFAULTS)
+    merged.update(_load_config(params.get("config")))
+    for key in DEFAULTS:
+        source = ctx.get_parameter_source(key)
+        if source is not None and source.name == "COMMANDLINE":
+            merged[key] = params[key]
+    return merged
+
+
+def _fmt(mean: float, se: float | None) -> str:
+    if se is None or not math.isfinite(se):
+        return f"{mean:.4f}"
+    return f"{mean:.4f} ± {se:.4f}"
+
+
+def aggregate(records: list[dict[str, Any]], name: str) -> tuple[float, float | None, int]:
+    """Mean over seeds and its standard error (std / sqrt(k)); with one seed, the
+    record's own stderr (e.g. binomial over the test set)."""
+    vals = [r["metrics"][name]["value"] for r in records if name in r.get("metrics", {})]
+    if not vals:
+        return float("nan"), None, 0
+    k = len(vals)
+    mean = sum(vals) / k
+    if k == 1:
+        return mean, records[0]["metrics"][name].get("stderr"), 1
+    var = sum((v - mean) ** 2 for v in vals) / (k - 1)
+    return mean, math.sqrt(var / k), k
+
+
+def summary_table(cells, metric_names: list[str]) -> str:
+    from tabulate import tabulate
+
+    rows = []
+    by_gen: dict[str, list] = {}
+    for c in cells:
+        by_gen.setdefault(c.spec["generator"], []).append(c)
+    for gen, group in by_gen.items():
+        ok = [c.record for c in group if c.record and c.record.get("status") == "ok"]
+        failed = [c.record for c in group if c.record and c.record.get("status") == "failed"]
+        row = [gen]
+        for m in metric_names:
+            mean, se, _ = aggregate(ok, m)
+            row.append(_fmt(mean, se) if ok else "failed")
+        wall = sum(r["cost"]["wall_s"].get("cell_s", 0) + r["cost"]["wall_s"].get("fit_s", 0) for r in ok + failed)
+        row += [f"{len(ok)}/{len(group)}" + (f" ({len(failed)} failed)" if failed else ""),
+                f"{wall:.1f}", sum(c.cached for c in group)]
+        rows.append(row)
+    headers = ["generator"] + [f"{m} (mean ± se)" for m in metric_names] + ["seeds ok", "compute s", "cached"]
+    return tabulate(rows, headers=headers, tablefmt="github")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(__version__, prog_name="synthbench")
+def cli() -> None:
+    """synthbench: score any image generator by how useful its synthetic data is
+    for training a classifier, under fixed, versioned protocols.
+
+    \b
+    Start with:
+      synthbench evaluate                 # edm vs real, replace, digits, fast
+      synthbench list                     # every dataset, generator, protocol
+    """
+
+
+@cli.command()
+@click.option("--generator", "-g", default=DEFAULTS["generator"], metavar="NAME",
+              help="Generator adapter to score (`synthbench list generators`).")
+@click.option("--protocol", "-p", default=DEFAULTS["protocol"], metavar="NAME",
+              help="Protocol to run (`synthbench list protocols`).")
+@click.option("--dataset", "-d", default=DEFAULTS["dataset"], metavar="NAME",
+              help="Real dataset (`synthbench list datasets`); imagefolder:PATH for your own.")
+@click.option("--preset", type=click.Choice(["smoke", "fast", "paper"]), default=DEFAULTS["preset"],
+              help="Scale: smoke (seconds, tests), fast (minutes on a CPU), paper (the seeds' recipe, GPU).")
+@click.option("--seeds", type=click.IntRange(1, 100), default=DEFAULTS["seeds"], metavar="N",
+              help="Run seeds 0..N-1; the table gives mean ± standard error over them.")
+@click.option("--option", "-o", multiple=True, metavar="KEY=VALUE",
+              help="Generator or protocol option (prefix with the plugin name if both have it: edm.churn=1). Repeatable.")
+@click.option("--results", default=DEFAULTS["results"], metavar="DIR", type=click.Path(file_okay=False),
+              help="Result store: records under DIR/records, caches under DIR/cache.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=DEFAULTS["device"],
+              help="Where to train and sample; auto = cuda when available.")
+@click.option("--data-root", default=DEFAULTS["data_root"], metavar="DIR",
+              help="Folder holding the dataset's files (offline use).")
+@click.option("--config", metavar="FILE.yaml", help="YAML with any of these options; flags override it.")
+@click.option("--dry-run", is_flag=True, help="Show the cells and which are cached; compute nothing.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or status lines.")
+@click.pass_context
+def evaluate(ctx: click.Context, **params: Any) -> None:
+    """Score a generator under a protocol, beside the `real` reference.
+
+    Writes one record per (generator, seed) cell; an identical re-run is a cache hit.
+    """
+    from synthbench.benchmark import progress
+
+    if params["quiet"]:
+        progress.set_enabled(False)
+    p = _merged(ctx, params)
+    from synthbench.benchmark.datasets import load_dataset
+    from synthbench.benchmark.options import resolve_options, split_cli_options
+    from synthbench.benchmark.presets import get_preset
+    from synthbench.benchmark.registry import GENERATORS, PROTOCOLS
+    from synthbench.benchmark.runner import PluginChoice, plan, resolve_device, run_grid
+    from synthbench.benchmark.store import ResultStore
+
+    gen_cls = GENERATORS.get(p["generator"])
+    proto_cls = PROTOCOLS.get(p["protocol"])
+    preset = get_preset(p["preset"])
+    routed = split_cli_options(tuple(p["option"]), {gen_cls.name: gen_cls.options, proto_cls.name: proto_cls.options})
+    gen_opts = resolve_options(gen_cls.options, routed[gen_cls.name], f"generator {gen_cls.name}")
+    proto_opts = resolve_options(proto_cls.options, routed[proto_cls.name], f"protocol {proto_cls.name}")
+    device = resolve_device(p["device"])
+    seeds = list(range(int(p["seeds"])))
+
+    progress.say(f"loading dataset {p['dataset']}")
+    dataset = load_dataset(p["dataset"], p["data_root"]).capped(preset.max_train_per_class)
+    gens = [PluginChoice("real", {})]  # the oracle row every table is read against
+    if gen_cls.name != "real":
+        gens.append(PluginChoice(gen_cls.name, gen_opts))
+    proto = PluginChoice(proto_cls.name, proto_opts)
+    store = ResultStore(p["results"])
+    metric_names = list(proto_cls.metrics)
+
+    header = (f"{proto_cls.name} on {dataset.name} (digest {dataset.digest[:12]}, "
+              f"{len(dataset.train)} train / {len(dataset.test)} test), preset {preset.name}, "
+              f"seeds {seeds[0]}..{seeds[-1]}, device {device.type}")
+    if params["dry_run"]:
+        click.echo(header)
+        for c in plan(dataset, gens, proto, preset, seeds, device, store):
+            state = "cached" if c.cached else "to compute"
+            click.echo(f"  {c.spec['generator']:<12} seed {c.spec['seed']}  {state}  {store.path_for(c.spec)}")
+        return
+    try:
+        cells = run_grid(dataset, gens, proto, preset, seeds, device, store)
+    except KeyboardInterrupt:
+        raise UserError(f"Interrupted. Every finished cell is kept in {store.root}/records; "
+                        f"run the same command again to resume.") from None
+    click.echo(header)
+    click.echo(summary_table(cells, metric_names))
+    click.echo(f"records: {Path(store.root) / 'records'}")
+    if any(c.record and c.record.get("status") == "failed" for c in cells):
+        click.echo("Some cells failed; their records hold the error. Fix the cause and run again.", err=True)
+        sys.exit(1)
+
+
+@cli.command(name="list")
+@click.argument("kind", required=False, type=click.Choice(["generators", "protocols", "datasets"]))
+def list_plugins(kind: str | None) -> None:
+    """Every plugin with its options, defaults and what it needs."""
+    from synthbench.benchmark.registry import DATASETS, GENERATORS, PROTOCOLS
+
+    kinds = [kind] if kind else ["datasets", "generators", "protocols"]
+    registries = {"datasets": DATASETS, "generators": GENERATORS, "protocols": PROTOCOLS}
+    for k in kinds:
+        reg = registries[k]
+        click.echo(f"{k}:")
+        for name in reg.names():
+            cls = reg.get(name)
+            desc = getattr(cls, "description", "") or (cls.__doc__ or "").strip().splitlines()[0]
+            click.echo(f"  {name} (v{getattr(cls, 'version', 1)}, {reg.origin(name)}): {desc}")
+            needs = getattr(cls, "needs", None)
+            if needs:
+                click.echo(f"      needs: {needs}")
+            if k == "protocols":
+                metrics = ", ".join(f"{m} ({'higher' if hib else 'lower'} is better)" for m, hib in cls.metrics.items())
+                click.echo(f"      metrics: {metrics}")
+            for opt in getattr(cls, "options", {}).values():
+                click.echo(f"      --option {opt.name}=...  (default {opt.default!r}) {opt.help}")
+        click.echo("")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: turns :class:`UserError` into one paragraph and exit 2."""
+    try:
+        cli.main(args=argv, prog_name="synthbench", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(UserError.exit_code)
+    except SystemExit:
+        raise

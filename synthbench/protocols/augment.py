@@ -1,0 +1,61 @@
+"""``augment``: real data plus synthetic data.
+
+Two settings, one option each:
+
+- ``ratio`` (default 1.0): the real train split plus ``ratio`` x its size of
+  synthetic samples, same class balance (seed 002: the samples that hurt as a
+  replacement help as an augmentation; seed 004 Sec. 4.2 "Real + Syn").
+- ``replace_fraction`` (default 0): before adding, replace this fraction of the
+  real images, chosen per class with the seed, by synthetic ones of the same
+  class (seed 003 Sec. 4 Table 4: 2..12% replaced). With ``ratio=0`` this is
+  exactly seed 003's partial replacement at constant size.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from synthbench.benchmark.context import CellContext
+from synthbench.benchmark.datasets import Split
+from synthbench.benchmark.options import Option
+from synthbench.benchmark.seeding import torch_generator, derive_seed
+from synthbench.protocols.base import Protocol, ProtocolResult
+
+
+class AugmentProtocol(Protocol):
+    name = "augment"
+    version = 1
+    description = "real + synthetic (ratio), optionally with a fraction of real replaced"
+    source = "seed 002; seed 003 Table 4; seed 004 Sec. 4.2"
+    metrics = {"top1": True, "worst_class_acc": True}
+    options = {
+        "ratio": Option("ratio", 1.0, "Synthetic samples added, as a multiple of the real train size (0..10).",
+                        float, check=lambda v: 0 <= v <= 10, check_help="must be between 0 and 10"),
+        "replace_fraction": Option("replace_fraction", 0.0, "Fraction of real train images replaced by "
+                                   "synthetic ones of the same class (seed 003 Table 4), 0..1.", float,
+                                   check=lambda v: 0 <= v < 1, check_help="must be in [0, 1)"),
+    }
+
+    def run(self, ctx: CellContext) -> ProtocolResult:
+        real = ctx.dataset.train
+        n_real = len(real)
+        n_add = int(round(self.opts["ratio"] * n_real))
+        n_swap = int(round(self.opts["replace_fraction"] * n_real))
+        synth = ctx.synthetic(n_add + n_swap)
+        keep = torch.ones(n_real, dtype=torch.bool)
+        swapped = Split(synth.images[:0], synth.labels[:0])
+        if n_swap:
+            # Replace real images class by class so the class balance is unchanged:
+            # synthetic image j (label l_j) takes the place of a random real image of l_j.
+            gen = torch_generator(derive_seed("augment-replace", ctx.seed))
+            order = torch.randperm(n_real, generator=gen)
+            swapped = synth.subset(slice(n_add, n_add + n_swap))
+            for label in swapped.labels.tolist():
+                pos = order[(real.labels[order] == label) & keep[order]][0]
+                keep[pos] = False
+        added = synth.subset(slice(0, n_add))
+        train = Split(torch.cat([real.images[keep], swapped.images, added.images]),
+                      torch.cat([real.labels[keep], swapped.labels, added.labels]))
+        model = ctx.train(train, desc=f"{ctx.generator.name}/augment seed {ctx.seed}")
+        return self.accuracy_result(ctx.evaluate(model), {
+            "train_size": len(train), "synthetic_added": n_add, "real_replaced": n_swap})

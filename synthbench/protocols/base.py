@@ -1,0 +1,49 @@
+"""The protocol interface: a dataset, a fitted generator, a preset and a seed in;
+metrics (with their uncertainty and direction) and plot-ready details out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from synthbench.benchmark.context import CellContext
+from synthbench.benchmark.options import Option
+from synthbench.benchmark.store import metric
+from synthbench.benchmark.trainer import Evaluation
+
+
+@dataclass
+class ProtocolResult:
+    metrics: dict[str, dict[str, Any]]
+    """``{name: {value, stderr, n, higher_is_better}}`` (see ``store.metric``)."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """Plot-ready data: per-class accuracy, confusion matrix, curves."""
+
+
+class Protocol:
+    name: ClassVar[str] = "?"
+    version: ClassVar[int] = 1
+    """Bump whenever the protocol's numbers change for the same inputs."""
+    description: ClassVar[str] = ""
+    source: ClassVar[str] = ""
+    options: ClassVar[dict[str, Option]] = {}
+    metrics: ClassVar[dict[str, bool]] = {}
+    """Every metric the protocol reports -> higher is better?"""
+    headline: ClassVar[str] = "top1"
+    """The metric the summary table and leaderboard lead with."""
+
+    def __init__(self, **options: Any):
+        self.opts = dict(options)
+
+    def run(self, ctx: CellContext) -> ProtocolResult:
+        raise NotImplementedError
+
+    def accuracy_result(self, ev: Evaluation, extra: dict[str, Any] | None = None) -> ProtocolResult:
+        """top-1 (binomial stderr over the test set), per-class accuracy and the
+        confusion matrix, the common core of the classification protocols."""
+        metrics = {"top1": metric(ev.top1, ev.stderr, ev.n, True)}
+        ok = [a for a in ev.per_class if a == a]
+        metrics["worst_class_acc"] = metric(min(ok), None, len(ok), True)
+        details = {"per_class_accuracy": ev.per_class, "confusion_matrix": ev.confusion}
+        details.update(extra or {})
+        return ProtocolResult(metrics, details)

@@ -1,0 +1,51 @@
+"""Shared fixtures: the digits dataset capped as the smoke preset caps it, a
+fitted smoke EDM, and a result store in a temporary folder. Progress bars off."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("SYNTHBENCH_PROGRESS", "0")
+
+import pytest
+import torch
+
+from synthbench.benchmark import progress
+from synthbench.benchmark.datasets import load_dataset
+from synthbench.benchmark.options import resolve_options
+from synthbench.benchmark.presets import PRESETS
+from synthbench.benchmark.registry import GENERATORS
+from synthbench.generators.base import FitContext
+
+progress.set_enabled(False)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def smoke_digits(digits):
+    return digits.capped(PRESETS["smoke"].max_train_per_class)
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("synthbench-cache")
+
+
+def fit_generator(name: str, dataset, cache_dir, **options):
+    cls = GENERATORS.get(name)
+    gen = cls(**resolve_options(cls.options, options, name))
+    gen.fit(FitContext.from_dataset(dataset, PRESETS["smoke"], torch.device("cpu"), cache_dir))
+    return gen
+
+
+@pytest.fixture(scope="session")
+def reference_classifier(digits):
+    """A SmallCNN trained on the full real digits train split (a few seconds)."""
+    from synthbench.benchmark.trainer import train_classifier
+
+    return train_classifier(digits.train.images, digits.train.labels, 10, PRESETS["fast"], 0,
+                            torch.device("cpu"), hflip=False, epochs=8)

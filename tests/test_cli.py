@@ -1,0 +1,91 @@
+"""The command line as a user meets it: tables, records, cache hits, and one-
+paragraph errors with exit status 2 (never a traceback)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from synthbench.cli import main
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return exit_info.value.code or 0, out.out, out.err
+
+
+def test_evaluate_smoke_prints_real_beside_edm_and_caches(tmp_path, capsys):
+    args = ["evaluate", "--preset", "smoke", "--seeds", "1", "--results", str(tmp_path), "-q"]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert "| real" in out and "| edm" in out and "top1" in out
+    records = list((tmp_path / "records").rglob("*.json"))
+    assert len(records) == 2
+    rec = json.loads(records[0].read_text())
+    assert rec["schema_version"] == 1 and rec["status"] == "ok"
+    code, out2, _ = run_cli(args, capsys)
+    assert code == 0
+    cached_col = [line for line in out2.splitlines() if line.startswith("| edm")][0].split("|")[-2]
+    assert cached_col.strip() == "1"
+
+
+def test_dry_run_lists_cells_without_computing(tmp_path, capsys):
+    code, out, _ = run_cli(["evaluate", "--preset", "smoke", "--seeds", "2", "--results", str(tmp_path),
+                            "--dry-run"], capsys)
+    assert code == 0 and out.count("to compute") == 4
+    assert not (tmp_path / "records").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["evaluate", "--generator", "edn"], "Did you mean 'edm'"),
+    (["evaluate", "--protocol", "replase"], "Did you mean 'replace'"),
+    (["evaluate", "--dataset", "digitz"], "Did you mean 'digits'"),
+    (["evaluate", "--protocol", "augment", "--option", "ratio=lots"], "not a valid float"),
+    (["evaluate", "--option", "nonsense=1"], "No plugin in this run has an option"),
+    (["evaluate", "--dataset", "mnist", "--data-root", "/no/such/folder"], "not a folder"),
+    (["evaluate", "--config", "/no/such.yaml"], "no such file"),
+])
+def test_bad_input_is_one_paragraph_and_exit_2(args, words, tmp_path, capsys):
+    code, out, err = run_cli(args + ["--results", str(tmp_path), "--preset", "smoke"], capsys)
+    assert code == 2
+    assert words in err and "Traceback" not in err
+
+
+def test_corrupt_cached_pool_is_a_clear_error_and_keeps_records(tmp_path, capsys):
+    args = ["evaluate", "--preset", "smoke", "--seeds", "1", "--results", str(tmp_path), "-q"]
+    assert run_cli(args, capsys)[0] == 0
+    for pool in (tmp_path / "cache" / "samples").glob("*.npz"):
+        pool.write_bytes(b"garbage")
+    records_before = sorted(p.read_text() for p in (tmp_path / "records").rglob("*.json"))
+    code, _, err = run_cli(["evaluate", "--preset", "smoke", "--seeds", "1", "--protocol", "augment",
+                            "--results", str(tmp_path), "-q"], capsys)
+    assert code == 2 and "Delete that file" in err and "Traceback" not in err
+    records_after = sorted(p.read_text() for p in (tmp_path / "records").rglob("*.json"))
+    assert set(records_before) <= set(records_after)
+
+
+def test_config_file_and_flag_precedence(tmp_path, capsys):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("generator: real\npreset: smoke\nseeds: 1\noptions:\n  ratio: 0.5\nprotocol: augment\n")
+    code, out, err = run_cli(["evaluate", "--config", str(cfg), "--results", str(tmp_path), "--dry-run"], capsys)
+    assert code == 0, err
+    assert "augment on digits" in out and "preset smoke" in out and out.count("seed 0") == 1
+    code, out, _ = run_cli(["evaluate", "--config", str(cfg), "--seeds", "2", "--results", str(tmp_path),
+                            "--dry-run"], capsys)
+    assert out.count("to compute") == 2  # the flag beats the file
+
+
+def test_list_shows_options_and_needs(capsys):
+    code, out, _ = run_cli(["list"], capsys)
+    assert code == 0
+    for word in ("digits", "fashion-mnist", "edm", "real", "replace", "augment", "ratio=", "needs:"):
+        assert word in out
+
+
+def test_help_is_documentation(capsys):
+    code, out, _ = run_cli(["evaluate", "--help"], capsys)
+    assert code == 0 and "--generator" in out and "default" in out

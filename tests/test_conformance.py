@@ -1,0 +1,83 @@
+"""The conformance suite every registered generator gets (DESIGN.md section 3):
+same seeds -> identical bytes, batch size does not change the images, shape,
+dtype and range, and labels respected. A new adapter is tested by registering it.
+
+``synthbench validate`` (a later issue) will run the same checks on any adapter."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from synthbench.benchmark.registry import GENERATORS
+from synthbench.benchmark.trainer import predict_logits
+
+from conftest import fit_generator
+
+# In-suite generators get a few more training steps than the smoke preset's so
+# that label adherence is measurable; still seconds on a CPU.
+FIT_OPTIONS = {"edm": {"train_steps": "400"}}
+ADHERENCE_FLOOR = {"real": 0.9, "edm": 0.3}  # chance is 0.1
+
+
+@pytest.fixture(scope="module", params=GENERATORS.names())
+def fitted(request, smoke_digits, session_cache):
+    name = request.param
+    return name, fit_generator(name, smoke_digits, session_cache, **FIT_OPTIONS.get(name, {}))
+
+
+LABELS = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 3, 3])
+SEEDS = [11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22]
+
+
+def test_same_seeds_same_bytes(fitted):
+    _, gen = fitted
+    a = gen.sample(LABELS, SEEDS)
+    b = gen.sample(LABELS, SEEDS)
+    assert torch.equal(a, b)
+
+
+def test_other_seeds_other_images(fitted):
+    name, gen = fitted
+    a = gen.sample(LABELS, SEEDS)
+    b = gen.sample(LABELS, [s + 1000 for s in SEEDS])
+    assert not torch.equal(a, b)
+
+
+def test_batch_size_does_not_change_images(fitted):
+    _, gen = fitted
+    whole = gen.sample(LABELS, SEEDS)
+    pieces = torch.cat([gen.sample(LABELS[i:i + 5], SEEDS[i:i + 5]) for i in range(0, len(SEEDS), 5)])
+    single = gen.sample(LABELS[7:8], SEEDS[7:8])
+    assert torch.equal(whole, pieces)
+    assert torch.equal(whole[7:8], single)
+
+
+def test_shape_dtype_range(fitted, smoke_digits):
+    _, gen = fitted
+    x = gen.sample(LABELS, SEEDS)
+    assert x.dtype == torch.uint8
+    assert tuple(x.shape) == (len(SEEDS), *smoke_digits.image_shape)
+    assert int(x.max()) > int(x.min())  # not a constant image
+
+
+def test_labels_respected(fitted, reference_classifier):
+    name, gen = fitted
+    if not gen.conditional:
+        pytest.skip("unconditional generators are pseudo-labelled")
+    labels = torch.arange(10).repeat(6)
+    x = gen.sample(labels, list(range(100, 160)))
+    pred = predict_logits(reference_classifier, x, torch.device("cpu")).argmax(1)
+    adherence = (pred == labels).float().mean().item()
+    assert adherence >= ADHERENCE_FLOOR.get(name, 0.3), f"{name}: label adherence {adherence:.2f}"
+
+
+def test_reconstruct_contract(fitted, smoke_digits):
+    name, gen = fitted
+    if not gen.can_reconstruct:
+        pytest.skip(f"{name} does not reconstruct")
+    imgs, labels = smoke_digits.train.images[:6], smoke_digits.train.labels[:6]
+    assert torch.equal(gen.reconstruct(imgs, labels, 0, SEEDS[:6]), imgs)
+    r = gen.reconstruct(imgs, labels, 30, SEEDS[:6])
+    assert r.dtype == torch.uint8 and r.shape == imgs.shape
+    assert torch.equal(r, gen.reconstruct(imgs, labels, 30, SEEDS[:6]))

@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from synthbench.benchmark import datasets as ds_mod
+from synthbench.benchmark.datasets import load_dataset, stratified_split
+from synthbench.errors import UserError
+
+
+def test_digits_shapes_and_split(digits):
+    assert digits.image_shape == (1, 8, 8)
+    assert digits.train.images.dtype == torch.uint8 and digits.train.labels.dtype == torch.int64
+    assert len(digits.train) + len(digits.test) == 1797
+    assert int(digits.train.images.max()) == 255
+    # stratified: every class in the test split at ~20%
+    counts = torch.bincount(digits.test.labels, minlength=10)
+    assert counts.min() >= 34 and counts.max() <= 38
+
+
+def test_digits_digest_is_stable(digits):
+    again = load_dataset("digits")
+    assert again.digest == digits.digest and len(digits.digest) == 64
+    assert torch.equal(again.train.images, digits.train.images)
+
+
+def test_split_is_disjoint_and_stratified():
+    labels = np.repeat(np.arange(3), 50)
+    tr, te = stratified_split(labels, 0.2, seed=0)
+    assert not set(tr) & set(te) and len(tr) + len(te) == 150
+    assert np.bincount(labels[te]).tolist() == [10, 10, 10]
+
+
+def test_capped_keeps_order_and_changes_digest(digits):
+    capped = digits.capped(20)
+    assert torch.bincount(capped.train.labels).tolist() == [20] * 10
+    assert capped.digest != digits.digest
+    assert torch.equal(capped.test.images, digits.test.images)
+
+
+def test_imagefolder_with_implicit_split(tmp_path):
+    rng = np.random.default_rng(0)
+    for c in ("cat", "dog"):
+        (tmp_path / c).mkdir()
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 255, (6, 6), dtype=np.uint8)).save(tmp_path / c / f"{i}.png")
+    ds = load_dataset(f"imagefolder:{tmp_path}")
+    assert ds.class_names == ["cat", "dog"]
+    assert ds.image_shape == (1, 6, 6)
+    assert len(ds.train) == 16 and len(ds.test) == 4
+
+
+def test_imagefolder_errors(tmp_path):
+    with pytest.raises(UserError, match="not a folder"):
+        load_dataset(f"imagefolder:{tmp_path / 'missing'}")
+    with pytest.raises(UserError, match="at least two class"):
+        load_dataset(f"imagefolder:{tmp_path}")
+
+
+def test_fashion_mnist_offline_error_names_all_three_ways(tmp_path, monkeypatch):
+    monkeypatch.setattr(ds_mod, "DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
+    with pytest.raises(UserError) as err:
+        load_dataset("fashion-mnist", data_root=str(tmp_path))
+    msg = str(err.value)
+    assert "--data-root" in msg and "dataset-fashion-mnist" in msg and "download" in msg
+
+
+def test_missing_data_root_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="not a folder"):
+        load_dataset("mnist", data_root=str(tmp_path / "nope"))

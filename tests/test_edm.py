@@ -1,0 +1,59 @@
+import pytest
+import torch
+
+from synthbench.errors import UserError
+from synthbench.generators.edm import T_RECON, build_unet, karras_sigmas
+
+from conftest import fit_generator
+
+
+def test_karras_schedule_ends():
+    s = karras_sigmas(18)
+    assert len(s) == 19 and s[-1] == 0
+    assert abs(float(s[0]) - 80.0) < 1e-6 and abs(float(s[-2]) - 0.002) < 1e-6
+    assert torch.all(s[:-1] > s[1:])
+
+
+def test_unet_depth_fits_the_image():
+    u = build_unet((1, 28, 28), 10, (16, 32, 32, 32), 1)
+    assert len(u.config.block_out_channels) == 3  # 28 -> 14 -> 7, not 3.5
+    out = u(torch.zeros(2, 1, 28, 28), torch.zeros(2), class_labels=torch.tensor([0, 1])).sample
+    assert out.shape == (2, 1, 28, 28)
+
+
+@pytest.fixture(scope="module")
+def edm(smoke_digits, session_cache):
+    return fit_generator("edm", smoke_digits, session_cache)
+
+
+def test_reconstruction_follows_the_reverse_step(edm, smoke_digits):
+    """t_re = 0 returns the input; reconstructions drift from it as t_re grows
+    (seed 000, Fig. 2); t_re = T ignores the input (pure noise)."""
+    imgs, labels = smoke_digits.train.images[:16], smoke_digits.train.labels[:16]
+    seeds = list(range(16))
+    dist = {t: (edm.reconstruct(imgs, labels, t, seeds).float() - imgs.float()).abs().mean().item()
+            for t in (0, 10, 60)}
+    assert dist[0] == 0 and dist[10] < dist[60]
+    a = edm.reconstruct(imgs, labels, T_RECON, seeds)
+    b = edm.reconstruct(torch.zeros_like(imgs), labels, T_RECON, seeds)
+    assert torch.equal(a, b)
+
+
+def test_reconstruct_rejects_out_of_range(edm, smoke_digits):
+    with pytest.raises(UserError, match="outside 0..100"):
+        edm.reconstruct(smoke_digits.train.images[:1], smoke_digits.train.labels[:1], 101, [0])
+
+
+def test_weights_are_cached(smoke_digits, session_cache, edm):
+    files = list((session_cache / "generators").glob("edm-*.pt"))
+    assert files
+    again = fit_generator("edm", smoke_digits, session_cache)
+    assert again.fingerprint() == edm.fingerprint()
+
+
+def test_corrupt_cached_weights_is_a_clear_error(smoke_digits, tmp_path):
+    fit_generator("edm", smoke_digits, tmp_path, train_steps="2")
+    (path,) = (tmp_path / "generators").glob("edm-*.pt")
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="Delete that file"):
+        fit_generator("edm", smoke_digits, tmp_path, train_steps="2")

@@ -1,0 +1,91 @@
+"""replace and augment, end to end through the run grid at the smoke preset."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from synthbench.benchmark.options import resolve_options
+from synthbench.benchmark.presets import PRESETS
+from synthbench.benchmark.registry import GENERATORS
+from synthbench.benchmark.runner import PluginChoice, run_grid
+from synthbench.benchmark.store import ResultStore
+from synthbench.generators.real import RealGenerator
+
+CPU = torch.device("cpu")
+SMOKE = PRESETS["smoke"]
+
+
+def _run(ds, store, gens, proto, opts=None, seeds=(0,)):
+    choices = [PluginChoice(g, resolve_options(GENERATORS.get(g).options, {}, g)) for g in gens]
+    return run_grid(ds, choices, PluginChoice(proto, opts or {}), SMOKE, list(seeds), CPU, store)
+
+
+def test_replace_real_and_edm_write_full_records(smoke_digits, tmp_path):
+    store = ResultStore(tmp_path)
+    cells = _run(smoke_digits, store, ["real", "edm"], "replace")
+    assert [c.record["status"] for c in cells] == ["ok", "ok"]
+    for c in cells:
+        rec = c.record
+        m = rec["metrics"]["top1"]
+        assert 0 <= m["value"] <= 1 and m["higher_is_better"] is True and m["n"] == len(smoke_digits.test)
+        assert len(rec["details"]["per_class_accuracy"]) == 10
+        assert sum(map(sum, rec["details"]["confusion_matrix"])) == len(smoke_digits.test)
+        assert rec["spec"]["dataset_digest"] == smoke_digits.digest
+        assert rec["cost"]["wall_s"]["cell_s"] > 0 and rec["provenance"]["torch_version"]
+    assert cells[0].record["metrics"]["top1"]["value"] > 0.5  # real at smoke beats chance
+
+
+def test_rerun_is_a_cache_hit_and_resume_skips_finished_cells(smoke_digits, tmp_path):
+    store = ResultStore(tmp_path)
+    first = _run(smoke_digits, store, ["real"], "replace", seeds=(0,))
+    # "killed" after seed 0: a run over seeds 0..1 computes only seed 1
+    second = _run(smoke_digits, store, ["real"], "replace", seeds=(0, 1))
+    assert [c.cached for c in second] == [True, False]
+    assert second[0].record == first[0].record
+    third = _run(smoke_digits, store, ["real"], "replace", seeds=(0, 1))
+    assert all(c.cached for c in third)
+
+
+def test_augment_sizes_and_partial_replacement(smoke_digits, tmp_path):
+    store = ResultStore(tmp_path)
+    n = len(smoke_digits.train)
+    cells = _run(smoke_digits, store, ["edm"], "augment", {"ratio": 0.5, "replace_fraction": 0.1})
+    d = cells[0].record["details"]
+    assert d["train_size"] == n + round(0.5 * n)
+    assert d["synthetic_added"] == round(0.5 * n) and d["real_replaced"] == round(0.1 * n)
+
+
+def test_real_replace_is_the_real_split(smoke_digits, tmp_path):
+    """The oracle row trains on exactly the real train split."""
+    from synthbench.benchmark.context import CellContext
+    from synthbench.benchmark.sample_cache import SampleCache
+    from synthbench.generators.base import FitContext
+
+    gen = RealGenerator()
+    gen.fit(FitContext.from_dataset(smoke_digits, SMOKE, CPU, tmp_path))
+    ctx = CellContext(smoke_digits, gen, SMOKE, 0, CPU, {}, SampleCache(tmp_path), tmp_path)
+    split = ctx.synthetic(len(smoke_digits.train))
+    assert torch.equal(split.images, smoke_digits.train.images)
+    assert len(ctx.synthetic(2 * len(smoke_digits.train))) == 2 * len(smoke_digits.train)
+
+
+class BrokenGenerator(RealGenerator):
+    name = "broken-test"
+    oracle = False
+
+    def sample(self, labels, seeds):
+        raise RuntimeError("boom")
+
+
+def test_a_crashing_cell_is_recorded_and_the_grid_goes_on(smoke_digits, tmp_path):
+    GENERATORS.register("broken-test", BrokenGenerator)
+    try:
+        store = ResultStore(tmp_path)
+        cells = run_grid(smoke_digits, [PluginChoice("real"), PluginChoice("broken-test")],
+                         PluginChoice("replace"), SMOKE, [0], CPU, store)
+    finally:
+        GENERATORS.unregister("broken-test")
+    assert cells[0].record["status"] == "ok"
+    assert cells[1].record["status"] == "failed" and "boom" in cells[1].record["error"]
+    assert store.path_for(cells[1].spec).exists()

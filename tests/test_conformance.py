@@ -16,7 +16,7 @@ from conftest import fit_generator
 
 # In-suite generators get a few more training steps than the smoke preset's so
 # that label adherence is measurable; still seconds on a CPU.
-FIT_OPTIONS = {"edm": {"train_steps": "400"}}
+FIT_OPTIONS = {"edm": {"train_steps": "400", "eval_batch": "32"}}
 ADHERENCE_FLOOR = {"real": 0.9, "edm": 0.3}  # chance is 0.1
 
 

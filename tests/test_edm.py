@@ -23,7 +23,7 @@ def test_unet_depth_fits_the_image():
 
 @pytest.fixture(scope="module")
 def edm(smoke_digits, session_cache):
-    return fit_generator("edm", smoke_digits, session_cache)
+    return fit_generator("edm", smoke_digits, session_cache, eval_batch="16")
 
 
 def test_reconstruction_follows_the_reverse_step(edm, smoke_digits):
@@ -47,7 +47,7 @@ def test_reconstruct_rejects_out_of_range(edm, smoke_digits):
 def test_weights_are_cached(smoke_digits, session_cache, edm):
     files = list((session_cache / "generators").glob("edm-*.pt"))
     assert files
-    again = fit_generator("edm", smoke_digits, session_cache)
+    again = fit_generator("edm", smoke_digits, session_cache, eval_batch="16")
     assert again.fingerprint() == edm.fingerprint()
 
 

@@ -41,12 +41,13 @@ class Preset:
     """Heun steps of the EDM sampler: 18 steps = 35 network evaluations (Karras et al.)."""
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """JSON-shaped (lists, not tuples), as it is stored in records."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
-        name="smoke", classifier="smallcnn", epochs=2, batch_size=128, optimizer="adamw",
+        name="smoke", classifier="smallcnn", epochs=10, batch_size=64, optimizer="adamw",
         lr=3e-3, lr_schedule="cosine", lr_step_epochs=30, max_train_per_class=40,
         gen_train_steps=30, gen_batch_size=64, gen_channels=(16, 32), gen_layers_per_block=1,
         gen_sampler_steps=4,

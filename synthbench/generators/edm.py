@@ -150,8 +150,8 @@ class EDMGenerator(Generator):
         identity = {"dataset_digest": ctx.dataset_digest, "train": cfg, "version": self.version}
         key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
         path = ctx.cache_dir / "generators" / f"edm-{key}.pt"
-        unet = build_unet(ctx.image_shape, cfg["num_classes"], cfg["channels"], cfg["layers_per_block"])
         if path.exists():
+            unet = build_unet(ctx.image_shape, cfg["num_classes"], cfg["channels"], cfg["layers_per_block"])
             try:
                 state = torch.load(path, map_location="cpu", weights_only=True)
                 unet.load_state_dict(state["ema"])
@@ -160,17 +160,16 @@ class EDMGenerator(Generator):
                     f"The cached EDM weights {path} are unreadable ({type(exc).__name__}: {exc}). "
                     f"Delete that file and run again to retrain; finished records are kept."
                 ) from None
-            ctx.cost["fit_cached"] = 1.0
         else:
             start = time.perf_counter()
-            unet = self._train(unet, ctx, cfg)
+            unet = self._train(ctx, cfg)
             ctx.cost["fit_train_s"] = time.perf_counter() - start
             atomic_torch_save(path, {"ema": unet.state_dict(), "identity": identity})
         self.net = EDMDenoiser(unet).to(self.device).eval()
         self._fit_identity = {"weights": key, "dataset_digest": ctx.dataset_digest,
                               "sampler_steps": self._steps()}
 
-    def _train(self, unet: nn.Module, ctx: FitContext, cfg: dict[str, Any]) -> nn.Module:
+    def _train(self, ctx: FitContext, cfg: dict[str, Any]) -> nn.Module:
         from synthbench.benchmark.trainer import random_crop_flip
 
         dev = ctx.device

@@ -9,6 +9,10 @@ Two settings, one option each:
   real images, chosen per class with the seed, by synthetic ones of the same
   class (seed 003 Sec. 4 Table 4: 2..12% replaced). With ``ratio=0`` this is
   exactly seed 003's partial replacement at constant size.
+
+For the ``real`` oracle the "synthetic" images are real train images (the pool
+starts with the real split itself), so its row is real data seen twice as
+often: the reference a generator's augmentation has to beat.
 """
 
 from __future__ import annotations

@@ -47,8 +47,10 @@ class CellContext:
         real = self.dataset.train
         gen = self.generator
         if not gen.conditional:
-            raise UserError(f"{gen.name} is unconditional; its samples need pseudo-labels, which "
-                            f"this protocol does not support yet.")
+            with self.phase("sample_s"):
+                pool = self.samples.pool(gen, self.seed, real.labels, n)
+            labels, _ = self.pseudo_label(pool.images)
+            return Split(pool.images, labels)
         with self.phase("sample_s"):
             if gen.oracle:
                 if n <= len(real):
@@ -84,6 +86,33 @@ class CellContext:
 
             atomic_torch_save(path, {k: v.cpu() for k, v in model.state_dict().items()})
             return model
+
+    def reference_classifier(self) -> torch.nn.Module:
+        """The classifier trained on the real train split with this cell's seed:
+        the same (cached) model the ``real`` x ``replace`` cell trains. Seed 000
+        Sec. 4.2 treats it as the ideal classifier for judging synthetic samples."""
+        return self.train(self.dataset.train, desc=f"reference classifier seed {self.seed}")
+
+    def pseudo_label(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Labels and confidences (max softmax) from the reference classifier, for
+        an unconditional generator's samples (seed 003 Sec. 3.3.2)."""
+        from synthbench.benchmark.trainer import predict_logits
+
+        with self.phase("pseudo_label_s"):
+            probs = predict_logits(self.reference_classifier(), images, self.device).softmax(1)
+        conf, labels = probs.max(1)
+        return labels, conf
+
+    def fit_generator(self, train: Split, **option_overrides: Any):
+        """A fresh instance of this cell's generator, fitted on ``train`` (a subset
+        of the real train split, e.g. MIA members or a long-tailed split), with
+        some options overridden (e.g. ``conditional=False``). Cached like any fit."""
+        from synthbench.generators.base import FitContext
+
+        gen = type(self.generator)(**{**self.generator.opts, **option_overrides})
+        with self.phase("fit_s"):
+            gen.fit(FitContext.from_dataset(self.dataset, self.preset, self.device, self.cache_dir, train=train))
+        return gen
 
     def evaluate(self, model: torch.nn.Module) -> Evaluation:
         with self.phase("eval_s"):

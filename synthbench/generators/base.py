@@ -44,10 +44,19 @@ class FitContext:
     cost: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def from_dataset(cls, ds: Dataset, preset: Preset, device: torch.device, cache_dir: Path) -> "FitContext":
-        return cls(train=ds.train, class_names=ds.class_names, image_shape=ds.image_shape,
-                   dataset_digest=ds.digest, preset=preset, device=device, cache_dir=cache_dir,
-                   hflip=ds.hflip)
+    def from_dataset(cls, ds: Dataset, preset: Preset, device: torch.device, cache_dir: Path,
+                     train: Split | None = None) -> "FitContext":
+        """Fit on ``ds.train``, or on ``train`` (a subset of it, e.g. the members
+        of a membership-inference split); the digest then names that subset."""
+        digest = ds.digest
+        if train is not None:
+            h = hashlib.sha256(ds.digest.encode())
+            h.update(train.images.numpy().tobytes())
+            h.update(train.labels.numpy().tobytes())
+            digest = h.hexdigest()
+        return cls(train=ds.train if train is None else train, class_names=ds.class_names,
+                   image_shape=ds.image_shape, dataset_digest=digest, preset=preset, device=device,
+                   cache_dir=cache_dir, hflip=ds.hflip)
 
 
 class Generator:

@@ -66,10 +66,11 @@ def karras_sigmas(num_steps: int) -> torch.Tensor:
     return sched.sigmas.to(torch.float64)
 
 
-def build_unet(image_shape: tuple[int, int, int], num_classes: int, channels: Sequence[int],
+def build_unet(image_shape: tuple[int, int, int], num_classes: int | None, channels: Sequence[int],
                layers_per_block: int):
-    """A class-conditional UNet2DModel whose depth fits the image size (each level
-    halves it, so 28x28 gets at most 3 levels and 8x8 at most 4)."""
+    """A UNet2DModel whose depth fits the image size (each level halves it, so
+    28x28 gets at most 3 levels and 8x8 at most 4); class-conditional through a
+    class embedding unless ``num_classes`` is None."""
     from diffusers import UNet2DModel
 
     c, h, w = image_shape
@@ -95,7 +96,7 @@ class EDMDenoiser(nn.Module):
         self.unet = unet
         self.sched = _edm_scheduler()
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         sigma = sigma.to(x.dtype).reshape(-1, 1, 1, 1).expand(x.shape[0], 1, 1, 1)
         x_in = self.sched.precondition_inputs(x, sigma)
         c_noise = self.sched.precondition_noise(sigma.flatten())
@@ -122,6 +123,9 @@ class EDMGenerator(Generator):
         "train_seed": Option("train_seed", 0, "Seed of the in-suite training run.", int),
         "lr": Option("lr", 1e-3, "Adam learning rate of in-suite training.", float,
                      check=lambda v: v > 0, check_help="must be > 0"),
+        "conditional": Option("conditional", True, "Class-conditional (True) or unconditional "
+                              "(False: samples are pseudo-labelled by the reference classifier, seed 003).",
+                              bool),
         "eval_batch": Option("eval_batch", 256, "Fixed network batch of the sampler (does not "
                              "change the images).", int, check=lambda v: v > 0,
                              check_help="must be a positive integer"),
@@ -138,11 +142,12 @@ class EDMGenerator(Generator):
             "lr": self.opts["lr"],
             "seed": self.opts["train_seed"],
             "image_shape": list(ctx.image_shape),
-            "num_classes": len(ctx.class_names),
+            "num_classes": len(ctx.class_names) if self.opts["conditional"] else None,
             "hflip": ctx.hflip,
         }
 
     def fit(self, ctx: FitContext) -> None:
+        self.conditional = bool(self.opts["conditional"])
         self.device = ctx.device
         self.preset = ctx.preset
         self.image_shape = ctx.image_shape
@@ -183,7 +188,7 @@ class EDMGenerator(Generator):
         ema_decay = 1.0 - 1.0 / max(10.0, cfg["steps"] / 10)
         gen = torch_generator(derive_seed("edm-train", cfg["seed"]))
         x_all = ctx.train.images.to(dev)
-        y_all = ctx.train.labels.to(dev)
+        y_all = ctx.train.labels.to(dev) if self.conditional else None
         n = x_all.shape[0]
         bs = min(cfg["batch_size"], n)
         progress = bar(range(cfg["steps"]), desc="train edm", unit="step")
@@ -194,7 +199,7 @@ class EDMGenerator(Generator):
                 x = random_crop_flip(x, 0, True, gen)
             sigma = (P_MEAN + P_STD * torch.randn(bs, generator=gen)).exp().to(dev)
             noise = torch.randn(x.shape, generator=gen).to(dev) * sigma.view(-1, 1, 1, 1)
-            denoised = net(x + noise, sigma, y_all[idx])
+            denoised = net(x + noise, sigma, y_all[idx] if y_all is not None else None)
             weight = (sigma ** 2 + SIGMA_DATA ** 2) / (sigma * SIGMA_DATA) ** 2
             loss = (weight.view(-1, 1, 1, 1) * (denoised - x) ** 2).mean()
             for group in opt.param_groups:
@@ -227,7 +232,8 @@ class EDMGenerator(Generator):
                 xb = torch.cat([xb, xb.new_zeros((chunk - k, *xb.shape[1:]))])
                 sb = torch.cat([sb, sb.new_ones(chunk - k)])
                 yb = torch.cat([yb, yb.new_zeros(chunk - k)])
-            outs.append(self.net(xb.to(self.device), sb.to(self.device), yb.to(self.device)).float().cpu()[:k])
+            yb = yb.to(self.device) if self.conditional else None
+            outs.append(self.net(xb.to(self.device), sb.to(self.device), yb).float().cpu()[:k])
         return torch.cat(outs)
 
     def _heun(self, x: torch.Tensor, sigmas: torch.Tensor, labels: torch.Tensor,

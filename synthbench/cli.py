@@ -88,11 +88,13 @@ def summary_table(cells, metric_names: list[str]) -> str:
     for gen, group in by_gen.items():
         ok = [c.record for c in group if c.record and c.record.get("status") == "ok"]
         failed = [c.record for c in group if c.record and c.record.get("status") == "failed"]
+        unsupported = [c.record for c in group if c.record and c.record.get("status") == "unsupported"]
         row = [gen]
         for m in metric_names:
             mean, se, _ = aggregate(ok, m)
-            row.append(_fmt(mean, se) if ok else "failed")
-        wall = sum(r["cost"]["wall_s"].get("cell_s", 0) + r["cost"]["wall_s"].get("fit_s", 0) for r in ok + failed)
+            row.append(_fmt(mean, se) if ok else "not supported" if unsupported else "failed")
+        wall = sum(r["cost"]["wall_s"].get("cell_s", 0) + r["cost"]["wall_s"].get("fit_s", 0)
+                   for r in ok + failed + unsupported)
         row += [f"{len(ok)}/{len(group)}" + (f" ({len(failed)} failed)" if failed else ""),
                 f"{wall:.1f}", sum(c.cached for c in group)]
         rows.append(row)
@@ -169,7 +171,7 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
         gens.append(PluginChoice(gen_cls.name, gen_opts))
     proto = PluginChoice(proto_cls.name, proto_opts)
     store = ResultStore(p["results"])
-    metric_names = list(proto_cls.metrics)
+    metric_names = proto_cls(**proto_opts).table_metrics()
 
     header = (f"{proto_cls.name} on {dataset.name} (digest {dataset.digest[:12]}, "
               f"{len(dataset.train)} train / {len(dataset.test)} test), preset {preset.name}, "

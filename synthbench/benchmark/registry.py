@@ -127,5 +127,7 @@ PROTOCOLS = Registry(
     {
         "replace": "synthbench.protocols.replace:ReplaceProtocol",
         "augment": "synthbench.protocols.augment:AugmentProtocol",
+        "scaleup": "synthbench.protocols.scaleup:ScaleUpProtocol",
+        "recon": "synthbench.protocols.recon:ReconProtocol",
     },
 )

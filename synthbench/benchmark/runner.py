@@ -29,6 +29,7 @@ from synthbench.benchmark.sample_cache import SampleCache
 from synthbench.benchmark.store import SCHEMA_VERSION, ResultStore, cell_hash
 from synthbench.errors import UserError
 from synthbench.generators.base import FitContext
+from synthbench.protocols.base import Unsupported
 
 
 @dataclass
@@ -122,6 +123,9 @@ def run_grid(dataset: Dataset, gens: list[PluginChoice], proto: PluginChoice, pr
                 record.update(status="ok", error=None, metrics=result.metrics, details=result.details)
             except UserError:
                 raise
+            except Unsupported as exc:
+                record.update(status="unsupported", error=str(exc), metrics={}, details={})
+                say(f"not supported: {exc}")
             except Exception as exc:  # recorded, never silently dropped
                 record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                               traceback=traceback.format_exc(limit=8), metrics={}, details={})

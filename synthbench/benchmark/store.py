@@ -21,6 +21,8 @@ from synthbench.benchmark.atomic import atomic_write_json
 from synthbench.benchmark.progress import say
 
 SCHEMA_VERSION = 1
+FINISHED = ("ok", "unsupported")
+"""Statuses that count as done; ``failed`` cells are retried."""
 
 
 def canonical_json(obj: Any) -> str:
@@ -50,7 +52,7 @@ class ResultStore:
                 / _safe(spec["generator"]) / f"seed{spec['seed']}-{h[:16]}.json")
 
     def lookup(self, spec: dict[str, Any]) -> dict[str, Any] | None:
-        """The finished (``ok``) record of this cell, or None."""
+        """The finished (``ok`` or ``unsupported``) record of this cell, or None."""
         path = self.path_for(spec)
         if not path.exists():
             return None
@@ -59,7 +61,7 @@ class ResultStore:
         except (OSError, json.JSONDecodeError) as exc:
             say(f"warning: record {path} is unreadable ({exc}); the cell will be recomputed.")
             return None
-        if record.get("cell_hash") != cell_hash(spec) or record.get("status") != "ok":
+        if record.get("cell_hash") != cell_hash(spec) or record.get("status") not in FINISHED:
             return None
         return record
 

@@ -12,6 +12,12 @@ from synthbench.benchmark.store import metric
 from synthbench.benchmark.trainer import Evaluation
 
 
+class Unsupported(Exception):
+    """Raised by ``run`` when the generator cannot take part in the protocol (e.g.
+    ``recon`` on a generator that cannot reconstruct). The cell is recorded with
+    status ``unsupported`` and the reason, which counts as finished."""
+
+
 @dataclass
 class ProtocolResult:
     metrics: dict[str, dict[str, Any]]
@@ -37,6 +43,11 @@ class Protocol:
 
     def run(self, ctx: CellContext) -> ProtocolResult:
         raise NotImplementedError
+
+    def table_metrics(self) -> list[str]:
+        """The metrics the summary table shows, in order (options may add some,
+        e.g. one accuracy per scale-up multiple)."""
+        return list(self.metrics)
 
     def accuracy_result(self, ev: Evaluation, extra: dict[str, Any] | None = None) -> ProtocolResult:
         """top-1 (binomial stderr over the test set), per-class accuracy and the

@@ -34,7 +34,11 @@ class Preset:
     """Optimisation steps for generators trained in-suite (EDM)."""
     gen_batch_size: int
     gen_channels: tuple[int, ...]
-    """UNet block widths of in-suite diffusion generators."""
+    """UNet block widths of in-suite diffusion generators, for images of at most
+    16x16 pixels (digits)."""
+    gen_channels_large: tuple[int, ...]
+    """The same for larger images (28x28, 32x32): narrower at full resolution,
+    where a CPU spends most of its time, and one level deeper."""
     gen_layers_per_block: int
     """ResNet layers per UNet level of in-suite diffusion generators."""
     gen_sampler_steps: int
@@ -49,20 +53,22 @@ PRESETS: dict[str, Preset] = {
     "smoke": Preset(
         name="smoke", classifier="smallcnn", epochs=10, batch_size=64, optimizer="adamw",
         lr=3e-3, lr_schedule="cosine", lr_step_epochs=30, max_train_per_class=40,
-        gen_train_steps=30, gen_batch_size=64, gen_channels=(16, 32), gen_layers_per_block=1,
+        gen_train_steps=30, gen_batch_size=64, gen_channels=(16, 32), gen_channels_large=(16, 32),
+        gen_layers_per_block=1,
         gen_sampler_steps=4,
     ),
     "fast": Preset(
         name="fast", classifier="smallcnn", epochs=30, batch_size=128, optimizer="adamw",
-        lr=3e-3, lr_schedule="cosine", lr_step_epochs=30, max_train_per_class=500,
-        gen_train_steps=2000, gen_batch_size=128, gen_channels=(32, 64), gen_layers_per_block=1,
+        lr=3e-3, lr_schedule="cosine", lr_step_epochs=30, max_train_per_class=300,
+        gen_train_steps=2000, gen_batch_size=128, gen_channels=(32, 64), gen_channels_large=(16, 32, 64),
+        gen_layers_per_block=1,
         gen_sampler_steps=18,
     ),
     "paper": Preset(
         name="paper", classifier="resnet18", epochs=100, batch_size=128, optimizer="sgd",
         lr=0.01, lr_schedule="step", lr_step_epochs=30, max_train_per_class=None,
         gen_train_steps=200_000, gen_batch_size=512, gen_channels=(128, 256, 256, 256),
-        gen_layers_per_block=2, gen_sampler_steps=18,
+        gen_channels_large=(128, 256, 256, 256), gen_layers_per_block=2, gen_sampler_steps=18,
     ),
 }
 

@@ -137,7 +137,8 @@ class EDMGenerator(Generator):
         return {
             "steps": self.opts["train_steps"] or p.gen_train_steps,
             "batch_size": p.gen_batch_size,
-            "channels": list(p.gen_channels),
+            "channels": list(p.gen_channels if ctx.image_shape[1] * ctx.image_shape[2] <= 256
+                             else p.gen_channels_large),
             "layers_per_block": p.gen_layers_per_block,
             "lr": self.opts["lr"],
             "seed": self.opts["train_seed"],

@@ -40,40 +40,48 @@ class CellContext:
         finally:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
 
-    def synthetic(self, n: int) -> Split:
+    def synthetic(self, n: int, generator: Any = None, like: Split | None = None) -> Split:
         """The first ``n`` images of this seed's synthetic pool, labels cycling
-        through the real train labels (so ``n`` = the real size keeps its class
-        balance exactly). For the ``real`` oracle, the first N are the real split."""
-        real = self.dataset.train
-        gen = self.generator
-        if not gen.conditional:
-            with self.phase("sample_s"):
-                pool = self.samples.pool(gen, self.seed, real.labels, n)
-            labels, _ = self.pseudo_label(pool.images)
-            return Split(pool.images, labels)
+        through the labels of ``like`` (default: the real train split, so ``n`` =
+        its size keeps its class balance exactly).
+
+        ``generator`` defaults to the cell's; protocols pass another fitted one
+        (e.g. fitted on MIA members). For the ``real`` oracle the first
+        ``len(like)`` images are ``like`` itself; an unconditional generator's
+        samples are pseudo-labelled by the reference classifier (seed 003)."""
+        real = self.dataset.train if like is None else like
+        gen = self.generator if generator is None else generator
         with self.phase("sample_s"):
             if gen.oracle:
-                if n <= len(real):
+                # ``like`` may be a label stream only (no images): then all are drawn.
+                have = len(real) if real.images.shape[0] == len(real) else 0
+                if n <= have:
                     return real.subset(slice(0, n))
-                labels = real.labels[torch.arange(len(real), n) % len(real)]
-                extra = gen.sample(labels, sample_seeds(self.seed, len(real), n))
-                return Split(torch.cat([real.images, extra]), torch.cat([real.labels, labels]))
-            return self.samples.pool(gen, self.seed, real.labels, n)
+                labels = real.labels[torch.arange(have, n) % len(real)]
+                extra = gen.sample(labels, sample_seeds(self.seed, have, n))
+                return Split(torch.cat([real.images[:have], extra]), torch.cat([real.labels[:have], labels]))
+            pool = self.samples.pool(gen, self.seed, real.labels, n)
+        if not gen.conditional:
+            labels, _ = self.pseudo_label(pool.images)
+            return Split(pool.images, labels)
+        return pool
 
-    def train(self, split: Split, desc: str, **kwargs: Any) -> torch.nn.Module:
-        """A classifier trained on ``split`` with this cell's seed, cached on disk
-        under a hash of the data, the preset and the seed (so protocols reuse it)."""
+    def train(self, split: Split, desc: str, seed: int | None = None, **kwargs: Any) -> torch.nn.Module:
+        """A classifier trained on ``split`` with this cell's seed (or ``seed``),
+        cached on disk under a hash of the data, the preset and the seed, so
+        protocols reuse each other's classifiers."""
+        seed = self.seed if seed is None else seed
         h = hashlib.sha256()
         h.update(split.images.numpy().tobytes())
         h.update(split.labels.numpy().tobytes())
-        h.update(repr((sorted(self.preset.as_dict().items()), self.seed, self.dataset.hflip,
+        h.update(repr((sorted(self.preset.as_dict().items()), seed, self.dataset.hflip,
                        self.device.type, sorted(kwargs.items()))).encode())
         path = self.cache_dir / "classifiers" / f"{h.hexdigest()[:24]}.pt"
         with self.phase("train_s"):
             if path.exists():
                 from synthbench.benchmark.trainer import _init_model
 
-                model = _init_model(self.preset, split.images.shape[1], self.dataset.num_classes, self.seed)
+                model = _init_model(self.preset, split.images.shape[1], self.dataset.num_classes, seed)
                 try:
                     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
                 except Exception as exc:
@@ -81,7 +89,7 @@ class CellContext:
                                     f"run again; finished records are kept.") from None
                 return model.to(self.device).eval()
             model = train_classifier(split.images, split.labels, self.dataset.num_classes, self.preset,
-                                     self.seed, self.device, self.dataset.hflip, desc=desc, **kwargs)
+                                     seed, self.device, self.dataset.hflip, desc=desc, **kwargs)
             from synthbench.benchmark.atomic import atomic_torch_save
 
             atomic_torch_save(path, {k: v.cpu() for k, v in model.state_dict().items()})

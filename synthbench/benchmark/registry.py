@@ -129,5 +129,8 @@ PROTOCOLS = Registry(
         "augment": "synthbench.protocols.augment:AugmentProtocol",
         "scaleup": "synthbench.protocols.scaleup:ScaleUpProtocol",
         "recon": "synthbench.protocols.recon:ReconProtocol",
+        "longtail": "synthbench.protocols.longtail:LongTailProtocol",
+        "ood": "synthbench.protocols.ood:OODProtocol",
+        "mia": "synthbench.protocols.mia:MIAProtocol",
     },
 )

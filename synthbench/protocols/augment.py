@@ -41,25 +41,32 @@ class AugmentProtocol(Protocol):
     }
 
     def run(self, ctx: CellContext) -> ProtocolResult:
-        real = ctx.dataset.train
-        n_real = len(real)
-        n_add = int(round(self.opts["ratio"] * n_real))
-        n_swap = int(round(self.opts["replace_fraction"] * n_real))
-        synth = ctx.synthetic(n_add + n_swap)
-        keep = torch.ones(n_real, dtype=torch.bool)
-        swapped = Split(synth.images[:0], synth.labels[:0])
-        if n_swap:
-            # Replace real images class by class so the class balance is unchanged:
-            # synthetic image j (label l_j) takes the place of a random real image of l_j.
-            gen = torch_generator(derive_seed("augment-replace", ctx.seed))
-            order = torch.randperm(n_real, generator=gen)
-            swapped = synth.subset(slice(n_add, n_add + n_swap))
-            for label in swapped.labels.tolist():
-                pos = order[(real.labels[order] == label) & keep[order]][0]
-                keep[pos] = False
-        added = synth.subset(slice(0, n_add))
-        train = Split(torch.cat([real.images[keep], swapped.images, added.images]),
-                      torch.cat([real.labels[keep], swapped.labels, added.labels]))
+        train, n_add, n_swap = augmented_train_set(ctx, self.opts["ratio"], self.opts["replace_fraction"])
         model = ctx.train(train, desc=f"{ctx.generator.name}/augment seed {ctx.seed}")
         return self.accuracy_result(ctx.evaluate(model), {
             "train_size": len(train), "synthetic_added": n_add, "real_replaced": n_swap})
+
+
+def augmented_train_set(ctx: CellContext, ratio: float, replace_fraction: float) -> tuple[Split, int, int]:
+    """The augment protocol's training set (also rebuilt by ``ood``, whose
+    classifiers then come from the classifier cache instead of being retrained)."""
+    real = ctx.dataset.train
+    n_real = len(real)
+    n_add = int(round(ratio * n_real))
+    n_swap = int(round(replace_fraction * n_real))
+    synth = ctx.synthetic(n_add + n_swap)
+    keep = torch.ones(n_real, dtype=torch.bool)
+    swapped = Split(synth.images[:0], synth.labels[:0])
+    if n_swap:
+        # Replace real images class by class so the class balance is unchanged:
+        # synthetic image j (label l_j) takes the place of a random real image of l_j.
+        gen = torch_generator(derive_seed("augment-replace", ctx.seed))
+        order = torch.randperm(n_real, generator=gen)
+        swapped = synth.subset(slice(n_add, n_add + n_swap))
+        for label in swapped.labels.tolist():
+            pos = order[(real.labels[order] == label) & keep[order]][0]
+            keep[pos] = False
+    added = synth.subset(slice(0, n_add))
+    train = Split(torch.cat([real.images[keep], swapped.images, added.images]),
+                  torch.cat([real.labels[keep], swapped.labels, added.labels]))
+    return train, n_add, n_swap

@@ -1,0 +1,141 @@
+"""``longtail``: a long-tailed train split, topped up with synthetic samples
+(seed 003 Sec. 3).
+
+The long-tailed split keeps N_i = N_max * lambda^(i / (C - 1)) train images of
+class i (seed 003 Eq. 1; lambda = 0.1 by default, option ``lam``), the first
+ones of each class in the split's order. Arms, each a classifier trained with the
+preset's recipe and tested on the real (balanced) test split:
+
+- ``lt``: the long-tailed split alone;
+- ``balanced``: topped up to N_max in every class with conditional samples;
+- ``targeted``: topped up to N_max only in the chosen classes (option
+  ``target_classes``, default the three smallest, like seed 003's dog, ship,
+  truck);
+- ``control``: the same number of samples as ``targeted`` adds, drawn from an
+  unconditional generator and pseudo-labelled by the classifier trained on real
+  data (seed 003 Sec. 3.3.2), so the comparison is at equal size.
+
+The conditional generator is the cell's, fitted on the full train split as in
+seed 003 (option ``fit_on=longtail`` fits it on the long-tailed split instead,
+the harder, realistic setting). The control's unconditional generator is the
+same adapter with ``conditional=False`` when it has that option (``edm``);
+otherwise it is the adapter sampled with uniformly random class labels and then
+pseudo-labelled, which ``details.control_generator`` says.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from synthbench.benchmark.context import CellContext
+from synthbench.benchmark.datasets import Split
+from synthbench.benchmark.options import Option, parse_int_list
+from synthbench.benchmark.seeding import derive_seed, torch_generator
+from synthbench.benchmark.store import metric
+from synthbench.protocols.base import Protocol, ProtocolResult
+
+ARMS = ("lt", "balanced", "targeted", "control")
+
+
+def long_tail_counts(n_max: int, num_classes: int, lam: float) -> list[int]:
+    """N_i = N_max * lam^(i / (C - 1)) (seed 003 Eq. 1), at least one image a class."""
+    return [max(1, int(n_max * lam ** (i / (num_classes - 1)))) for i in range(num_classes)]
+
+
+def long_tail_split(train: Split, counts: list[int]) -> Split:
+    keep = torch.zeros(len(train), dtype=torch.bool)
+    for c, n in enumerate(counts):
+        keep[(train.labels == c).nonzero().flatten()[:n]] = True
+    return train.subset(keep)
+
+
+class LongTailProtocol(Protocol):
+    name = "longtail"
+    version = 1
+    description = "long-tailed split: alone, balanced, targeted top-up, and the unconditional control"
+    source = "seed 003 Sec. 3, Eq. 1, Fig. 2-6"
+    metrics = {f"{arm}_{m}": True for arm in ARMS for m in ("top1", "worst_class_acc", "target_acc")}
+    options = {
+        "lam": Option("lam", 0.1, "Imbalance factor lambda: the smallest class keeps lambda x N_max.",
+                      float, check=lambda v: 0 < v <= 1, check_help="must be in (0, 1]"),
+        "target_classes": Option("target_classes", "", "Comma-separated class indices for the targeted "
+                                 "arm (empty: the three smallest classes).", str),
+        "fit_on": Option("fit_on", "full", "Fit the generator on the full train split (seed 003) or on "
+                         "the long-tailed split.", str, choices=("full", "longtail")),
+    }
+
+    def table_metrics(self) -> list[str]:
+        return [f"{arm}_top1" for arm in ARMS] + ["targeted_target_acc", "control_target_acc"]
+
+    def _targets(self, counts: list[int]) -> list[int]:
+        text = str(self.opts["target_classes"]).strip()
+        if text:
+            from synthbench.errors import UserError
+
+            targets = list(parse_int_list(text))
+            if not all(0 <= t < len(counts) for t in targets):
+                raise UserError(f"target_classes={text!r}: class indices must be in 0..{len(counts) - 1}.")
+            return targets
+        return sorted(range(len(counts)), key=lambda c: (counts[c], -c))[:3]
+
+    def run(self, ctx: CellContext) -> ProtocolResult:
+        train = ctx.dataset.train
+        num_classes = ctx.dataset.num_classes
+        n_max = int(torch.bincount(train.labels, minlength=num_classes).min())
+        counts = long_tail_counts(n_max, num_classes, self.opts["lam"])
+        lt = long_tail_split(train, counts)
+        targets = self._targets(counts)
+
+        generator = ctx.generator
+        if self.opts["fit_on"] == "longtail" and not generator.oracle:
+            generator = ctx.fit_generator(lt)
+        # One pool of conditional samples covers every class's deficit; the
+        # targeted arm takes the target classes' part of it.
+        deficit = torch.cat([torch.full((n_max - n,), c, dtype=torch.long) for c, n in enumerate(counts)])
+        topup = ctx.synthetic(len(deficit), generator=generator, like=Split(train.images[:0], deficit)) \
+            if not generator.oracle else self._real_topup(train, counts, n_max)
+        is_target = torch.isin(topup.labels, torch.tensor(targets))
+        targeted_add = topup.subset(is_target)
+        control_add, control_kind = self._control(ctx, len(targeted_add))
+
+        sets = {
+            "lt": lt,
+            "balanced": Split(torch.cat([lt.images, topup.images]), torch.cat([lt.labels, topup.labels])),
+            "targeted": Split(torch.cat([lt.images, targeted_add.images]), torch.cat([lt.labels, targeted_add.labels])),
+            "control": Split(torch.cat([lt.images, control_add.images]), torch.cat([lt.labels, control_add.labels])),
+        }
+        metrics, details = {}, {"per_class_accuracy": {}, "confusion_matrix": {}, "class_counts": {}}
+        for arm, split in sets.items():
+            ev = ctx.evaluate(ctx.train(split, desc=f"{ctx.generator.name}/longtail {arm} seed {ctx.seed}"))
+            metrics[f"{arm}_top1"] = metric(ev.top1, ev.stderr, ev.n, True)
+            metrics[f"{arm}_worst_class_acc"] = metric(min(ev.per_class), None, num_classes, True)
+            metrics[f"{arm}_target_acc"] = metric(sum(ev.per_class[t] for t in targets) / len(targets),
+                                                  None, len(targets), True)
+            details["per_class_accuracy"][arm] = ev.per_class
+            details["confusion_matrix"][arm] = ev.confusion
+            details["class_counts"][arm] = torch.bincount(split.labels, minlength=num_classes).tolist()
+        details.update(lam=self.opts["lam"], n_max=n_max, long_tail_counts=counts, target_classes=targets,
+                       control_generator=control_kind, fit_on=self.opts["fit_on"])
+        return ProtocolResult(metrics, details)
+
+    @staticmethod
+    def _real_topup(train: Split, counts: list[int], n_max: int) -> Split:
+        """For the ``real`` oracle: the real images the long tail left out."""
+        parts = [(train.labels == c).nonzero().flatten()[n:n_max] for c, n in enumerate(counts)]
+        return train.subset(torch.cat(parts))
+
+    def _control(self, ctx: CellContext, n: int) -> tuple[Split, str]:
+        """``n`` pseudo-labelled samples from an unconditional generator."""
+        generator = ctx.generator
+        if n == 0:
+            return Split(ctx.dataset.train.images[:0], ctx.dataset.train.labels[:0]), "none"
+        if "conditional" in generator.options:
+            uncond = ctx.fit_generator(ctx.dataset.train, conditional=False)
+            placeholder = torch.zeros(n, dtype=torch.long)  # ignored by an unconditional model
+            return ctx.synthetic(n, generator=uncond, like=Split(ctx.dataset.train.images[:0], placeholder)), \
+                f"{generator.name} with conditional=False, pseudo-labelled"
+        g = torch_generator(derive_seed("longtail-control", ctx.seed))
+        random_labels = torch.randint(ctx.dataset.num_classes, (n,), generator=g)
+        drawn = ctx.synthetic(n, like=Split(ctx.dataset.train.images[:0], random_labels))
+        labels, _ = ctx.pseudo_label(drawn.images)
+        return Split(drawn.images, labels), f"{generator.name} with random class labels, pseudo-labelled"

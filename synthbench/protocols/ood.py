@@ -1,0 +1,133 @@
+"""``ood``: the classifiers of ``replace`` and ``augment`` on shifted test sets
+(seed 004 Sec. 4.4, Table 4, at the scale we can run).
+
+The classifiers are not retrained: ``ood`` rebuilds the exact training sets of
+``replace`` and of ``augment`` (default options) for the cell's seed, and the
+classifier cache returns the models those protocols trained (or trains them
+once, for both). The real reference is the classifier trained on the real split
+with the same seed.
+
+Shifted test sets:
+- the corruption suite of ``benchmark/corruptions.py`` (8 types x 5 severities,
+  deterministic, computed from the test split);
+- any image folders given with ``--option ood_folder=PATH[,PATH...]``: class
+  sub-folders named like the dataset's classes (others are ignored), images
+  resized to the dataset's shape.
+
+Reported per arm (replace, augment): clean accuracy, mean corruption accuracy,
+its ratio to the real classifier's, and per type / per severity in ``details``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from synthbench.benchmark.context import CellContext
+from synthbench.benchmark.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from synthbench.benchmark.options import Option
+from synthbench.benchmark.store import metric
+from synthbench.benchmark.trainer import predict_logits
+from synthbench.errors import UserError
+from synthbench.protocols.augment import augmented_train_set
+from synthbench.protocols.base import Protocol, ProtocolResult
+
+ARMS = ("real", "replace", "augment")
+
+
+def _folders(text: str) -> list[Path]:
+    return [Path(p).expanduser() for p in str(text).split(",") if p.strip()]
+
+
+def load_ood_folder(path: Path, class_names: list[str], shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images under PATH/<class name>/ for the dataset's classes, as uint8 of ``shape``."""
+    from PIL import Image
+
+    if not path.is_dir():
+        raise UserError(f"ood_folder {path} is not a folder. Give a folder of class sub-folders named like "
+                        f"the dataset's classes ({', '.join(class_names[:5])}...).")
+    mode = "L" if shape[0] == 1 else "RGB"
+    images, labels = [], []
+    for label, name in enumerate(class_names):
+        folder = path / name
+        if not folder.is_dir():
+            continue
+        for f in sorted(folder.iterdir()):
+            if f.suffix.lower() not in {".png", ".jpg", ".jpeg", ".bmp", ".webp"}:
+                continue
+            try:
+                with Image.open(f) as im:
+                    arr = np.asarray(im.convert(mode).resize((shape[2], shape[1]), Image.BICUBIC))
+            except Exception as exc:
+                raise UserError(f"ood_folder: cannot read {f} ({exc}). Remove or replace it.") from None
+            images.append(arr[None] if mode == "L" else arr.transpose(2, 0, 1))
+            labels.append(label)
+    if not images:
+        raise UserError(f"ood_folder {path} has no images in sub-folders named like the dataset's classes "
+                        f"({', '.join(class_names)}).")
+    return torch.from_numpy(np.stack(images)), torch.tensor(labels)
+
+
+class OODProtocol(Protocol):
+    name = "ood"
+    version = 1
+    description = "replace/augment classifiers on corrupted test sets and OOD folders"
+    source = "seed 004 Sec. 4.4, Table 4"
+    metrics = {
+        "replace_clean_top1": True, "replace_corrupt_top1": True, "replace_corrupt_ratio_to_real": True,
+        "augment_clean_top1": True, "augment_corrupt_top1": True, "augment_corrupt_ratio_to_real": True,
+        "real_corrupt_top1": True,
+    }
+    options = {
+        "ood_folder": Option("ood_folder", "", "Comma-separated folders of class sub-folders to test on "
+                             "as well (empty: the corruption suite only).", str),
+    }
+
+    def table_metrics(self) -> list[str]:
+        return ["replace_corrupt_top1", "replace_corrupt_ratio_to_real", "augment_corrupt_top1",
+                "augment_corrupt_ratio_to_real"]
+
+    def run(self, ctx: CellContext) -> ProtocolResult:
+        folders = _folders(self.opts["ood_folder"])
+        test = ctx.dataset.test
+        shape = ctx.dataset.image_shape
+        extra_sets = {str(p): load_ood_folder(p, ctx.dataset.class_names, shape) for p in folders}
+        replace_train = ctx.synthetic(len(ctx.dataset.train))
+        augment_train, _, _ = augmented_train_set(ctx, 1.0, 0.0)
+        models = {
+            "real": ctx.reference_classifier(),
+            "replace": ctx.train(replace_train, desc=f"{ctx.generator.name}/replace seed {ctx.seed}"),
+            "augment": ctx.train(augment_train, desc=f"{ctx.generator.name}/augment seed {ctx.seed}"),
+        }
+
+        def accuracy(model, images, labels) -> float:
+            with ctx.phase("eval_s"):
+                pred = predict_logits(model, images, ctx.device).argmax(1)
+            return float((pred == labels).float().mean())
+
+        per_type = {arm: {} for arm in ARMS}
+        clean = {arm: accuracy(m, test.images, test.labels) for arm, m in models.items()}
+        with ctx.phase("corrupt_s"):
+            shifted = {(k, s): corrupt(test.images, k, s) for k in CORRUPTIONS for s in SEVERITIES}
+        for arm, model in models.items():
+            for kind in CORRUPTIONS:
+                per_type[arm][kind] = [accuracy(model, shifted[(kind, s)], test.labels) for s in SEVERITIES]
+        folder_acc = {arm: {name: accuracy(m, x, y) for name, (x, y) in extra_sets.items()}
+                      for arm, m in models.items()}
+        mean_c = {arm: float(np.mean([a for accs in per_type[arm].values() for a in accs])) for arm in ARMS}
+        n_c = len(test) * len(CORRUPTIONS) * len(SEVERITIES)
+        metrics = {"real_corrupt_top1": metric(mean_c["real"], None, n_c, True)}
+        for arm in ("replace", "augment"):
+            metrics[f"{arm}_clean_top1"] = metric(clean[arm], None, len(test), True)
+            metrics[f"{arm}_corrupt_top1"] = metric(mean_c[arm], None, n_c, True)
+            metrics[f"{arm}_corrupt_ratio_to_real"] = metric(mean_c[arm] / max(mean_c["real"], 1e-12), None, n_c, True)
+            for i, name in enumerate(extra_sets):
+                metrics[f"{arm}_folder{i}_top1"] = metric(folder_acc[arm][name], None, len(extra_sets[name][1]), True)
+        return ProtocolResult(metrics, {
+            "clean_top1": clean, "corrupt_top1": mean_c,
+            "per_corruption": per_type, "severities": list(SEVERITIES),
+            "ood_folders": {name: {arm: folder_acc[arm][name] for arm in ARMS} for name in extra_sets},
+            "augment_ratio": 1.0,
+        })

@@ -1,0 +1,56 @@
+import numpy as np
+import torch
+from scipy.stats import norm
+
+from synthbench.benchmark.lira import lira_scores, logit_confidence, paired_halves, roc_summary
+
+
+def test_logit_confidence_matches_the_definition():
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.0, 3.0, 1.0]])
+    labels = torch.tensor([0, 2])
+    p = logits.softmax(1).double()
+    py = p[torch.arange(2), labels]
+    expected = torch.log(py / (1 - py)).numpy()
+    assert np.allclose(logit_confidence(logits, labels), expected)
+
+
+def test_paired_halves_put_every_example_in_half_the_shadows():
+    masks = paired_halves(11, 6, np.random.default_rng(0))
+    assert masks.shape == (6, 11)
+    assert np.all(masks.sum(0) == 3)
+    assert np.all(masks[0] ^ masks[1])
+
+
+def test_online_and_offline_scores_against_a_direct_computation():
+    rng = np.random.default_rng(1)
+    in_mask = paired_halves(5, 8, rng)
+    shadow = rng.normal(size=(8, 5)) + 2.0 * in_mask
+    target = rng.normal(size=5)
+    online, offline = lira_scores(target, shadow, in_mask, fixed_variance=False)
+    j = 3
+    ins, outs = shadow[in_mask[:, j], j], shadow[~in_mask[:, j], j]
+    direct_online = (norm.logpdf(target[j], ins.mean(), ins.std(ddof=1) + 1e-6)
+                     - norm.logpdf(target[j], outs.mean(), outs.std(ddof=1) + 1e-6))
+    direct_offline = -norm.logsf(target[j], outs.mean(), outs.std(ddof=1) + 1e-6)
+    assert np.isclose(online[j], direct_online) and np.isclose(offline[j], direct_offline)
+
+
+def test_attack_separates_when_members_are_more_confident():
+    rng = np.random.default_rng(2)
+    n, k = 400, 8
+    in_mask = paired_halves(n, k, rng)
+    shadow = rng.normal(size=(k, n)) + 3.0 * in_mask
+    member = rng.random(n) < 0.5
+    target = rng.normal(size=n) + 3.0 * member
+    for scores in lira_scores(target, shadow, in_mask, fixed_variance=True):
+        assert roc_summary(scores, member)["auc"] > 0.9
+    noise = rng.normal(size=n)
+    assert abs(roc_summary(noise, member)["auc"] - 0.5) < 0.1
+
+
+def test_roc_summary_tpr_at_fpr():
+    scores = np.array([0.9, 0.8, 0.7, 0.1, 0.2, 0.3])
+    member = np.array([1, 1, 0, 0, 0, 1], dtype=bool)
+    summary = roc_summary(scores, member, fprs=(0.0, 0.34))
+    # one false positive (0.7) is allowed at FPR 1/3, which lets 0.3 in as well
+    assert summary["tpr@0"] == 2 / 3 and summary["tpr@0.34"] == 1.0

@@ -1,0 +1,98 @@
+"""ood, longtail and mia end to end at the smoke preset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from synthbench.benchmark.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from synthbench.benchmark.options import resolve_options
+from synthbench.benchmark.presets import PRESETS
+from synthbench.benchmark.registry import GENERATORS, PROTOCOLS
+from synthbench.benchmark.runner import PluginChoice, run_grid
+from synthbench.benchmark.store import ResultStore
+from synthbench.protocols.longtail import long_tail_counts
+
+CPU = torch.device("cpu")
+SMOKE = PRESETS["smoke"]
+
+
+def _run(ds, store, gen, proto, **popts):
+    g = PluginChoice(gen, resolve_options(GENERATORS.get(gen).options, {"eval_batch": "64"} if gen == "edm" else {}, gen))
+    p = PluginChoice(proto, resolve_options(PROTOCOLS.get(proto).options, popts, proto))
+    (cell,) = run_grid(ds, [g], p, SMOKE, [0], CPU, store)
+    assert cell.record["status"] == "ok", cell.record.get("traceback")
+    return cell.record
+
+
+def test_corruptions_are_deterministic_and_grow_with_severity(digits):
+    x = digits.test.images[:40]
+    assert len(CORRUPTIONS) >= 8 and SEVERITIES == (1, 2, 3, 4, 5)
+    for kind in CORRUPTIONS:
+        a = corrupt(x, kind, 1)
+        assert torch.equal(a, corrupt(x, kind, 1)) and a.dtype == torch.uint8 and a.shape == x.shape
+        change = [(corrupt(x, kind, s).float() - x.float()).abs().mean() for s in (1, 5)]
+        assert change[1] > change[0] > 0, kind
+
+
+def test_ood_reuses_replace_and_augment_classifiers(smoke_digits, tmp_path):
+    store = ResultStore(tmp_path)
+    _run(smoke_digits, store, "real", "replace")  # trains the reference classifier
+    _run(smoke_digits, store, "edm", "replace")
+    _run(smoke_digits, store, "edm", "augment")
+    cached = set((tmp_path / "cache" / "classifiers").iterdir())
+    folder = tmp_path / "ood"
+    for c in ("3", "7"):
+        (folder / c).mkdir(parents=True)
+        for i, img in enumerate(smoke_digits.test.images[smoke_digits.test.labels == int(c)][:3]):
+            Image.fromarray(img[0].numpy()).resize((16, 16)).save(folder / c / f"{i}.png")
+    rec = _run(smoke_digits, store, "edm", "ood", ood_folder=str(folder))
+    # replace, augment and the reference classifier came from the cache: nothing new trained
+    assert set((tmp_path / "cache" / "classifiers").iterdir()) == cached
+    m = rec["metrics"]
+    assert 0 <= m["replace_corrupt_top1"]["value"] <= 1 and m["augment_corrupt_ratio_to_real"]["value"] > 0
+    assert set(rec["details"]["per_corruption"]["replace"]) == set(CORRUPTIONS)
+    assert "replace_folder0_top1" in m
+
+
+def test_long_tail_counts_follow_eq1():
+    assert long_tail_counts(100, 10, 0.1) == [100, 77, 59, 46, 35, 27, 21, 16, 12, 10]
+
+
+def test_longtail_arms(smoke_digits, tmp_path):
+    rec = _run(smoke_digits, ResultStore(tmp_path), "edm", "longtail")
+    d = rec["details"]
+    counts = d["class_counts"]
+    n_max = d["n_max"]
+    assert counts["lt"] == d["long_tail_counts"]
+    assert counts["balanced"] == [n_max] * 10
+    targets = d["target_classes"]
+    assert targets == [9, 8, 7]
+    assert sum(counts["targeted"]) == sum(counts["control"])  # equal size, seed 003 Sec. 3.3.2
+    for t in targets:
+        assert counts["targeted"][t] == n_max
+    assert "conditional=False" in d["control_generator"]
+    for arm in ("lt", "balanced", "targeted", "control"):
+        assert len(d["per_class_accuracy"][arm]) == 10
+
+
+def test_mia_real_shows_the_attack_works(smoke_digits, tmp_path):
+    """With `real` as the generator the 'synthetic' set is the members themselves:
+    the attack must find them and the copy check must flag every sample."""
+    rec = _run(smoke_digits, ResultStore(tmp_path), "real", "mia", shadows=4)
+    m = rec["metrics"]
+    assert m["members_online_auc"]["value"] == m["synthetic_online_auc"]["value"]
+    assert m["copy_fraction_pixel"]["value"] == 1.0
+    assert rec["details"]["closest_pairs"][0]["distance"] == 0.0
+    assert rec["details"]["members"] == len(smoke_digits.train) // 2
+
+
+def test_mia_edm_runs_and_reports(smoke_digits, tmp_path):
+    rec = _run(smoke_digits, ResultStore(tmp_path), "edm", "mia", shadows=2)
+    m = rec["metrics"]
+    for key in ("synthetic_online_auc", "synthetic_offline_auc", "synthetic_online_tpr@0.001",
+                "copy_fraction_feature", "nearer_member_fraction_pixel"):
+        assert 0 <= m[key]["value"] <= 1 and m[key]["higher_is_better"] is False
+    assert len(rec["details"]["closest_pairs"]) == 8

@@ -58,6 +58,24 @@ def _merged(ctx: click.Context, params: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _validated(p: dict[str, Any]) -> dict[str, Any]:
+    """Values from a YAML file skip click's checks: check them here."""
+    try:
+        p["seeds"] = int(p["seeds"])
+    except (TypeError, ValueError):
+        raise UserError(f"seeds={p['seeds']!r} is not a whole number; give e.g. seeds: 3.") from None
+    if not 1 <= p["seeds"] <= 100:
+        raise UserError(f"seeds={p['seeds']} is out of range: give 1 to 100.")
+    if p["device"] not in ("auto", "cpu", "cuda"):
+        raise UserError(f"device={p['device']!r}: choose auto, cpu or cuda.")
+    if not isinstance(p["option"], (list, tuple)):
+        raise UserError("options in a config file must be a mapping (key: value) or a list of KEY=VALUE.")
+    p["option"] = tuple(str(o) for o in p["option"])
+    for key in ("generator", "protocol", "dataset", "preset", "results"):
+        p[key] = str(p[key])
+    return p
+
+
 def _fmt(mean: float, se: float | None) -> str:
     if se is None or not math.isfinite(se):
         return f"{mean:.4f}"
@@ -147,7 +165,7 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
 
     if params["quiet"]:
         progress.set_enabled(False)
-    p = _merged(ctx, params)
+    p = _validated(_merged(ctx, params))
     from synthbench.benchmark.datasets import load_dataset
     from synthbench.benchmark.options import resolve_options, split_cli_options
     from synthbench.benchmark.presets import get_preset
@@ -162,7 +180,7 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
     gen_opts = resolve_options(gen_cls.options, routed[gen_cls.name], f"generator {gen_cls.name}")
     proto_opts = resolve_options(proto_cls.options, routed[proto_cls.name], f"protocol {proto_cls.name}")
     device = resolve_device(p["device"])
-    seeds = list(range(int(p["seeds"])))
+    seeds = list(range(p["seeds"]))
 
     progress.say(f"loading dataset {p['dataset']}")
     dataset = load_dataset(p["dataset"], p["data_root"]).capped(preset.max_train_per_class)
@@ -182,6 +200,11 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
             state = "cached" if c.cached else "to compute"
             click.echo(f"  {c.spec['generator']:<12} seed {c.spec['seed']}  {state}  {store.path_for(c.spec)}")
         return
+    try:
+        (store.root / "records").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"Cannot write results to {store.root} ({exc.strerror}). Give --results a "
+                        f"folder you can write to.") from None
     try:
         cells = run_grid(dataset, gens, proto, preset, seeds, device, store)
     except KeyboardInterrupt:

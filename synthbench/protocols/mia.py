@@ -1,8 +1,10 @@
 """``mia``: membership inference against a classifier trained on synthetic data
 (seed 004 Sec. 4.5, Fig. 3; LiRA of Carlini et al. 2022), plus a copy check.
 
-1. The train split is cut into members and non-members, half each (seeded by
-   the run seed). The generator is fitted on the members only.
+1. The train split is cut into members and non-members, half each, seeded by
+   ``split_seed`` (fixed across run seeds, so the generator is fitted on the
+   members once and the run seeds vary sampling, classifiers and shadows).
+   The generator is fitted on the members only.
 2. The target classifier is trained on a synthetic set of the members' size
    and class balance; the baseline classifier on the members themselves.
 3. LiRA (``benchmark/lira.py``): ``shadows`` classifiers (default 8 at
@@ -69,6 +71,7 @@ class MIAProtocol(Protocol):
         "nearer_member_fraction_pixel": False, "synthetic_top1": True, "members_top1": True,
     }
     options = {
+        "split_seed": Option("split_seed", 0, "Seed of the member / non-member split.", int),
         "shadows": Option("shadows", None, "Shadow classifiers (even); default 8 at smoke/fast, 16 at paper.",
                           int, check=_even_shadows, check_help="must be an even number >= 2"),
         "fixed_variance": Option("fixed_variance", True, "LiRA with one global variance (robust with few "
@@ -85,7 +88,7 @@ class MIAProtocol(Protocol):
     def run(self, ctx: CellContext) -> ProtocolResult:
         train, test = ctx.dataset.train, ctx.dataset.test
         n = len(train)
-        rng = numpy_rng("mia-split", ctx.seed)
+        rng = numpy_rng("mia-split", self.opts["split_seed"])
         is_member = np.zeros(n, dtype=bool)
         is_member[rng.permutation(n)[: n // 2]] = True
         members = train.subset(torch.from_numpy(is_member))

@@ -13,3 +13,11 @@ class UserError(Exception):
     """A problem the user can fix: bad name, bad option, missing or corrupt file."""
 
     exit_code = 2
+
+
+def corrupt_cache(what: str, path, exc: BaseException) -> UserError:
+    """The error for a cached file that cannot be read: name it and say how to recover."""
+    return UserError(
+        f"The cached {what} {path} is unreadable ({type(exc).__name__}: {exc}). Delete that file "
+        f"and run again to recompute it; finished records are kept."
+    )

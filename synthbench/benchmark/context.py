@@ -16,7 +16,7 @@ from synthbench.benchmark.presets import Preset
 from synthbench.benchmark.sample_cache import SampleCache
 from synthbench.benchmark.seeding import sample_seeds
 from synthbench.benchmark.trainer import Evaluation, evaluate, train_classifier
-from synthbench.errors import UserError
+from synthbench.errors import corrupt_cache
 
 
 @dataclass
@@ -85,8 +85,7 @@ class CellContext:
                 try:
                     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
                 except Exception as exc:
-                    raise UserError(f"The cached classifier {path} is unreadable ({exc}). Delete it and "
-                                    f"run again; finished records are kept.") from None
+                    raise corrupt_cache("classifier", path, exc) from None
                 return model.to(self.device).eval()
             model = train_classifier(split.images, split.labels, self.dataset.num_classes, self.preset,
                                      seed, self.device, self.dataset.hflip, desc=desc, **kwargs)

@@ -21,7 +21,7 @@ from synthbench.benchmark.atomic import atomic_save_npz
 from synthbench.benchmark.datasets import Split
 from synthbench.benchmark.progress import say
 from synthbench.benchmark.seeding import sample_seeds
-from synthbench.errors import UserError
+from synthbench.errors import UserError, corrupt_cache
 
 BLOCK = 1024
 
@@ -46,10 +46,7 @@ class SampleCache:
             with np.load(path, allow_pickle=False) as z:
                 return z["images"], z["labels"]
         except Exception as exc:
-            raise UserError(
-                f"The cached sample pool {path} is unreadable ({type(exc).__name__}: {exc}). "
-                f"Delete that file and run again to regenerate it; finished records are kept."
-            ) from None
+            raise corrupt_cache("sample pool", path, exc) from None
 
     def pool(self, generator, run_seed: int, label_stream: torch.Tensor, n: int) -> Split:
         """The first ``n`` samples of the pool (labels ``label_stream`` cycled)."""

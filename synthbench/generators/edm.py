@@ -38,9 +38,9 @@ from torch import nn
 
 from synthbench.benchmark.atomic import atomic_torch_save
 from synthbench.benchmark.options import Option
-from synthbench.benchmark.progress import bar, say
+from synthbench.benchmark.progress import bar
 from synthbench.benchmark.seeding import derive_seed, per_sample_normal, torch_generator
-from synthbench.errors import UserError
+from synthbench.errors import UserError, corrupt_cache
 from synthbench.generators.base import FitContext, Generator
 
 SIGMA_MIN, SIGMA_MAX, RHO, SIGMA_DATA = 0.002, 80.0, 7.0, 0.5
@@ -162,10 +162,7 @@ class EDMGenerator(Generator):
                 state = torch.load(path, map_location="cpu", weights_only=True)
                 unet.load_state_dict(state["ema"])
             except Exception as exc:
-                raise UserError(
-                    f"The cached EDM weights {path} are unreadable ({type(exc).__name__}: {exc}). "
-                    f"Delete that file and run again to retrain; finished records are kept."
-                ) from None
+                raise corrupt_cache("EDM weights file", path, exc) from None
         else:
             start = time.perf_counter()
             unet = self._train(ctx, cfg)

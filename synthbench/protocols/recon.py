@@ -36,7 +36,7 @@ from synthbench.benchmark.datasets import Split
 from synthbench.benchmark.options import Option, parse_int_list
 from synthbench.benchmark.seeding import derive_seed
 from synthbench.benchmark.store import metric
-from synthbench.errors import UserError
+from synthbench.errors import corrupt_cache
 from synthbench.protocols.base import Protocol, ProtocolResult, Unsupported
 
 PCA_POINTS = 500
@@ -76,8 +76,7 @@ class ReconProtocol(Protocol):
                 with np.load(path, allow_pickle=False) as z:
                     return torch.from_numpy(z["images"])
             except Exception as exc:
-                raise UserError(f"The cached reconstructions {path} are unreadable ({exc}). Delete that "
-                                f"file and run again; finished records are kept.") from None
+                raise corrupt_cache("reconstructions", path, exc) from None
         seeds = [derive_seed("recon", self.opts["recon_seed"], tag, i) for i in range(len(split))]
         with ctx.phase("reconstruct_s"):
             out = gen.reconstruct(split.images, split.labels, t_re, seeds)

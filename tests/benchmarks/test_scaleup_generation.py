@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 
-import torch
 
 from synthbench.benchmark.sample_cache import SampleCache
 

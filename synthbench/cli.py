@@ -240,7 +240,8 @@ def list_plugins(kind: str | None) -> None:
                 metrics = ", ".join(f"{m} ({'higher' if hib else 'lower'} is better)" for m, hib in cls.metrics.items())
                 click.echo(f"      metrics: {metrics}")
             for opt in getattr(cls, "options", {}).values():
-                click.echo(f"      --option {opt.name}=...  (default {opt.default!r}) {opt.help}")
+                default = ",".join(map(str, opt.default)) if isinstance(opt.default, tuple) else repr(opt.default)
+                click.echo(f"      --option {opt.name}=...  (default {default}) {opt.help}")
         click.echo("")
 
 

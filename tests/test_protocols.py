@@ -88,3 +88,17 @@ def test_a_crashing_cell_is_recorded_and_the_grid_goes_on(smoke_digits, tmp_path
     assert cells[0].record["status"] == "ok"
     assert cells[1].record["status"] == "failed" and "boom" in cells[1].record["error"]
     assert store.path_for(cells[1].spec).exists()
+
+
+def test_numbers_do_not_depend_on_how_the_grid_was_split(smoke_digits, tmp_path):
+    """Seeds 0 and 1 in one run, or seed 1 then seed 0 in two runs with fresh
+    caches: the same records (metrics and details) come out."""
+    together = _run(smoke_digits, ResultStore(tmp_path / "a"), ["edm"], "augment", seeds=(0, 1))
+    store_b = ResultStore(tmp_path / "b")
+    apart = _run(smoke_digits, store_b, ["edm"], "augment", seeds=(1,)) + \
+        _run(smoke_digits, store_b, ["edm"], "augment", seeds=(0,))
+    by_seed = {c.spec["seed"]: c.record for c in apart}
+    for c in together:
+        assert c.record["metrics"] == by_seed[c.spec["seed"]]["metrics"]
+        assert c.record["details"] == by_seed[c.spec["seed"]]["details"]
+        assert c.record["cell_hash"] == by_seed[c.spec["seed"]]["cell_hash"]

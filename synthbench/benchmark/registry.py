@@ -132,5 +132,7 @@ PROTOCOLS = Registry(
         "longtail": "synthbench.protocols.longtail:LongTailProtocol",
         "ood": "synthbench.protocols.ood:OODProtocol",
         "mia": "synthbench.protocols.mia:MIAProtocol",
+        "fidelity": "synthbench.protocols.fidelity:FidelityProtocol",
+        "detect": "synthbench.protocols.detect:DetectProtocol",
     },
 )

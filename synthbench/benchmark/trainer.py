@@ -63,11 +63,16 @@ def train_classifier(
     desc: str = "train classifier",
     epochs: int | None = None,
     max_steps: int | None = None,
+    augment: bool = True,
 ) -> nn.Module:
-    """Train ``preset.classifier`` on uint8 ``images`` and return it in eval mode.
+    """Train ``preset.classifier`` on ``images`` and return it in eval mode.
 
+    ``images`` are uint8 images, or float inputs already in the model's input
+    space (e.g. ``detect``'s DCT spectra), which are used as they are.
     ``epochs`` overrides the preset's; ``max_steps`` instead fixes the number of
-    optimisation steps (a fixed compute budget, used by scale-up)."""
+    optimisation steps (a fixed compute budget, used by scale-up); ``augment``
+    turns the random crop and flip off (``detect`` looks for pixel-level traces
+    that crops would blur)."""
     epochs = preset.epochs if epochs is None else epochs
     model = _init_model(preset, images.shape[1], num_classes, seed).to(device)
     if device.type == "cuda":
@@ -104,7 +109,10 @@ def train_classifier(
             if step >= total_steps:
                 break
             idx = perm[i * bs:(i + 1) * bs]
-            x = random_crop_flip(to_input(x_all[idx]), pad, hflip, gen)
+            x = x_all[idx]
+            x = to_input(x) if x.dtype == torch.uint8 else x
+            if augment:
+                x = random_crop_flip(x, pad, hflip, gen)
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             with _autocast(device):
@@ -127,7 +135,8 @@ def predict_logits(model: nn.Module, images: torch.Tensor, device: torch.device,
     model.eval()
     out = []
     for i in range(0, images.shape[0], batch):
-        x = to_input(images[i:i + batch].to(device))
+        x = images[i:i + batch].to(device)
+        x = to_input(x) if x.dtype == torch.uint8 else x
         with _autocast(device):
             out.append(model(x).float().cpu())
     return torch.cat(out)

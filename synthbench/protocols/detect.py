@@ -20,10 +20,10 @@ Real images are the real train split, synthetic ones ``ctx.synthetic(n)`` of the
 same size and class balance. For the ``real`` oracle the two sides are two
 disjoint random halves of the real train split, which gives the chance level
 (about 0.5) the other rows are read against. The split is drawn from the run
-seed; the classifier is ``build_classifier(preset.classifier, C, 2)`` trained by
-a short Adam loop (``max(3, preset.epochs // 3)`` epochs, no augmentation: crops
-and flips would blur exactly the high-frequency traces being looked for), its
-initialisation and batches seeded from the run seed.
+seed; the classifier is the preset's, trained by the shared trainer with the
+preset's recipe for ``max(3, preset.epochs // 3)`` epochs and no augmentation
+(crops and flips would blur exactly the high-frequency traces being looked
+for), its initialisation and batches seeded from the run seed.
 """
 
 from __future__ import annotations
@@ -33,19 +33,16 @@ import math
 import numpy as np
 import scipy.fft
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from synthbench.benchmark.classifiers import build_classifier, to_input
+from synthbench.benchmark.classifiers import to_input
 from synthbench.benchmark.context import CellContext
 from synthbench.benchmark.presets import Preset
-from synthbench.benchmark.progress import bar
-from synthbench.benchmark.seeding import derive_seed, numpy_rng, torch_generator
+from synthbench.benchmark.seeding import derive_seed, numpy_rng
 from synthbench.benchmark.store import metric
+from synthbench.benchmark.trainer import predict_logits, train_classifier
 from synthbench.protocols.base import Protocol, ProtocolResult
 
 TEST_FRACTION = 0.2
-LR = 1e-3
 
 
 def dct_log_spectrum(images: torch.Tensor) -> torch.Tensor:
@@ -69,37 +66,8 @@ def balanced_split(n_real: int, n_fake: int, seed: int) -> tuple[np.ndarray, np.
     return out[0], out[1], out[2], out[3]
 
 
-def _train_binary(x: torch.Tensor, y: torch.Tensor, preset: Preset, seed: int, device: torch.device, epochs: int,
-                  domain: str) -> nn.Module:
-    """A short, seeded Adam loop for the 2-way classifier (float inputs)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed("detect-init", seed, domain) & 0xFFFF_FFFF)
-        model = build_classifier(preset.classifier, x.shape[1], 2).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
-    gen = torch_generator(derive_seed("detect-data", seed, domain))
-    n = len(x)
-    bs = min(preset.batch_size, n)
-    steps = max(1, n // bs)
-    x, y = x.to(device), y.to(device)
-    model.train()
-    progress = bar(total=epochs * steps, desc=f"detect ({domain})", unit="step")
-    for _ in range(epochs):
-        perm = torch.randperm(n, generator=gen).to(device)
-        for i in range(steps):
-            idx = perm[i * bs:(i + 1) * bs]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            progress.update(1)
-    progress.close()
-    return model.eval()
-
-
-@torch.no_grad()
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch: int = 512) -> float:
-    pred = torch.cat([model(x[i:i + batch].to(device)).argmax(1).cpu() for i in range(0, len(x), batch)])
-    return float((pred == y).double().mean())
+def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
+    return float((predict_logits(model, x, device).argmax(1) == y).double().mean())
 
 
 def detect_accuracy(real: torch.Tensor, fake: torch.Tensor, preset: Preset, seed: int, device: torch.device,
@@ -114,19 +82,21 @@ def detect_accuracy(real: torch.Tensor, fake: torch.Tensor, preset: Preset, seed
     y_te = torch.cat([torch.zeros(len(r_te), dtype=torch.long), torch.ones(len(f_te), dtype=torch.long)])
     out: dict[str, float | int] = {"n_train": len(y_tr), "n_test": len(y_te), "epochs": epochs}
 
-    model = _train_binary(to_input(imgs_tr), y_tr, preset, seed, device, epochs, "pixel")
-    out["pixel_acc"] = _accuracy(model, to_input(imgs_te), y_te, device)
+    def fit(x: torch.Tensor, domain: str) -> torch.nn.Module:
+        return train_classifier(x, y_tr, 2, preset, derive_seed("detect", seed, domain) & 0xFFFF_FFFF, device,
+                                hflip=False, desc=f"detect ({domain})", epochs=epochs, augment=False)
+
+    out["pixel_acc"] = _accuracy(fit(to_input(imgs_tr), "pixel"), to_input(imgs_te), y_te, device)
 
     spec_tr, spec_te = dct_log_spectrum(imgs_tr), dct_log_spectrum(imgs_te)
     mean, std = spec_tr.mean(0, keepdim=True), spec_tr.std(0, keepdim=True).clamp_min(1e-6)
-    model = _train_binary((spec_tr - mean) / std, y_tr, preset, seed, device, epochs, "dct")
-    out["dct_acc"] = _accuracy(model, (spec_te - mean) / std, y_te, device)
+    out["dct_acc"] = _accuracy(fit((spec_tr - mean) / std, "dct"), (spec_te - mean) / std, y_te, device)
     return out
 
 
 class DetectProtocol(Protocol):
     name = "detect"
-    version = 1
+    version = 2  # v2: trained by the shared trainer with the preset's recipe
     description = "real-vs-synthetic classifier accuracy in the pixel and DCT domains (0.5 = indistinguishable)"
     source = "seed 000 Sec. 4.1, Table 1; Frank et al. 2020"
     metrics = {"pixel_acc": False, "dct_acc": False}

@@ -18,15 +18,16 @@ from synthbench.benchmark.runner import PluginChoice, run_grid
 from synthbench.benchmark.store import ResultStore
 from synthbench.errors import UserError
 from synthbench.protocols import fidelity
-from synthbench.protocols.fidelity import (
+from synthbench.benchmark.feature_metrics import (
     CLASSIFIER_EXTRACTOR,
-    FidelityProtocol,
+    INCEPTION_FILE,
     classifier_features,
     density_coverage,
     feature_metrics,
     find_inception_weights,
     per_class_metrics,
 )
+from synthbench.protocols.fidelity import FidelityProtocol
 
 CPU = torch.device("cpu")
 
@@ -137,7 +138,7 @@ def test_torch_fidelity_calculate_metrics_runs_offline_in_classifier_space(digit
 def test_inception_weights_are_found_only_on_disk(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
     assert find_inception_weights("") is None
-    cached = tmp_path / "hub" / "checkpoints" / fidelity.INCEPTION_FILE
+    cached = tmp_path / "hub" / "checkpoints" / INCEPTION_FILE
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"x")
     assert find_inception_weights("") == cached
@@ -161,7 +162,7 @@ def test_inception_features_use_the_given_file_and_never_download(digits, tmp_pa
         torch.manual_seed(0)
         net = inc.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
                                               feature_extractor_weights_path=str(empty))
-    weights = tmp_path / fidelity.INCEPTION_FILE
+    weights = tmp_path / INCEPTION_FILE
     torch.save(net.state_dict(), weights)
     del net
     out = fidelity.inception_features(digits.test.images[:3], weights, CPU)
@@ -208,6 +209,10 @@ def test_fidelity_end_to_end_with_edm(smoke_digits, tmp_path, monkeypatch):
     per_class = rec["details"]["classifier"]["per_class"]
     assert len(per_class["precision"]) == 10 and sum(per_class["n_fake"]) == len(smoke_digits.train)
     assert len(list((tmp_path / "cache" / "features").glob("*.npz"))) == 2
+    pca = rec["details"]["pca"]
+    n = min(500, len(smoke_digits.train))
+    assert len(pca["real"]) == len(pca["synthetic"]) == len(pca["synthetic_labels"]) == n
+    assert all(len(xy) == 2 for xy in pca["synthetic"])
 
     weights = tmp_path / "weights.pth"
     weights.write_bytes(b"stand-in")

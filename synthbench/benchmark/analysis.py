@@ -10,6 +10,9 @@ import torch
 from synthbench.benchmark.classifiers import to_input
 from synthbench.benchmark.trainer import predict_logits
 
+PCA_POINTS = 500
+"""Points per set kept for a PCA scatter: enough to see the shape, small in a record."""
+
 
 def output_entropy(model: torch.nn.Module, images: torch.Tensor, device: torch.device) -> float:
     """H(y) = -1/N sum_i sum_j p(y=j|x_i) log p(y=j|x_i) (seed 000 Eq. 4), in nats.

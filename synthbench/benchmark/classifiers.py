@@ -2,8 +2,9 @@
 from timm with a small-image stem (3x3 stride-1 first convolution, no max-pool),
 the usual CIFAR adaptation used by seed 000 (Sec. 4.2) and seed 004.
 
-Every model exposes ``features(x)`` (penultimate activations, e.g. ResNet's
-block4 after pooling) and ``head(features)`` so analysis code (PCA, entropy,
+Every model exposes ``feature_map(x)`` (the last conv block: ResNet's block4),
+``pooled(map)``, ``features(x)`` (penultimate activations, block4 after pooling)
+and ``head(features)`` so analysis code (PCA, entropy,
 feature-space metrics) can use any of them the same way.
 """
 
@@ -41,8 +42,12 @@ class SmallCNN(nn.Module):
         """The last conv block's output (the Grad-CAM target)."""
         return self.body(x)
 
+    def pooled(self, fmap: torch.Tensor) -> torch.Tensor:
+        """Feature map -> penultimate features (global average pool)."""
+        return self.pool(fmap).flatten(1)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.feature_map(x)).flatten(1)
+        return self.pooled(self.feature_map(x))
 
     def head(self, f: torch.Tensor) -> torch.Tensor:
         return self.fc(f)
@@ -67,8 +72,12 @@ class TimmResNet(nn.Module):
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.forward_features(x)
 
+    def pooled(self, fmap: torch.Tensor) -> torch.Tensor:
+        """block4's map -> penultimate features (timm's pooling head)."""
+        return self.net.forward_head(fmap, pre_logits=True)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.forward_head(self.feature_map(x), pre_logits=True)
+        return self.pooled(self.feature_map(x))
 
     def head(self, f: torch.Tensor) -> torch.Tensor:
         return self.net.get_classifier()(f)

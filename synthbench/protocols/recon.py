@@ -11,7 +11,14 @@ reverse process), and:
   (Fig. 5: entropy falls, samples become "typical");
 - the reference classifier's penultimate features of real and reconstructed
   images are projected on the real features' first two principal axes
-  (Fig. 1b, 6), kept in ``details`` for the leaderboard's plots.
+  (Fig. 1b, 6), kept in ``details`` for the leaderboard's plots;
+- FID, precision and recall (and KID, density, coverage) of the reconstructed
+  train split against the real train split (Fig. 3b), in the reference
+  classifier's feature space (``benchmark/feature_metrics.py``; seed 000 uses
+  Inception, whose weights need not be present here). At t_re = 0 the two sets
+  are the same images: FID 0, precision and recall 1, the start of the curve;
+- Grad-CAM maps of each t_re's classifier on a fixed set of real test images
+  (Fig. 4; ``benchmark/gradcam.py``).
 
 Reconstructions are computed once per (fitted generator, t_re, images) with the
 noise seeded per image index (option ``recon_seed``), cached, and shared by the
@@ -29,17 +36,17 @@ import hashlib
 import numpy as np
 import torch
 
-from synthbench.benchmark.analysis import output_entropy, pca_2d, penultimate_features, rounded
+from synthbench.benchmark.analysis import PCA_POINTS, output_entropy, pca_2d, penultimate_features, rounded
 from synthbench.benchmark.atomic import atomic_save_npz
 from synthbench.benchmark.context import CellContext
 from synthbench.benchmark.datasets import Split
+from synthbench.benchmark.feature_metrics import classifier_features, feature_metrics
+from synthbench.benchmark.gradcam import gradcam_details
 from synthbench.benchmark.options import Option, parse_int_list
 from synthbench.benchmark.seeding import derive_seed
 from synthbench.benchmark.store import metric
 from synthbench.errors import corrupt_cache
 from synthbench.protocols.base import Protocol, ProtocolResult, Unsupported
-
-PCA_POINTS = 500
 
 
 def _valid_steps(v: tuple[int, ...]) -> bool:
@@ -48,10 +55,11 @@ def _valid_steps(v: tuple[int, ...]) -> bool:
 
 class ReconProtocol(Protocol):
     name = "recon"
-    version = 1
-    description = "real-sample reconstruction sweep over t_re: accuracy, output entropy, PCA"
-    source = "seed 000 Sec. 3.2, 4.2; Table 2, Fig. 1b, 5, 6"
-    metrics = {"top1_t{t}": True, "entropy_train_t{t}": True, "entropy_test_t{t}": True}
+    version = 2
+    description = "real-sample reconstruction sweep over t_re: accuracy, output entropy, FID, precision/recall, PCA"
+    source = "seed 000 Sec. 3.2, 4.1, 4.2; Table 2, Fig. 1b, 3b, 4, 5, 6"
+    metrics = {"top1_t{t}": True, "entropy_train_t{t}": True, "entropy_test_t{t}": True,
+               "fid_t{t}": False, "precision_t{t}": True, "recall_t{t}": True}
     options = {
         "t_re": Option("t_re", (0, 30, 50, 70, 100), "Comma-separated reverse steps of T = 100.",
                        parse_int_list, check=_valid_steps, check_help="give distinct integers in 0..100"),
@@ -92,8 +100,11 @@ class ReconProtocol(Protocol):
         reference = ctx.reference_classifier()
         pca_idx = torch.arange(min(PCA_POINTS, len(train)))
         real_feats = penultimate_features(reference, train.images[pca_idx], ctx.device)
-        metrics, curves, pca = {}, {"t_re": [], "top1": [], "entropy_train": [], "entropy_test": []}, {}
-        per_class = {}
+        all_real_feats = classifier_features(reference, train.images, ctx.device)
+        metrics: dict = {}
+        curves: dict[str, list] = {key: [] for key in ("t_re", "top1", "entropy_train", "entropy_test", "fid", "kid",
+                                                       "precision", "recall", "density", "coverage")}
+        per_class, pca, gradcam = {}, {}, {}
         for t in self._steps():
             rec_train = self._reconstruct(ctx, train, t, "train")
             rec_test = self._reconstruct(ctx, test, t, "test")
@@ -105,14 +116,23 @@ class ReconProtocol(Protocol):
             metrics[f"top1_t{t}"] = metric(ev.top1, ev.stderr, ev.n, True)
             metrics[f"entropy_train_t{t}"] = metric(h_train, None, len(train), True)
             metrics[f"entropy_test_t{t}"] = metric(h_test, None, len(test), True)
-            for key, value in (("t_re", t), ("top1", ev.top1), ("entropy_train", h_train), ("entropy_test", h_test)):
+            with ctx.phase("metrics_s"):
+                fm = feature_metrics(all_real_feats, classifier_features(reference, rec_train, ctx.device),
+                                     kid_seed=derive_seed("recon-kid", ctx.seed))
+            for name in ("fid", "precision", "recall"):
+                metrics[f"{name}_t{t}"] = metric(fm[name], None, len(train), name != "fid")
+            for key, value in (("t_re", t), ("top1", ev.top1), ("entropy_train", h_train), ("entropy_test", h_test),
+                               *((name, fm[name]) for name in ("fid", "kid", "precision", "recall", "density",
+                                                               "coverage"))):
                 curves[key].append(value)
             per_class[f"t{t}"] = ev.per_class
+            gradcam[f"t{t}"] = gradcam_details(model, test.images, test.labels, ctx.dataset.num_classes, ctx.device)
             _, rec_xy = pca_2d(real_feats, penultimate_features(reference, rec_train[pca_idx], ctx.device))
             pca[f"t{t}"] = rounded(rec_xy)
         real_xy = pca_2d(real_feats)[0]
         return ProtocolResult(metrics, {
             "curve": curves, "per_class_accuracy": per_class,
             "pca": {"real": rounded(real_xy), "labels": train.labels[pca_idx].tolist(), "reconstructed": pca},
+            "gradcam": gradcam, "feature_space": "classifier",
             "recon_seed": self.opts["recon_seed"], "T": 100,
         })

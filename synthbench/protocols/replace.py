@@ -4,17 +4,22 @@ The synthetic set has the real train split's size and exact class balance (the
 pool's labels cycle through the real labels), the classifier is trained with the
 preset's recipe and tested on the real test split. With the ``real`` generator
 this is the oracle: the real train split itself (seed 000 Table 2, t_re = 0;
-seed 004 Table 1, "Real" row)."""
+seed 004 Table 1, "Real" row).
+
+The record also keeps the classifier's Grad-CAM maps on a fixed set of real
+test images (one a class; ``benchmark/gradcam.py``), seed 000 Fig. 4's
+comparison of where real- and synthetic-trained classifiers look."""
 
 from __future__ import annotations
 
 from synthbench.benchmark.context import CellContext
+from synthbench.benchmark.gradcam import gradcam_details
 from synthbench.protocols.base import Protocol, ProtocolResult
 
 
 class ReplaceProtocol(Protocol):
     name = "replace"
-    version = 1
+    version = 2
     description = "synthetic train set of the real size and class balance; test on real"
     source = "seed 000 Sec. 4.2; seed 004 Sec. 4.2"
     metrics = {"top1": True, "worst_class_acc": True}
@@ -22,4 +27,6 @@ class ReplaceProtocol(Protocol):
     def run(self, ctx: CellContext) -> ProtocolResult:
         synth = ctx.synthetic(len(ctx.dataset.train))
         model = ctx.train(synth, desc=f"{ctx.generator.name}/replace seed {ctx.seed}")
-        return self.accuracy_result(ctx.evaluate(model), {"train_size": len(synth)})
+        test = ctx.dataset.test
+        cam = gradcam_details(model, test.images, test.labels, ctx.dataset.num_classes, ctx.device)
+        return self.accuracy_result(ctx.evaluate(model), {"train_size": len(synth), "gradcam": cam})

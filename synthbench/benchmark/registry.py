@@ -118,6 +118,7 @@ GENERATORS = Registry(
     {
         "real": "synthbench.generators.real:RealGenerator",
         "edm": "synthbench.generators.edm:EDMGenerator",
+        "sd": "synthbench.generators.sd:StableDiffusionGenerator",
     },
 )
 

@@ -7,6 +7,7 @@ import hashlib
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator
 
 import torch
@@ -17,6 +18,33 @@ from synthbench.benchmark.sample_cache import SampleCache
 from synthbench.benchmark.seeding import sample_seeds
 from synthbench.benchmark.trainer import Evaluation, evaluate, train_classifier
 from synthbench.errors import corrupt_cache
+
+
+def cached_classifier(split: Split, num_classes: int, preset: Preset, seed: int, device: torch.device, hflip: bool,
+                      cache_dir: Any, desc: str, **kwargs: Any) -> torch.nn.Module:
+    """A classifier trained on ``split`` with the preset's recipe and ``seed``,
+    cached under ``cache_dir/classifiers`` by a hash of the data, the preset, the
+    seed and the training options: protocols and generators (e.g. ``realfake``'s
+    visual guidance) that ask for the same classifier share one file."""
+    from synthbench.benchmark.atomic import atomic_torch_save
+    from synthbench.benchmark.trainer import _init_model
+
+    h = hashlib.sha256()
+    h.update(split.images.numpy().tobytes())
+    h.update(split.labels.numpy().tobytes())
+    h.update(repr((sorted(preset.as_dict().items()), seed, hflip, device.type, sorted(kwargs.items()))).encode())
+    path = Path(cache_dir) / "classifiers" / f"{h.hexdigest()[:24]}.pt"
+    if path.exists():
+        model = _init_model(preset, split.images.shape[1], num_classes, seed)
+        try:
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        except Exception as exc:
+            raise corrupt_cache("classifier", path, exc) from None
+        return model.to(device).eval()
+    model = train_classifier(split.images, split.labels, num_classes, preset, seed, device, hflip, desc=desc,
+                             **kwargs)
+    atomic_torch_save(path, {k: v.cpu() for k, v in model.state_dict().items()})
+    return model
 
 
 @dataclass
@@ -70,29 +98,9 @@ class CellContext:
         """A classifier trained on ``split`` with this cell's seed (or ``seed``),
         cached on disk under a hash of the data, the preset and the seed, so
         protocols reuse each other's classifiers."""
-        seed = self.seed if seed is None else seed
-        h = hashlib.sha256()
-        h.update(split.images.numpy().tobytes())
-        h.update(split.labels.numpy().tobytes())
-        h.update(repr((sorted(self.preset.as_dict().items()), seed, self.dataset.hflip,
-                       self.device.type, sorted(kwargs.items()))).encode())
-        path = self.cache_dir / "classifiers" / f"{h.hexdigest()[:24]}.pt"
         with self.phase("train_s"):
-            if path.exists():
-                from synthbench.benchmark.trainer import _init_model
-
-                model = _init_model(self.preset, split.images.shape[1], self.dataset.num_classes, seed)
-                try:
-                    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-                except Exception as exc:
-                    raise corrupt_cache("classifier", path, exc) from None
-                return model.to(self.device).eval()
-            model = train_classifier(split.images, split.labels, self.dataset.num_classes, self.preset,
-                                     seed, self.device, self.dataset.hflip, desc=desc, **kwargs)
-            from synthbench.benchmark.atomic import atomic_torch_save
-
-            atomic_torch_save(path, {k: v.cpu() for k, v in model.state_dict().items()})
-            return model
+            return cached_classifier(split, self.dataset.num_classes, self.preset, self.seed if seed is None else seed,
+                                     self.device, self.dataset.hflip, self.cache_dir, desc, **kwargs)
 
     def reference_classifier(self) -> torch.nn.Module:
         """The classifier trained on the real train split with this cell's seed:

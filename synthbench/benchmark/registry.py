@@ -119,6 +119,7 @@ GENERATORS = Registry(
         "real": "synthbench.generators.real:RealGenerator",
         "edm": "synthbench.generators.edm:EDMGenerator",
         "sd": "synthbench.generators.sd:StableDiffusionGenerator",
+        "realfake": "synthbench.generators.realfake:RealFakeGenerator",
     },
 )
 

@@ -16,9 +16,10 @@ and the conversions between the dataset's images and the pipeline's.
 - Sampler: diffusers' ``UniPCMultistepScheduler``, 30 steps, classifier-free
   guidance 2.0: seed 004 Table 6's generation settings, so that ``sd`` and
   ``realfake`` differ only in the recipe. 2.0, not diffusers' 7.5, also because
-  low guidance gives more diverse and more useful training images (Sariyildiz
-  et al. 2023 found guidance 2 best for training ImageNet classifiers); set
-  ``guidance=7.5`` for the usual text-to-image setting.
+  low guidance trades prompt fidelity for diversity, which training data needs
+  (Sariyildiz et al. 2023 report low scales, around 2, training better ImageNet
+  classifiers than the usual 7.5); set ``guidance=7.5`` for the text-to-image
+  setting.
 - Output: generated at the pipeline's size (``resolution`` overrides it),
   resized to the dataset's H x W with antialiasing, converted to greyscale
   (ITU-R 601 luma) when the dataset has one channel, ``uint8 [N, C, H, W]``.
@@ -60,7 +61,7 @@ _WEIGHT_SUFFIXES = (".json", ".txt", ".safetensors")
 def offline_hint(option: str) -> str:
     """How to give Stable Diffusion weights without network on this machine."""
     return (f"Give a local diffusers folder: on a machine with network run `huggingface-cli download "
-            f"{SD15_HUB_ID} --local-dir /path/to/stable-diffusion-v1-5 --exclude '*.ckpt' '*.bin'`, copy the "
+            f"{SD15_HUB_ID} --local-dir /path/to/stable-diffusion-v1-5 --exclude '*.ckpt' '*.bin' '*.fp16.*' '*non_ema*' 'v1-5-*'`, copy the "
             f"folder here and pass `--option {option}=/path/to/stable-diffusion-v1-5`.")
 
 

@@ -61,7 +61,8 @@ _WEIGHT_SUFFIXES = (".json", ".txt", ".safetensors")
 def offline_hint(option: str) -> str:
     """How to give Stable Diffusion weights without network on this machine."""
     return (f"Give a local diffusers folder: on a machine with network run `huggingface-cli download "
-            f"{SD15_HUB_ID} --local-dir /path/to/stable-diffusion-v1-5 --exclude '*.ckpt' '*.bin' '*.fp16.*' '*non_ema*' 'v1-5-*'`, copy the "
+            f"{SD15_HUB_ID} --local-dir /path/to/stable-diffusion-v1-5 "
+            f"--exclude '*.ckpt' '*.bin' '*.fp16.*' '*non_ema*' 'v1-5-*'`, copy the "
             f"folder here and pass `--option {option}=/path/to/stable-diffusion-v1-5`.")
 
 

@@ -77,6 +77,13 @@ def test_guidance_vector_depends_on_the_seed_only(smoke_digits, session_cache):
     assert torch.equal(emb._vectors[0], v2)
 
 
+def test_no_fine_tuning_is_the_base_edm(smoke_digits, session_cache):
+    """Table 2's first row: finetune_steps = 0, prior init off, is the edm adapter."""
+    plain = _fit(smoke_digits, session_cache, finetune_steps="0", prior_init="false")
+    edm = fit_generator("edm", smoke_digits, session_cache, train_steps="400", eval_batch="32")
+    assert torch.equal(plain.sample(LABELS, SEEDS), edm.sample(LABELS, SEEDS))
+
+
 def test_fine_tuning_is_cached(smoke_digits, session_cache):
     _fit(smoke_digits, session_cache, finetune_steps="7")
     files = sorted(p.name for p in (session_cache / "generators").glob("realfake-*.pt"))

@@ -121,8 +121,9 @@ class RealFakeGenerator(Generator):
         "guidance_images": Option("guidance_images", 16, "Real images averaged into one guidance vector.",
                                   int, check=lambda v: v >= 1, check_help="must be >= 1"),
         "finetune_steps": Option("finetune_steps", None, "Fine-tuning steps; default: 10 / 400 / 20000 at "
-                                 "smoke / fast / paper (in-suite), Table 7's budget on SD.", int,
-                                 check=_positive_or_none, check_help="must be a positive integer"),
+                                 "smoke / fast / paper (in-suite), Table 7's budget on SD; 0: no fine-tuning "
+                                 "(Table 2's rows without it; mmd and visual_guidance then do nothing).", int,
+                                 check=lambda v: v is None or v >= 0, check_help="must be an integer >= 0"),
         "base_train_steps": Option("base_train_steps", None, "Training steps of the in-suite base EDM (shared "
                                    "with the edm adapter's cache); default: the preset's.", int,
                                    check=_positive_or_none, check_help="must be a positive integer"),
@@ -170,6 +171,14 @@ class RealFakeGenerator(Generator):
         self._train = ctx.train
         self._by_class = [(ctx.train.labels == c).nonzero().flatten() for c in range(len(ctx.class_names))]
         self._features = None
+        steps = self.opts["finetune_steps"]
+        steps = FINETUNE_STEPS.get(ctx.preset.name, FINETUNE_STEPS["fast"]) if steps is None else steps
+        if steps == 0:
+            # Table 2's "no fine-tuning" rows: the base network as it is.
+            self._fit_identity = {"backbone": "in-suite-edm", "weights": self.base.fit_identity()["weights"],
+                                  "finetune_steps": 0, "dataset_digest": ctx.dataset_digest,
+                                  "sampler_steps": self.base._steps()}
+            return
         if self.opts["visual_guidance"]:
             extractor = cached_classifier(ctx.train, len(ctx.class_names), ctx.preset, GUIDANCE_FEATURE_SEED,
                                           ctx.device, ctx.hflip, ctx.cache_dir,
@@ -179,7 +188,7 @@ class RealFakeGenerator(Generator):
             self._features = penultimate_features(extractor, ctx.train.images, ctx.device)
         cfg = {
             "base": self.base.fit_identity()["weights"], "dataset_digest": ctx.dataset_digest,
-            "steps": self.opts["finetune_steps"] or FINETUNE_STEPS.get(ctx.preset.name, FINETUNE_STEPS["fast"]),
+            "steps": steps,
             "lr": self.opts["finetune_lr"], "gamma": self.opts["mmd_weight"] if self.opts["mmd"] else 0.0,
             "guidance": self.opts["guidance_images"] if self.opts["visual_guidance"] else None,
             "batch_size": ctx.preset.gen_batch_size, "seed": self.opts["train_seed"], "version": self.version,

@@ -18,8 +18,9 @@ from tiny_sd import tiny_sd_path  # noqa: F401  (session fixture: a tiny random 
 # In-suite generators get a few more training steps than the smoke preset's so
 # that label adherence is measurable; still seconds on a CPU.
 FIT_OPTIONS = {"edm": {"train_steps": "400", "eval_batch": "32"},
-               "realfake": {"base_train_steps": "400", "finetune_steps": "20", "eval_batch": "32"}}
-ADHERENCE_FLOOR = {"real": 0.9, "edm": 0.3, "realfake": 0.3}  # chance is 0.1
+               "realfake": {"base_train_steps": "400", "finetune_steps": "20", "eval_batch": "32"},
+               "ddpm": {"train_steps": "400", "sampler_steps": "20", "eval_batch": "32"}}
+ADHERENCE_FLOOR = {"real": 0.9, "edm": 0.3, "realfake": 0.3, "ddpm": 0.3}  # chance is 0.1
 
 
 # Adapters that need Stable Diffusion weights run on a tiny randomly initialised

@@ -17,7 +17,7 @@ from synthbench.benchmark.presets import Preset
 from synthbench.benchmark.sample_cache import SampleCache
 from synthbench.benchmark.seeding import sample_seeds
 from synthbench.benchmark.trainer import Evaluation, evaluate, train_classifier
-from synthbench.errors import corrupt_cache
+from synthbench.errors import UserError, corrupt_cache
 
 
 def cached_classifier(split: Split, num_classes: int, preset: Preset, seed: int, device: torch.device, hflip: bool,
@@ -90,9 +90,34 @@ class CellContext:
                 return Split(torch.cat([real.images[:have], extra]), torch.cat([real.labels[:have], labels]))
             pool = self.samples.pool(gen, self.seed, real.labels, n)
         if not gen.conditional:
-            labels, _ = self.pseudo_label(pool.images)
-            return Split(pool.images, labels)
+            return self._pseudo_labelled(gen, pool, n, real)
         return pool
+
+    def _pseudo_labelled(self, gen: Any, pool: Split, n: int, real: Split) -> Split:
+        """An unconditional generator's first ``n`` samples, labelled by the
+        reference classifier (seed 003 Sec. 3.3.2). With the generator option
+        ``confidence_threshold`` > 0, samples below it are dropped and the pool
+        grows (as a prefix, so still deterministic) until ``n`` are kept; at most
+        20x ``n`` are drawn, then the run stops with a clear error."""
+        threshold = float(getattr(gen, "opts", {}).get("confidence_threshold", 0.0) or 0.0)
+        labels, conf = self.pseudo_label(pool.images)
+        if threshold <= 0:
+            return Split(pool.images, labels)
+        drawn = n
+        while True:
+            keep = conf >= threshold
+            if int(keep.sum()) >= n:
+                idx = keep.nonzero().flatten()[:n]
+                return Split(pool.images[idx], labels[idx])
+            if drawn >= 20 * n:
+                raise UserError(
+                    f"{gen.name}: only {int(keep.sum())} of {drawn} samples reach the pseudo-label confidence "
+                    f"threshold {threshold}; lower it (--option {gen.name}.confidence_threshold=...) or train "
+                    f"the generator longer.")
+            drawn = min(20 * n, max(drawn + 1, int(drawn * n / max(1, int(keep.sum())) * 1.2)))
+            with self.phase("sample_s"):
+                pool = self.samples.pool(gen, self.seed, real.labels, drawn)
+            labels, conf = self.pseudo_label(pool.images)
 
     def train(self, split: Split, desc: str, seed: int | None = None, **kwargs: Any) -> torch.nn.Module:
         """A classifier trained on ``split`` with this cell's seed (or ``seed``),

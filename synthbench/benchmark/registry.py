@@ -120,6 +120,7 @@ GENERATORS = Registry(
         "edm": "synthbench.generators.edm:EDMGenerator",
         "sd": "synthbench.generators.sd:StableDiffusionGenerator",
         "realfake": "synthbench.generators.realfake:RealFakeGenerator",
+        "ddpm": "synthbench.generators.ddpm:DDPMGenerator",
     },
 )
 

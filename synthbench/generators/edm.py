@@ -67,10 +67,11 @@ def karras_sigmas(num_steps: int) -> torch.Tensor:
 
 
 def build_unet(image_shape: tuple[int, int, int], num_classes: int | None, channels: Sequence[int],
-               layers_per_block: int):
+               layers_per_block: int, out_channels: int | None = None):
     """A UNet2DModel whose depth fits the image size (each level halves it, so
     28x28 gets at most 3 levels and 8x8 at most 4); class-conditional through a
-    class embedding unless ``num_classes`` is None."""
+    class embedding unless ``num_classes`` is None. ``out_channels`` defaults to
+    the image's (``ddpm`` asks for twice that: noise and variance)."""
     from diffusers import UNet2DModel
 
     c, h, w = image_shape
@@ -81,7 +82,7 @@ def build_unet(image_shape: tuple[int, int, int], num_classes: int | None, chann
     down = ["DownBlock2D"] * (levels - 1) + ["AttnDownBlock2D"]
     up = ["AttnUpBlock2D"] + ["UpBlock2D"] * (levels - 1)
     return UNet2DModel(
-        sample_size=(h, w), in_channels=c, out_channels=c, block_out_channels=chans,
+        sample_size=(h, w), in_channels=c, out_channels=out_channels or c, block_out_channels=chans,
         down_block_types=tuple(down), up_block_types=tuple(up), layers_per_block=layers_per_block,
         norm_num_groups=min(32, chans[0] // 4), num_class_embeds=num_classes,
         attention_head_dim=min(64, chans[-1]), add_attention=True,

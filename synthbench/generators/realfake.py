@@ -64,6 +64,8 @@ from synthbench.generators.edm import P_MEAN, P_STD, SIGMA_DATA, EDMDenoiser, ED
 FINETUNE_STEPS = {"smoke": 10, "fast": 400, "paper": 20_000}
 """Default fine-tuning steps per preset for the in-suite backbone (the base EDM
 gets the preset's own training budget first)."""
+FINETUNE_LR = 2e-4
+"""In-suite fine-tuning learning rate: a fifth of the base training's 1e-3."""
 GUIDANCE_FEATURE_SEED = 0
 """Seed of the classifier whose features stand in for CLIP's (the same model as
 the seed-0 reference classifier when the fit split is the full train split)."""
@@ -127,8 +129,9 @@ class RealFakeGenerator(Generator):
         "base_train_steps": Option("base_train_steps", None, "Training steps of the in-suite base EDM (shared "
                                    "with the edm adapter's cache); default: the preset's.", int,
                                    check=_positive_or_none, check_help="must be a positive integer"),
-        "finetune_lr": Option("finetune_lr", 2e-4, "Learning rate of the fine-tuning (Table 7: 1e-4 for SD "
-                              "LoRA).", float, check=lambda v: v > 0, check_help="must be > 0"),
+        "finetune_lr": Option("finetune_lr", None, "Learning rate of the fine-tuning; default 2e-4 in-suite "
+                              "(full fine-tuning of a small network), Table 7's 1e-4 for SD LoRA.", float,
+                              check=lambda v: v is None or v > 0, check_help="must be > 0"),
         "sampler_steps": Option("sampler_steps", None, "Sampler steps; default: the preset's Heun steps "
                                 "(in-suite), 30 UniPC steps (SD).", int, check=_positive_or_none,
                                 check_help="must be a positive integer"),
@@ -189,7 +192,7 @@ class RealFakeGenerator(Generator):
         cfg = {
             "base": self.base.fit_identity()["weights"], "dataset_digest": ctx.dataset_digest,
             "steps": steps,
-            "lr": self.opts["finetune_lr"], "gamma": self.opts["mmd_weight"] if self.opts["mmd"] else 0.0,
+            "lr": self.opts["finetune_lr"] or FINETUNE_LR, "gamma": self.opts["mmd_weight"] if self.opts["mmd"] else 0.0,
             "guidance": self.opts["guidance_images"] if self.opts["visual_guidance"] else None,
             "batch_size": ctx.preset.gen_batch_size, "seed": self.opts["train_seed"], "version": self.version,
             "hflip": ctx.hflip,

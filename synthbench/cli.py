@@ -1,4 +1,4 @@
-"""The ``synthbench`` command: evaluate | list.
+"""The ``synthbench`` command: evaluate | list | validate | leaderboard | regress.
 
 Errors the user can fix print one paragraph and exit with status 2; a run that
 is interrupted keeps every record it finished.
@@ -243,6 +243,59 @@ def list_plugins(kind: str | None) -> None:
                 default = ",".join(map(str, opt.default)) if isinstance(opt.default, tuple) else repr(opt.default)
                 click.echo(f"      --option {opt.name}=...  (default {default}) {opt.help}")
         click.echo("")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--dataset", "-d", default="digits", show_default=True, metavar="NAME", help="Dataset to fit on.")
+@click.option("--preset", type=click.Choice(["smoke", "fast", "paper"]), default="smoke", show_default=True,
+              help="Scale of the fit and of the judge classifier.")
+@click.option("--option", "-o", multiple=True, metavar="KEY=VALUE", help="Generator option. Repeatable.")
+@click.option("--n", "n", type=click.IntRange(12, 100_000), default=64, show_default=True,
+              help="Samples drawn for the checks and the speed figure.")
+@click.option("--min-adherence", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Lowest acceptable share of samples the real-trained classifier labels as asked.")
+@click.option("--results", default="results", show_default=True, metavar="DIR", type=click.Path(file_okay=False),
+              help="Caches (fitted weights, the judge classifier) go under DIR/cache.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--data-root", default=None, metavar="DIR", help="Folder holding the dataset's files.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or status lines.")
+def validate(name: str, dataset: str, preset: str, option: tuple[str, ...], n: int, min_adherence: float,
+             results: str, device: str, data_root: str | None, quiet: bool) -> None:
+    """Run the generator conformance checks on NAME (built-in or installed) and print a report.
+
+    Exit status 0 when every check passes, 1 otherwise.
+    """
+    from tabulate import tabulate
+
+    from synthbench.benchmark import progress
+    from synthbench.benchmark.datasets import load_dataset
+    from synthbench.benchmark.options import resolve_options
+    from synthbench.benchmark.presets import get_preset
+    from synthbench.benchmark.registry import GENERATORS
+    from synthbench.benchmark.runner import resolve_device
+    from synthbench.benchmark.validate import validate_generator
+
+    if quiet:
+        progress.set_enabled(False)
+    cls = GENERATORS.get(name)
+    given = {}
+    for pair in option:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise UserError(f"--option {pair!r} is not KEY=VALUE, e.g. --option train_steps=100.")
+        given[key.removeprefix(f"{name}.")] = value
+    opts = resolve_options(cls.options, given, f"generator {name}")
+    p = get_preset(preset)
+    ds = load_dataset(dataset, data_root).capped(p.max_train_per_class)
+    dev = resolve_device(device)
+    checks = validate_generator(name, cls, opts, ds, p, dev, Path(results) / "cache", n=n, min_adherence=min_adherence)
+    mark = {True: "pass", False: "FAIL", None: "-"}
+    click.echo(f"synthbench validate {name} ({GENERATORS.origin(name)}) on {ds.name}, preset {p.name}")
+    click.echo(tabulate([(c.name, mark[c.passed], c.detail) for c in checks], headers=["check", "result", "detail"]))
+    failed = [c.name for c in checks if c.passed is False]
+    click.echo("all checks passed" if not failed else f"failed: {', '.join(failed)}")
+    sys.exit(1 if failed else 0)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,137 @@
+"""``synthbench validate NAME``: the generator contract (generators/base.py,
+DESIGN.md section 3) checked on any registered adapter, built-in or installed
+through the ``synthbench.generators`` entry-point group, with a readable report.
+
+The checks are the ones ``tests/test_conformance.py`` runs on every built-in:
+
+- declaration: a ``name`` matching the registered one, an integer ``version``,
+  options with defaults;
+- determinism: the same (label, seed) pairs give identical bytes; other seeds
+  give other images;
+- batch-size independence: one batch, pieces of 5 and a single image agree;
+- shape, dtype and range: uint8 ``[N, C, H, W]`` with the dataset's C, H, W, and
+  not a constant image;
+- label adherence (conditional adapters): how often a classifier trained on the
+  real train split agrees with the requested label, against ``min_adherence``;
+- reconstruction (when ``can_reconstruct``): t_re = 0 returns the input and the
+  output has the input's shape and dtype;
+- speed: samples per second over ``n`` samples (reported, never judged: it
+  depends on the machine).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from synthbench.benchmark.context import cached_classifier
+from synthbench.benchmark.datasets import Dataset
+from synthbench.benchmark.presets import Preset
+from synthbench.benchmark.seeding import sample_seeds
+from synthbench.benchmark.trainer import predict_logits
+from synthbench.generators.base import FitContext
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool | None
+    """True / False; None for a report-only line (speed) or a check that does not apply."""
+    detail: str
+
+
+def _check(name: str, fn) -> Check:
+    """Run one check; an exception is a failed check with its message, so one
+    broken method never hides the rest of the report."""
+    try:
+        passed, detail = fn()
+        return Check(name, passed, detail)
+    except Exception as exc:  # reported, not raised: the report is the product
+        return Check(name, False, f"raised {type(exc).__name__}: {exc}")
+
+
+def validate_generator(name: str, cls: type, options: dict[str, Any], dataset: Dataset, preset: Preset,
+                       device: torch.device, cache_dir: Path, n: int = 64,
+                       min_adherence: float = 0.5) -> list[Check]:
+    """Fit ``cls(**options)`` on ``dataset`` and run every check on it."""
+    checks = [_check("declaration", lambda: (
+        getattr(cls, "name", None) == name and isinstance(getattr(cls, "version", None), int),
+        f"name={getattr(cls, 'name', None)!r} (registered as {name!r}), version={getattr(cls, 'version', None)!r}, "
+        f"conditional={getattr(cls, 'conditional', True)}, can_reconstruct={getattr(cls, 'can_reconstruct', False)}"))]
+    gen = cls(**options)
+    fit_ctx = FitContext.from_dataset(dataset, preset, device, cache_dir)
+    start = time.perf_counter()
+    try:
+        gen.fit(fit_ctx)
+    except Exception as exc:
+        checks.append(Check("fit", False, f"raised {type(exc).__name__}: {exc}"))
+        return checks
+    checks.append(Check("fit", True, f"{time.perf_counter() - start:.1f} s on {len(dataset.train)} images"))
+
+    c = dataset.num_classes
+    labels = torch.arange(n) % c
+    seeds = sample_seeds(12345, 0, n)
+    state: dict[str, torch.Tensor] = {}
+
+    def first() -> torch.Tensor:
+        if "x" not in state:
+            t0 = time.perf_counter()
+            state["x"] = gen.sample(labels, seeds)
+            state["t"] = torch.tensor(time.perf_counter() - t0)
+        return state["x"]
+
+    def shape() -> tuple[bool, str]:
+        x = first()
+        want = (n, *dataset.image_shape)
+        ok = isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and tuple(x.shape) == want
+        varied = ok and bool(x.float().std() > 0)
+        return ok and varied, (f"{getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}, "
+                               f"expected torch.uint8 {want}" + ("" if varied or not ok else "; every pixel equal"))
+
+    def determinism() -> tuple[bool, str]:
+        x = first()
+        same = torch.equal(x, gen.sample(labels, seeds))
+        other = not torch.equal(x[:8], gen.sample(labels[:8], sample_seeds(54321, 0, 8)))
+        return same and other, f"same seeds identical: {same}; other seeds differ: {other}"
+
+    def batches() -> tuple[bool, str]:
+        x = first()
+        k = min(n, 12)
+        pieces = torch.cat([gen.sample(labels[i:min(k, i + 5)], seeds[i:min(k, i + 5)]) for i in range(0, k, 5)])
+        single = gen.sample(labels[k - 1:k], seeds[k - 1:k])
+        a, b = torch.equal(x[:k], pieces), torch.equal(x[k - 1:k], single)
+        return a and b, f"batches of 5 match: {a}; single image matches: {b}"
+
+    def adherence() -> tuple[bool | None, str]:
+        if not getattr(gen, "conditional", True):
+            return None, "unconditional: samples are pseudo-labelled by the reference classifier (not checked)"
+        judge = cached_classifier(dataset.train, c, preset, 0, device, dataset.hflip, cache_dir,
+                                  desc="validate: classifier trained on real data")
+        pred = predict_logits(judge, first(), device).argmax(1)
+        rate = float((pred == labels).float().mean())
+        real_rate = float((predict_logits(judge, dataset.test.images, device).argmax(1)
+                           == dataset.test.labels).float().mean())
+        return rate >= min_adherence, (f"{rate:.3f} of {n} samples classified as their label (floor "
+                                       f"{min_adherence}; the judge scores {real_rate:.3f} on real test images)")
+
+    def reconstruct() -> tuple[bool | None, str]:
+        if not getattr(gen, "can_reconstruct", False):
+            return None, "not declared (can_reconstruct = False)"
+        imgs, lab = dataset.train.images[:4], dataset.train.labels[:4]
+        same = gen.reconstruct(imgs, lab, 0, seeds[:4])
+        half = gen.reconstruct(imgs, lab, 50, seeds[:4])
+        ok = torch.equal(same, imgs) and half.dtype == torch.uint8 and half.shape == imgs.shape
+        return ok, f"t_re=0 returns the input: {torch.equal(same, imgs)}; t_re=50 shape {tuple(half.shape)}"
+
+    checks += [_check("shape, dtype, range", shape), _check("determinism", determinism),
+               _check("batch-size independence", batches), _check("label adherence", adherence),
+               _check("reconstruct", reconstruct)]
+    if "t" in state:
+        secs = float(state["t"])
+        checks.append(Check("speed", None, f"{n / max(secs, 1e-9):.1f} samples/s ({n} samples in {secs:.2f} s, "
+                                           f"{device.type})"))
+    return checks

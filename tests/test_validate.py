@@ -1,0 +1,110 @@
+"""``synthbench validate``: the conformance report on any adapter, a pass for a
+well-behaved one and a named failure for each broken promise."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+import pytest
+import torch
+
+from synthbench.benchmark.registry import GENERATORS
+from synthbench.generators.base import Generator
+
+from test_cli import run_cli
+
+
+class _Stamp(Generator):
+    """Well behaved: the class's real image picked by the seed, plus seeded noise."""
+
+    name = "stamp-ok"
+    version = 1
+
+    def fit(self, ctx):
+        super().fit(ctx)
+        self.train = ctx.train
+
+    def _one(self, label: int, seed: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(seed)
+        pool = (self.train.labels == label).nonzero().flatten()
+        img = self.train.images[pool[torch.randint(len(pool), (1,), generator=g)]][0].int()
+        return (img + torch.randint(-8, 9, img.shape, generator=g)).clamp(0, 255).to(torch.uint8)
+
+    def sample(self, labels, seeds):
+        return torch.stack([self._one(int(y), int(s)) for y, s in zip(labels, seeds)])
+
+
+class _BatchDependent(_Stamp):
+    """Broken: one generator for the whole batch, seeded by the first seed."""
+
+    name = "stamp-batchy"
+
+    def sample(self, labels, seeds):
+        g = torch.Generator().manual_seed(int(seeds[0]))
+        out = []
+        for y in labels.tolist():
+            pool = (self.train.labels == y).nonzero().flatten()
+            out.append(self.train.images[pool[torch.randint(len(pool), (1,), generator=g)]][0])
+        return torch.stack(out)
+
+
+class _Ignores(_Stamp):
+    """Broken: ignores the label, and returns float images."""
+
+    name = "stamp-deaf"
+
+    def sample(self, labels, seeds):
+        return super().sample(torch.zeros_like(labels), seeds).float()
+
+
+@pytest.fixture
+def registered():
+    names = []
+    for cls in (_Stamp, _BatchDependent, _Ignores):
+        GENERATORS.register(cls.name, cls)
+        names.append(cls.name)
+    yield
+    for name in names:
+        GENERATORS.unregister(name)
+
+
+def _report(out: str) -> dict[str, str]:
+    rows = {}
+    for line in out.splitlines():
+        for check in ("declaration", "fit", "shape, dtype, range", "determinism", "batch-size independence",
+                      "label adherence", "reconstruct", "speed"):
+            if line.startswith(check + " "):
+                rows[check] = line[len(check):].split()[0]
+    return rows
+
+
+def test_a_well_behaved_adapter_passes(registered, tmp_path, capsys):
+    code, out, _ = run_cli(["validate", "stamp-ok", "-q", "--results", str(tmp_path)], capsys)
+    rows = _report(out)
+    assert code == 0, out
+    assert rows["determinism"] == rows["batch-size independence"] == rows["label adherence"] == "pass"
+    assert "samples/s" in out and "all checks passed" in out
+
+
+def test_each_broken_promise_is_named(registered, tmp_path, capsys):
+    code, out, _ = run_cli(["validate", "stamp-batchy", "-q", "--results", str(tmp_path)], capsys)
+    rows = _report(out)
+    assert code == 1 and rows["batch-size independence"] == "FAIL" and rows["determinism"] == "pass"
+    code, out, _ = run_cli(["validate", "stamp-deaf", "-q", "--results", str(tmp_path)], capsys)
+    rows = _report(out)
+    assert code == 1 and rows["shape, dtype, range"] == "FAIL" and rows["label adherence"] == "FAIL"
+
+
+def test_unknown_adapter_and_bad_option_are_one_paragraph(tmp_path, capsys):
+    code, _, err = run_cli(["validate", "edn", "--results", str(tmp_path)], capsys)
+    assert code == 2 and "Did you mean 'edm'" in err and "Traceback" not in err
+    code, _, err = run_cli(["validate", "edm", "-o", "nonsense=1", "--results", str(tmp_path)], capsys)
+    assert code == 2 and "no option nonsense" in err
+
+
+def test_the_example_plugin_is_found_through_its_entry_point():
+    eps = {ep.name: ep.value for ep in entry_points(group="synthbench.generators")}
+    if "classgauss" not in eps:
+        pytest.skip("examples/synthbench-classgauss is not installed (.ci/run installs it)")
+    assert eps["classgauss"] == "synthbench_classgauss:ClassGaussianGenerator"
+    assert GENERATORS.origin("classgauss").startswith("entry point")

@@ -118,6 +118,7 @@ GENERATORS = Registry(
     {
         "real": "synthbench.generators.real:RealGenerator",
         "edm": "synthbench.generators.edm:EDMGenerator",
+        "stylegan3": "synthbench.generators.stylegan3:StyleGAN3Generator",
         "sd": "synthbench.generators.sd:StableDiffusionGenerator",
         "realfake": "synthbench.generators.realfake:RealFakeGenerator",
         "ddpm": "synthbench.generators.ddpm:DDPMGenerator",

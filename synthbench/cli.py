@@ -298,6 +298,12 @@ def validate(name: str, dataset: str, preset: str, option: tuple[str, ...], n: i
     sys.exit(1 if failed else 0)
 
 
+from synthbench.leaderboard.commands import leaderboard, regress  # noqa: E402  (click only: cheap)
+
+cli.add_command(leaderboard)
+cli.add_command(regress)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: turns :class:`UserError` into one paragraph and exit 2."""
     try:

@@ -1,0 +1,457 @@
+"""Records -> leaderboard tables: one per dataset x protocol (x preset x protocol
+options x protocol version), generators as rows, mean and 95% interval over seeds.
+
+Choices a reader of the leaderboard should know (the index page repeats them):
+
+- The interval is the t-distribution's over seeds (``t_{0.975, k-1} * sd / sqrt(k)``);
+  with one seed it is the metric's own standard error x 1.96 (e.g. binomial over
+  the test set), and none when the record has no standard error.
+- *Best* is marked per column among the current rows, the oracle (``real``)
+  included: "no generator beats real data" and "this generator ties with real"
+  are the answers the benchmark exists for. A row whose interval overlaps the
+  best one's is marked as a *tie*. Nothing is marked when fewer than two rows
+  have a value.
+- Rows from a generator version older than the installed one, and tables from an
+  older protocol version, are kept and labelled *superseded*, never dropped and
+  never ranked; so are failed and unsupported cells (shown with their error).
+- Columns are the protocol's ``table_metrics()`` (its ``headline`` first) when
+  the protocol is registered, else every metric the records hold; the protocol
+  page shows every metric either way.
+- When one seed of a row has several records (another synthbench version or
+  device), the newest by creation time is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from synthbench.benchmark.store import ResultStore, canonical_json
+from synthbench.errors import UserError
+
+Z95 = 1.959963984540054
+"""Two-sided 95% normal quantile, for the one-seed interval from a record's stderr."""
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_records(results: str | Path) -> list[dict[str, Any]]:
+    """Every record of the store at ``results``, in the store's layout and order.
+
+    ``ResultStore.records()`` skips unreadable files so that ``evaluate`` can
+    recompute them; a published table must not lose a cell silently, so here an
+    unreadable or malformed record stops the build with its path and the fix."""
+    store = ResultStore(results)
+    root = store.root
+    if not root.is_dir():
+        raise UserError(f"--results {root}: no such folder. Point it at a result store (the folder "
+                        f"`synthbench evaluate --results DIR` writes), e.g. --results results.")
+    records_dir = root / "records"
+    paths = sorted(records_dir.rglob("*.json")) if records_dir.is_dir() else []
+    if not paths:
+        raise UserError(f"The result store {root} holds no records (nothing under {records_dir}). Run "
+                        f"`synthbench evaluate --results {root}` first, or give --results the folder "
+                        f"that holds records/.")
+    out = []
+    for path in paths:
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UserError(f"The record {path} is unreadable ({type(exc).__name__}: {exc}). Restore it "
+                            f"from version control or delete it and run `synthbench evaluate` again to "
+                            f"recompute that cell.") from None
+        problem = _malformed(record)
+        if problem:
+            raise UserError(f"The record {path} is not a synthbench record ({problem}). Restore it from "
+                            f"version control or delete it and recompute that cell.")
+        out.append(record)
+    return out
+
+
+def _malformed(record: Any) -> str:
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    spec = record.get("spec")
+    if not isinstance(spec, dict):
+        return "no spec"
+    for key in ("dataset", "protocol", "generator", "seed"):
+        if key not in spec:
+            return f"spec has no {key!r}"
+    if record.get("status") not in ("ok", "failed", "unsupported"):
+        return f"status {record.get('status')!r} is not ok, failed or unsupported"
+    if not isinstance(record.get("metrics", {}), dict):
+        return "metrics is not a mapping"
+    return ""
+
+
+def store_digest(records: Iterable[dict[str, Any]]) -> str:
+    """SHA-256 over the records' canonical JSON, in a fixed order: names the exact
+    store a site was built from, independent of file names and formatting."""
+    h = hashlib.sha256()
+    for text in sorted(canonical_json(r) for r in records):
+        h.update(text.encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def t_quantile(df: int) -> float:
+    """The two-sided 95% quantile of Student's t with ``df`` degrees of freedom."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, df))
+
+
+def mean_interval(values: list[float], stderr: float | None = None) -> tuple[float | None, float | None]:
+    """Mean and 95% half-width over seeds; one seed: ``stderr * 1.96`` (None without one)."""
+    vals = [float(v) for v in values if _finite(v)]
+    if not vals:
+        return None, None
+    k = len(vals)
+    mean = sum(vals) / k
+    if k == 1:
+        return mean, (abs(float(stderr)) * Z95 if _finite(stderr) else None)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (k - 1))
+    return mean, t_quantile(k - 1) * sd / math.sqrt(k)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass
+class Stat:
+    """One table cell: a metric's mean over a row's seeds and its 95% interval."""
+
+    mean: float | None = None
+    half: float | None = None
+    seeds: int = 0
+    higher_is_better: bool | None = None
+    mark: str = ""
+    """``best``, ``tie`` (interval overlaps the best one's) or empty."""
+
+    def overlaps(self, other: Stat) -> bool:
+        if self.mean is None or other.mean is None:
+            return False
+        if self.half is None or other.half is None:
+            return self.mean == other.mean
+        return self.mean - self.half <= other.mean + other.half and other.mean - other.half <= self.mean + self.half
+
+
+def fmt(value: float | None, half: float | None = None) -> str:
+    """``0.9851 ± 0.0052``: decimals chosen by magnitude, the interval in the same decimals."""
+    if value is None:
+        return "n/a"
+    mag = abs(value)
+    digits = 1 if mag >= 100 else 2 if mag >= 10 else 4
+    text = f"{value:.{digits}f}"
+    return text if half is None else f"{text} ± {half:.{digits}f}"
+
+
+# --------------------------------------------------------------------------- tables
+
+
+@dataclass
+class Row:
+    """One generator (name x version x options) in one table."""
+
+    generator: str
+    generator_version: Any
+    options: dict[str, Any]
+    options_label: str
+    """The options that differ from the generator's defaults (all when unknown)."""
+    oracle: bool
+    stale: str
+    """Why this row is superseded (an older generator version), or empty."""
+    records: list[dict[str, Any]]
+    """One record per seed (the newest), ordered by seed."""
+    key: str
+    stats: dict[str, Stat] = field(default_factory=dict)
+
+    @property
+    def ok_records(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r.get("status") == "ok"]
+
+    @property
+    def seeds(self) -> list[int]:
+        return [r["spec"]["seed"] for r in self.records]
+
+    @property
+    def status(self) -> str:
+        """``ok`` (every seed ok), ``partial`` (some seeds failed or unsupported),
+        ``failed`` or ``unsupported`` (no seed ok)."""
+        statuses = {r.get("status") for r in self.records}
+        if statuses == {"ok"}:
+            return "ok"
+        if "ok" in statuses:
+            return "partial"
+        return "failed" if "failed" in statuses else "unsupported"
+
+    @property
+    def problems(self) -> list[dict[str, Any]]:
+        """The records that are not ok, with their seed, status, error and traceback."""
+        return [{"seed": r["spec"]["seed"], "status": r.get("status"), "error": str(r.get("error") or ""),
+                 "traceback": str(r.get("traceback") or "")} for r in self.records if r.get("status") != "ok"]
+
+    @property
+    def wall_s(self) -> float:
+        """Wall seconds spent on this row, all seeds (cell time plus the generator's fit)."""
+        total = 0.0
+        for r in self.records:
+            wall = (r.get("cost") or {}).get("wall_s") or {}
+            total += sum(float(wall.get(k) or 0.0) for k in ("cell_s", "fit_s") if _finite(wall.get(k)))
+        return total
+
+    @property
+    def devices(self) -> str:
+        return ", ".join(sorted({str((r.get("cost") or {}).get("device") or r["spec"].get("device_type", "?"))
+                                 for r in self.records}))
+
+    @property
+    def label(self) -> str:
+        return f"{self.generator} ({self.options_label})" if self.options_label else self.generator
+
+
+@dataclass
+class Table:
+    """Every row of one dataset x protocol x preset x protocol options x protocol version."""
+
+    dataset: str
+    dataset_digest: str
+    protocol: str
+    protocol_version: Any
+    preset: str
+    protocol_options: dict[str, Any]
+    columns: list[str]
+    """The index page's metric columns (headline first)."""
+    all_metrics: list[str]
+    """Every metric any row holds (the protocol page's columns)."""
+    headline: str | None
+    description: str
+    source: str
+    stale: str
+    """Why this table is superseded (an older protocol version), or empty."""
+    rows: list[Row]
+    key: str
+
+    @property
+    def anchor(self) -> str:
+        return slug(f"{self.dataset}-{self.protocol}-{self.preset}", self.key)
+
+    @property
+    def options_label(self) -> str:
+        return _options_text(self.protocol_options)
+
+    def higher_is_better(self, name: str) -> bool | None:
+        for row in self.rows:
+            stat = row.stats.get(name)
+            if stat is not None and stat.higher_is_better is not None:
+                return stat.higher_is_better
+        return None
+
+
+def slug(name: str, key: str = "") -> str:
+    """A file/anchor-safe name: readable part plus a short hash of the exact name,
+    so names that differ only in unsafe characters never collide."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:48] or "x"
+    return f"{base}-{hashlib.sha256((key or name).encode()).hexdigest()[:8]}"
+
+
+def _options_text(options: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_value_text(v)}" for k, v in sorted(options.items()))
+
+
+def _value_text(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return ",".join(map(str, v))
+    return str(v)
+
+
+def _normalised(v: Any) -> Any:
+    return json.loads(json.dumps(v, default=list)) if isinstance(v, (list, tuple, dict)) else v
+
+
+class PluginInfo:
+    """What the registries say about a plugin name, or nothing when it is not
+    installed (records of an uninstalled plugin still render, unranked by version)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str], Any] = {}
+
+    def _get(self, kind: str, name: str) -> Any:
+        if (kind, name) not in self._cache:
+            from synthbench.benchmark.registry import GENERATORS, PROTOCOLS
+
+            registry = GENERATORS if kind == "generator" else PROTOCOLS
+            try:
+                self._cache[(kind, name)] = registry.get(name)
+            except UserError:  # unknown or broken plugin: render from the records alone
+                self._cache[(kind, name)] = None
+        return self._cache[(kind, name)]
+
+    def generator(self, name: str) -> Any:
+        return self._get("generator", name)
+
+    def protocol(self, name: str) -> Any:
+        return self._get("protocol", name)
+
+
+def _newest(records: list[dict[str, Any]]) -> dict[str, Any]:
+    return max(records, key=lambda r: str((r.get("provenance") or {}).get("created") or ""))
+
+
+def build_tables(records: list[dict[str, Any]], plugins: PluginInfo | None = None) -> list[Table]:
+    """Group records into tables and rows, compute the cells, mark best and ties.
+
+    Tables come out ordered by dataset, protocol, preset; superseded ones last."""
+    plugins = plugins or PluginInfo()
+    groups: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        spec = rec["spec"]
+        tkey = canonical_json([spec["dataset"], spec.get("dataset_digest"), spec["protocol"],
+                               spec.get("protocol_version"), (spec.get("preset") or {}).get("name"),
+                               spec.get("preset"), spec.get("protocol_options", {})])
+        rkey = canonical_json([spec["generator"], spec.get("generator_version"), spec.get("generator_options", {}),
+                               spec.get("generator_extra", {})])
+        group = groups.setdefault(tkey, {"spec": spec, "rows": {}})
+        group["rows"].setdefault(rkey, {}).setdefault(spec["seed"], []).append(rec)
+
+    tables = []
+    for tkey, group in groups.items():
+        spec = group["spec"]
+        rows = [_make_row(rkey, {seed: _newest(recs) for seed, recs in by_seed.items()}, plugins)
+                for rkey, by_seed in group["rows"].items()]
+        tables.append(_make_table(tkey, spec, rows, plugins))
+    tables.sort(key=lambda t: (bool(t.stale), t.dataset, t.protocol, t.preset, t.options_label,
+                               str(t.protocol_version)))
+    return tables
+
+
+def _make_row(rkey: str, by_seed: dict[int, dict[str, Any]], plugins: PluginInfo) -> Row:
+    records = [by_seed[s] for s in sorted(by_seed, key=lambda s: (str(type(s)), s))]
+    spec = records[0]["spec"]
+    name = str(spec["generator"])
+    options = dict(spec.get("generator_options") or {})
+    cls = plugins.generator(name)
+    stale = ""
+    if cls is not None:
+        defaults = {k: _normalised(o.default) for k, o in getattr(cls, "options", {}).items()}
+        shown = {k: v for k, v in options.items() if k not in defaults or _normalised(v) != defaults[k]}
+        current = getattr(cls, "version", None)
+        if current is not None and spec.get("generator_version") not in (None, current):
+            stale = f"generator v{spec.get('generator_version')}; the installed {name} is v{current}"
+    else:
+        shown = options
+    oracle = bool(getattr(cls, "oracle", False)) if cls is not None else name == "real"
+    return Row(generator=name, generator_version=spec.get("generator_version"), options=options,
+               options_label=_options_text(shown), oracle=oracle, stale=stale, records=records,
+               key=slug(name, rkey))
+
+
+def _make_table(tkey: str, spec: dict[str, Any], rows: list[Row], plugins: PluginInfo) -> Table:
+    name = str(spec["protocol"])
+    options = dict(spec.get("protocol_options") or {})
+    metric_names: list[str] = []
+    for row in rows:
+        for rec in row.ok_records:
+            for m in rec.get("metrics") or {}:
+                if m not in metric_names:
+                    metric_names.append(m)
+    cls = plugins.protocol(name)
+    headline, columns, declared, stale = None, None, [], ""
+    description = source = ""
+    if cls is not None:
+        description, source = getattr(cls, "description", ""), getattr(cls, "source", "")
+        headline = getattr(cls, "headline", None)
+        declared = list(getattr(cls, "metrics", {}))
+        try:
+            columns = list(cls(**options).table_metrics())
+        except Exception:  # options of another version: fall back to every metric
+            columns = None
+        current = getattr(cls, "version", None)
+        if current is not None and spec.get("protocol_version") not in (None, current):
+            stale = f"protocol v{spec.get('protocol_version')}; the installed {name} is v{current}"
+    ordered = _declared_order(metric_names, declared)
+    cols = [c for c in (columns or []) if c in metric_names] or ordered
+    if headline not in metric_names:
+        headline = cols[0] if cols else None
+    if headline is not None:
+        cols = [headline] + [c for c in cols if c != headline]
+        ordered = [headline] + [c for c in ordered if c != headline]
+    for row in rows:
+        _fill_stats(row, ordered)
+    _mark(rows, ordered)
+    rows.sort(key=lambda r: _row_order(r, headline))
+    return Table(dataset=str(spec["dataset"]), dataset_digest=str(spec.get("dataset_digest") or ""),
+                 protocol=name, protocol_version=spec.get("protocol_version"),
+                 preset=str((spec.get("preset") or {}).get("name", "?")), protocol_options=options,
+                 columns=cols, all_metrics=ordered, headline=headline, description=description, source=source,
+                 stale=stale, rows=rows, key=tkey)
+
+
+def _declared_order(names: list[str], declared: list[str]) -> list[str]:
+    """Metric names in the protocol's declared order; a declared ``top1_t{t}``
+    template matches ``top1_t0``, ``top1_t30``...; the rest sorted after."""
+    def rank(name: str) -> tuple[int, str, float]:
+        for i, pattern in enumerate(declared):
+            regex = "^" + re.sub(r"\\\{[a-z_]+\\\}", r"(-?[0-9.]+)", re.escape(pattern)) + "$"
+            m = re.match(regex, name)
+            if m:
+                num = float(m.group(1)) if m.groups() else 0.0
+                return i, "", num
+        return len(declared), name, 0.0
+    return sorted(names, key=rank)
+
+
+def _fill_stats(row: Row, metric_names: list[str]) -> None:
+    for name in metric_names:
+        entries = [r["metrics"][name] for r in row.ok_records if isinstance((r.get("metrics") or {}).get(name), dict)]
+        if not entries:
+            continue
+        mean, half = mean_interval([e.get("value") for e in entries], entries[0].get("stderr"))
+        hib = entries[0].get("higher_is_better")
+        row.stats[name] = Stat(mean=mean, half=half, seeds=sum(_finite(e.get("value")) for e in entries),
+                               higher_is_better=None if hib is None else bool(hib))
+
+
+def _mark(rows: list[Row], metric_names: list[str]) -> None:
+    """Best per column among current rows (oracle included); ties overlap the best interval."""
+    for name in metric_names:
+        candidates = [r.stats[name] for r in rows
+                      if not r.stale and name in r.stats and r.stats[name].mean is not None]
+        if len(candidates) < 2 or candidates[0].higher_is_better is None:
+            continue
+        sign = 1.0 if candidates[0].higher_is_better else -1.0
+        best = max(candidates, key=lambda s: sign * s.mean)
+        best.mark = "best"
+        for stat in candidates:
+            if stat is not best and stat.overlaps(best):
+                stat.mark = "tie"
+
+
+def _row_order(row: Row, headline: str | None) -> tuple:
+    """Oracle first (the line everything is read against), then by headline, best
+    first; rows without a value (failed, unsupported) last."""
+    stat = row.stats.get(headline) if headline else None
+    has = stat is not None and stat.mean is not None
+    score = 0.0
+    if has:
+        score = -stat.mean if stat.higher_is_better is not False else stat.mean
+    return (not row.oracle, bool(row.stale), not has, score, row.generator, row.options_label)
+
+
+def by_dataset(tables: list[Table]) -> list[tuple[str, list[Table]]]:
+    """Current tables grouped by dataset, in table order."""
+    out: dict[str, list[Table]] = {}
+    for t in tables:
+        if not t.stale:
+            out.setdefault(t.dataset, []).append(t)
+    return list(out.items())

@@ -1,0 +1,85 @@
+"""``synthbench leaderboard`` and ``synthbench regress`` (registered in ``cli.py``).
+
+Only click is imported here; the machinery loads when a command runs, so
+``synthbench --help`` stays fast. Bad input raises :class:`UserError` (one
+paragraph, exit status 2); ``regress`` exits 1 when a score drifted.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+DEFAULT_SUITE = "configs/regress.yaml"
+
+
+@click.command()
+@click.option("--results", default="results", metavar="DIR", show_default=True,
+              help="Result store to read (records under DIR/records).")
+@click.option("--out", default="site", metavar="DIR", show_default=True,
+              help="Folder to write the site to; a folder from an earlier build is cleared first.")
+@click.option("--quiet", "-q", is_flag=True, help="No status lines.")
+def leaderboard(results: str, out: str, quiet: bool) -> None:
+    """Render the static leaderboard site from a result store.
+
+    One table per dataset x protocol (mean ± 95% interval over seeds, best and ties
+    marked, cost beside the score), a page per protocol and per generator with
+    the figures the records hold. Opens from disk: no server, no network.
+    """
+    from synthbench.benchmark import progress
+
+    if quiet:
+        progress.set_enabled(False)
+    from synthbench.leaderboard.site import build_site
+
+    build = build_site(results, out)
+    click.echo(f"{build.records} records -> {build.tables} tables, {len(build.pages)} pages, "
+               f"{build.figures} figures in {build.seconds:.1f} s")
+    click.echo(f"open {(build.out / 'index.html').resolve().as_uri()}")
+
+
+@click.command()
+@click.option("--suite", default=DEFAULT_SUITE, metavar="FILE.yaml", show_default=True,
+              help="The fixed grid to recompute: dataset, preset, seeds, generators, protocols, tolerances.")
+@click.option("--baseline", default=None, metavar="DIR",
+              help="Folder of committed baselines; reads DIR/<suite name>.json. "
+                   "[default: regress-baseline/ beside the suite]")
+@click.option("--update-baseline", is_flag=True,
+              help="Recompute and write the baseline instead of comparing (after a change that moves "
+                   "scores on purpose, together with the plugin's version bump).")
+@click.option("--results", default=None, metavar="DIR",
+              help="Compute in this result store (reusing its records and caches) instead of a fresh "
+                   "temporary one. For debugging: a stale cache can hide drift.")
+@click.option("--show-all", is_flag=True, help="List every compared metric, not only those that moved.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or status lines.")
+def regress(suite: str, baseline: str | None, update_baseline: bool, results: str | None, show_all: bool,
+            quiet: bool) -> None:
+    """Recompute a small fixed grid and compare every metric with a committed baseline.
+
+    Prints what moved; exits 1 when any metric drifted past its tolerance, a cell's
+    status changed, or a plugin's version differs from the baseline's (regenerate it
+    with --update-baseline), and 0 otherwise.
+    """
+    from synthbench.benchmark import progress
+
+    if quiet:
+        progress.set_enabled(False)
+    from synthbench.leaderboard import regress as rg
+
+    spec = rg.load_suite(suite)
+    baseline_path = rg.baseline_path(spec, baseline)
+    if update_baseline:
+        current = rg.compute(spec, results)
+        rg.write_baseline(baseline_path, spec, current)
+        click.echo(f"baseline written: {baseline_path} ({len(current['cells'])} cells)")
+        return
+    expected = rg.read_baseline(baseline_path)
+    current = rg.compute(spec, results)
+    report = rg.compare(spec, expected, current)
+    click.echo(rg.render(report, show_all=show_all))
+    if report.drifted:
+        click.echo(f"Drift against {baseline_path}. If the change is intended, bump the plugin's version and "
+                   f"regenerate the baseline with `synthbench regress --suite {suite} --update-baseline`, "
+                   f"then commit both.", err=True)
+        sys.exit(1)

@@ -1,0 +1,515 @@
+"""The leaderboard's figures, drawn from records' ``details`` only (matplotlib, Agg).
+
+Each ``*_figure`` function takes plain data out of a record (or the mean over a
+row's seeds) and an output path, and returns the path it wrote, or None when the
+data is not there or not in the expected shape: a third-party protocol's
+``details`` may use the same key for something else, and a figure that cannot be
+drawn is left out rather than failing the site. Line and bar charts are SVG
+(sharp at any zoom); heat maps, image grids and scatter plots are PNG (small).
+
+Figures use ``matplotlib.figure.Figure`` directly (no pyplot), so no global
+state or GUI backend is involved, and SVG output is made reproducible (no date,
+fixed hash salt).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+X_KEYS = ("multiples", "t_re", "x", "steps", "epochs", "sizes")
+"""Curve keys read as the x axis when a ``curve`` holds one of them."""
+STYLE = {"svg.hashsalt": "synthbench", "font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9,
+         "legend.fontsize": 8, "axes.spines.top": False, "axes.spines.right": False}
+REAL_COLOR = "#444444"
+
+
+def styled(draw: Callable[..., Path | None]) -> Callable[..., Path | None]:
+    """Run a figure function under the leaderboard's style (rcParams are read when
+    artists are created, so the whole function runs inside the context)."""
+    @functools.wraps(draw)
+    def wrapper(*args: Any, **kwargs: Any) -> Path | None:
+        with matplotlib.rc_context(STYLE):
+            return draw(*args, **kwargs)
+    return wrapper
+
+
+def natural_key(text: Any) -> list:
+    """``t30`` before ``t100``, ``x2`` before ``x10``: records store mappings with
+    sorted keys, so figures put steps and multiples back in numeric order."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", str(text)) if part]
+
+
+def _natural(mapping: dict) -> dict:
+    return {k: mapping[k] for k in sorted(mapping, key=natural_key)}
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".svg":
+        fig.savefig(path, format="svg", metadata={"Date": None})
+    else:
+        fig.savefig(path, format="png", dpi=110, metadata={"Software": None})
+    return path
+
+
+def _short(label: str, limit: int = 32) -> str:
+    """Labels inside figures stay short (full names are in the tables)."""
+    label = str(label)
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
+def _figure(width: float, height: float) -> Figure:
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _numbers(values: Any) -> list[float] | None:
+    """A list of numbers (None/NaN kept as NaN), or None when it is not one."""
+    if not isinstance(values, (list, tuple)) or not values:
+        return None
+    out = []
+    for v in values:
+        if v is None:
+            out.append(math.nan)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append(float(v))
+        else:
+            return None
+    return out
+
+
+def _matrix(values: Any) -> np.ndarray | None:
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return arr if arr.ndim == 2 and arr.size and arr.shape[0] == arr.shape[1] else None
+
+
+def _images(values: Any) -> np.ndarray | None:
+    """``[N, C, H, W]`` or ``[N, H, W]`` uint8-range images as ``[N, H, W, C]`` floats in [0, 1]."""
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    if arr.ndim != 4 or arr.shape[1] not in (1, 3) or not arr.size:
+        return None
+    scale = 255.0 if arr.max() > 1.0 else 1.0
+    return np.clip(arr.transpose(0, 2, 3, 1) / scale, 0.0, 1.0)
+
+
+def _show(ax, image: np.ndarray, **kw) -> None:
+    if image.shape[-1] == 1:
+        ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest", **kw)
+    else:
+        ax.imshow(image, interpolation="nearest", **kw)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def mean_of(values: Sequence[Any]) -> Any:
+    """Element-wise mean of equally shaped numbers / lists / dicts of them (the
+    seeds of one row); the first value where shapes differ."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    first = values[0]
+    if isinstance(first, dict):
+        if all(isinstance(v, dict) and v.keys() == first.keys() for v in values):
+            return {k: mean_of([v[k] for v in values]) for k in first}
+        return first
+    if isinstance(first, (list, tuple)):
+        if all(isinstance(v, (list, tuple)) and len(v) == len(first) for v in values):
+            return [mean_of([v[i] for v in values]) for i in range(len(first))]
+        return first
+    nums = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if len(nums) != len(values):
+        return first
+    finite = [v for v in nums if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def sum_of(values: Sequence[Any]) -> Any:
+    """Element-wise sum (confusion matrices over seeds); the first where shapes differ."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    first = values[0]
+    if isinstance(first, dict):
+        if all(isinstance(v, dict) and v.keys() == first.keys() for v in values):
+            return {k: sum_of([v[k] for v in values]) for k in first}
+        return first
+    try:
+        arrays = [np.asarray(v, dtype=np.float64) for v in values]
+    except (TypeError, ValueError):
+        return first
+    if any(a.shape != arrays[0].shape for a in arrays):
+        return first
+    return np.sum(arrays, axis=0).tolist()
+
+
+# --------------------------------------------------------------------------- curves
+
+
+def split_curve(curve: Any) -> tuple[str, list[float], dict[str, list[float]], dict[str, float]] | None:
+    """A ``curve`` mapping -> (x name, x values, series, scalar reference lines).
+
+    x is the first of :data:`X_KEYS` present (else the index); series are the
+    other numeric lists of x's length; scalars (e.g. ``real_top1``) become
+    horizontal reference lines on the series they name."""
+    if not isinstance(curve, dict):
+        return None
+    xname = next((k for k in X_KEYS if _numbers(curve.get(k))), None)
+    lists = {k: _numbers(v) for k, v in curve.items() if k != xname}
+    lists = {k: v for k, v in lists.items() if v is not None}
+    if xname is None and not lists:
+        return None
+    x = _numbers(curve[xname]) if xname else list(range(len(next(iter(lists.values())))))
+    series = {k: v for k, v in lists.items() if len(v) == len(x) and any(math.isfinite(y) for y in v)}
+    scalars = {k: float(v) for k, v in curve.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    if not series:
+        return None
+    return xname or "index", x, series, scalars
+
+
+def _reference_for(series: str, scalars: dict[str, float]) -> tuple[str, float] | None:
+    for name, value in scalars.items():
+        if name == f"real_{series}" or name == f"{series}_real" or (name.startswith("real") and series in name):
+            return name, value
+    return None
+
+
+@styled
+def curves_figure(lines: dict[str, Any], path: Path, title: str = "", order: Sequence[str] = ()) -> Path | None:
+    """Small multiples, one panel per series of the curves; one line per entry of
+    ``lines`` (a generator, or a single row), the scalar reference (``real_top1``
+    beside ``top1``) dashed: the scale-up curve against the real line, the t_re
+    curves of accuracy, entropy and FID. ``order``: metric names whose prefixes
+    order the panels."""
+    parsed = {label: split_curve(c) for label, c in lines.items()}
+    parsed = {label: p for label, p in parsed.items() if p is not None}
+    if not parsed:
+        return None
+    names: list[str] = []
+    for _, _, series, _ in parsed.values():
+        names += [s for s in series if s not in names]
+    # Panels in the order of the table's metrics (``top1`` before ``coverage``).
+    rank = {n: next((i for i, m in enumerate(order) if m == n or m.startswith(f"{n}_")), len(order)) for n in names}
+    names.sort(key=lambda n: rank[n])
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig = _figure(3.2 * cols, 2.4 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    drawn_refs: set[tuple[str, str]] = set()
+    for ax, name in zip(axes, names):
+        for label, (xname, x, series, scalars) in parsed.items():
+            if name in series:
+                ax.plot(x, series[name], marker="o", ms=3, lw=1.4, label=_short(label),
+                        color=REAL_COLOR if label == "real" else None)
+            ref = _reference_for(name, scalars)
+            if ref and (name, ref[0]) not in drawn_refs:
+                drawn_refs.add((name, ref[0]))
+                ax.axhline(ref[1], ls="--", lw=1, color=REAL_COLOR, label=f"{ref[0]} = {ref[1]:.4g}")
+            ax.set_xlabel(xname)
+            if xname == "multiples":
+                ax.set_xscale("log")
+                ax.set_xticks(x, [f"x{v:g}" for v in x])
+                ax.minorticks_off()
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if len(labels) > 1:
+        axes[0].legend(fontsize=7, frameon=False)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- bars
+
+
+@styled
+def per_class_figure(per_class: Any, path: Path, title: str = "per-class accuracy") -> Path | None:
+    """Grouped bars of per-class accuracy: one list, or one list per arm/step
+    (``{"x1": [...], "x10": [...]}``)."""
+    if isinstance(per_class, dict):
+        groups = {str(k): _numbers(v) for k, v in _natural(per_class).items()}
+    else:
+        groups = {"": _numbers(per_class)}
+    groups = {k: v for k, v in groups.items() if v is not None}
+    if not groups:
+        return None
+    n = max(len(v) for v in groups.values())
+    fig = _figure(max(4.0, 0.45 * n * max(1, len(groups)) ** 0.5 + 1.5), 2.6)
+    ax = fig.subplots()
+    width = 0.8 / len(groups)
+    for i, (name, vals) in enumerate(groups.items()):
+        ax.bar(np.arange(len(vals)) + (i - (len(groups) - 1) / 2) * width, vals, width=width, label=name or None)
+    ax.set_xticks(np.arange(n))
+    ax.set_xlabel("class")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.05)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(title, pad=20 if len(groups) > 1 else 6)
+    if len(groups) > 1:
+        ax.legend(ncols=min(len(groups), 8), fontsize=7, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.08))
+    return _save(fig, path)
+
+
+@styled
+def interval_bars_figure(entries: list[tuple[str, float, float | None, bool]], path: Path, metric: str,
+                         higher_is_better: bool | None) -> Path | None:
+    """The headline per row, mean with its 95% interval; the oracle row in grey."""
+    entries = [e for e in entries if e[1] is not None and math.isfinite(e[1])]
+    if not entries:
+        return None
+    fig = _figure(max(3.5, 0.8 * len(entries) + 1.5), 2.6)
+    ax = fig.subplots()
+    x = np.arange(len(entries))
+    colors = [REAL_COLOR if oracle else "#3b75af" for _, _, _, oracle in entries]
+    errs = [h if h is not None else 0.0 for _, _, h, _ in entries]
+    ax.bar(x, [m for _, m, _, _ in entries], yerr=errs, capsize=4, color=colors)
+    ax.set_xticks(x, [_short(label) for label, *_ in entries], rotation=20 if len(entries) > 4 else 0, ha="right"
+                  if len(entries) > 4 else "center")
+    arrow = "" if higher_is_better is None else (" (higher is better)" if higher_is_better else " (lower is better)")
+    ax.set_title(f"{metric}: mean ± 95% interval{arrow}")
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+@styled
+def corruption_figure(per_corruption: Any, severities: Any, path: Path) -> Path | None:
+    """Accuracy against severity, one panel per corruption, one line per arm."""
+    if not isinstance(per_corruption, dict) or not per_corruption:
+        return None
+    arms = {arm: table for arm, table in per_corruption.items() if isinstance(table, dict)}
+    kinds: list[str] = []
+    for table in arms.values():
+        kinds += [k for k in table if k not in kinds and _numbers(table[k])]
+    if not kinds:
+        return None
+    cols = min(4, len(kinds))
+    rows = math.ceil(len(kinds) / cols)
+    fig = _figure(2.5 * cols, 2.0 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False, sharey=True).flatten()
+    for ax, kind in zip(axes, kinds):
+        for arm, table in arms.items():
+            ys = _numbers(table.get(kind))
+            if ys is None:
+                continue
+            xs = _numbers(severities) if _numbers(severities) and len(severities) == len(ys) else range(1, len(ys) + 1)
+            ax.plot(list(xs), ys, marker="o", ms=3, label=arm, color=REAL_COLOR if arm == "real" else None)
+        ax.set_title(kind)
+        ax.set_xlabel("severity")
+        ax.grid(alpha=0.3)
+    for ax in axes[len(kinds):]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=7, frameon=False)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- heat maps and images
+
+
+@styled
+def confusion_figure(confusion: Any, path: Path) -> Path | None:
+    """Row-normalised confusion matrix (true class down, predicted across), or one
+    per arm when the record holds a mapping of them."""
+    mats = ({str(k): _matrix(v) for k, v in _natural(confusion).items()} if isinstance(confusion, dict)
+            else {"": _matrix(confusion)})
+    mats = {k: v for k, v in mats.items() if v is not None}
+    if not mats:
+        return None
+    cols = min(4, len(mats))
+    rows = math.ceil(len(mats) / cols)
+    fig = _figure(3.0 * cols, 2.9 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    for ax, (name, m) in zip(axes, mats.items()):
+        norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1e-12)
+        im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        n = m.shape[0]
+        if n <= 12:
+            for i in range(n):
+                for j in range(n):
+                    if m[i, j]:
+                        ax.text(j, i, f"{m[i, j]:g}", ha="center", va="center", fontsize=6,
+                                color="white" if norm[i, j] > 0.5 else "black")
+        ticks = np.arange(n) if n <= 20 else np.arange(0, n, max(1, n // 10))
+        ax.set_xticks(ticks)
+        ax.set_yticks(ticks)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(name or "confusion matrix (counts, colour: row share)")
+    for ax in axes[len(mats):]:
+        ax.set_visible(False)
+    fig.colorbar(im, ax=axes[: len(mats)].tolist(), shrink=0.8)
+    return _save(fig, path)
+
+
+def pca_sets(pca: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
+    """Point sets ``[N, 2]`` in a ``pca`` mapping (nested ones named ``a/b``) and
+    their labels (``<name>_labels``, or a shared ``labels`` of the same length)."""
+    if not isinstance(pca, dict):
+        return None
+    sets: dict[str, np.ndarray] = {}
+
+    def walk(prefix: str, obj: dict) -> None:
+        for key, value in obj.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(f"{name}/", value)
+                continue
+            try:
+                arr = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError):
+                continue
+            if arr.ndim == 2 and arr.shape[1] == 2 and len(arr):
+                sets[name] = arr
+
+    walk("", pca)
+    sets = _natural(sets)
+    if not sets:
+        return None
+    labels: dict[str, np.ndarray] = {}
+    shared = pca.get("labels")
+    for name, pts in sets.items():
+        lab = pca.get(f"{name.split('/')[0]}_labels", shared)
+        if isinstance(lab, list) and len(lab) == len(pts):
+            labels[name] = np.asarray(lab)
+    return sets, labels
+
+
+@styled
+def pca_figure(pca: Any, path: Path) -> Path | None:
+    """The 2-D PCA scatter: the real points in grey under each other set (synthetic,
+    or reconstructions at each t_re), coloured by class."""
+    parsed = pca_sets(pca)
+    if parsed is None:
+        return None
+    sets, labels = parsed
+    ref = "real" if "real" in sets else None
+    others = [n for n in sets if n != ref] or [ref]
+    cols = min(3, len(others))
+    rows = math.ceil(len(others) / cols)
+    fig = _figure(3.0 * cols, 2.8 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    for ax, name in zip(axes, others):
+        if ref is not None and name != ref:
+            ax.scatter(*sets[ref].T, s=4, c="#bbbbbb", label="real", linewidths=0)
+        pts = sets[name]
+        if name in labels:
+            ax.scatter(*pts.T, s=5, c=labels[name], cmap="tab10", linewidths=0, label=name)
+        else:
+            ax.scatter(*pts.T, s=5, linewidths=0, label=name)
+        ax.set_title(name if name == ref else f"{name} over real (grey)" if ref else name)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[len(others):]:
+        ax.set_visible(False)
+    return _save(fig, path)
+
+
+def _gradcam_entries(gradcam: Any) -> dict[str, dict[str, Any]] | None:
+    if not isinstance(gradcam, dict):
+        return None
+    if "maps" in gradcam:
+        return {"": gradcam}
+    entries = {str(k): v for k, v in _natural(gradcam).items() if isinstance(v, dict) and "maps" in v}
+    return entries or None
+
+
+@styled
+def gradcam_figure(gradcam: Any, path: Path) -> Path | None:
+    """Grad-CAM maps of the fixed test images (one per class), one row per
+    classifier (e.g. per t_re), so attention can be compared at a glance."""
+    entries = _gradcam_entries(gradcam)
+    if not entries:
+        return None
+    rows_data = []
+    for name, entry in entries.items():
+        maps = np.asarray(entry.get("maps"), dtype=np.float64) if entry.get("maps") is not None else None
+        if maps is None or maps.ndim != 3 or not len(maps):
+            continue
+        rows_data.append((name, maps, entry.get("labels") or list(range(len(maps)))))
+    if not rows_data:
+        return None
+    cols = max(len(m) for _, m, _ in rows_data)
+    fig = _figure(0.75 * cols + 0.8, 0.8 * len(rows_data) + 0.5)
+    axes = fig.subplots(len(rows_data), cols, squeeze=False)
+    for r, (name, maps, labels) in enumerate(rows_data):
+        for c in range(cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(maps):
+                ax.set_visible(False)
+                continue
+            ax.imshow(maps[c], cmap="inferno", vmin=0, vmax=1, interpolation="bilinear")
+            if r == 0:
+                ax.set_title(f"class {labels[c]}" if c < len(labels) else "", fontsize=7)
+        if name:
+            axes[r, 0].set_ylabel(name, fontsize=8)
+    return _save(fig, path)
+
+
+@styled
+def pairs_figure(pairs: Any, path: Path) -> Path | None:
+    """The closest synthetic/member pairs of ``mia``'s copy check: synthetic on
+    top, its nearest member below, the distance between them."""
+    if not isinstance(pairs, list) or not pairs:
+        return None
+    good = []
+    for p in pairs:
+        if not isinstance(p, dict):
+            continue
+        imgs = _images([p.get("synthetic"), p.get("member")]) if p.get("synthetic") is not None else None
+        if imgs is not None:
+            good.append((imgs, p.get("distance"), p.get("label")))
+    if not good:
+        return None
+    fig = _figure(0.95 * len(good) + 0.6, 2.3)
+    axes = fig.subplots(2, len(good), squeeze=False)
+    for c, (imgs, dist, label) in enumerate(good):
+        _show(axes[0, c], imgs[0])
+        _show(axes[1, c], imgs[1])
+        d = f"d={dist:.3g}" if isinstance(dist, (int, float)) else ""
+        axes[0, c].set_title(f"{d}\nclass {label}" if label is not None else d, fontsize=7)
+    axes[0, 0].set_ylabel("synthetic", fontsize=8)
+    axes[1, 0].set_ylabel("member", fontsize=8)
+    return _save(fig, path)
+
+
+@styled
+def samples_figure(samples: Any, path: Path, labels: Any = None) -> Path | None:
+    """A grid of sample images (``details["samples"]``: ``[N, C, H, W]`` in 0..255)."""
+    imgs = _images(samples)
+    if imgs is None:
+        return None
+    n = min(len(imgs), 64)
+    cols = min(n, 10)
+    rows = math.ceil(n / cols)
+    fig = _figure(0.7 * cols, 0.75 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    for i, ax in enumerate(axes):
+        if i < n:
+            _show(ax, imgs[i])
+            if isinstance(labels, list) and i < len(labels):
+                ax.set_title(str(labels[i]), fontsize=6)
+        else:
+            ax.set_visible(False)
+    return _save(fig, path)

@@ -1,0 +1,386 @@
+"""``synthbench regress``: recompute a small fixed grid and compare it with a baseline.
+
+The suite (``configs/regress.yaml``) names a dataset, a preset, seeds, the
+generators and the protocols (each with options), and per-metric tolerances.
+The baseline (``configs/regress-baseline/<suite name>.json``) is a compact,
+committed file: every metric's value per cell ``generator/protocol/seed<S>``,
+each cell's status, and the plugin versions it was computed with.
+
+A metric *drifts* when ``|current - baseline| > max(abs, rel * |baseline|)`` for
+its tolerance (the first pattern in ``tolerance.metrics`` that matches
+``protocol.metric`` or ``metric``, else ``tolerance.default``). A cell whose status
+changed, a metric that appeared or vanished, a cell missing on either side, a
+suite changed since the baseline was written, and a plugin whose version differs
+from the baseline's all count as drift: a change that moves scores on purpose
+bumps the plugin's version and regenerates the baseline (``--update-baseline``)
+in the same commit, so the baseline always says which code produced it.
+
+The grid is recomputed in a fresh temporary result store (never a stale
+cache), on the CPU with a fixed thread count, so the same kind of machine
+gives the same numbers; the tolerances absorb floating-point noise across
+CPUs, not real changes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import math
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from synthbench.benchmark.store import canonical_json
+from synthbench.errors import UserError
+
+SUITE_KEYS = {"name", "description", "dataset", "preset", "seeds", "device", "threads", "generators", "protocols",
+              "tolerance"}
+BASELINE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Allowed movement: ``max(abs, rel * |baseline|)``."""
+
+    abs: float = 0.0
+    rel: float = 0.0
+
+    def allowed(self, baseline: float) -> float:
+        return max(self.abs, self.rel * abs(baseline))
+
+    def text(self) -> str:
+        parts = ([f"abs {self.abs:g}"] if self.abs else []) + ([f"rel {self.rel:g}"] if self.rel else [])
+        return " / ".join(parts) or "exact"
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A parsed, validated suite file."""
+
+    path: Path
+    name: str
+    dataset: str
+    preset: str
+    seeds: tuple[int, ...]
+    device: str
+    threads: int | None
+    generators: dict[str, dict[str, Any]]
+    protocols: dict[str, dict[str, Any]]
+    default_tolerance: Tolerance
+    tolerances: tuple[tuple[str, Tolerance], ...]
+
+    @property
+    def digest(self) -> str:
+        """What determines the numbers (not the tolerances): a baseline written for
+        another grid must not pass as this one's."""
+        grid = {"dataset": self.dataset, "preset": self.preset, "seeds": list(self.seeds), "device": self.device,
+                "threads": self.threads, "generators": self.generators, "protocols": self.protocols}
+        return hashlib.sha256(canonical_json(grid).encode()).hexdigest()
+
+    def tolerance(self, protocol: str, metric: str) -> Tolerance:
+        for pattern, tol in self.tolerances:
+            if fnmatch.fnmatchcase(f"{protocol}.{metric}", pattern) or fnmatch.fnmatchcase(metric, pattern):
+                return tol
+        return self.default_tolerance
+
+
+def _bad(path: Path, what: str) -> UserError:
+    return UserError(f"The regression suite {path} is invalid: {what}. Fix the file (configs/regress.yaml "
+                     f"shows the format).")
+
+
+def _tolerance(path: Path, where: str, raw: Any) -> Tolerance:
+    if not isinstance(raw, dict) or not raw or set(raw) - {"abs", "rel"}:
+        raise _bad(path, f"{where} must be a mapping with abs and/or rel, e.g. {{abs: 0.02}}")
+    try:
+        tol = Tolerance(abs=float(raw.get("abs", 0.0)), rel=float(raw.get("rel", 0.0)))
+    except (TypeError, ValueError):
+        raise _bad(path, f"{where}: abs and rel must be numbers") from None
+    if tol.abs < 0 or tol.rel < 0 or not (math.isfinite(tol.abs) and math.isfinite(tol.rel)):
+        raise _bad(path, f"{where}: abs and rel must be finite and >= 0")
+    return tol
+
+
+def _plugin_map(path: Path, key: str, raw: Any) -> dict[str, dict[str, Any]]:
+    if isinstance(raw, list):
+        raw = {name: {} for name in raw}
+    if not isinstance(raw, dict) or not raw:
+        raise _bad(path, f"{key} must be a non-empty mapping of names to option mappings")
+    out = {}
+    for name, opts in raw.items():
+        opts = {} if opts is None else opts
+        if not isinstance(opts, dict):
+            raise _bad(path, f"{key}.{name} must be a mapping of options (or empty)")
+        out[str(name)] = {str(k): v for k, v in opts.items()}
+    return out
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and check a suite file; every problem is a :class:`UserError`."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"--suite {path}: no such file. Run from the repository root (the default is "
+                        f"configs/regress.yaml) or give --suite the suite's path.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--suite {path} cannot be read ({exc}). Give a readable YAML file.") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"--suite {path} is not valid YAML ({' '.join(str(exc).split())}). Fix the file.") from None
+    if not isinstance(data, dict):
+        raise _bad(path, "it must hold a mapping (dataset, preset, seeds, generators, protocols, tolerance)")
+    unknown = sorted(set(map(str, data)) - SUITE_KEYS)
+    if unknown:
+        raise _bad(path, f"unknown keys {', '.join(unknown)} (known: {', '.join(sorted(SUITE_KEYS))})")
+    seeds = data.get("seeds", [0])
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = list(range(seeds))
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+        raise _bad(path, "seeds must be a list of non-negative integers (or a count)")
+    device = str(data.get("device", "cpu"))
+    if device not in ("cpu", "cuda", "auto"):
+        raise _bad(path, f"device {device!r} must be cpu, cuda or auto")
+    threads = data.get("threads")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise _bad(path, "threads must be a positive integer")
+    tol = data.get("tolerance") or {}
+    if not isinstance(tol, dict) or set(tol) - {"default", "metrics"}:
+        raise _bad(path, "tolerance must be a mapping with default and metrics")
+    default = _tolerance(path, "tolerance.default", tol.get("default", {"abs": 0.0}) or {"abs": 0.0})
+    patterns = tol.get("metrics") or {}
+    if not isinstance(patterns, dict):
+        raise _bad(path, "tolerance.metrics must map metric patterns to {abs, rel}")
+    return Suite(
+        path=path, name=str(data.get("name") or path.stem), dataset=str(data.get("dataset", "digits")),
+        preset=str(data.get("preset", "smoke")), seeds=tuple(seeds), device=device, threads=threads,
+        generators=_plugin_map(path, "generators", data.get("generators")),
+        protocols=_plugin_map(path, "protocols", data.get("protocols")),
+        default_tolerance=default,
+        tolerances=tuple((str(p), _tolerance(path, f"tolerance.metrics[{p!r}]", t)) for p, t in patterns.items()),
+    )
+
+
+def baseline_path(suite: Suite, baseline_dir: str | Path | None) -> Path:
+    folder = Path(baseline_dir) if baseline_dir else suite.path.parent / "regress-baseline"
+    return folder / f"{suite.name}.json"
+
+
+def read_baseline(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"No baseline at {path}. Write one with `synthbench regress --update-baseline` (it "
+                        f"recomputes the suite), check the numbers and commit it; or give --baseline the folder "
+                        f"that holds it.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"The baseline {path} is unreadable ({type(exc).__name__}: {exc}). Restore it from "
+                        f"version control or regenerate it with `synthbench regress --update-baseline`.") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), dict) or data.get("format") != BASELINE_FORMAT:
+        raise UserError(f"The baseline {path} is not a synthbench regression baseline (format "
+                        f"{BASELINE_FORMAT}). Regenerate it with `synthbench regress --update-baseline`.")
+    return data
+
+
+def cell_key(generator: str, protocol: str, seed: int) -> str:
+    return f"{generator}/{protocol}/seed{seed}"
+
+
+def compute(suite: Suite, results: str | Path | None = None) -> dict[str, Any]:
+    """Run the suite's grid and return it in the baseline's form (nothing compared yet)."""
+    import torch
+
+    from synthbench.benchmark.datasets import load_dataset
+    from synthbench.benchmark.options import resolve_options
+    from synthbench.benchmark.presets import get_preset
+    from synthbench.benchmark.provenance import device_name
+    from synthbench.benchmark.registry import GENERATORS, PROTOCOLS
+    from synthbench.benchmark.runner import PluginChoice, resolve_device, run_grid
+    from synthbench.benchmark.store import ResultStore
+
+    where = f"in suite {suite.path}"
+    preset = get_preset(suite.preset)
+    gens = [PluginChoice(name, resolve_options(GENERATORS.get(name).options, opts, f"generator {name} {where}"))
+            for name, opts in suite.generators.items()]
+    protos = [PluginChoice(name, resolve_options(PROTOCOLS.get(name).options, opts, f"protocol {name} {where}"))
+              for name, opts in suite.protocols.items()]
+    device = resolve_device(suite.device)
+    threads_before = torch.get_num_threads()
+    if suite.threads:
+        torch.set_num_threads(suite.threads)
+    threads_used = torch.get_num_threads()
+    dataset = load_dataset(suite.dataset).capped(preset.max_train_per_class)
+    cells: dict[str, Any] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="synthbench-regress-") as tmp:
+            store = ResultStore(results if results else tmp)
+            for proto in protos:
+                for outcome in run_grid(dataset, gens, proto, preset, list(suite.seeds), device, store):
+                    rec = outcome.record or {}
+                    spec = outcome.spec
+                    cells[cell_key(spec["generator"], spec["protocol"], spec["seed"])] = {
+                        "status": rec.get("status", "missing"),
+                        "error": rec.get("error"),
+                        "metrics": {name: m.get("value") for name, m in sorted((rec.get("metrics") or {}).items())},
+                    }
+    finally:
+        torch.set_num_threads(threads_before)
+    return {
+        "format": BASELINE_FORMAT,
+        "suite": suite.name,
+        "suite_digest": suite.digest,
+        "dataset": suite.dataset,
+        "dataset_digest": dataset.digest,
+        "preset": suite.preset,
+        "plugins": {**{f"generator:{g.name}": GENERATORS.get(g.name).version for g in gens},
+                    **{f"protocol:{p.name}": PROTOCOLS.get(p.name).version for p in protos}},
+        "environment": {"synthbench": _version(), "torch": torch.__version__, "threads": threads_used,
+                        "device": device_name(device)},
+        "cells": cells,
+    }
+
+
+def _version() -> str:
+    import synthbench
+
+    return synthbench.__version__
+
+
+def write_baseline(path: Path, suite: Suite, current: dict[str, Any]) -> Path:
+    from synthbench.benchmark.atomic import atomic_write_json
+
+    data = dict(current, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                note=f"Written by `synthbench regress --suite {suite.path} --update-baseline`; regenerate it together "
+                     f"with a plugin version bump whenever a change moves scores on purpose.")
+    try:
+        return atomic_write_json(path, data)
+    except OSError as exc:
+        raise UserError(f"Cannot write the baseline {path} ({exc.strerror or exc}). Give --baseline a folder you "
+                        f"can write to.") from None
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+@dataclass
+class Line:
+    """One compared value."""
+
+    cell: str
+    metric: str
+    baseline: Any
+    current: Any
+    tolerance: str
+    verdict: str
+    """``same``, ``within tolerance``, or a drift: ``DRIFT``, ``status changed``,
+    ``missing``, ``new``."""
+
+    @property
+    def drift(self) -> bool:
+        return self.verdict not in ("same", "within tolerance")
+
+    @property
+    def delta(self) -> float | None:
+        if _num(self.baseline) and _num(self.current):
+            return float(self.current) - float(self.baseline)
+        return None
+
+
+@dataclass
+class Report:
+    lines: list[Line] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """Drift that is not one metric: versions, suite, dataset."""
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.notes) or any(line.drift for line in self.lines)
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _same_missing(a: Any, b: Any) -> bool:
+    """None and NaN (JSON null / NaN) both mean 'no value': equal to each other."""
+    def empty(v: Any) -> bool:
+        return v is None or (_num(v) and math.isnan(v))
+    return empty(a) and empty(b)
+
+
+def compare(suite: Suite, baseline: dict[str, Any], current: dict[str, Any]) -> Report:
+    """Every metric of every cell against the baseline, with the suite's tolerances."""
+    report = Report()
+    if baseline.get("suite_digest") != current.get("suite_digest"):
+        report.notes.append("the suite's grid (dataset, preset, seeds, generators, protocols or options) changed "
+                            "since the baseline was written")
+    if baseline.get("dataset_digest") != current.get("dataset_digest"):
+        report.notes.append(f"dataset {current.get('dataset')} digest changed: "
+                            f"{str(baseline.get('dataset_digest'))[:12]} -> {str(current.get('dataset_digest'))[:12]}")
+    old_versions, new_versions = baseline.get("plugins") or {}, current.get("plugins") or {}
+    for plugin in sorted(set(old_versions) | set(new_versions)):
+        old, new = old_versions.get(plugin), new_versions.get(plugin)
+        if old != new:
+            report.notes.append(f"{plugin.replace(':', ' ')} is v{new} but the baseline was written with v{old}: "
+                                f"regenerate the baseline (--update-baseline) with the version bump")
+    old_cells, new_cells = baseline.get("cells") or {}, current.get("cells") or {}
+    for key in sorted(set(old_cells) | set(new_cells)):
+        protocol = key.split("/")[1] if key.count("/") >= 2 else ""
+        old, new = old_cells.get(key), new_cells.get(key)
+        if old is None or new is None:
+            report.lines.append(Line(key, "(cell)", "absent" if old is None else old.get("status"),
+                                     "absent" if new is None else new.get("status"), "", "new" if old is None
+                                     else "missing"))
+            continue
+        if old.get("status") != new.get("status"):
+            report.lines.append(Line(key, "status", old.get("status"), f"{new.get('status')}"
+                                     + (f" ({new.get('error')})" if new.get("error") else ""), "", "status changed"))
+        old_m, new_m = old.get("metrics") or {}, new.get("metrics") or {}
+        for metric in sorted(set(old_m) | set(new_m)):
+            tol = suite.tolerance(protocol, metric)
+            a, b = old_m.get(metric, "absent"), new_m.get(metric, "absent")
+            if metric not in new_m or metric not in old_m:
+                verdict = "missing" if metric not in new_m else "new"
+            elif _same_missing(a, b) or a == b:
+                verdict = "same"
+            elif _num(a) and _num(b) and math.isfinite(a) and math.isfinite(b):
+                verdict = "within tolerance" if abs(b - a) <= tol.allowed(a) else "DRIFT"
+            else:
+                verdict = "DRIFT"
+            report.lines.append(Line(key, metric, a, b, tol.text(), verdict))
+    return report
+
+
+def _cell_text(v: Any) -> str:
+    if _num(v):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def render(report: Report, show_all: bool = False) -> str:
+    """The table of what moved (every metric with ``show_all``), then a summary."""
+    from tabulate import tabulate
+
+    shown = [line for line in report.lines if show_all or line.verdict != "same"]
+    out = []
+    if shown:
+        rows = [[line.cell, line.metric, _cell_text(line.baseline), _cell_text(line.current),
+                 "" if line.delta is None else f"{line.delta:+.3g}", line.tolerance, line.verdict]
+                for line in shown]
+        out.append(tabulate(rows, headers=["cell", "metric", "baseline", "now", "delta", "tolerance", "verdict"],
+                            tablefmt="github"))
+    for note in report.notes:
+        out.append(f"DRIFT: {note}")
+    drifted = sum(line.drift for line in report.lines)
+    moved = sum(line.verdict == "within tolerance" for line in report.lines)
+    cells = len({line.cell for line in report.lines})
+    verdict = "FAIL" if report.drifted else "ok"
+    out.append(f"regress {verdict}: {len(report.lines)} values in {cells} cells; {drifted} drifted, "
+               f"{moved} moved within tolerance, {len(report.notes)} suite/version notes.")
+    return "\n".join(out)

@@ -1,0 +1,247 @@
+"""Render the static leaderboard: records -> tables -> jinja2 pages and figures.
+
+The site opens from disk (``file://``) with no server and no network: the only
+script and style sheet ship in this package (``static/``) and are copied next to
+the pages; figures are files beside them. Templates autoescape everything, and
+the pages carry a Content-Security-Policy that allows no inline script, so a
+generator name, option value or error text is shown as text, never run.
+
+Layout of ``--out DIR``::
+
+    index.html                  one table per dataset x protocol
+    protocols/<slug>.html       every metric, comparison figures, each row's figures
+    generators/<slug>.html      every table the generator is in, with its figures
+    img/<table>/<row>-<kind>.*  figures (SVG for charts, PNG for maps and images)
+    static/                     sort.js, synthbench.css
+    .synthbench-site            marks the folder as ours, so a rebuild may clear it
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import synthbench
+from synthbench.benchmark.progress import say
+from synthbench.errors import UserError
+from synthbench.leaderboard import plots
+from synthbench.leaderboard.aggregate import (PluginInfo, Row, Table, build_tables, by_dataset, fmt,
+                                              read_records, slug, store_digest)
+
+PACKAGE_DIR = Path(__file__).parent
+MARKER = ".synthbench-site"
+GENERATED = ("index.html", "protocols", "generators", "img", "static")
+
+
+@dataclass
+class Figure:
+    """One picture on a page: its path relative to the site root and a caption."""
+
+    src: str
+    caption: str
+    kind: str
+
+
+@dataclass
+class SiteBuild:
+    """What a build produced (the command prints it; tests read it)."""
+
+    out: Path
+    pages: list[Path] = field(default_factory=list)
+    figures: int = 0
+    tables: int = 0
+    records: int = 0
+    digest: str = ""
+    seconds: float = 0.0
+
+
+def _environment():
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(PACKAGE_DIR / "templates"),
+        autoescape=True,  # every value is text unless a template says otherwise (none does)
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals.update(fmt=fmt, gen_slug=slug, proto_slug=slug)
+    return env
+
+
+def _prepare_out(out: Path) -> None:
+    """Create ``out``, or clear what a previous build left there; refuse to write
+    into a non-empty folder that is not a synthbench site (it may be anything)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file. Give --out a folder (it is created if missing).")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise UserError(f"--out {out} is a non-empty folder that is not a synthbench site. Give an empty "
+                        f"or new folder (e.g. --out site), so nothing of yours is overwritten.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in GENERATED:
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+        (out / MARKER).write_text("built by `synthbench leaderboard`; the folder is cleared on rebuild\n")
+    except OSError as exc:
+        raise UserError(f"Cannot write the site to {out} ({exc.strerror or exc}). Give --out a folder you "
+                        f"can write to.") from None
+
+
+def _build_date() -> datetime:
+    """Now, or ``SOURCE_DATE_EPOCH`` when set (reproducible builds)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch and epoch.isdigit():
+        return datetime.fromtimestamp(int(epoch), tz=timezone.utc)
+    return datetime.now(timezone.utc)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _details(row: Row) -> list[dict[str, Any]]:
+    return [r.get("details") or {} for r in row.ok_records]
+
+
+def _seeds_text(row: Row, all_seeds: bool) -> str:
+    seeds = [r["spec"]["seed"] for r in row.ok_records]
+    if all_seeds and len(seeds) > 1:
+        return f"mean over seeds {', '.join(map(str, seeds))}"
+    return f"seed {seeds[0]}" if seeds else ""
+
+
+RowFigure = tuple[str, str, str, bool, Callable[[list[dict[str, Any]], Path, list[str]], Path | None]]
+ROW_FIGURES: list[RowFigure] = [
+    # kind, caption, extension, aggregated over seeds?, draw(details of the ok seeds, path, metric order)
+    ("curves", "curves", "svg", True,
+     lambda ds, p, order: plots.curves_figure({"": plots.mean_of([d.get("curve") for d in ds])}, p, order=order)),
+    ("per-class", "per-class accuracy", "svg", True,
+     lambda ds, p, order: plots.per_class_figure(plots.mean_of([d.get("per_class_accuracy") for d in ds]), p)),
+    ("confusion", "confusion matrix (summed over seeds)", "png", True,
+     lambda ds, p, order: plots.confusion_figure(plots.sum_of([d.get("confusion_matrix") for d in ds]), p)),
+    ("corruptions", "accuracy under corruption, by severity", "svg", True,
+     lambda ds, p, order: plots.corruption_figure(plots.mean_of([d.get("per_corruption") for d in ds]),
+                                           ds[0].get("severities"), p)),
+    ("pca", "PCA of classifier features", "png", False, lambda ds, p, order: plots.pca_figure(ds[0].get("pca"), p)),
+    ("gradcam", "Grad-CAM on fixed test images (one per class)", "png", False,
+     lambda ds, p, order: plots.gradcam_figure(ds[0].get("gradcam"), p)),
+    ("pairs", "closest synthetic / member pairs (copy check)", "png", False,
+     lambda ds, p, order: plots.pairs_figure(ds[0].get("closest_pairs"), p)),
+    ("samples", "samples", "png", False,
+     lambda ds, p, order: plots.samples_figure(ds[0].get("samples"), p, ds[0].get("sample_labels"))),
+]
+"""Figures drawn for a row when its records hold the data; keyed by ``details``
+names, not by protocol, so any protocol that records e.g. a ``curve`` gets one."""
+
+
+def _draw(draw: Callable[[], Path | None], what: str) -> Path | None:
+    """A figure that cannot be drawn from odd ``details`` is left out, with a
+    warning; it must not take the whole site down."""
+    try:
+        return draw()
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        say(f"warning: figure {what} skipped ({type(exc).__name__}: {exc})")
+        return None
+
+
+def _row_figures(table: Table, row: Row, out: Path) -> list[Figure]:
+    details = _details(row)
+    if not details:
+        return []
+    figures = []
+    for kind, caption, ext, aggregated, draw in ROW_FIGURES:
+        rel = f"img/{table.anchor}/{row.key}-{kind}.{ext}"
+        path = _draw(lambda: draw(details, out / rel, table.all_metrics), f"{kind} of {row.label} in {table.anchor}")
+        if path is not None:
+            figures.append(Figure(rel, f"{caption} ({_seeds_text(row, aggregated)})", kind))
+    return figures
+
+
+def _table_figures(table: Table, out: Path) -> list[Figure]:
+    """Comparisons across a table's rows: the headline with its interval, and the
+    curves of every row on shared axes (with the real line)."""
+    figures = []
+    if table.headline:
+        entries = [(r.label, r.stats[table.headline].mean, r.stats[table.headline].half, r.oracle)
+                   for r in table.rows if table.headline in r.stats and not r.stale]
+        rel = f"img/{table.anchor}/compare-headline.svg"
+        if len(entries) >= 1 and _draw(lambda: plots.interval_bars_figure(
+                entries, out / rel, table.headline, table.higher_is_better(table.headline)), rel):
+            figures.append(Figure(rel, f"{table.headline} by generator, mean ± 95% interval", "headline"))
+    lines = {r.label: plots.mean_of([d.get("curve") for d in _details(r)]) for r in table.rows if r.ok_records}
+    lines = {k: v for k, v in lines.items() if plots.split_curve(v) is not None}
+    if len(lines) >= 2:
+        rel = f"img/{table.anchor}/compare-curves.svg"
+        if _draw(lambda: plots.curves_figure(lines, out / rel, order=table.all_metrics), rel):
+            figures.append(Figure(rel, "curves of every generator (mean over seeds), reference dashed", "curves"))
+    return figures
+
+
+def _scalar_details(row: Row) -> list[tuple[str, str]]:
+    """The first ok record's scalar ``details`` (sizes, settings) as text pairs."""
+    details = _details(row)
+    if not details:
+        return []
+    return [(k, str(v)) for k, v in sorted(details[0].items())
+            if v is None or isinstance(v, (str, int, float, bool))]
+
+
+# --------------------------------------------------------------------------- pages
+
+
+def build_site(results: str | Path, out: str | Path) -> SiteBuild:
+    """Read the store at ``results`` and write the site to ``out``."""
+    start = time.perf_counter()
+    records = read_records(results)
+    out = Path(out)
+    _prepare_out(out)
+    tables = build_tables(records, PluginInfo())
+    build = SiteBuild(out=out, tables=len(tables), records=len(records), digest=store_digest(records))
+    env = _environment()
+    footer = {"version": synthbench.__version__, "digest": build.digest, "records": len(records),
+              "date": _build_date().strftime("%Y-%m-%d %H:%M UTC"), "results": str(results)}
+
+    row_figures: dict[tuple[str, str], list[Figure]] = {}
+    table_figures: dict[str, list[Figure]] = {}
+    for table in tables:
+        table_figures[table.anchor] = _table_figures(table, out)
+        for row in table.rows:
+            row_figures[(table.anchor, row.key)] = _row_figures(table, row, out)
+    build.figures = sum(map(len, row_figures.values())) + sum(map(len, table_figures.values()))
+
+    static = out / "static"
+    shutil.copytree(PACKAGE_DIR / "static", static)
+
+    def page(template: str, rel: str, **context: Any) -> None:
+        root = "../" * rel.count("/")
+        html = env.get_template(template).render(root=root, footer=footer, **context)
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(html, encoding="utf-8")
+        build.pages.append(path)
+
+    protocols = sorted({t.protocol for t in tables})
+    generators = sorted({r.generator for t in tables for r in t.rows})
+    page("index.html", "index.html", datasets=by_dataset(tables), stale=[t for t in tables if t.stale],
+         protocols=protocols, generators=generators, title="synthbench leaderboard")
+    for name in protocols:
+        mine = [t for t in tables if t.protocol == name]
+        page("protocol.html", f"protocols/{slug(name)}.html", name=name, tables=mine,
+             table_figures=table_figures, row_figures=row_figures, scalar_details=_scalar_details,
+             protocols=protocols, generators=generators, title=f"protocol {name}")
+    for name in generators:
+        mine = [(t, [r for r in t.rows if r.generator == name], [r for r in t.rows if r.oracle and r.generator != name])
+                for t in tables if any(r.generator == name for r in t.rows)]
+        page("generator.html", f"generators/{slug(name)}.html", name=name, entries=mine,
+             row_figures=row_figures, table_figures=table_figures, protocols=protocols, generators=generators,
+             title=f"generator {name}")
+    build.seconds = time.perf_counter() - start
+    return build

@@ -1,0 +1,51 @@
+// synthbench leaderboard: sort any table column by clicking its heading.
+// Numeric columns sort best-first on the first click (by the heading's
+// data-best), text columns A-Z; a second click reverses. Cells without a value
+// (failed, not supported, not reported) always sort last. Ships with the
+// package; the pages load nothing else.
+(function () {
+  "use strict";
+
+  function cellValue(row, index) {
+    var cell = row.children[index];
+    if (!cell) { return null; }
+    var raw = cell.getAttribute("data-value");
+    if (raw === null) { raw = cell.textContent.trim(); }
+    return raw === "" ? null : raw;
+  }
+
+  function sortBy(table, th, index) {
+    var tbody = table.tBodies[0];
+    var rows = Array.prototype.slice.call(tbody.rows);
+    var numeric = th.getAttribute("data-sort") === "num";
+    var current = th.getAttribute("aria-sort");
+    var firstDir = numeric && th.getAttribute("data-best") !== "low" ? "descending" : "ascending";
+    var dir = current === null || current === "none"
+      ? firstDir : (current === "ascending" ? "descending" : "ascending");
+    var sign = dir === "ascending" ? 1 : -1;
+    rows.sort(function (a, b) {
+      var va = cellValue(a, index), vb = cellValue(b, index);
+      if (va === null && vb === null) { return 0; }
+      if (va === null) { return 1; }
+      if (vb === null) { return -1; }
+      if (numeric) { return sign * (parseFloat(va) - parseFloat(vb)); }
+      return sign * va.localeCompare(vb);
+    });
+    rows.forEach(function (r) { tbody.appendChild(r); });
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (h) {
+      h.setAttribute("aria-sort", h === th ? dir : "none");
+    });
+  }
+
+  function init(table) {
+    var heads = table.tHead ? table.tHead.rows[0].cells : [];
+    Array.prototype.forEach.call(heads, function (th, index) {
+      if (!th.hasAttribute("data-sort")) { return; }
+      th.setAttribute("aria-sort", "none");
+      var button = th.querySelector("button") || th;
+      button.addEventListener("click", function () { sortBy(table, th, index); });
+    });
+  }
+
+  Array.prototype.forEach.call(document.querySelectorAll("table.sortable"), init);
+}());

@@ -1,0 +1,219 @@
+"""The leaderboard: tables from records (intervals, best and ties, failed and
+unsupported cells, unknown protocols), escaping of hostile names, and the
+command's one-paragraph errors. The browser test is in test_leaderboard_browser.py."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from synthbench.benchmark.store import ResultStore, cell_hash
+from synthbench.cli import main
+from synthbench.leaderboard.aggregate import Z95, build_tables, mean_interval, read_records, store_digest
+from synthbench.leaderboard.site import build_site
+
+PAYLOAD_NAME = '<script>window.__pwned = "name"</script>'
+PAYLOAD_OPTION = '<img src=x onerror="window.__pwned = \'option\'">'
+PAYLOAD_ERROR = 'RuntimeError: <script>window.__pwned = "error"</script><b onerror=alert(1)>'
+
+
+class Tags(HTMLParser):
+    """Every start tag of a page with its attributes, as a browser would parse them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.seen.append((tag, attrs))
+
+
+def make_record(generator: str, protocol: str, seed: int, metrics: dict[str, tuple[float, float | None, bool]],
+                status: str = "ok", *, protocol_version: int = 1, generator_version: int = 1,
+                generator_options: dict | None = None, error: str | None = None, details: dict | None = None,
+                wall: float = 1.0) -> dict:
+    """A record shaped as the run grid writes it (metrics: name -> (value, stderr, higher_is_better))."""
+    spec = {"schema_version": 1, "synthbench_version": "0.1.0", "dataset": "digits", "dataset_digest": "d" * 64,
+            "generator": generator, "generator_version": generator_version,
+            "generator_options": generator_options or {}, "generator_extra": {}, "protocol": protocol,
+            "protocol_version": protocol_version, "protocol_options": {}, "preset": {"name": "smoke"},
+            "seed": seed, "device_type": "cpu"}
+    return {
+        "schema_version": 1, "cell_hash": cell_hash(spec), "spec": spec, "status": status, "error": error,
+        "traceback": "Traceback (most recent call last):\n  " + (error or "") if status == "failed" else None,
+        "metrics": {k: {"value": v, "stderr": se, "n": 100, "higher_is_better": hib}
+                    for k, (v, se, hib) in metrics.items()},
+        "details": details or {},
+        "cost": {"wall_s": {"cell_s": wall, "fit_s": 0.0}, "device": "cpu (test)"},
+        "provenance": {"created": f"2024-01-01T00:00:0{seed}+00:00"},
+    }
+
+
+def write(store_dir, *records) -> ResultStore:
+    store = ResultStore(store_dir)
+    for r in records:
+        store.write(r)
+    return store
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return exit_info.value.code or 0, out.out, out.err
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def test_interval_is_student_t_over_seeds_and_stderr_for_one_seed():
+    vals = [0.90, 0.92, 0.97]
+    mean, half = mean_interval(vals)
+    sd = math.sqrt(sum((v - sum(vals) / 3) ** 2 for v in vals) / 2)
+    assert mean == pytest.approx(0.93)
+    assert half == pytest.approx(4.302652729911275 * sd / math.sqrt(3))  # t_{0.975, 2}
+    assert mean_interval([0.8], stderr=0.01) == (0.8, pytest.approx(0.01 * Z95))
+    assert mean_interval([0.8]) == (0.8, None)
+    assert mean_interval([float("nan"), None]) == (None, None)
+
+
+def test_best_tie_reference_failed_and_unsupported_cells():
+    recs = []
+    for seed, (a, b, c) in enumerate([(0.95, 0.80, 0.94), (0.96, 0.82, 0.97), (0.97, 0.81, 0.95)]):
+        recs.append(make_record("real", "replace", seed, {"top1": (0.99, 0.005, True)}))
+        recs.append(make_record("alpha", "replace", seed, {"top1": (a, 0.01, True)}))
+        recs.append(make_record("beta", "replace", seed, {"top1": (b, 0.01, True)}))
+        recs.append(make_record("gamma", "replace", seed, {"top1": (c, 0.01, True)}))
+    recs.append(make_record("broken", "replace", 0, {}, "failed", error="RuntimeError: boom"))
+    recs.append(make_record("halfway", "replace", 0, {"top1": (0.5, 0.02, True)}))
+    recs.append(make_record("halfway", "replace", 1, {}, "failed", error="OSError: disk"))
+    (table,) = build_tables(recs)
+    rows = {r.generator: r for r in table.rows}
+    assert table.columns[0] == "top1" == table.headline
+    assert rows["real"].oracle and table.rows[0].generator == "real"  # the reference row leads
+    assert rows["real"].stats["top1"].mark == "best"  # nobody beats real data here
+    assert rows["alpha"].stats["top1"].mark == "" and rows["beta"].stats["top1"].mark == ""
+    assert rows["gamma"].stats["top1"].mark == "tie"  # [0.915, 0.991] overlaps real's 0.99
+    assert rows["broken"].status == "failed" and rows["broken"].problems[0]["error"] == "RuntimeError: boom"
+    assert rows["halfway"].status == "partial" and rows["halfway"].stats["top1"].seeds == 1
+    assert table.rows[-1].generator == "broken"  # rows without a value sort last, never vanish
+    assert rows["alpha"].stats["top1"].half == pytest.approx(mean_interval([0.95, 0.96, 0.97])[1])
+
+
+def test_ties_are_overlapping_intervals_and_lower_is_better_is_respected():
+    recs = [make_record("a", "detect", 0, {"pixel_acc": (0.50, 0.02, False)}),
+            make_record("b", "detect", 0, {"pixel_acc": (0.53, 0.02, False)}),
+            make_record("c", "detect", 0, {"pixel_acc": (0.90, 0.02, False)})]
+    (table,) = build_tables(recs)
+    marks = {r.generator: r.stats["pixel_acc"].mark for r in table.rows}
+    assert marks == {"a": "best", "b": "tie", "c": ""}
+    assert [r.generator for r in table.rows] == ["a", "b", "c"]  # lower is better: best first
+
+
+def test_unknown_protocol_renders_every_metric_and_old_versions_are_superseded():
+    recs = [make_record("edm", "made-up-protocol", 0, {"zeta": (1.0, None, True), "alpha": (2.0, None, False)}),
+            make_record("edm", "replace", 0, {"top1": (0.9, 0.01, True)}, protocol_version=1),
+            make_record("edm", "replace", 0, {"top1": (0.8, 0.01, True)}, protocol_version=999)]
+    tables = build_tables(recs)
+    unknown = next(t for t in tables if t.protocol == "made-up-protocol")
+    assert sorted(unknown.columns) == ["alpha", "zeta"] and not unknown.stale and unknown.description == ""
+    replace = [t for t in tables if t.protocol == "replace"]
+    assert len(replace) == 2 and all(t.stale for t in replace)  # installed replace is neither v1 nor v999
+    assert "installed replace" in replace[0].stale
+
+
+def test_read_records_refuses_corrupt_files_with_the_path(tmp_path):
+    store = write(tmp_path, make_record("real", "replace", 0, {"top1": (0.9, 0.01, True)}))
+    bad = tmp_path / "records" / "digits" / "replace" / "real" / "seed9-broken.json"
+    bad.write_text("{ not json")
+    from synthbench.errors import UserError
+
+    with pytest.raises(UserError, match="seed9-broken.json"):
+        read_records(store.root)
+    bad.write_text(json.dumps({"spec": {"dataset": "digits"}}))
+    with pytest.raises(UserError, match="not a synthbench record"):
+        read_records(store.root)
+
+
+def test_store_digest_names_the_records_not_their_files(tmp_path):
+    a = make_record("real", "replace", 0, {"top1": (0.9, 0.01, True)})
+    b = make_record("edm", "replace", 0, {"top1": (0.8, 0.01, True)})
+    assert store_digest([a, b]) == store_digest([b, a])
+    changed = copy.deepcopy(b)
+    changed["metrics"]["top1"]["value"] = 0.81
+    assert store_digest([a, changed]) != store_digest([a, b])
+
+
+# --------------------------------------------------------------------------- the site
+
+
+def test_hostile_names_options_and_errors_render_as_inert_text(tmp_path):
+    """A generator name, an option value and an error text carrying <script> and
+    onerror= payloads appear escaped in every page, never as markup."""
+    recs = [make_record("real", "replace", 0, {"top1": (0.95, 0.01, True)}),
+            make_record(PAYLOAD_NAME, "replace", 0, {}, "failed", error=PAYLOAD_ERROR,
+                        generator_options={"prompt": PAYLOAD_OPTION}),
+            make_record(PAYLOAD_NAME, "augment", 0, {"top1": (0.5, 0.01, True)},
+                        generator_options={"prompt": PAYLOAD_OPTION})]
+    write(tmp_path / "store", *recs)
+    build = build_site(tmp_path / "store", tmp_path / "site")
+    html = {p.name: p.read_text() for p in build.pages}
+    assert len(html) == 1 + 2 + 2  # index, two protocol pages, two generator pages
+    for name, text in html.items():
+        tags = Tags()
+        tags.feed(text)
+        assert not [t for t in tags.seen if any(a.startswith("on") for a, _ in t[1])], name  # no handlers
+        scripts = [dict(attrs) for tag, attrs in tags.seen if tag == "script"]
+        assert [s["src"].split("/")[-1] for s in scripts] == ["sort.js"], name  # only the packaged script
+        assert not [t for t, _ in tags.seen if t in ("img", "b") and "__pwned" in str(_)], name
+        assert "<script>window" not in text and "<img src=x" not in text, name
+    index = html["index.html"]
+    assert "&lt;script&gt;window.__pwned = &#34;name&#34;&lt;/script&gt;" in index
+    assert "&lt;img src=x onerror=&#34;window.__pwned = &#39;option&#39;&#34;&gt;" in index
+    assert "RuntimeError: &lt;script&gt;window.__pwned = &#34;error&#34;&lt;/script&gt;&lt;b onerror=alert(1)&gt;" in index
+    assert ">failed<" in index  # the failed cell is shown, not dropped
+    assert "script-src 'self'" in index  # and no inline script could run even if one slipped through
+    assert all(p.parent.parent == build.out or p.parent == build.out for p in build.pages)
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", p.name) for p in build.pages)  # file names stay safe
+
+
+def test_footer_names_version_digest_and_date(tmp_path, monkeypatch):
+    write(tmp_path / "store", make_record("real", "replace", 0, {"top1": (0.95, 0.01, True)}))
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    build = build_site(tmp_path / "store", tmp_path / "site")
+    index = (build.out / "index.html").read_text()
+    import synthbench
+
+    assert f"synthbench {synthbench.__version__}" in index
+    assert build.digest[:16] in index and "2023-11-14 22:13 UTC" in index
+    assert (build.out / "static" / "sort.js").is_file() and (build.out / "static" / "synthbench.css").is_file()
+    assert "http://" not in index and "https://" not in index  # nothing fetched from the network
+
+
+def test_leaderboard_command_and_its_errors(tmp_path, capsys):
+    code, _, err = run_cli(["leaderboard", "--results", str(tmp_path / "nowhere"), "--out", str(tmp_path / "s")],
+                           capsys)
+    assert code == 2 and "no such folder" in err and "Traceback" not in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(["leaderboard", "--results", str(tmp_path / "empty"), "--out", str(tmp_path / "s")],
+                           capsys)
+    assert code == 2 and "holds no records" in err and "synthbench evaluate" in err
+    write(tmp_path / "store", make_record("real", "replace", 0, {"top1": (0.95, 0.01, True)}))
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    code, _, err = run_cli(["leaderboard", "--results", str(tmp_path / "store"), "--out", str(foreign)], capsys)
+    assert code == 2 and "not a synthbench site" in err and (foreign / "thesis.tex").exists()
+    code, out, err = run_cli(["leaderboard", "-q", "--results", str(tmp_path / "store"), "--out",
+                              str(tmp_path / "site")], capsys)
+    assert code == 0, err
+    assert "1 records -> 1 tables" in out and (tmp_path / "site" / "index.html").is_file()
+    code, _, _ = run_cli(["leaderboard", "-q", "--results", str(tmp_path / "store"), "--out",
+                          str(tmp_path / "site")], capsys)
+    assert code == 0  # a rebuild over an earlier site is fine

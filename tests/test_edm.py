@@ -57,3 +57,42 @@ def test_corrupt_cached_weights_is_a_clear_error(smoke_digits, tmp_path):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="Delete that file"):
         fit_generator("edm", smoke_digits, tmp_path, train_steps="2")
+
+
+class FakeEDMPrecond(torch.nn.Module):
+    """Stands in for NVlabs' EDMPrecond in a pickle: D(x; sigma, one-hot) with
+    the attributes the adapter reads. Module-level so pickle can find it."""
+
+    img_resolution, img_channels, label_dim = 8, 1, 10
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, x, sigma, class_labels):
+        assert class_labels.shape == (x.shape[0], 10) and torch.all(class_labels.sum(1) == 1)
+        shift = class_labels.argmax(1).float().view(-1, 1, 1, 1) / 10
+        return self.scale * x / (1 + sigma.view(-1, 1, 1, 1) ** 2) + shift
+
+
+def test_official_pickle_needs_the_opt_in_and_then_samples(smoke_digits, session_cache, tmp_path):
+    import pickle
+
+    from synthbench.benchmark.registry import GENERATORS
+
+    path = tmp_path / "edm-fake.pkl"
+    with path.open("wb") as fh:
+        pickle.dump({"ema": FakeEDMPrecond()}, fh)
+    with pytest.raises(UserError, match="trust_pickle=true"):
+        fit_generator("edm", smoke_digits, session_cache, network_pkl=str(path))
+    gen = fit_generator("edm", smoke_digits, session_cache, network_pkl=str(path), trust_pickle="true",
+                        eval_batch="8")
+    x = gen.sample(torch.tensor([0, 9, 9]), [1, 2, 2])
+    assert x.dtype == torch.uint8 and x.shape == (3, 1, 8, 8)
+    assert torch.equal(x[1], x[2]) and not torch.equal(x[0], x[1])  # the label reaches the network
+    assert list((session_cache / "generators").glob("*fake*")) == []  # nothing trained or cached
+    extras = GENERATORS.get("edm").spec_extras({"network_pkl": str(path)})
+    assert len(extras["network_pkl_sha256"]) == 64
+    with pytest.raises(UserError, match="does not exist"):
+        fit_generator("edm", smoke_digits, session_cache, network_pkl=str(tmp_path / "nope.pkl"),
+                      trust_pickle="true")

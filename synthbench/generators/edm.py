@@ -19,6 +19,14 @@ Space of Diffusion-Based Generative Models"), trained in-suite and cached.
   along sigma_t_re, ..., sigma_1, 0 (lines 7-9). t_re = 0 returns the input;
   t_re = T starts from pure noise, i.e. plain sampling on the T-step grid.
 
+Official checkpoints: ``--option network_pkl=PATH --option trust_pickle=true``
+(and ``code_dir=PATH`` of an NVlabs/edm checkout, whose ``dnnlib`` and
+``torch_utils`` the pickle imports) loads NVlabs' ``EDMPrecond`` network from
+its ``'ema'`` entry instead of training one (e.g. ``edm-cifar10-32x32-cond-vp.pkl``
+for ``cifar10``). Pickles run code when loaded, so without ``trust_pickle`` the
+run stops with a refusal (``generators/pickles.py``). The file's SHA-256 is part
+of the cell's spec, so a different pickle is a different record.
+
 Batch independence: the network always runs on fixed-size chunks
 (``eval_batch``, the last one padded), so image i is computed the same way
 whatever batch the caller asked for, and depends on its own seed alone.
@@ -105,6 +113,24 @@ class EDMDenoiser(nn.Module):
         return self.sched.precondition_outputs(x, f, sigma)
 
 
+class _OfficialDenoiser(nn.Module):
+    """NVlabs' EDMPrecond behind this adapter's (x, sigma, labels) call: it is
+    already D(x; sigma) (Karras et al. Eq. 7) and takes one-hot class labels."""
+
+    def __init__(self, net: nn.Module, label_dim: int):
+        super().__init__()
+        self.net = net
+        self.label_dim = label_dim
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        onehot = None
+        if self.label_dim:
+            onehot = torch.zeros(x.shape[0], self.label_dim, device=x.device)
+            if labels is not None:
+                onehot[torch.arange(x.shape[0], device=x.device), labels.long()] = 1
+        return self.net(x, sigma.reshape(-1).to(x.dtype), onehot).to(x.dtype)
+
+
 class EDMGenerator(Generator):
     """Class-conditional EDM trained in-suite (see the module docstring)."""
 
@@ -130,7 +156,25 @@ class EDMGenerator(Generator):
         "eval_batch": Option("eval_batch", 256, "Fixed network batch of the sampler (does not "
                              "change the images).", int, check=lambda v: v > 0,
                              check_help="must be a positive integer"),
+        "network_pkl": Option("network_pkl", "", "An official NVlabs EDM network pickle to sample from "
+                              "instead of training (needs trust_pickle=true).", str),
+        "trust_pickle": Option("trust_pickle", False, "Opt in to unpickling network_pkl (pickles run code).",
+                               bool),
+        "code_dir": Option("code_dir", "", "A checkout of NVlabs/edm for the pickle's dnnlib/torch_utils.", str),
     }
+
+    @classmethod
+    def spec_extras(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """An official checkpoint's content digest belongs in the cell's key."""
+        if not options.get("network_pkl"):
+            return {}
+        from synthbench.generators.pickles import file_sha256
+
+        path = options["network_pkl"]
+        try:
+            return {"network_pkl_sha256": file_sha256(path)}
+        except OSError:
+            return {"network_pkl_sha256": f"missing: {path}"}  # fit() then says what to do
 
     # -- fitting ---------------------------------------------------------
     def _train_config(self, ctx: FitContext) -> dict[str, Any]:
@@ -153,6 +197,9 @@ class EDMGenerator(Generator):
         self.device = ctx.device
         self.preset = ctx.preset
         self.image_shape = ctx.image_shape
+        if self.opts["network_pkl"]:
+            self._load_official(ctx)
+            return
         cfg = self._train_config(ctx)
         identity = {"dataset_digest": ctx.dataset_digest, "train": cfg, "version": self.version}
         key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
@@ -172,6 +219,28 @@ class EDMGenerator(Generator):
         self.net = EDMDenoiser(unet).to(self.device).eval()
         self._fit_identity = {"weights": key, "dataset_digest": ctx.dataset_digest,
                               "sampler_steps": self._steps()}
+
+    def _load_official(self, ctx: FitContext) -> None:
+        """NVlabs' EDMPrecond from an opted-in pickle (see the module docstring)."""
+        from synthbench.generators.pickles import file_sha256, load_network_pickle
+
+        net = load_network_pickle(self.opts["network_pkl"], self.opts["trust_pickle"],
+                                  self.opts["code_dir"] or None, key="ema", owner="edm")
+        shape = (getattr(net, "img_channels", None), getattr(net, "img_resolution", None),
+                 getattr(net, "img_resolution", None))
+        if shape != tuple(ctx.image_shape):
+            raise UserError(f"The EDM pickle {self.opts['network_pkl']} makes {shape[0]}x{shape[1]}x{shape[2]} "
+                            f"images but the dataset's are {ctx.image_shape[0]}x{ctx.image_shape[1]}x"
+                            f"{ctx.image_shape[2]}: use the checkpoint trained on this dataset (e.g. "
+                            f"edm-cifar10-32x32-cond-vp.pkl for cifar10).")
+        label_dim = int(getattr(net, "label_dim", 0) or 0)
+        if self.conditional and label_dim != len(ctx.class_names):
+            raise UserError(f"The EDM pickle {self.opts['network_pkl']} is conditioned on {label_dim} classes, the "
+                            f"dataset has {len(ctx.class_names)}; use a matching class-conditional checkpoint "
+                            f"or --option conditional=false with an unconditional one.")
+        self.net = _OfficialDenoiser(net.to(self.device).eval(), label_dim)
+        self._fit_identity = {"network_pkl_sha256": file_sha256(self.opts["network_pkl"]),
+                              "dataset_digest": ctx.dataset_digest, "sampler_steps": self._steps()}
 
     def _train(self, ctx: FitContext, cfg: dict[str, Any]) -> nn.Module:
         from synthbench.benchmark.trainer import random_crop_flip

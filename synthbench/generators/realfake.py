@@ -166,10 +166,10 @@ class RealFakeGenerator(Generator):
         say("realfake: no Stable Diffusion weights configured (--option sd_model=DIR); the recipe runs on the "
             "in-suite EDM backbone")
         self._sd = None
-        self.base = EDMGenerator(sampler_steps=self.opts["sampler_steps"], churn=0.0,
-                                 train_steps=self.opts["base_train_steps"],
-                                 train_seed=self.opts["train_seed"], lr=1e-3, conditional=True,
-                                 eval_batch=self.opts["eval_batch"])
+        defaults = {name: opt.default for name, opt in EDMGenerator.options.items()}
+        self.base = EDMGenerator(**{**defaults, "sampler_steps": self.opts["sampler_steps"],
+                                    "train_steps": self.opts["base_train_steps"],
+                                    "train_seed": self.opts["train_seed"], "eval_batch": self.opts["eval_batch"]})
         self.base.fit(ctx)
         self._train = ctx.train
         self._by_class = [(ctx.train.labels == c).nonzero().flatten() for c in range(len(ctx.class_names))]

@@ -265,9 +265,9 @@ def per_class_figure(per_class: Any, path: Path, title: str = "per-class accurac
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.05)
     ax.grid(axis="y", alpha=0.3)
-    ax.set_title(title, pad=20 if len(groups) > 1 else 6)
+    ax.set_title(title)
     if len(groups) > 1:
-        ax.legend(ncols=min(len(groups), 8), fontsize=7, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.08))
+        ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
 

@@ -297,6 +297,8 @@ class Report:
     lines: list[Line] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     """Drift that is not one metric: versions, suite, dataset."""
+    cells: int = 0
+    """Cells compared (the union of both sides)."""
 
     @property
     def drifted(self) -> bool:
@@ -330,6 +332,7 @@ def compare(suite: Suite, baseline: dict[str, Any], current: dict[str, Any]) -> 
             report.notes.append(f"{plugin.replace(':', ' ')} is v{new} but the baseline was written with v{old}: "
                                 f"regenerate the baseline (--update-baseline) with the version bump")
     old_cells, new_cells = baseline.get("cells") or {}, current.get("cells") or {}
+    report.cells = len(set(old_cells) | set(new_cells))
     for key in sorted(set(old_cells) | set(new_cells)):
         protocol = key.split("/")[1] if key.count("/") >= 2 else ""
         old, new = old_cells.get(key), new_cells.get(key)
@@ -379,8 +382,7 @@ def render(report: Report, show_all: bool = False) -> str:
         out.append(f"DRIFT: {note}")
     drifted = sum(line.drift for line in report.lines)
     moved = sum(line.verdict == "within tolerance" for line in report.lines)
-    cells = len({line.cell for line in report.lines})
     verdict = "FAIL" if report.drifted else "ok"
-    out.append(f"regress {verdict}: {len(report.lines)} values in {cells} cells; {drifted} drifted, "
+    out.append(f"regress {verdict}: {len(report.lines)} values in {report.cells} cells; {drifted} drifted, "
                f"{moved} moved within tolerance, {len(report.notes)} suite/version notes.")
     return "\n".join(out)

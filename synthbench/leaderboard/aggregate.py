@@ -431,10 +431,8 @@ def _mark(rows: list[Row], metric_names: list[str]) -> None:
             continue
         sign = 1.0 if candidates[0].higher_is_better else -1.0
         best = max(candidates, key=lambda s: sign * s.mean)
-        best.mark = "best"
-        for stat in candidates:
-            if stat is not best and stat.overlaps(best):
-                stat.mark = "tie"
+        for stat in candidates:  # equal means share "best"; overlapping intervals tie
+            stat.mark = "best" if stat.mean == best.mean else "tie" if stat.overlaps(best) else ""
 
 
 def _row_order(row: Row, headline: str | None) -> tuple:

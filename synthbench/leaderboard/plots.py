@@ -354,7 +354,7 @@ def confusion_figure(confusion: Any, path: Path) -> Path | None:
         ax.set_yticks(ticks)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        ax.set_title(name or "confusion matrix (counts, colour: row share)")
+        ax.set_title(name or "confusion matrix")
     for ax in axes[len(mats):]:
         ax.set_visible(False)
     fig.colorbar(im, ax=axes[: len(mats)].tolist(), shrink=0.8)

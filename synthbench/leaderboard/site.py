@@ -111,31 +111,33 @@ def _details(row: Row) -> list[dict[str, Any]]:
     return [r.get("details") or {} for r in row.ok_records]
 
 
-def _seeds_text(row: Row, all_seeds: bool) -> str:
+def _seeds_text(row: Row, how: str) -> str:
+    """``mean over seeds 0, 1, 2`` / ``summed over ...`` / ``seed 0``: what a figure shows."""
     seeds = [r["spec"]["seed"] for r in row.ok_records]
-    if all_seeds and len(seeds) > 1:
-        return f"mean over seeds {', '.join(map(str, seeds))}"
+    if how != "first" and len(seeds) > 1:
+        return f"{how} over seeds {', '.join(map(str, seeds))}"
     return f"seed {seeds[0]}" if seeds else ""
 
 
-RowFigure = tuple[str, str, str, bool, Callable[[list[dict[str, Any]], Path, list[str]], Path | None]]
+RowFigure = tuple[str, str, str, str, Callable[[list[dict[str, Any]], Path, list[str]], Path | None]]
 ROW_FIGURES: list[RowFigure] = [
-    # kind, caption, extension, aggregated over seeds?, draw(details of the ok seeds, path, metric order)
-    ("curves", "curves", "svg", True,
+    # kind, caption, extension, how seeds combine (mean, summed, first), draw(details of the ok seeds, path,
+    # metric order)
+    ("curves", "curves", "svg", "mean",
      lambda ds, p, order: plots.curves_figure({"": plots.mean_of([d.get("curve") for d in ds])}, p, order=order)),
-    ("per-class", "per-class accuracy", "svg", True,
+    ("per-class", "per-class accuracy", "svg", "mean",
      lambda ds, p, order: plots.per_class_figure(plots.mean_of([d.get("per_class_accuracy") for d in ds]), p)),
-    ("confusion", "confusion matrix (summed over seeds)", "png", True,
+    ("confusion", "confusion matrix (counts; colour: share of the true class)", "png", "summed",
      lambda ds, p, order: plots.confusion_figure(plots.sum_of([d.get("confusion_matrix") for d in ds]), p)),
-    ("corruptions", "accuracy under corruption, by severity", "svg", True,
+    ("corruptions", "accuracy under corruption, by severity", "svg", "mean",
      lambda ds, p, order: plots.corruption_figure(plots.mean_of([d.get("per_corruption") for d in ds]),
                                            ds[0].get("severities"), p)),
-    ("pca", "PCA of classifier features", "png", False, lambda ds, p, order: plots.pca_figure(ds[0].get("pca"), p)),
-    ("gradcam", "Grad-CAM on fixed test images (one per class)", "png", False,
+    ("pca", "PCA of classifier features", "png", "first", lambda ds, p, order: plots.pca_figure(ds[0].get("pca"), p)),
+    ("gradcam", "Grad-CAM on fixed test images (one per class)", "png", "first",
      lambda ds, p, order: plots.gradcam_figure(ds[0].get("gradcam"), p)),
-    ("pairs", "closest synthetic / member pairs (copy check)", "png", False,
+    ("pairs", "closest synthetic / member pairs (copy check)", "png", "first",
      lambda ds, p, order: plots.pairs_figure(ds[0].get("closest_pairs"), p)),
-    ("samples", "samples", "png", False,
+    ("samples", "samples", "png", "first",
      lambda ds, p, order: plots.samples_figure(ds[0].get("samples"), p, ds[0].get("sample_labels"))),
 ]
 """Figures drawn for a row when its records hold the data; keyed by ``details``
@@ -157,11 +159,11 @@ def _row_figures(table: Table, row: Row, out: Path) -> list[Figure]:
     if not details:
         return []
     figures = []
-    for kind, caption, ext, aggregated, draw in ROW_FIGURES:
+    for kind, caption, ext, how, draw in ROW_FIGURES:
         rel = f"img/{table.anchor}/{row.key}-{kind}.{ext}"
         path = _draw(lambda: draw(details, out / rel, table.all_metrics), f"{kind} of {row.label} in {table.anchor}")
         if path is not None:
-            figures.append(Figure(rel, f"{caption} ({_seeds_text(row, aggregated)})", kind))
+            figures.append(Figure(rel, f"{caption} ({_seeds_text(row, how)})", kind))
     return figures
 
 

@@ -278,7 +278,7 @@ def interval_bars_figure(entries: list[tuple[str, float, float | None, bool]], p
     entries = [e for e in entries if e[1] is not None and math.isfinite(e[1])]
     if not entries:
         return None
-    fig = _figure(max(3.5, 0.8 * len(entries) + 1.5), 2.6)
+    fig = _figure(max(3.8, 0.8 * len(entries) + 1.5), 2.8)
     ax = fig.subplots()
     x = np.arange(len(entries))
     colors = [REAL_COLOR if oracle else "#3b75af" for _, _, _, oracle in entries]
@@ -287,7 +287,7 @@ def interval_bars_figure(entries: list[tuple[str, float, float | None, bool]], p
     ax.set_xticks(x, [_short(label) for label, *_ in entries], rotation=20 if len(entries) > 4 else 0, ha="right"
                   if len(entries) > 4 else "center")
     arrow = "" if higher_is_better is None else (" (higher is better)" if higher_is_better else " (lower is better)")
-    ax.set_title(f"{metric}: mean ± 95% interval{arrow}")
+    ax.set_title(f"{_short(metric, 40)}\nmean ± 95% interval{arrow}")
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 

@@ -32,7 +32,15 @@ def test_replace_real_and_edm_write_full_records(smoke_digits, tmp_path):
         assert sum(map(sum, rec["details"]["confusion_matrix"])) == len(smoke_digits.test)
         assert rec["spec"]["dataset_digest"] == smoke_digits.digest
         assert rec["cost"]["wall_s"]["cell_s"] > 0 and rec["provenance"]["torch_version"]
+        # the sample grid: two training images of each class, with their labels
+        assert rec["details"]["sample_labels"] == sorted(list(range(10)) * 2)
+        assert torch.tensor(rec["details"]["samples"]).shape == (20, *smoke_digits.image_shape)
+        assert len(rec["details"]["gradcam"]["maps"]) == 10
     assert cells[0].record["metrics"]["top1"]["value"] > 0.5  # real at smoke beats chance
+    # the real row's grid shows the real train split's own images
+    real = cells[0].record["details"]
+    first = (smoke_digits.train.labels == 0).nonzero().flatten()[:2]
+    assert real["samples"][:2] == smoke_digits.train.images[first].tolist()
 
 
 def test_rerun_is_a_cache_hit_and_resume_skips_finished_cells(smoke_digits, tmp_path):

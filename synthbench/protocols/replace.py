@@ -8,12 +8,14 @@ seed 004 Table 1, "Real" row).
 
 The record also keeps the classifier's Grad-CAM maps on a fixed set of real
 test images (one a class; ``benchmark/gradcam.py``), seed 000 Fig. 4's
-comparison of where real- and synthetic-trained classifiers look."""
+comparison of where real- and synthetic-trained classifiers look, and the first
+two training images of every class (``samples``, ``sample_labels``) for the
+leaderboard's sample grid."""
 
 from __future__ import annotations
 
 from synthbench.benchmark.context import CellContext
-from synthbench.benchmark.gradcam import gradcam_details
+from synthbench.benchmark.gradcam import fixed_indices, gradcam_details
 from synthbench.protocols.base import Protocol, ProtocolResult
 
 
@@ -29,4 +31,7 @@ class ReplaceProtocol(Protocol):
         model = ctx.train(synth, desc=f"{ctx.generator.name}/replace seed {ctx.seed}")
         test = ctx.dataset.test
         cam = gradcam_details(model, test.images, test.labels, ctx.dataset.num_classes, ctx.device)
-        return self.accuracy_result(ctx.evaluate(model), {"train_size": len(synth), "gradcam": cam})
+        shown = fixed_indices(synth.labels, ctx.dataset.num_classes, per_class=2)
+        return self.accuracy_result(ctx.evaluate(model), {
+            "train_size": len(synth), "gradcam": cam,
+            "samples": synth.images[shown].tolist(), "sample_labels": synth.labels[shown].tolist()})

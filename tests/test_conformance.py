@@ -30,6 +30,14 @@ FIT_OPTIONS["sd"] = {"sampler_steps": "2", "eval_batch": "4"}
 TINY_SD_OPTION = {"sd": "model"}
 ADHERENCE_EXEMPT = {"sd": "a randomly initialised tiny SD draws at chance (tests/test_sd.py tests sd)"}
 
+# A GAN respects labels only once its images look like digits: measured 0.16 after
+# 500 steps and 0.24 after 1,000 at smoke width (minutes), 0.86 at the fast preset's
+# 1,500 steps (SYNTHBENCH_SLOW=1 tests/test_stylegan3.py checks that). So the
+# seconds-long fit here checks the contract only.
+FIT_OPTIONS["stylegan3"] = {"train_steps": "200", "eval_batch": "16"}
+ADHERENCE_EXEMPT["stylegan3"] = ("a GAN needs ~1,500 steps (minutes) to respect labels; at the fast preset "
+                                 "it reaches 0.86 on digits")
+
 
 @pytest.fixture(scope="module", params=GENERATORS.names())
 def fitted(request, smoke_digits, session_cache):

@@ -5,11 +5,15 @@ truncation and the weights cache. Smoke preset, seconds on a CPU."""
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
 
+from synthbench.benchmark.datasets import Split
+from synthbench.benchmark.presets import PRESETS
 from synthbench.errors import UserError
+from synthbench.generators.base import FitContext
 from synthbench.generators import stylegan3 as sg3
 from synthbench.generators.stylegan3 import r1_penalty
 from synthbench.generators.stylegan3_networks import (
@@ -202,3 +206,35 @@ def test_truncation_pulls_to_the_class_centre(smoke_digits, session_cache, sg):
 def test_too_few_layers_is_a_clear_error(smoke_digits, tmp_path):
     with pytest.raises(UserError, match="layers=2"):
         fit_generator("stylegan3", smoke_digits, tmp_path, layers="2")
+
+
+def test_trains_on_rgb_32x32_with_flips_and_on_28x28(tmp_path):
+    """CIFAR's 32x32x3 (x-flip augmentation on) and fashion-mnist's 28x28x1
+    (a 32x32 canvas, resized) train and sample in the dataset's shape."""
+    gen = torch.Generator().manual_seed(0)
+    for shape, hflip in [((3, 32, 32), True), ((1, 28, 28), False)]:
+        train = Split(torch.randint(0, 256, (20, *shape), dtype=torch.uint8, generator=gen),
+                      torch.arange(20) % 10)
+        ctx = FitContext(train=train, class_names=[str(i) for i in range(10)], image_shape=shape,
+                         dataset_digest=f"fake-{shape}", preset=PRESETS["smoke"], device=torch.device("cpu"),
+                         cache_dir=tmp_path, hflip=hflip)
+        g = sg3.StyleGAN3Generator(**{**{k: o.default for k, o in sg3.StyleGAN3Generator.options.items()},
+                                      "train_steps": 2, "batch_size": 4, "channels": 8, "layers": 3})
+        g.fit(ctx)
+        x = g.sample(torch.tensor([0, 9]), [1, 2])
+        assert x.dtype == torch.uint8 and x.shape == (2, *shape)
+
+
+@pytest.mark.skipif(os.environ.get("SYNTHBENCH_SLOW") != "1", reason="minutes: set SYNTHBENCH_SLOW=1")
+def test_fast_preset_label_adherence(digits, reference_classifier, tmp_path):
+    """The bar: trained in-suite on digits at the fast preset, the reference
+    classifier agrees with the requested label at least 80% of the time."""
+    from synthbench.benchmark.trainer import predict_logits
+
+    g = sg3.StyleGAN3Generator(**{k: o.default for k, o in sg3.StyleGAN3Generator.options.items()})
+    g.fit(FitContext.from_dataset(digits.capped(PRESETS["fast"].max_train_per_class), PRESETS["fast"],
+                                  torch.device("cpu"), tmp_path))
+    labels = torch.arange(10).repeat(60)
+    pred = predict_logits(reference_classifier, g.sample(labels, list(range(1000, 1600))),
+                          torch.device("cpu")).argmax(1)
+    assert (pred == labels).float().mean().item() >= 0.8

@@ -28,6 +28,13 @@ Two ways to get a network:
 centre of W, here the centre of its own class (estimated after training from 512
 z's per class), so that classes survive truncation.
 
+What to expect on digits at the ``fast`` preset (2-core CPU shared with other
+jobs, load 5-7): the fit takes about 6 minutes (1,500 steps, cached afterwards);
+the reference classifier agrees with the requested label on 86% of samples
+(``SYNTHBENCH_SLOW=1 pytest tests/test_stylegan3.py``); ``replace`` top-1 is
+0.765 +- 0.017 over 3 seeds (``real``: 0.993); ``detect`` tells its samples from
+real ones almost always (pixel 0.999, DCT 0.978; chance is 0.5).
+
 Per-sample randomness: z_i is drawn from a generator seeded by ``seeds[i]``
 alone; the network has no noise inputs (StyleGAN3 Sec. 3.1) and no batch
 statistics, and runs on fixed ``eval_batch`` chunks (the last one padded), so

@@ -18,7 +18,8 @@ The generator follows the paper's alias-free design (and the structure of NVlabs
   sampling rates follow the paper's schedule (Sec. 3.2, "Flexible layer
   specifications"; Fig. 4c), the last two layers critically sampled; no noise
   inputs and no skip connections (Sec. 3.1); a margin around the canvas
-  (Sec. 3.2, "Boundaries and upsampling");
+  (Sec. 3.2, "Boundaries and upsampling"; the paper's 10 pixels at 256-1024 px,
+  here canvas / 8 and at least 2 pixels);
 - the image is produced at the next power-of-two canvas (8, 32, 32) and, where the
   dataset is smaller (28x28), resized with an antialiasing filter.
 
@@ -451,7 +452,7 @@ class StyleGAN3Net(nn.Module):
         self.image_shape, self.z_dim, self.c_dim, self.w_dim = (ch, h, w), w_dim, c_dim, w_dim
         self.canvas = 2 ** math.ceil(math.log2(max(h, w)))
         self.mapping = MappingNetwork(w_dim, c_dim, w_dim, mapping_layers, mapping_lr_multiplier, class_gain)
-        margin = max(2, self.canvas // 4) if margin is None else margin
+        margin = max(2, self.canvas // 8) if margin is None else margin
         self.synthesis = SynthesisNetwork(w_dim, self.canvas, ch, channels, num_layers, margin=margin)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor, truncation_psi: float = 1.0,

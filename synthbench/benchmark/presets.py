@@ -43,16 +43,6 @@ class Preset:
     """ResNet layers per UNet level of in-suite diffusion generators."""
     gen_sampler_steps: int
     """Heun steps of the EDM sampler: 18 steps = 35 network evaluations (Karras et al.)."""
-    sg_train_steps: int
-    """Optimisation steps (one D and one G update each) of the in-suite StyleGAN3."""
-    sg_batch_size: int
-    """Batch size of the in-suite StyleGAN3's training."""
-    sg_channels: int
-    """Width of the in-suite StyleGAN3 at its coarsest layer (narrower at higher
-    cutoffs, StyleGAN3 Sec. 3.2) and of its discriminator."""
-    sg_layers: int
-    """Alias-free synthesis layers of the in-suite StyleGAN3 before ToRGB (14 in
-    the paper's configs)."""
 
     def as_dict(self) -> dict:
         """JSON-shaped (lists, not tuples), as it is stored in records."""
@@ -66,7 +56,6 @@ PRESETS: dict[str, Preset] = {
         gen_train_steps=30, gen_batch_size=64, gen_channels=(16, 32), gen_channels_large=(16, 32),
         gen_layers_per_block=1,
         gen_sampler_steps=4,
-        sg_train_steps=30, sg_batch_size=32, sg_channels=16, sg_layers=4,
     ),
     "fast": Preset(
         name="fast", classifier="smallcnn", epochs=30, batch_size=128, optimizer="adamw",
@@ -74,14 +63,12 @@ PRESETS: dict[str, Preset] = {
         gen_train_steps=2000, gen_batch_size=128, gen_channels=(32, 64), gen_channels_large=(16, 32, 64),
         gen_layers_per_block=1,
         gen_sampler_steps=18,
-        sg_train_steps=1500, sg_batch_size=32, sg_channels=32, sg_layers=6,
     ),
     "paper": Preset(
         name="paper", classifier="resnet18", epochs=100, batch_size=128, optimizer="sgd",
         lr=0.01, lr_schedule="step", lr_step_epochs=30, max_train_per_class=None,
         gen_train_steps=200_000, gen_batch_size=512, gen_channels=(128, 256, 256, 256),
         gen_channels_large=(128, 256, 256, 256), gen_layers_per_block=2, gen_sampler_steps=18,
-        sg_train_steps=200_000, sg_batch_size=64, sg_channels=512, sg_layers=14,
     ),
 }
 

@@ -15,7 +15,7 @@ Two ways to get a network:
   (half-life ``ema_kimg`` = batch * 10 / 32 thousand images, ramped up over the
   first 5% of training, StyleGAN2-ADA's defaults) that is the network sampled.
   Fake labels are drawn from the real labels, as StyleGAN2-ADA does. Steps, batch
-  and widths come from the preset (``sg_*``). The weights are cached under a hash
+  and widths come from ``BUDGETS`` by preset name. The weights are cached under a hash
   of everything that determines them.
 - **Official pickle** (``network_pkl=PATH trust_pickle=true``, optionally
   ``code_dir=PATH`` of a NVlabs/stylegan3 checkout): ``fit`` trains nothing and
@@ -87,6 +87,18 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
+BUDGETS: dict[str, dict[str, int]] = {
+    "smoke": {"train_steps": 30, "batch_size": 32, "channels": 16, "layers": 4},
+    "fast": {"train_steps": 1500, "batch_size": 32, "channels": 32, "layers": 6},
+    "paper": {"train_steps": 200_000, "batch_size": 64, "channels": 512, "layers": 14},
+}
+"""In-suite training budget per preset: optimisation steps (one D and one G
+update each), batch, width at the coarsest layer (narrower at higher cutoffs,
+StyleGAN3 Sec. 3.2; also the discriminator's) and alias-free synthesis layers
+before ToRGB (14 in the paper's configs). Kept here, not in the shared Preset,
+so that adding an adapter never changes every other record's key."""
+
+
 class StyleGAN3Generator(Generator):
     """Class-conditional StyleGAN3, trained in-suite or from an official pickle
     (see the module docstring)."""
@@ -100,12 +112,12 @@ class StyleGAN3Generator(Generator):
         "psi": Option("psi", 1.0, "Truncation psi (StyleGAN Sec. 3.2): 1 = none; < 1 pulls w toward its "
                       "class's centre of W.", float, check=lambda v: 0 <= v <= 2, check_help="must be in [0, 2]"),
         "train_steps": _int_option("train_steps", "Training steps (one D and one G update each); default: "
-                                   "the preset's sg_train_steps."),
-        "batch_size": _int_option("batch_size", "Training batch; default: the preset's sg_batch_size."),
-        "channels": _int_option("channels", "Width at the coarsest layer (and of D); default: the preset's "
-                                "sg_channels."),
-        "layers": _int_option("layers", "Alias-free synthesis layers before ToRGB (>= 3); default: the "
-                              "preset's sg_layers."),
+                                   "1500 at fast (see BUDGETS)."),
+        "batch_size": _int_option("batch_size", "Training batch; default: BUDGETS by preset."),
+        "channels": _int_option("channels", "Width at the coarsest layer (and of D); default: BUDGETS by "
+                                "preset."),
+        "layers": _int_option("layers", "Alias-free synthesis layers before ToRGB (>= 3); default: BUDGETS by "
+                              "preset."),
         "lr": Option("lr", 0.0025, "Adam learning rate of G and D (StyleGAN2/3: 0.0025).", float,
                      check=lambda v: v > 0, check_help="must be > 0"),
         "r1_gamma": Option("r1_gamma", 0.1, "R1 weight gamma (StyleGAN2-ADA: 0.01 on CIFAR-10, more for "
@@ -129,15 +141,16 @@ class StyleGAN3Generator(Generator):
 
     # -- fitting ---------------------------------------------------------
     def _train_config(self, ctx: FitContext) -> dict[str, Any]:
-        p, o = ctx.preset, self.opts
-        channels = o["channels"] or p.sg_channels
-        layers = o["layers"] or p.sg_layers
+        o = self.opts
+        budget = BUDGETS.get(ctx.preset.name, BUDGETS["fast"])
+        channels = o["channels"] or budget["channels"]
+        layers = o["layers"] or budget["layers"]
         if layers < 3:
             raise UserError(f"stylegan3: layers={layers} is too few; the alias-free schedule needs at least 3 "
                             f"(two of them critically sampled).")
-        batch = o["batch_size"] or p.sg_batch_size
+        batch = o["batch_size"] or budget["batch_size"]
         return {
-            "steps": o["train_steps"] or p.sg_train_steps,
+            "steps": o["train_steps"] or budget["train_steps"],
             "batch_size": batch,
             "channels": channels,
             "layers": layers,

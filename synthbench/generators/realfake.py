@@ -189,11 +189,17 @@ class RealFakeGenerator(Generator):
             from synthbench.benchmark.analysis import penultimate_features
 
             self._features = penultimate_features(extractor, ctx.train.images, ctx.device)
+            from synthbench.benchmark.feature_metrics import state_digest
+
+            # The fine-tuned weights were trained on this extractor's features:
+            # a different extractor (retrained elsewhere) must not reuse them.
+            self._extractor_digest = state_digest(extractor)[:16]
         cfg = {
             "base": self.base.fit_identity()["weights"], "dataset_digest": ctx.dataset_digest,
             "steps": steps,
             "lr": self.opts["finetune_lr"] or FINETUNE_LR, "gamma": self.opts["mmd_weight"] if self.opts["mmd"] else 0.0,
-            "guidance": self.opts["guidance_images"] if self.opts["visual_guidance"] else None,
+            "guidance": ([self.opts["guidance_images"], self._extractor_digest] if self.opts["visual_guidance"]
+                         else None),
             "batch_size": ctx.preset.gen_batch_size, "seed": self.opts["train_seed"], "version": self.version,
             "hflip": ctx.hflip,
         }

@@ -47,6 +47,7 @@ from synthbench.benchmark.progress import bar
 from synthbench.benchmark.seeding import derive_seed, per_sample_normal, torch_generator
 from synthbench.errors import UserError, corrupt_cache
 from synthbench.generators.base import FitContext, Generator
+from synthbench.generators.training import step_with_ema, warmup_lr
 from synthbench.generators.edm import build_unet
 
 T_TRAIN = 1000
@@ -232,14 +233,8 @@ class DDPMGenerator(Generator):
             # lets this term train the variances only (Sec. 3.1).
             vlb = terms.vlb_terms(x0.double(), xt.double(), t, eps.detach().double(), v.double()).mean()
             loss = mse + cfg["vlb_weight"] * T_TRAIN * vlb.float()
-            for group in opt.param_groups:
-                group["lr"] = cfg["lr"] * min(1.0, (step + 1) / warmup)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                for pe, pn in zip(ema.parameters(), unet.parameters()):
-                    pe.lerp_(pn, 1.0 - ema_decay)
+            warmup_lr(opt, cfg["lr"], step, warmup)
+            step_with_ema(opt, loss, unet, ema, ema_decay)
             if step % 50 == 0:
                 progress.set_postfix(mse=f"{mse.item():.3f}", vlb=f"{vlb.item():.3f}")
         return ema.cpu()

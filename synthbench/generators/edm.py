@@ -50,6 +50,7 @@ from synthbench.benchmark.progress import bar
 from synthbench.benchmark.seeding import derive_seed, per_sample_normal, torch_generator
 from synthbench.errors import UserError, corrupt_cache
 from synthbench.generators.base import FitContext, Generator
+from synthbench.generators.training import step_with_ema, warmup_lr
 
 SIGMA_MIN, SIGMA_MAX, RHO, SIGMA_DATA = 0.002, 80.0, 7.0, 0.5
 P_MEAN, P_STD = -1.2, 1.2
@@ -270,14 +271,8 @@ class EDMGenerator(Generator):
             denoised = net(x + noise, sigma, y_all[idx] if y_all is not None else None)
             weight = (sigma ** 2 + SIGMA_DATA ** 2) / (sigma * SIGMA_DATA) ** 2
             loss = (weight.view(-1, 1, 1, 1) * (denoised - x) ** 2).mean()
-            for group in opt.param_groups:
-                group["lr"] = cfg["lr"] * min(1.0, (step + 1) / warmup)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                for pe, pn in zip(ema.parameters(), unet.parameters()):
-                    pe.lerp_(pn, 1.0 - ema_decay)
+            warmup_lr(opt, cfg["lr"], step, warmup)
+            step_with_ema(opt, loss, unet, ema, ema_decay)
             if step % 50 == 0:
                 progress.set_postfix(loss=f"{loss.item():.3f}")
         return ema.cpu()

@@ -58,6 +58,7 @@ from synthbench.benchmark.progress import bar, say
 from synthbench.benchmark.seeding import derive_seed, per_sample_normal, torch_generator
 from synthbench.errors import corrupt_cache
 from synthbench.generators.base import FitContext, Generator
+from synthbench.generators.training import step_with_ema
 from synthbench.generators.distribution_matching import MMD_WEIGHT_PAPER, distribution_matching_loss
 from synthbench.generators.edm import P_MEAN, P_STD, SIGMA_DATA, EDMDenoiser, EDMGenerator, karras_sigmas
 
@@ -268,12 +269,7 @@ class RealFakeGenerator(Generator):
             denoised = net(x + noise, sigma, cond)
             weight = (sigma ** 2 + SIGMA_DATA ** 2) / (sigma * SIGMA_DATA) ** 2
             loss, simple, dm = distribution_matching_loss(x, denoised, cfg["gamma"], weight=weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                for pe, pn in zip(ema.parameters(), unet.parameters()):
-                    pe.lerp_(pn, 1.0 - ema_decay)
+            step_with_ema(opt, loss, unet, ema, ema_decay)
             if step % 50 == 0:
                 progress.set_postfix(simple=f"{simple.item():.3f}", dm=f"{dm.item():.4f}")
         return ema.cpu()

@@ -1,6 +1,7 @@
 """The Real-Fake recipe on the in-suite backbone (seed 004 Sec. 3): each
 component switchable, each one changing what it should and nothing else."""
 
+import pytest
 import torch
 
 from synthbench.benchmark.presets import PRESETS
@@ -103,3 +104,16 @@ def test_reconstruct_on_the_fine_tuned_network(smoke_digits, session_cache):
 def test_smoke_preset_default_budget(smoke_digits, session_cache):
     gen = fit_generator("realfake", smoke_digits, session_cache, eval_batch="32")
     assert gen.fit_identity()["sampler_steps"] == PRESETS["smoke"].gen_sampler_steps
+
+
+def test_prior_init_starts_at_stable_diffusions_noise_level():
+    """strength keeps SD's meaning: 0.75 starts where SD v1 img2img starts (t = 750
+    of its scaled-linear schedule, sigma / sigma_data = 4.08), not 75% down EDM's
+    grid (sigma = 19, which drowns the real image)."""
+    from synthbench.generators.realfake import prior_init_sigmas
+
+    s = prior_init_sigmas(0.75, 18)
+    assert len(s) == round(0.75 * 18) + 1 and s[-1] == 0 and float(s[-2]) == pytest.approx(0.002)
+    assert float(s[0]) == pytest.approx(0.5 * 4.0817, rel=1e-3)
+    assert torch.all(s[:-1] > s[1:])
+    assert float(prior_init_sigmas(0.25, 18)[0]) < float(prior_init_sigmas(0.5, 18)[0]) < float(s[0])

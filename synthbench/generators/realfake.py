@@ -18,8 +18,14 @@ The three components (all on by default):
   the fine-tuning sees a fresh handful at every step.
 - ``prior_init`` (Sec. 3.3, Table 6): sampling starts from a real train image
   of the requested class (picked by the sample's seed) noised to ``strength``
-  (0.75) instead of from pure noise, as in img2img (Meng et al. 2021): the last
-  ``round(strength * N)`` of the N sampler steps are run.
+  (0.75) instead of from pure noise, as in img2img (Meng et al. 2021). On the
+  in-suite backbone "strength" keeps its Stable Diffusion meaning, a noise
+  level: the signal-to-noise ratio SD's img2img starts from at that strength
+  (its scaled-linear schedule at t = strength x 1000; 0.75 -> sigma/sigma_data
+  = 4.08, i.e. sigma = 2.04 here), then ``round(strength * N)`` Heun steps on a
+  rho = 7 schedule down to sigma_min. (A fraction of EDM's own step grid would
+  start at sigma = 19 for 0.75, where the real image is drowned and the
+  "informative prior" is no prior at all: version 1 did that.)
 
 Two backbones:
 
@@ -60,7 +66,9 @@ from synthbench.errors import corrupt_cache
 from synthbench.generators.base import FitContext, Generator
 from synthbench.generators.training import step_with_ema
 from synthbench.generators.distribution_matching import MMD_WEIGHT_PAPER, distribution_matching_loss
-from synthbench.generators.edm import P_MEAN, P_STD, SIGMA_DATA, EDMDenoiser, EDMGenerator, karras_sigmas
+from synthbench.generators.edm import (
+    P_MEAN, P_STD, RHO, SIGMA_DATA, SIGMA_MIN, EDMDenoiser, EDMGenerator, karras_sigmas,
+)
 
 FINETUNE_STEPS = {"smoke": 10, "fast": 400, "paper": 20_000}
 """Default fine-tuning steps per preset for the in-suite backbone (the base EDM
@@ -70,6 +78,23 @@ FINETUNE_LR = 2e-4
 GUIDANCE_FEATURE_SEED = 0
 """Seed of the classifier whose features stand in for CLIP's (the same model as
 the seed-0 reference classifier when the fit split is the full train split)."""
+
+
+def prior_init_sigmas(strength: float, n_steps: int) -> torch.Tensor:
+    """The Heun schedule of the latent prior init (float64, ending in 0): from
+    the noise level Stable Diffusion's img2img starts from at ``strength`` (same
+    signal-to-noise ratio; SD v1's scaled-linear betas 0.00085..0.012 over 1000
+    steps, the data's std sigma_data = 0.5 here) down to EDM's sigma_min, in
+    ``round(strength * n_steps)`` steps on the rho = 7 schedule."""
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    abar = torch.cumprod(1 - betas, 0)
+    t = min(999, max(0, round(strength * 1000) - 1))
+    sigma_start = SIGMA_DATA * float(((1 - abar[t]) / abar[t]).sqrt())
+    n = max(1, round(strength * n_steps))
+    ramp = torch.linspace(0, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
+    lo, hi = SIGMA_MIN ** (1 / RHO), sigma_start ** (1 / RHO)
+    sigmas = (hi + ramp * (lo - hi)) ** RHO
+    return torch.cat([sigmas, torch.zeros(1, dtype=torch.float64)])
 
 
 def _positive_or_none(v: Any) -> bool:
@@ -106,7 +131,7 @@ class GuidedClassEmbedding(nn.Module):
 
 class RealFakeGenerator(Generator):
     name = "realfake"
-    version = 1
+    version = 2
     can_reconstruct = True
     needs = ("nothing on CPU (the recipe on the in-suite EDM backbone, trained and fine-tuned here); "
              "Stable Diffusion weights (--option sd_model=DIR) and a GPU for the paper's backbone")
@@ -293,11 +318,9 @@ class RealFakeGenerator(Generator):
         sigmas = karras_sigmas(self.base._steps())
         noise = per_sample_normal(seeds, self.image_shape).double()
         if self.opts["prior_init"]:
-            # img2img (Meng et al. 2021) on the sampler's own grid: run the last
-            # round(strength * N) steps from a real image of the class.
-            n_steps = len(sigmas) - 1
-            start = n_steps - max(1, min(n_steps, round(self.opts["strength"] * n_steps)))
-            sigmas = sigmas[start:]
+            # img2img (Meng et al. 2021) from a real image of the class, at SD's
+            # noise level for this strength (see the module docstring).
+            sigmas = prior_init_sigmas(self.opts["strength"], len(sigmas) - 1)
             picks = []
             for label, s in zip(labels.tolist(), seeds):
                 pool = self._by_class[label]

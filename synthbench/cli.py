@@ -85,13 +85,14 @@ def _fmt(mean: float, se: float | None) -> str:
 def aggregate(records: list[dict[str, Any]], name: str) -> tuple[float, float | None, int]:
     """Mean over seeds and its standard error (std / sqrt(k)); with one seed, the
     record's own stderr (e.g. binomial over the test set)."""
-    vals = [r["metrics"][name]["value"] for r in records if name in r.get("metrics", {})]
+    have = [r for r in records if name in r.get("metrics", {})]
+    vals = [r["metrics"][name]["value"] for r in have]
     if not vals:
         return float("nan"), None, 0
     k = len(vals)
     mean = sum(vals) / k
     if k == 1:
-        return mean, records[0]["metrics"][name].get("stderr"), 1
+        return mean, have[0]["metrics"][name].get("stderr"), 1
     var = sum((v - mean) ** 2 for v in vals) / (k - 1)
     return mean, math.sqrt(var / k), k
 
@@ -109,8 +110,11 @@ def summary_table(cells, metric_names: list[str]) -> str:
         unsupported = [c.record for c in group if c.record and c.record.get("status") == "unsupported"]
         row = [gen]
         for m in metric_names:
-            mean, se, _ = aggregate(ok, m)
-            row.append(_fmt(mean, se) if ok else "not supported" if unsupported else "failed")
+            mean, se, k = aggregate(ok, m)
+            cell = _fmt(mean, se) if ok else "not supported" if unsupported else "failed"
+            if 0 < k < len(ok):  # e.g. the multiple reaching real, where only some seeds reach it
+                cell += f" ({k} of {len(ok)} seeds)"
+            row.append(cell)
         wall = sum(r["cost"]["wall_s"].get("cell_s", 0) + r["cost"]["wall_s"].get("fit_s", 0)
                    for r in ok + failed + unsupported)
         row += [f"{len(ok)}/{len(group)}" + (f" ({len(failed)} failed)" if failed else ""),

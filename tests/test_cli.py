@@ -100,3 +100,19 @@ def test_bad_config_values_and_unwritable_results(tmp_path, capsys):
     blocker.write_text("x")
     code, _, err = run_cli(["evaluate", "--preset", "smoke", "--results", str(blocker / "sub"), "--seeds", "1"], capsys)
     assert code == 2 and "Cannot write results" in err
+
+
+def test_summary_table_with_a_metric_only_some_seeds_report():
+    """scaleup's multiple_reaching_real exists only for seeds that reached real:
+    the table says so instead of crashing after the records are written."""
+    from types import SimpleNamespace
+
+    from synthbench.cli import summary_table
+
+    def cell(seed, metrics):
+        record = {"status": "ok", "metrics": metrics, "cost": {"wall_s": {"cell_s": 1.0}}}
+        return SimpleNamespace(spec={"generator": "g", "seed": seed}, record=record, cached=False)
+
+    m = {"value": 5, "stderr": None, "n": 1, "higher_is_better": False}
+    table = summary_table([cell(0, {"reach": m}), cell(1, {})], ["reach"])
+    assert "(1 of 2 seeds)" in table and "5.0000" in table

@@ -18,7 +18,7 @@ from synthbench.errors import UserError
 
 DEFAULTS = {
     "generator": "edm", "protocol": "replace", "dataset": "digits", "preset": "fast", "seeds": 3,
-    "results": "results", "device": "auto", "data_root": None, "option": (),
+    "results": "runs", "device": "auto", "data_root": None, "option": (),
 }
 
 
@@ -151,7 +151,8 @@ def cli() -> None:
 @click.option("--option", "-o", multiple=True, metavar="KEY=VALUE",
               help="Generator or protocol option (prefix with the plugin name if both have it: edm.churn=1). Repeatable.")
 @click.option("--results", default=DEFAULTS["results"], metavar="DIR", type=click.Path(file_okay=False),
-              help="Result store: records under DIR/records, caches under DIR/cache.")
+              help="Result store: records under DIR/records, caches under DIR/cache (the repository's "
+                   "published store is results/).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=DEFAULTS["device"],
               help="Where to train and sample; auto = cuda when available.")
 @click.option("--data-root", default=DEFAULTS["data_root"], metavar="DIR",
@@ -259,7 +260,7 @@ def list_plugins(kind: str | None) -> None:
               help="Samples drawn for the checks and the speed figure.")
 @click.option("--min-adherence", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Lowest acceptable share of samples the real-trained classifier labels as asked.")
-@click.option("--results", default="results", show_default=True, metavar="DIR", type=click.Path(file_okay=False),
+@click.option("--results", default="runs", show_default=True, metavar="DIR", type=click.Path(file_okay=False),
               help="Caches (fitted weights, the judge classifier) go under DIR/cache.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--data-root", default=None, metavar="DIR", help="Folder holding the dataset's files.")

@@ -13,7 +13,7 @@ from html.parser import HTMLParser
 import pytest
 
 from synthbench.benchmark.store import ResultStore, cell_hash
-from synthbench.cli import main
+from test_cli import run_cli
 from synthbench.leaderboard.aggregate import Z95, build_tables, mean_interval, read_records, store_digest
 from synthbench.leaderboard.site import build_site
 
@@ -59,14 +59,6 @@ def write(store_dir, *records) -> ResultStore:
     for r in records:
         store.write(r)
     return store
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return exit_info.value.code or 0, out.out, out.err
 
 
 # --------------------------------------------------------------------------- statistics

@@ -12,6 +12,7 @@ import pytest
 
 from synthbench.benchmark.registry import GENERATORS, PROTOCOLS
 from synthbench.cli import main
+from test_cli import run_cli
 from synthbench.errors import UserError
 from synthbench.leaderboard.regress import (BASELINE_FORMAT, Tolerance, baseline_path, cell_key, compare,
                                             load_suite, read_baseline)
@@ -33,14 +34,6 @@ tolerance:
   metrics:
     "detect.*": {abs: 0.0}
 """
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return exit_info.value.code or 0, out.out, out.err
 
 
 @pytest.fixture(scope="module")

@@ -77,9 +77,12 @@ def _validated(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fmt(mean: float, se: float | None) -> str:
+    text = f"{mean:.4f}"
+    if text.startswith("-") and float(text) == 0.0:
+        text = text[1:]  # FID of a set against itself comes out as -1e-13: print 0.0000, not -0.0000
     if se is None or not math.isfinite(se):
-        return f"{mean:.4f}"
-    return f"{mean:.4f} ± {se:.4f}"
+        return text
+    return f"{text} ± {se:.4f}"
 
 
 def aggregate(records: list[dict[str, Any]], name: str) -> tuple[float, float | None, int]:

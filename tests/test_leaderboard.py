@@ -14,7 +14,7 @@ import pytest
 
 from synthbench.benchmark.store import ResultStore, cell_hash
 from test_cli import run_cli
-from synthbench.leaderboard.aggregate import Z95, build_tables, mean_interval, read_records, store_digest
+from synthbench.leaderboard.aggregate import Z95, build_tables, fmt, mean_interval, read_records, store_digest
 from synthbench.leaderboard.site import build_site
 
 PAYLOAD_NAME = '<script>window.__pwned = "name"</script>'
@@ -209,3 +209,15 @@ def test_leaderboard_command_and_its_errors(tmp_path, capsys):
     code, _, _ = run_cli(["leaderboard", "-q", "--results", str(tmp_path / "store"), "--out",
                           str(tmp_path / "site")], capsys)
     assert code == 0  # a rebuild over an earlier site is fine
+
+
+def test_fmt_prints_a_numerically_negative_zero_as_zero():
+    """FID of a set against itself comes out of the matrix square root as about
+    -1e-13; the table must read 0.0000, while a real negative keeps its sign."""
+    from synthbench.cli import _fmt
+
+    assert fmt(-1e-13) == "0.0000"
+    assert fmt(-1e-13, 0.0) == "0.0000 ± 0.0000"
+    assert fmt(-0.25) == "-0.2500"
+    assert _fmt(-1e-13, 0.0) == "0.0000 ± 0.0000"
+    assert _fmt(-0.25, None) == "-0.2500"

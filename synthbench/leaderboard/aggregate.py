@@ -153,6 +153,8 @@ def fmt(value: float | None, half: float | None = None) -> str:
     mag = abs(value)
     digits = 1 if mag >= 100 else 2 if mag >= 10 else 4
     text = f"{value:.{digits}f}"
+    if text.startswith("-") and float(text) == 0.0:
+        text = text[1:]  # a numerically negative zero (FID of a set against itself) reads as 0
     return text if half is None else f"{text} ± {half:.{digits}f}"
 
 

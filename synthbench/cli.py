@@ -18,7 +18,7 @@ from synthbench.errors import UserError
 
 DEFAULTS = {
     "generator": "edm", "protocol": "replace", "dataset": "digits", "preset": "fast", "seeds": 3,
-    "results": "runs", "device": "auto", "data_root": None, "option": (),
+    "results": "runs", "device": "auto", "data_root": None, "option": (), "threads": None,
 }
 
 
@@ -68,6 +68,13 @@ def _validated(p: dict[str, Any]) -> dict[str, Any]:
         raise UserError(f"seeds={p['seeds']} is out of range: give 1 to 100.")
     if p["device"] not in ("auto", "cpu", "cuda"):
         raise UserError(f"device={p['device']!r}: choose auto, cpu or cuda.")
+    if p["threads"] is not None:
+        try:
+            p["threads"] = int(p["threads"])
+        except (TypeError, ValueError):
+            raise UserError(f"threads={p['threads']!r} is not a whole number; give e.g. threads: 1.") from None
+        if p["threads"] < 1:
+            raise UserError(f"threads={p['threads']}: give 1 or more.")
     if not isinstance(p["option"], (list, tuple)):
         raise UserError("options in a config file must be a mapping (key: value) or a list of KEY=VALUE.")
     p["option"] = tuple(str(o) for o in p["option"])
@@ -160,6 +167,9 @@ def cli() -> None:
               help="Where to train and sample; auto = cuda when available.")
 @click.option("--data-root", default=DEFAULTS["data_root"], metavar="DIR",
               help="Folder holding the dataset's files (offline use).")
+@click.option("--threads", type=click.IntRange(1, 1024), default=None, metavar="N",
+              help="CPU threads for torch (default: torch's choice). On a CPU, trained weights differ "
+                   "between thread counts; the published results/ used 1.")
 @click.option("--config", metavar="FILE.yaml", help="YAML with any of these options; flags override it.")
 @click.option("--dry-run", is_flag=True, help="Show the cells and which are cached; compute nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or status lines.")
@@ -177,6 +187,7 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
     from synthbench.benchmark.datasets import load_dataset
     from synthbench.benchmark.options import resolve_options, split_cli_options
     from synthbench.benchmark.presets import get_preset
+    from synthbench.benchmark.provenance import device_name
     from synthbench.benchmark.registry import GENERATORS, PROTOCOLS
     from synthbench.benchmark.runner import PluginChoice, plan, resolve_device, run_grid
     from synthbench.benchmark.store import ResultStore
@@ -188,6 +199,10 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
     gen_opts = resolve_options(gen_cls.options, routed[gen_cls.name], f"generator {gen_cls.name}")
     proto_opts = resolve_options(proto_cls.options, routed[proto_cls.name], f"protocol {proto_cls.name}")
     device = resolve_device(p["device"])
+    if p["threads"]:
+        import torch
+
+        torch.set_num_threads(p["threads"])
     seeds = list(range(p["seeds"]))
 
     progress.say(f"loading dataset {p['dataset']}")
@@ -201,7 +216,7 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
 
     header = (f"{proto_cls.name} on {dataset.name} (digest {dataset.digest[:12]}, "
               f"{len(dataset.train)} train / {len(dataset.test)} test), preset {preset.name}, "
-              f"seeds {seeds[0]}..{seeds[-1]}, device {device.type}")
+              f"seeds {seeds[0]}..{seeds[-1]}, device {device_name(device)}")
     if params["dry_run"]:
         click.echo(header)
         for c in plan(dataset, gens, proto, preset, seeds, device, store):

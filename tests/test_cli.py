@@ -116,3 +116,31 @@ def test_summary_table_with_a_metric_only_some_seeds_report():
     m = {"value": 5, "stderr": None, "n": 1, "higher_is_better": False}
     table = summary_table([cell(0, {"reach": m}), cell(1, {})], ["reach"])
     assert "(1 of 2 seeds)" in table and "5.0000" in table
+
+
+def test_threads_pins_torch_and_keys_the_classifier_cache(tmp_path, capsys):
+    """On a CPU, weights trained at 1 and at 2 threads differ: ``--threads``
+    pins the count, the record's device line says it, and the classifier cache
+    keeps one file per thread count instead of mixing them."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        args = ["evaluate", "-g", "real", "--preset", "smoke", "--seeds", "1", "--results", str(tmp_path), "-q"]
+        code, out, err = run_cli(args + ["--threads", "1"], capsys)
+        assert code == 0, err
+        assert "1 threads" in out
+        (rec,) = (tmp_path / "records").rglob("*.json")
+        assert json.loads(rec.read_text())["cost"]["device"].endswith("1 threads)")
+        first = set((tmp_path / "cache" / "classifiers").iterdir())
+        assert first
+
+        rec.unlink()  # recompute the record, now at 2 threads
+        code, _, err = run_cli(args + ["--threads", "2"], capsys)
+        assert code == 0, err
+        assert len(set((tmp_path / "cache" / "classifiers").iterdir()) - first) == len(first)
+
+        code, _, err = run_cli(args + ["--threads", "0"], capsys)
+        assert code == 2 and "--threads" in err
+    finally:
+        torch.set_num_threads(before)

@@ -14,6 +14,7 @@ import torch
 
 from synthbench.benchmark.datasets import Dataset, Split
 from synthbench.benchmark.presets import Preset
+from synthbench.benchmark.provenance import compute_tag
 from synthbench.benchmark.sample_cache import SampleCache
 from synthbench.benchmark.seeding import sample_seeds
 from synthbench.benchmark.trainer import Evaluation, evaluate, train_classifier
@@ -32,7 +33,8 @@ def cached_classifier(split: Split, num_classes: int, preset: Preset, seed: int,
     h = hashlib.sha256()
     h.update(split.images.numpy().tobytes())
     h.update(split.labels.numpy().tobytes())
-    h.update(repr((sorted(preset.as_dict().items()), seed, hflip, device.type, sorted(kwargs.items()))).encode())
+    h.update(repr((sorted(preset.as_dict().items()), seed, hflip, compute_tag(device),
+                   sorted(kwargs.items()))).encode())
     path = Path(cache_dir) / "classifiers" / f"{h.hexdigest()[:24]}.pt"
     if path.exists():
         model = _init_model(preset, split.images.shape[1], num_classes, seed)

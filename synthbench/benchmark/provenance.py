@@ -29,6 +29,20 @@ def device_name(device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def compute_tag(device) -> str:
+    """What trained weights depend on beyond their inputs and seeds: on a CPU,
+    the intra-op thread count (float reductions are split per thread, so training
+    at 1 and at 2 threads drifts apart); elsewhere the device type. It is part of
+    every cached classifier's and in-suite generator's key, so a record never
+    mixes weights trained under another thread count than its ``cost.device``
+    says. ``synthbench evaluate --threads N`` pins the count."""
+    import torch
+
+    if device.type == "cpu":
+        return f"cpu-{torch.get_num_threads()}t"
+    return device.type
+
+
 def provenance(device) -> dict:
     import torch
 

@@ -43,6 +43,14 @@ class FitContext:
     hflip: bool = False
     cost: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def compute_tag(self) -> str:
+        """Device type, and thread count on a CPU: put it in the key of cached
+        weights (see :func:`synthbench.benchmark.provenance.compute_tag`)."""
+        from synthbench.benchmark.provenance import compute_tag
+
+        return compute_tag(self.device)
+
     @classmethod
     def from_dataset(cls, ds: Dataset, preset: Preset, device: torch.device, cache_dir: Path,
                      train: Split | None = None) -> "FitContext":

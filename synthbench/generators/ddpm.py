@@ -178,7 +178,8 @@ class DDPMGenerator(Generator):
         self.image_shape = ctx.image_shape
         self.steps = self.opts["sampler_steps"] or SAMPLER_STEPS.get(ctx.preset.name, SAMPLER_STEPS["fast"])
         cfg = self._train_config(ctx)
-        identity = {"dataset_digest": ctx.dataset_digest, "train": cfg, "version": self.version}
+        identity = {"dataset_digest": ctx.dataset_digest, "train": cfg, "version": self.version,
+                    "compute": ctx.compute_tag}
         key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
         path = ctx.cache_dir / "generators" / f"ddpm-{key}.pt"
         c = ctx.image_shape[0]

@@ -202,7 +202,8 @@ class EDMGenerator(Generator):
             self._load_official(ctx)
             return
         cfg = self._train_config(ctx)
-        identity = {"dataset_digest": ctx.dataset_digest, "train": cfg, "version": self.version}
+        identity = {"dataset_digest": ctx.dataset_digest, "train": cfg, "version": self.version,
+                    "compute": ctx.compute_tag}
         key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
         path = ctx.cache_dir / "generators" / f"edm-{key}.pt"
         if path.exists():

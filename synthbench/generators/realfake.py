@@ -227,7 +227,7 @@ class RealFakeGenerator(Generator):
             "guidance": ([self.opts["guidance_images"], self._extractor_digest] if self.opts["visual_guidance"]
                          else None),
             "batch_size": ctx.preset.gen_batch_size, "seed": self.opts["train_seed"], "version": self.version,
-            "hflip": ctx.hflip,
+            "hflip": ctx.hflip, "compute": ctx.compute_tag,
         }
         key = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:20]
         path = ctx.cache_dir / "generators" / f"realfake-{key}.pt"

@@ -276,6 +276,7 @@ class RealFakeSD:
             "lora_rank": cfg.lora_rank, "steps": self.finetune_steps(ctx), "lr": cfg.lr,
             "batch_size": cfg.batch_size, "snr_gamma": cfg.snr_gamma, "prompt": cfg.prompt,
             "train_seed": cfg.train_seed, "precision": cfg.precision, "class_names": self.class_names,
+            "compute": ctx.compute_tag,
         }
 
     @property

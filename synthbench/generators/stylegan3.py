@@ -183,7 +183,8 @@ class StyleGAN3Generator(Generator):
             return
         self.pickled = False
         cfg = self._train_config(ctx)
-        identity = {"dataset_digest": ctx.dataset_digest, "train": cfg, "version": self.version}
+        identity = {"dataset_digest": ctx.dataset_digest, "train": cfg, "version": self.version,
+                    "compute": ctx.compute_tag}
         key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
         path = ctx.cache_dir / "generators" / f"stylegan3-{key}.pt"
         if path.exists():

@@ -271,6 +271,40 @@ def per_class_figure(per_class: Any, path: Path, title: str = "per-class accurac
     return _save(fig, path)
 
 
+PER_CLASS_FIDELITY = ("fid", "precision", "recall", "density", "coverage")
+
+
+@styled
+def per_class_fidelity_figure(space: Any, path: Path) -> Path | None:
+    """One panel per ``fidelity`` metric, bars per class: the generator's
+    samples against the real train split, beside the floor (real test split vs
+    real train) in grey, so a class the generator misses stands out against
+    what a fresh real sample of the same size scores. ``space`` is one feature
+    space's ``details`` (``per_class`` and ``floor_per_class``: metric -> list)."""
+    if not isinstance(space, dict) or not isinstance(space.get("per_class"), dict):
+        return None
+    synth = space["per_class"]
+    floor = space.get("floor_per_class") if isinstance(space.get("floor_per_class"), dict) else {}
+    panels = [(m, _numbers(synth.get(m)), _numbers(floor.get(m))) for m in PER_CLASS_FIDELITY]
+    panels = [(m, s, f) for m, s, f in panels if s is not None]
+    if not panels:
+        return None
+    n = max(len(s) for _, s, _ in panels)
+    fig = _figure(max(4.5, 0.32 * n + 1.8), 1.7 * len(panels) + 0.4)
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    x = np.arange(n)
+    for ax, (name, s, f) in zip(axes, panels):
+        ax.bar(x[:len(s)] - (0.2 if f else 0), s, width=0.4 if f else 0.8, color="#3b75af", label="samples")
+        if f is not None:
+            ax.bar(x[:len(f)] + 0.2, f, width=0.4, color=REAL_COLOR, alpha=0.6, label="floor (real test)")
+        ax.set_ylabel(name + (" (lower better)" if name == "fid" else ""), fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes[-1].set_xticks(x)
+    axes[-1].set_xlabel("class")
+    return _save(fig, path)
+
+
 @styled
 def interval_bars_figure(entries: list[tuple[str, float, float | None, bool]], path: Path, metric: str,
                          higher_is_better: bool | None) -> Path | None:

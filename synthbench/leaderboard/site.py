@@ -127,6 +127,9 @@ ROW_FIGURES: list[RowFigure] = [
      lambda ds, p, order: plots.curves_figure({"": plots.mean_of([d.get("curve") for d in ds])}, p, order=order)),
     ("per-class", "per-class accuracy", "svg", "mean",
      lambda ds, p, order: plots.per_class_figure(plots.mean_of([d.get("per_class_accuracy") for d in ds]), p)),
+    ("per-class-fidelity", "per-class fidelity in the real-trained classifier's feature space, floor in grey",
+     "svg", "mean", lambda ds, p, order: plots.per_class_fidelity_figure(
+         plots.mean_of([d.get("classifier") for d in ds]), p)),
     ("confusion", "confusion matrix (counts; colour: share of the true class)", "png", "summed",
      lambda ds, p, order: plots.confusion_figure(plots.sum_of([d.get("confusion_matrix") for d in ds]), p)),
     ("corruptions", "accuracy under corruption, by severity", "svg", "mean",

@@ -54,6 +54,16 @@ def test_ood_reuses_replace_and_augment_classifiers(smoke_digits, tmp_path):
     assert set(rec["details"]["per_corruption"]["replace"]) == set(CORRUPTIONS)
     assert "replace_folder0_top1" in m
 
+    # the suite's accuracies are cached per classifier: `real` under ood meets the
+    # reference classifier again (its real and replace arms) and evaluates only
+    # its augment arm; the shared real arm gives the same number in both cells
+    scored = set((tmp_path / "cache" / "ood").iterdir())
+    assert len(scored) == 3
+    real = _run(smoke_digits, store, "real", "ood")
+    assert len(set((tmp_path / "cache" / "ood").iterdir()) - scored) == 1
+    assert real["metrics"]["real_corrupt_top1"] == m["real_corrupt_top1"]
+    assert real["details"]["per_corruption"]["replace"] == real["details"]["per_corruption"]["real"]
+
 
 def test_long_tail_counts_follow_eq1():
     assert long_tail_counts(100, 10, 0.1) == [100, 77, 59, 46, 35, 27, 21, 16, 12, 10]

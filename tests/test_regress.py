@@ -166,3 +166,17 @@ def test_the_committed_baseline_matches_the_committed_suite():
     assert set(baseline["cells"]) == cells
     assert all(c["status"] in ("ok", "unsupported") for c in baseline["cells"].values())
     assert sum(len(c["metrics"]) for c in baseline["cells"].values()) > 50
+
+
+def test_committed_tolerances_pick_the_pattern_meant_for_each_metric():
+    """Patterns match `protocol.metric` too, so a careless "*fid*" would catch
+    every `fidelity.*` metric (as it once did): check the committed suite."""
+    from synthbench.leaderboard.regress import load_suite
+
+    suite = load_suite(Path(__file__).resolve().parents[1] / "configs" / "regress.yaml")
+    fid = suite.tolerance("fidelity", "fid")
+    assert suite.tolerance("fidelity", "floor_fid") == fid == suite.tolerance("recon", "fid_t10")
+    assert fid.rel > 0
+    assert suite.tolerance("fidelity", "precision").rel == 0 and suite.tolerance("fidelity", "precision") != fid
+    assert suite.tolerance("fidelity", "floor_precision") == suite.default_tolerance
+    assert suite.tolerance("replace", "top1") == suite.default_tolerance

@@ -122,7 +122,9 @@ def summary_table(cells, metric_names: list[str]) -> str:
         for m in metric_names:
             mean, se, k = aggregate(ok, m)
             cell = _fmt(mean, se) if ok else "not supported" if unsupported else "failed"
-            if 0 < k < len(ok):  # e.g. the multiple reaching real, where only some seeds reach it
+            if ok and k == 0:  # e.g. the multiple reaching real when no seed reaches it
+                cell = f"n/a (0 of {len(ok)} seeds)"
+            elif 0 < k < len(ok):  # e.g. the multiple reaching real, where only some seeds reach it
                 cell += f" ({k} of {len(ok)} seeds)"
             row.append(cell)
         wall = sum(r["cost"]["wall_s"].get("cell_s", 0) + r["cost"]["wall_s"].get("fit_s", 0)

@@ -116,6 +116,8 @@ def test_summary_table_with_a_metric_only_some_seeds_report():
     m = {"value": 5, "stderr": None, "n": 1, "higher_is_better": False}
     table = summary_table([cell(0, {"reach": m}), cell(1, {})], ["reach"])
     assert "(1 of 2 seeds)" in table and "5.0000" in table
+    none = summary_table([cell(0, {}), cell(1, {})], ["reach"])  # no seed reached it: no "nan"
+    assert "n/a (0 of 2 seeds)" in none and "nan" not in none
 
 
 def test_threads_pins_torch_and_keys_the_classifier_cache(tmp_path, capsys):

@@ -130,7 +130,6 @@ def train_classifier(
 
 
 @torch.no_grad()
-@torch.inference_mode()
 def predict_logits(model: nn.Module, images: torch.Tensor, device: torch.device, batch: int = 512) -> torch.Tensor:
     """Logits for uint8 images, in float32 on the CPU (evaluation in fixed-size
     batches, no autograd graph kept across them)."""

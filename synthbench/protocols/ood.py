@@ -20,7 +20,8 @@ its ratio to the real classifier's, and per type / per severity in ``details``.
 Evaluation dominates the cost (3 classifiers x 41 test sets: about 20 min per
 cell for 10,000 28x28 test images on one CPU core), so a classifier's accuracies
 on the suite are cached under ``cache_dir/ood`` by a hash of its weights and of
-the suite (test split, corruption list, Pillow version for JPEG). The real arm is
+the suite (test split, corruption list, Pillow version for JPEG) and the device
+type (CUDA evaluates in bfloat16). The real arm is
 then evaluated once per seed for every generator, and under ``real`` the
 replace arm, which is the reference classifier itself, costs nothing.
 """
@@ -34,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from synthbench.benchmark.context import CellContext
 from synthbench.benchmark.atomic import atomic_write_json
+from synthbench.benchmark.context import CellContext
 from synthbench.benchmark.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from synthbench.benchmark.feature_metrics import state_digest
 from synthbench.benchmark.options import Option
@@ -135,7 +136,9 @@ class OODProtocol(Protocol):
         def suite_scores(model) -> dict:
             """Clean and per-corruption accuracies, from the cache when this
             classifier met this suite before."""
-            path = Path(ctx.cache_dir) / "ood" / f"{state_digest(model)[:24]}-{suite_key(test)}.json"
+            # the device is in the key too: on CUDA, evaluation runs in bfloat16
+            name = f"{state_digest(model)[:24]}-{suite_key(test)}-{ctx.device.type}.json"
+            path = Path(ctx.cache_dir) / "ood" / name
             if path.exists():
                 try:
                     return json.loads(path.read_text())

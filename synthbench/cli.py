@@ -84,9 +84,9 @@ def _validated(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fmt(mean: float, se: float | None) -> str:
-    text = f"{mean:.4f}"
-    if text.startswith("-") and float(text) == 0.0:
-        text = text[1:]  # FID of a set against itself comes out as -1e-13: print 0.0000, not -0.0000
+    from synthbench.leaderboard.aggregate import unsigned_zero
+
+    text = unsigned_zero(f"{mean:.4f}")
     if se is None or not math.isfinite(se):
         return text
     return f"{text} ± {se:.4f}"

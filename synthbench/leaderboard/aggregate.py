@@ -146,15 +146,19 @@ class Stat:
         return self.mean - self.half <= other.mean + other.half and other.mean - other.half <= self.mean + self.half
 
 
+def unsigned_zero(text: str) -> str:
+    """``-0.0000`` -> ``0.0000``: FID of a set against itself comes out of the
+    matrix square root as about -1e-13, and a table must not print a sign there."""
+    return text[1:] if text.startswith("-") and float(text) == 0.0 else text
+
+
 def fmt(value: float | None, half: float | None = None) -> str:
     """``0.9851 ± 0.0052``: decimals chosen by magnitude, the interval in the same decimals."""
     if value is None:
         return "n/a"
     mag = abs(value)
     digits = 1 if mag >= 100 else 2 if mag >= 10 else 4
-    text = f"{value:.{digits}f}"
-    if text.startswith("-") and float(text) == 0.0:
-        text = text[1:]  # a numerically negative zero (FID of a set against itself) reads as 0
+    text = unsigned_zero(f"{value:.{digits}f}")
     return text if half is None else f"{text} ± {half:.{digits}f}"
 
 

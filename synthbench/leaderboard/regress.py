@@ -80,6 +80,9 @@ class Suite:
         return hashlib.sha256(canonical_json(grid).encode()).hexdigest()
 
     def tolerance(self, protocol: str, metric: str) -> Tolerance:
+        """The first pattern matching ``protocol.metric`` or the bare metric name
+        (metric names may hold dots, e.g. ``tpr@0.01``, so both are tried): a
+        pattern like ``*fid*`` would also catch every ``fidelity.*`` metric."""
         for pattern, tol in self.tolerances:
             if fnmatch.fnmatchcase(f"{protocol}.{metric}", pattern) or fnmatch.fnmatchcase(metric, pattern):
                 return tol

@@ -132,12 +132,13 @@ class OODProtocol(Protocol):
             return float((pred == labels).float().mean())
 
         shifted: dict[tuple[str, int], torch.Tensor] = {}
+        suite = suite_key(test)
 
         def suite_scores(model) -> dict:
             """Clean and per-corruption accuracies, from the cache when this
             classifier met this suite before."""
             # the device is in the key too: on CUDA, evaluation runs in bfloat16
-            name = f"{state_digest(model)[:24]}-{suite_key(test)}-{ctx.device.type}.json"
+            name = f"{state_digest(model)[:24]}-{suite}-{ctx.device.type}.json"
             path = Path(ctx.cache_dir) / "ood" / name
             if path.exists():
                 try:

@@ -1,4 +1,8 @@
+import contextlib
+from types import SimpleNamespace
+
 import torch
+from conftest import fit_generator
 
 from synthbench.benchmark.options import resolve_options
 from synthbench.benchmark.presets import PRESETS
@@ -51,3 +55,44 @@ def test_recon_on_a_generator_that_cannot_reconstruct(smoke_digits, tmp_path):
     again = run_grid(smoke_digits, [_choice(GENERATORS, "real")], _choice(PROTOCOLS, "recon"),
                      PRESETS["smoke"], [0], CPU, store)
     assert again[0].cached
+
+
+def test_recon_test_entropy_subset_is_stratified_and_seeded_by_full_index(smoke_digits, session_cache, tmp_path):
+    """v3: the test-side entropy may use a subset; each image's reconstruction
+    must be the one it gets in the full split, so the subset changes how many
+    images are averaged, never what an image's reconstruction is."""
+    gen = fit_generator("edm", smoke_digits, session_cache, eval_batch="64")
+    cls = PROTOCOLS.get("recon")
+    test = smoke_digits.test
+
+    def ctx(preset):
+        return SimpleNamespace(generator=gen, cache_dir=tmp_path, dataset=smoke_digits, preset=PRESETS[preset],
+                               phase=lambda name: contextlib.nullcontext())
+
+    # defaults: 1,000 at smoke/fast (digits' 359 test images: all of them), all at paper
+    assert cls(**resolve_options(cls.options, {}, "recon"))._entropy_test_index(ctx("smoke")) is None
+    assert cls(**resolve_options(cls.options, {"test_images": "all"}, "recon"))._entropy_test_index(ctx("fast")) is None
+    proto = cls(**resolve_options(cls.options, {"test_images": "50"}, "recon"))
+    idx = proto._entropy_test_index(ctx("smoke"))
+    assert len(idx) == 50 and len(set(idx.tolist())) == 50
+    counts = torch.bincount(test.labels[idx], minlength=10)
+    assert counts.min() >= 4 and counts.max() <= 6  # about 5 a class
+    assert torch.equal(idx, proto._entropy_test_index(ctx("smoke")))  # seeded
+    sub = proto._reconstruct(ctx("smoke"), test, 20, "test", idx)
+    full = proto._reconstruct(ctx("smoke"), test, 20, "test")
+    assert sub.shape == (50, *test.images.shape[1:])
+    diff = (sub.int() - full[idx].int()).abs()
+    assert diff.max() <= 1 and (diff == 0).float().mean() > 0.99  # uint8 rounding of float noise at most
+    assert not torch.equal(sub, test.images[idx])  # and t_re = 20 did change them
+
+
+def test_recon_records_the_entropy_subset(smoke_digits, tmp_path):
+    store = ResultStore(tmp_path)
+    cells = run_grid(smoke_digits, [_choice(GENERATORS, "edm", eval_batch="64")],
+                     _choice(PROTOCOLS, "recon", t_re="0,10", test_images="40"), PRESETS["smoke"], [0], CPU, store)
+    rec = cells[0].record
+    assert rec["status"] == "ok", rec.get("error")
+    assert rec["details"]["entropy_test_images"] == 40
+    assert rec["metrics"]["entropy_test_t10"]["n"] == 40
+    assert rec["metrics"]["entropy_train_t10"]["n"] == len(smoke_digits.train)
+    assert 0 < rec["metrics"]["entropy_test_t10"]["stderr"] < rec["metrics"]["entropy_test_t10"]["value"]

@@ -14,13 +14,17 @@ PCA_POINTS = 500
 """Points per set kept for a PCA scatter: enough to see the shape, small in a record."""
 
 
-def output_entropy(model: torch.nn.Module, images: torch.Tensor, device: torch.device) -> float:
-    """H(y) = -1/N sum_i sum_j p(y=j|x_i) log p(y=j|x_i) (seed 000 Eq. 4), in nats.
+def output_entropy(model: torch.nn.Module, images: torch.Tensor, device: torch.device) -> tuple[float, float]:
+    """H(y) = -1/N sum_i sum_j p(y=j|x_i) log p(y=j|x_i) (seed 000 Eq. 4), in nats,
+    and its standard error over the N images (the error of estimating it on a
+    subset of them).
 
     Low entropy means the classifier finds the images easy, "typical" of their
     class: seed 000 Fig. 5 sees it fall as t_re grows (samples drift to modes)."""
     logp = predict_logits(model, images, device).log_softmax(1)
-    return float(-(logp.exp() * logp).sum(1).mean())
+    per_image = -(logp.exp() * logp).sum(1).double()
+    stderr = float(per_image.std() / len(per_image) ** 0.5) if len(per_image) > 1 else 0.0
+    return float(per_image.mean()), stderr
 
 
 @torch.no_grad()

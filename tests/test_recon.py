@@ -96,3 +96,17 @@ def test_recon_records_the_entropy_subset(smoke_digits, tmp_path):
     assert rec["metrics"]["entropy_test_t10"]["n"] == 40
     assert rec["metrics"]["entropy_train_t10"]["n"] == len(smoke_digits.train)
     assert 0 < rec["metrics"]["entropy_test_t10"]["stderr"] < rec["metrics"]["entropy_test_t10"]["value"]
+
+
+def test_recon_does_not_train_a_generator_it_cannot_use(smoke_digits, tmp_path, monkeypatch):
+    """stylegan3 cannot reconstruct: its `unsupported` record must not cost a fit."""
+    cls = GENERATORS.get("stylegan3")
+
+    def no_fit(self, ctx):
+        raise AssertionError("fitted a generator that recon cannot use")
+
+    monkeypatch.setattr(cls, "fit", no_fit)
+    cells = run_grid(smoke_digits, [_choice(GENERATORS, "stylegan3")], _choice(PROTOCOLS, "recon"),
+                     PRESETS["smoke"], [0, 1], CPU, ResultStore(tmp_path))
+    assert [c.record["status"] for c in cells] == ["unsupported", "unsupported"]
+    assert "cannot reconstruct" in cells[0].record["error"]

@@ -41,6 +41,12 @@ class Protocol:
     def __init__(self, **options: Any):
         self.opts = dict(options)
 
+    def unsupported_reason(self, generator: Any) -> str | None:
+        """Why ``generator`` (not yet fitted) cannot take part, or None. Asked
+        before the generator is trained, so an unsupported cell costs nothing;
+        ``run`` raises :class:`Unsupported` with the same reason."""
+        return None
+
     def run(self, ctx: CellContext) -> ProtocolResult:
         raise NotImplementedError
 

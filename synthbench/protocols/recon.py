@@ -95,6 +95,12 @@ class ReconProtocol(Protocol):
     def table_metrics(self) -> list[str]:
         return [f"top1_t{t}" for t in self._steps()]
 
+    def unsupported_reason(self, generator) -> str | None:
+        if getattr(generator, "can_reconstruct", False):
+            return None
+        return (f"generator {generator.name!r} cannot reconstruct real samples "
+                f"(seed 000 Algorithm 1); recon needs one that can, e.g. edm.")
+
     def _entropy_test_index(self, ctx: CellContext) -> torch.Tensor | None:
         """Indices of the test images whose reconstructions enter the test entropy;
         None for all of them."""
@@ -137,9 +143,9 @@ class ReconProtocol(Protocol):
 
     def run(self, ctx: CellContext) -> ProtocolResult:
         gen = ctx.generator
-        if not gen.can_reconstruct:
-            raise Unsupported(f"generator {gen.name!r} cannot reconstruct real samples "
-                              f"(seed 000 Algorithm 1); recon needs one that can, e.g. edm.")
+        reason = self.unsupported_reason(gen)
+        if reason is not None:
+            raise Unsupported(reason)
         train, test = ctx.dataset.train, ctx.dataset.test
         reference = ctx.reference_classifier()
         pca_idx = torch.arange(min(PCA_POINTS, len(train)))

@@ -97,8 +97,20 @@ def test_mia_real_shows_the_attack_works(smoke_digits, tmp_path):
     assert rec["details"]["members"] == len(smoke_digits.train) // 2
 
 
-def test_mia_edm_runs_and_reports(smoke_digits, tmp_path):
+def test_mia_edm_runs_and_reports(smoke_digits, tmp_path, monkeypatch):
+    """...and fits the EDM on the members only: the runner must not first train
+    one on the full split that mia never samples from."""
+    cls = GENERATORS.get("edm")
+    fitted_on: list[int] = []
+    real_fit = cls.fit
+
+    def counting_fit(self, ctx):
+        fitted_on.append(len(ctx.train))
+        return real_fit(self, ctx)
+
+    monkeypatch.setattr(cls, "fit", counting_fit)
     rec = _run(smoke_digits, ResultStore(tmp_path), "edm", "mia", shadows=2)
+    assert fitted_on == [len(smoke_digits.train) // 2]
     m = rec["metrics"]
     for key in ("synthetic_online_auc", "synthetic_offline_auc", "synthetic_online_tpr@0.001",
                 "copy_fraction_feature", "nearer_member_fraction_pixel"):

@@ -47,6 +47,12 @@ class Protocol:
         ``run`` raises :class:`Unsupported` with the same reason."""
         return None
 
+    def needs_fitted_generator(self) -> bool:
+        """Whether ``run`` uses the cell's generator fitted on the full train
+        split. A protocol that fits its own (``mia`` fits on the members only)
+        says False, so the runner does not train a model nobody samples from."""
+        return True
+
     def run(self, ctx: CellContext) -> ProtocolResult:
         raise NotImplementedError
 

@@ -85,6 +85,9 @@ class MIAProtocol(Protocol):
         return ["synthetic_online_auc", "synthetic_offline_auc", "members_online_auc",
                 "synthetic_online_tpr@0.01", "copy_fraction_pixel", "synthetic_top1"]
 
+    def needs_fitted_generator(self) -> bool:
+        return False  # the generator is fitted on the members only, below
+
     def run(self, ctx: CellContext) -> ProtocolResult:
         train, test = ctx.dataset.train, ctx.dataset.test
         n = len(train)

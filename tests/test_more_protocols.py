@@ -111,6 +111,8 @@ def test_mia_edm_runs_and_reports(smoke_digits, tmp_path, monkeypatch):
     monkeypatch.setattr(cls, "fit", counting_fit)
     rec = _run(smoke_digits, ResultStore(tmp_path), "edm", "mia", shadows=2)
     assert fitted_on == [len(smoke_digits.train) // 2]
+    wall = rec["cost"]["wall_s"]
+    assert 0 < wall["fit_s"] <= wall["cell_s"]  # the members' fit is counted, not overwritten by the runner's
     m = rec["metrics"]
     for key in ("synthetic_online_auc", "synthetic_offline_auc", "synthetic_online_tpr@0.001",
                 "copy_fraction_feature", "nearer_member_fraction_pixel"):

@@ -54,7 +54,7 @@ class Option:
             if self.type in (int, float):  # YAML may give 1 for a float option
                 value = self.type(value)
         except (TypeError, ValueError) as exc:
-            kind = getattr(self.type, "__name__", "value")
+            kind = self.type.__name__ if isinstance(self.type, type) else "value"  # not "_count_or_all"
             raise UserError(
                 f"Option {self.name}={raw!r} of {owner} is not a valid {kind} ({exc}). "
                 f"{self.help} Default: {self.default!r}."

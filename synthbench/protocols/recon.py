@@ -86,7 +86,7 @@ class ReconProtocol(Protocol):
         "test_images": Option("test_images", None, "Test images reconstructed for the Eq. 4 entropy, a "
                               "class-stratified seeded subset; 'all' for every one. Default "
                               f"{FAST_TEST_IMAGES:,} at smoke/fast, all at paper.", _count_or_all,
-                              check=lambda v: v is None or v >= 0, check_help="give a positive count or 'all'"),
+                              check=lambda v: v is None or v >= 0, check_help="give a count of images, or 'all' (0 also means all)"),
     }
 
     def _steps(self) -> list[int]:

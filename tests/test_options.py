@@ -7,13 +7,14 @@ SPEC = {
     "ratio": Option("ratio", 1.0, "How much.", float, check=lambda v: 0 <= v <= 10, check_help="0..10"),
     "flag": Option("flag", False, "On or off.", bool),
     "mode": Option("mode", "a", "Which.", str, choices=("a", "b")),
+    "steps": Option("steps", (0,), "Steps.", parse_int_list),
 }
 
 
 def test_defaults_and_parsing():
-    assert resolve_options(SPEC, {}, "p") == {"ratio": 1.0, "flag": False, "mode": "a"}
+    assert resolve_options(SPEC, {}, "p") == {"ratio": 1.0, "flag": False, "mode": "a", "steps": (0,)}
     got = resolve_options(SPEC, {"ratio": "2.5", "flag": "yes", "mode": "b"}, "p")
-    assert got == {"ratio": 2.5, "flag": True, "mode": "b"}
+    assert got == {"ratio": 2.5, "flag": True, "mode": "b", "steps": (0,)}
 
 
 @pytest.mark.parametrize("given, words", [
@@ -22,6 +23,7 @@ def test_defaults_and_parsing():
     ({"mode": "c"}, "must be one of a, b"),
     ({"flag": "maybe"}, "not a valid"),
     ({"nope": "1"}, "has no option nope"),
+    ({"steps": "a,b"}, r"steps='a,b' of p is not a valid value \("),  # not the parse function's name
 ])
 def test_bad_values_say_what_is_wrong(given, words):
     with pytest.raises(UserError, match=words):

@@ -92,17 +92,17 @@ def _fmt(mean: float, se: float | None) -> str:
     return f"{text} ± {se:.4f}"
 
 
-def aggregate(records: list[dict[str, Any]], name: str) -> tuple[float, float | None, int]:
+def aggregate(records: list, name: str) -> tuple[float, float | None, int]:
     """Mean over seeds and its standard error (std / sqrt(k)); with one seed, the
     record's own stderr (e.g. binomial over the test set)."""
-    have = [r for r in records if name in r.get("metrics", {})]
-    vals = [r["metrics"][name]["value"] for r in have]
+    have = [r for r in records if name in r.metrics]
+    vals = [r.metrics[name]["value"] for r in have]
     if not vals:
         return float("nan"), None, 0
     k = len(vals)
     mean = sum(vals) / k
     if k == 1:
-        return mean, have[0]["metrics"][name].get("stderr"), 1
+        return mean, have[0].metrics[name].get("stderr"), 1
     var = sum((v - mean) ** 2 for v in vals) / (k - 1)
     return mean, math.sqrt(var / k), k
 
@@ -110,25 +110,23 @@ def aggregate(records: list[dict[str, Any]], name: str) -> tuple[float, float | 
 def summary_table(cells, metric_names: list[str]) -> str:
     from tabulate import tabulate
 
+    from synthbench.benchmark.cell import Status, outcomes_by_generator
+
     rows = []
-    by_gen: dict[str, list] = {}
-    for c in cells:
-        by_gen.setdefault(c.spec["generator"], []).append(c)
-    for gen, group in by_gen.items():
-        ok = [c.record for c in group if c.record and c.record.get("status") == "ok"]
-        failed = [c.record for c in group if c.record and c.record.get("status") == "failed"]
-        unsupported = [c.record for c in group if c.record and c.record.get("status") == "unsupported"]
+    for gen, group in outcomes_by_generator(cells).items():
+        by_status = {st: [c.record for c in group if c.record and c.record.status is st] for st in Status}
+        ok, failed = by_status[Status.OK], by_status[Status.FAILED]
         row = [gen]
         for m in metric_names:
             mean, se, k = aggregate(ok, m)
-            cell = _fmt(mean, se) if ok else "not supported" if unsupported else "failed"
+            cell = _fmt(mean, se) if ok else "not supported" if by_status[Status.UNSUPPORTED] else "failed"
             if ok and k == 0:  # e.g. the multiple reaching real when no seed reaches it
                 cell = f"n/a (0 of {len(ok)} seeds)"
             elif 0 < k < len(ok):  # e.g. the multiple reaching real, where only some seeds reach it
                 cell += f" ({k} of {len(ok)} seeds)"
             row.append(cell)
-        wall = sum(r["cost"]["wall_s"].get("cell_s", 0) + r["cost"]["wall_s"].get("fit_s", 0)
-                   for r in ok + failed + unsupported)
+        wall = sum(r.cost["wall_s"].get("cell_s", 0) + r.cost["wall_s"].get("fit_s", 0)
+                   for records in by_status.values() for r in records)
         row += [f"{len(ok)}/{len(group)}" + (f" ({len(failed)} failed)" if failed else ""),
                 f"{wall:.1f}", sum(c.cached for c in group)]
         rows.append(row)
@@ -186,44 +184,34 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
     if params["quiet"]:
         progress.set_enabled(False)
     p = _validated(_merged(ctx, params))
-    from synthbench.benchmark.datasets import load_dataset
-    from synthbench.benchmark.options import resolve_options, split_cli_options
-    from synthbench.benchmark.presets import get_preset
+    from synthbench.benchmark.options import split_cli_options
     from synthbench.benchmark.provenance import device_name
-    from synthbench.benchmark.registry import GENERATORS, PROTOCOLS
-    from synthbench.benchmark.runner import PluginChoice, plan, resolve_device, run_grid
+    from synthbench.plugins import GENERATORS, PROTOCOLS
+    from synthbench.benchmark.runner import make_grid, plan, run_protocol
     from synthbench.benchmark.store import ResultStore
 
     gen_cls = GENERATORS.get(p["generator"])
     proto_cls = PROTOCOLS.get(p["protocol"])
-    preset = get_preset(p["preset"])
     routed = split_cli_options(tuple(p["option"]), {gen_cls.name: gen_cls.options, proto_cls.name: proto_cls.options})
-    gen_opts = resolve_options(gen_cls.options, routed[gen_cls.name], f"generator {gen_cls.name}")
-    proto_opts = resolve_options(proto_cls.options, routed[proto_cls.name], f"protocol {proto_cls.name}")
-    device = resolve_device(p["device"])
     if p["threads"]:
         import torch
 
         torch.set_num_threads(p["threads"])
-    seeds = list(range(p["seeds"]))
-
-    progress.say(f"loading dataset {p['dataset']}")
-    dataset = load_dataset(p["dataset"], p["data_root"]).capped(preset.max_train_per_class)
-    gens = [PluginChoice("real", {})]  # the oracle row every table is read against
-    if gen_cls.name != "real":
-        gens.append(PluginChoice(gen_cls.name, gen_opts))
-    proto = PluginChoice(proto_cls.name, proto_opts)
+    grid = make_grid({gen_cls.name: routed[gen_cls.name]}, {proto_cls.name: routed[proto_cls.name]}, p["dataset"],
+                     p["preset"], range(p["seeds"]), p["device"], p["data_root"])
+    proto = grid.protocols[0]
+    dataset, preset = grid.dataset, grid.preset
     store = ResultStore(p["results"])
-    metric_names = proto_cls(**proto_opts).table_metrics()
+    metric_names = proto.instance().table_metrics()
 
-    header = (f"{proto_cls.name} on {dataset.name} (digest {dataset.digest[:12]}, "
+    header = (f"{proto.name} on {dataset.name} (digest {dataset.digest[:12]}, "
               f"{len(dataset.train)} train / {len(dataset.test)} test), preset {preset.name}, "
-              f"seeds {seeds[0]}..{seeds[-1]}, device {device_name(device)}")
+              f"seeds {grid.seeds[0]}..{grid.seeds[-1]}, device {device_name(grid.device)}")
     if params["dry_run"]:
         click.echo(header)
-        for c in plan(dataset, gens, proto, preset, seeds, device, store):
+        for c in plan(grid, proto, store):
             state = "cached" if c.cached else "to compute"
-            click.echo(f"  {c.spec['generator']:<12} seed {c.spec['seed']}  {state}  {store.path_for(c.spec)}")
+            click.echo(f"  {c.spec.generator:<12} seed {c.spec.seed}  {state}  {store.path_for(c.spec)}")
         return
     try:
         (store.root / "records").mkdir(parents=True, exist_ok=True)
@@ -231,14 +219,14 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
         raise UserError(f"Cannot write results to {store.root} ({exc.strerror}). Give --results a "
                         f"folder you can write to.") from None
     try:
-        cells = run_grid(dataset, gens, proto, preset, seeds, device, store)
+        cells = run_protocol(grid, proto, store)
     except KeyboardInterrupt:
         raise UserError(f"Interrupted. Every finished cell is kept in {store.root}/records; "
                         f"run the same command again to resume.") from None
     click.echo(header)
     click.echo(summary_table(cells, metric_names))
     click.echo(f"records: {Path(store.root) / 'records'}")
-    if any(c.record and c.record.get("status") == "failed" for c in cells):
+    if any(c.record and c.record.status == "failed" for c in cells):
         click.echo("Some cells failed; their records hold the error. Fix the cause and run again.", err=True)
         sys.exit(1)
 
@@ -247,7 +235,7 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
 @click.argument("kind", required=False, type=click.Choice(["generators", "protocols", "datasets"]))
 def list_plugins(kind: str | None) -> None:
     """Every plugin with its options, defaults and what it needs."""
-    from synthbench.benchmark.registry import DATASETS, GENERATORS, PROTOCOLS
+    from synthbench.plugins import DATASETS, GENERATORS, PROTOCOLS
 
     kinds = [kind] if kind else ["datasets", "generators", "protocols"]
     registries = {"datasets": DATASETS, "generators": GENERATORS, "protocols": PROTOCOLS}
@@ -294,27 +282,22 @@ def validate(name: str, dataset: str, preset: str, option: tuple[str, ...], n: i
     from tabulate import tabulate
 
     from synthbench.benchmark import progress
-    from synthbench.benchmark.datasets import load_dataset
-    from synthbench.benchmark.options import resolve_options
-    from synthbench.benchmark.presets import get_preset
-    from synthbench.benchmark.registry import GENERATORS
-    from synthbench.benchmark.runner import resolve_device
+    from synthbench.plugins import GENERATORS
+    from synthbench.benchmark.runner import make_grid
     from synthbench.benchmark.validate import validate_generator
 
     if quiet:
         progress.set_enabled(False)
-    cls = GENERATORS.get(name)
     given = {}
     for pair in option:
         key, sep, value = pair.partition("=")
         if not sep:
             raise UserError(f"--option {pair!r} is not KEY=VALUE, e.g. --option train_steps=100.")
         given[key.removeprefix(f"{name}.")] = value
-    opts = resolve_options(cls.options, given, f"generator {name}")
-    p = get_preset(preset)
-    ds = load_dataset(dataset, data_root).capped(p.max_train_per_class)
-    dev = resolve_device(device)
-    checks = validate_generator(name, cls, opts, ds, p, dev, Path(results) / "cache", n=n, min_adherence=min_adherence)
+    grid = make_grid({name: given}, [], dataset, preset, (0,), device, data_root, with_real=False)
+    gen, ds, p = grid.generators[0], grid.dataset, grid.preset
+    checks = validate_generator(name, gen.cls, gen.options, ds, p, grid.device, Path(results) / "cache", n=n,
+                                min_adherence=min_adherence)
     mark = {True: "pass", False: "FAIL", None: "-"}
     click.echo(f"synthbench validate {name} ({GENERATORS.origin(name)}) on {ds.name}, preset {p.name}")
     click.echo(tabulate([(c.name, mark[c.passed], c.detail) for c in checks], headers=["check", "result", "detail"]))

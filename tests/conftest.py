@@ -14,7 +14,7 @@ from synthbench.benchmark import progress
 from synthbench.benchmark.datasets import load_dataset
 from synthbench.benchmark.options import resolve_options
 from synthbench.benchmark.presets import PRESETS
-from synthbench.benchmark.registry import GENERATORS
+from synthbench.plugins import GENERATORS
 from synthbench.generators.base import FitContext
 
 progress.set_enabled(False)

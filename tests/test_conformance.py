@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from synthbench.benchmark.registry import GENERATORS
+from synthbench.plugins import GENERATORS
 from synthbench.benchmark.trainer import predict_logits
 
 from conftest import fit_generator

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from synthbench.errors import UserError
-from synthbench.generators.edm import T_RECON, build_unet, karras_sigmas
+from synthbench.generators.diffusion import T_RECON, build_unet, karras_sigmas
 
 from conftest import fit_generator
 
@@ -78,7 +78,7 @@ class FakeEDMPrecond(torch.nn.Module):
 def test_official_pickle_needs_the_opt_in_and_then_samples(smoke_digits, session_cache, tmp_path):
     import pickle
 
-    from synthbench.benchmark.registry import GENERATORS
+    from synthbench.plugins import GENERATORS
 
     path = tmp_path / "edm-fake.pkl"
     with path.open("wb") as fh:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from synthbench.benchmark.options import resolve_options
 from synthbench.benchmark.presets import PRESETS
-from synthbench.benchmark.registry import GENERATORS, PROTOCOLS
+from synthbench.plugins import GENERATORS, PROTOCOLS
 from synthbench.benchmark.runner import PluginChoice, run_grid
 from synthbench.benchmark.store import ResultStore
 from synthbench.errors import UserError

@@ -17,7 +17,7 @@ import torch
 
 from synthbench.benchmark.options import resolve_options
 from synthbench.benchmark.presets import PRESETS
-from synthbench.benchmark.registry import GENERATORS, PROTOCOLS
+from synthbench.plugins import GENERATORS, PROTOCOLS
 from synthbench.benchmark.runner import PluginChoice, run_grid
 from synthbench.benchmark.store import ResultStore, cell_hash
 from synthbench.leaderboard.site import build_site

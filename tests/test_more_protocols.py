@@ -8,7 +8,7 @@ from PIL import Image
 from synthbench.benchmark.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from synthbench.benchmark.options import resolve_options
 from synthbench.benchmark.presets import PRESETS
-from synthbench.benchmark.registry import GENERATORS, PROTOCOLS
+from synthbench.plugins import GENERATORS, PROTOCOLS
 from synthbench.benchmark.runner import PluginChoice, run_grid
 from synthbench.benchmark.store import ResultStore
 from synthbench.protocols.longtail import long_tail_counts

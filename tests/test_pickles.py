@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from synthbench.errors import UserError
-from synthbench.generators.pickles import file_sha256, load_network_pickle
+from synthbench.benchmark.cache import file_digest as file_sha256
+from synthbench.generators.pickles import load_network_pickle
 
 from conftest import fit_generator
 

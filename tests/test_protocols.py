@@ -6,7 +6,7 @@ import torch
 
 from synthbench.benchmark.options import resolve_options
 from synthbench.benchmark.presets import PRESETS
-from synthbench.benchmark.registry import GENERATORS
+from synthbench.plugins import GENERATORS
 from synthbench.benchmark.runner import PluginChoice, run_grid
 from synthbench.benchmark.store import ResultStore
 from synthbench.generators.real import RealGenerator

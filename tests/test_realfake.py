@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from synthbench.benchmark.presets import PRESETS
-from synthbench.benchmark.registry import GENERATORS
+from synthbench.plugins import GENERATORS
 from synthbench.generators.realfake import GuidedClassEmbedding
 
 from conftest import fit_generator

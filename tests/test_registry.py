@@ -3,7 +3,7 @@ import textwrap
 
 import pytest
 
-from synthbench.benchmark.registry import GENERATORS, PROTOCOLS, Registry
+from synthbench.plugins import GENERATORS, PROTOCOLS, Registry
 from synthbench.errors import UserError
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from synthbench.benchmark.registry import GENERATORS, PROTOCOLS
+from synthbench.plugins import GENERATORS, PROTOCOLS
 from synthbench.cli import main
 from test_cli import run_cli
 from synthbench.errors import UserError

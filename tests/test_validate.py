@@ -8,7 +8,7 @@ from importlib.metadata import entry_points
 import pytest
 import torch
 
-from synthbench.benchmark.registry import GENERATORS
+from synthbench.plugins import GENERATORS
 from synthbench.generators.base import Generator
 
 from test_cli import run_cli

@@ -1,58 +1,130 @@
-"""What a protocol gets for one cell: data, the fitted generator, the preset, the
-seed, and helpers that go through the caches (synthetic pools, classifiers)."""
+"""What a plugin gets from the harness: :class:`FitContext` for a generator's
+``fit`` (the real train split, never the test split) and :class:`CellContext`
+for a protocol's ``run`` (data, the fitted generator, the preset, the seed, and
+helpers that go through the caches: synthetic pools, classifiers, fits)."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
+from synthbench.benchmark.cache import TORCH, DiskCache, cache_key, digest
 from synthbench.benchmark.datasets import Dataset, Split
 from synthbench.benchmark.presets import Preset
 from synthbench.benchmark.provenance import compute_tag
 from synthbench.benchmark.sample_cache import SampleCache
 from synthbench.benchmark.seeding import sample_seeds
-from synthbench.benchmark.trainer import Evaluation, evaluate, train_classifier
-from synthbench.errors import UserError, corrupt_cache
+from synthbench.benchmark.trainer import Evaluation, evaluate, init_model, train_classifier
+from synthbench.errors import UserError
 
 
 def cached_classifier(split: Split, num_classes: int, preset: Preset, seed: int, device: torch.device, hflip: bool,
                       cache_dir: Any, desc: str, **kwargs: Any) -> torch.nn.Module:
     """A classifier trained on ``split`` with the preset's recipe and ``seed``,
-    cached under ``cache_dir/classifiers`` by a hash of the data, the preset, the
+    cached under ``cache_dir/classifiers`` by a digest of the data, the preset, the
     seed and the training options: protocols and generators (e.g. ``realfake``'s
-    visual guidance) that ask for the same classifier share one file."""
-    from synthbench.benchmark.atomic import atomic_torch_save
-    from synthbench.benchmark.trainer import _init_model
+    visual guidance, through :meth:`FitContext.classifier`) that ask for the same
+    classifier share one file."""
+    identity = (split.images, split.labels, sorted(preset.as_dict().items()), seed, hflip, compute_tag(device),
+                sorted(kwargs.items()))
 
-    h = hashlib.sha256()
-    h.update(split.images.numpy().tobytes())
-    h.update(split.labels.numpy().tobytes())
-    h.update(repr((sorted(preset.as_dict().items()), seed, hflip, compute_tag(device),
-                   sorted(kwargs.items()))).encode())
-    path = Path(cache_dir) / "classifiers" / f"{h.hexdigest()[:24]}.pt"
-    if path.exists():
-        model = _init_model(preset, split.images.shape[1], num_classes, seed)
-        try:
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        except Exception as exc:
-            raise corrupt_cache("classifier", path, exc) from None
+    def build(state: dict[str, torch.Tensor]) -> torch.nn.Module:
+        model = init_model(preset, split.images.shape[1], num_classes, seed)
+        model.load_state_dict(state)
         return model.to(device).eval()
-    model = train_classifier(split.images, split.labels, num_classes, preset, seed, device, hflip, desc=desc,
-                             **kwargs)
-    atomic_torch_save(path, {k: v.cpu() for k, v in model.state_dict().items()})
-    return model
+
+    def train() -> dict[str, torch.Tensor]:
+        model = train_classifier(split.images, split.labels, num_classes, preset, seed, device, hflip, desc=desc,
+                                 **kwargs)
+        return {k: v.cpu() for k, v in model.state_dict().items()}
+
+    return DiskCache(cache_dir).load_or_compute("classifiers", "classifier", identity, TORCH, "classifier", train,
+                                                build)
+
+
+@dataclass
+class FitContext:
+    """What ``fit`` may use: the real train split (never the test split), the
+    dataset's metadata, the preset, a device and a cache folder for weights."""
+
+    train: Split
+    class_names: list[str]
+    image_shape: tuple[int, int, int]
+    dataset_digest: str
+    preset: Preset
+    device: torch.device
+    cache_dir: Path
+    hflip: bool = False
+    cost: dict[str, float] = field(default_factory=dict)
+    """Wall seconds of the fit's phases (e.g. ``fit_train_s``), added to the record's cost."""
+
+    @property
+    def compute_tag(self) -> str:
+        """Device type, and thread count on a CPU: put it in the identity of cached
+        weights (see :func:`synthbench.benchmark.provenance.compute_tag`)."""
+        return compute_tag(self.device)
+
+    @property
+    def cache(self) -> DiskCache:
+        """The store's disk cache: keep trained weights here (``cache.py``)."""
+        return DiskCache(self.cache_dir)
+
+    def cached_weights(self, name: str, recipe: dict[str, Any], version: int,
+                       build: Callable[[], torch.nn.Module], train: Callable[[], torch.nn.Module],
+                       state_key: str = "ema", phase: str = "fit_train_s") -> tuple[torch.nn.Module, str]:
+        """A network trained in-suite on ``train``, through the disk cache: keyed by
+        the data digest, the training ``recipe``, the adapter's ``version`` and the
+        compute tag. ``build()`` makes an untrained network of the recipe's shape
+        (the global RNG is left untouched), ``train()`` returns a trained one (its
+        wall time is the fit's ``phase`` in the record's cost). Returns the network on the CPU
+        and its weights key, for the adapter's identity."""
+        identity = {"dataset_digest": self.dataset_digest, "train": recipe, "version": version,
+                    "compute": self.compute_tag}
+
+        def compute() -> dict[str, Any]:
+            start = time.perf_counter()
+            state = train().state_dict()
+            self.cost[phase] = self.cost.get(phase, 0.0) + time.perf_counter() - start
+            return {state_key: state}
+
+        def load(content: dict[str, Any]) -> torch.nn.Module:
+            with torch.random.fork_rng(devices=[]):
+                net = build()
+            net.load_state_dict(content[state_key])
+            return net
+
+        net = self.cache.load_or_compute("generators", name, identity, TORCH, f"{name} weights file", compute, load)
+        return net, cache_key(identity)
+
+    def classifier(self, seed: int, desc: str) -> torch.nn.Module:
+        """The preset's classifier trained on ``train`` with ``seed``, shared through
+        the classifier cache with the protocols (for the full train split and seed
+        0, it is the seed-0 reference classifier)."""
+        return cached_classifier(self.train, len(self.class_names), self.preset, seed, self.device, self.hflip,
+                                 self.cache_dir, desc)
+
+    @classmethod
+    def from_dataset(cls, ds: Dataset, preset: Preset, device: torch.device, cache_dir: Path,
+                     train: Split | None = None) -> "FitContext":
+        """Fit on ``ds.train``, or on ``train`` (a subset of it, e.g. the members
+        of a membership-inference split); the digest then names that subset."""
+        data_digest = ds.digest
+        if train is not None:
+            data_digest = digest(ds.digest, train.images, train.labels)
+        return cls(train=ds.train if train is None else train, class_names=ds.class_names,
+                   image_shape=ds.image_shape, dataset_digest=data_digest, preset=preset, device=device,
+                   cache_dir=Path(cache_dir), hflip=ds.hflip)
 
 
 @dataclass
 class CellContext:
     dataset: Dataset
-    generator: Any  # synthbench.generators.base.Generator, fitted
+    generator: Any  # a fitted Generator (synthbench.api)
     preset: Preset
     seed: int
     device: torch.device
@@ -97,11 +169,11 @@ class CellContext:
 
     def _pseudo_labelled(self, gen: Any, pool: Split, n: int, real: Split) -> Split:
         """An unconditional generator's first ``n`` samples, labelled by the
-        reference classifier (seed 003 Sec. 3.3.2). With the generator option
-        ``confidence_threshold`` > 0, samples below it are dropped and the pool
+        reference classifier (Basu et al. Sec. 3.3.2). With the generator's
+        ``pseudo_label_threshold()`` > 0, samples below it are dropped and the pool
         grows (as a prefix, so still deterministic) until ``n`` are kept; at most
         20x ``n`` are drawn, then the run stops with a clear error."""
-        threshold = float(getattr(gen, "opts", {}).get("confidence_threshold", 0.0) or 0.0)
+        threshold = float(gen.pseudo_label_threshold())
         labels, conf = self.pseudo_label(pool.images)
         if threshold <= 0:
             return Split(pool.images, labels)
@@ -114,8 +186,8 @@ class CellContext:
             if drawn >= 20 * n:
                 raise UserError(
                     f"{gen.name}: only {int(keep.sum())} of {drawn} samples reach the pseudo-label confidence "
-                    f"threshold {threshold}; lower it (--option {gen.name}.confidence_threshold=...) or train "
-                    f"the generator longer.")
+                    f"threshold {threshold}; lower the threshold (`synthbench list generators` names the "
+                    f"option) or train the generator longer.")
             drawn = min(20 * n, max(drawn + 1, int(drawn * n / max(1, int(keep.sum())) * 1.2)))
             with self.phase("sample_s"):
                 pool = self.samples.pool(gen, self.seed, real.labels, drawn)
@@ -149,11 +221,9 @@ class CellContext:
         """A fresh instance of this cell's generator, fitted on ``train`` (a subset
         of the real train split, e.g. MIA members or a long-tailed split), with
         some options overridden (e.g. ``conditional=False``). Cached like any fit."""
-        from synthbench.generators.base import FitContext
-
         gen = type(self.generator)(**{**self.generator.opts, **option_overrides})
         with self.phase("fit_s"):
-            gen.fit(FitContext.from_dataset(self.dataset, self.preset, self.device, self.cache_dir, train=train))
+            gen.fitted(FitContext.from_dataset(self.dataset, self.preset, self.device, self.cache_dir, train=train))
         return gen
 
     def evaluate(self, model: torch.nn.Module) -> Evaluation:

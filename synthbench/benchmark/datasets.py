@@ -369,7 +369,7 @@ class ImageFolder(DatasetLoader):
 
 def load_dataset(spec: str, data_root: str | None = None) -> Dataset:
     """``"digits"`` or ``"imagefolder:PATH"`` -> a loaded :class:`Dataset`."""
-    from synthbench.benchmark.registry import DATASETS
+    from synthbench.plugins import DATASETS
 
     name, _, argument = spec.partition(":")
     loader = DATASETS.get(name)()

@@ -6,7 +6,6 @@ through torch-fidelity and density/coverage (Naeem et al. 2020). See
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -213,20 +212,3 @@ def per_class_metrics(real: torch.Tensor, real_labels: torch.Tensor, fake: torch
         out["n_real"].append(int(len(r)))
         out["n_fake"].append(int(len(f)))
     return out
-
-
-def state_digest(model: torch.nn.Module) -> str:
-    """Identity of a classifier: a hash of its weights and buffers."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

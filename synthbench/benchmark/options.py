@@ -8,9 +8,12 @@ rejected at the boundary with a message naming the valid ones.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from synthbench.errors import UserError
+
+if TYPE_CHECKING:
+    from synthbench.benchmark.presets import Preset
 
 
 def _parse_bool(text: str) -> bool:
@@ -46,6 +49,23 @@ class Option:
     check: Callable[[Any], bool] | None = None
     """Extra validity test on the parsed value; ``check_help`` says what it wants."""
     check_help: str = ""
+    per_preset: Callable[["Preset"], Any] | None = None
+    """The value a ``None`` setting takes under a preset (see :func:`by_preset`):
+    the option stays ``None`` in the cell's spec, so the spec names the choice
+    "the preset's default" rather than a number."""
+
+    @classmethod
+    def positive_int(cls, name: str, help: str, default: int | None = None,
+                     per_preset: Callable[["Preset"], Any] | None = None) -> "Option":
+        """An integer option that must be > 0 (``None``: the preset's value)."""
+        return cls(name, default, help, int, check=lambda v: v is None or v > 0,
+                   check_help="must be a positive integer", per_preset=per_preset)
+
+    def effective(self, value: Any, preset: "Preset") -> Any:
+        """``value``, or the preset's default when it is ``None`` and one is declared."""
+        if value is None and self.per_preset is not None:
+            return self.per_preset(preset)
+        return value
 
     def parse(self, raw: Any, owner: str) -> Any:
         parser = _PARSERS.get(self.type, self.type)
@@ -67,6 +87,29 @@ class Option:
         if self.check is not None and not self.check(value):
             raise UserError(f"Option {self.name}={raw!r} of {owner}: {self.check_help}")
         return value
+
+
+def by_preset(**values: Any) -> Callable[["Preset"], Any]:
+    """A ``per_preset`` default from a value per preset name, e.g.
+    ``by_preset(smoke=4, fast=50, paper=250)``; a preset not named (a custom one)
+    gets ``fast``'s value. For a value a :class:`Preset` field already holds, pass
+    ``lambda p: p.gen_sampler_steps`` instead."""
+    return lambda preset: values.get(preset.name, values["fast"])
+
+
+class Configurable:
+    """What generators and protocols share: declared options, resolved values in
+    ``opts`` and :meth:`setting` for a value that may default per preset."""
+
+    options: ClassVar[dict[str, Option]] = {}
+
+    def __init__(self, **options: Any):
+        self.opts = dict(options)
+
+    def setting(self, name: str, preset: "Preset") -> Any:
+        """The option's value, or its preset-dependent default when it is ``None``."""
+        opt = self.options[name]
+        return opt.effective(self.opts.get(name, opt.default), preset)
 
 
 def resolve_options(spec: dict[str, Option], given: dict[str, Any], owner: str) -> dict[str, Any]:

@@ -1,11 +1,14 @@
-"""One generic, lazy and loud plugin registry for datasets, generators and protocols.
+"""One generic, lazy and loud plugin registry for datasets, generators and protocols
+(the three instances, with the built-ins' names, are in ``synthbench/plugins.py``).
 
 Built-ins are a ``name -> "module:attribute"`` map, imported only on lookup, so
 ``import synthbench`` never imports diffusers. Third-party plugins register under
-the entry-point groups ``synthbench.datasets``, ``synthbench.generators`` and
-``synthbench.protocols``. An unknown name fails with the known names and a
+an entry-point group per kind. An unknown name fails with the known names and a
 "did you mean"; a plugin that fails to import fails loudly instead of vanishing;
-two plugins with the same name are rejected.
+two plugins with the same name are rejected; a plugin that does not subclass its
+kind's base class (``synthbench.api.Generator``, ``Protocol``, ``DatasetLoader``) is
+rejected with the name of that base. The bases, like the built-ins, are named as
+``"module:Class"`` strings, so this module imports no plugin package.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from synthbench.errors import UserError
 class Registry:
     """Name -> plugin class, built-ins first, then entry points of ``group``."""
 
-    def __init__(self, kind: str, group: str, builtins: dict[str, str]):
+    def __init__(self, kind: str, group: str, builtins: dict[str, str], base: str):
         self.kind = kind
         self.group = group
+        self.base = base
         self._targets: dict[str, str] = dict(builtins)
         self._origin: dict[str, str] = {name: "built-in" for name in builtins}
         self._loaded: dict[str, Any] = {}
@@ -53,7 +57,7 @@ class Registry:
             self._targets[name] = target
         else:
             self._targets[name] = f"{target.__module__}:{target.__qualname__}"
-            self._loaded[name] = target
+            self._loaded[name] = self._checked(name, target)
         self._origin[name] = "registered at run time"
 
     def unregister(self, name: str) -> None:
@@ -83,60 +87,33 @@ class Registry:
                 f"{', '.join(known)}. `synthbench list {self.kind}s` describes each."
             )
         target = self._targets[name]
-        module_name, _, attr = target.partition(":")
         try:
-            module = importlib.import_module(module_name)
-            obj = module
-            for part in attr.split("."):
-                obj = getattr(obj, part)
+            obj = _import(target)
         except Exception as exc:  # loud: a broken plugin must never vanish silently
             raise UserError(
                 f"The {self.kind} plugin {name!r} ({target}, {self._origin[name]}) failed "
                 f"to import: {type(exc).__name__}: {exc}. Install what it needs or fix "
                 f"the package that provides it."
             ) from exc
-        self._loaded[name] = obj
+        self._loaded[name] = self._checked(name, obj)
+        return obj
+
+    def _checked(self, name: str, obj: Any) -> Any:
+        base = _import(self.base)
+        if not (isinstance(obj, type) and issubclass(obj, base)):
+            what = obj.__qualname__ if isinstance(obj, type) else type(obj).__name__
+            raise UserError(
+                f"The {self.kind} plugin {name!r} ({self._targets.get(name, what)}, {self._origin.get(name, '?')}) "
+                f"is {what}, which does not subclass synthbench.api.{base.__name__}. A {self.kind} plugin must be a "
+                f"subclass of it (examples/synthbench-classgauss shows a complete generator adapter)."
+            )
         return obj
 
 
-DATASETS = Registry(
-    "dataset",
-    "synthbench.datasets",
-    {
-        "digits": "synthbench.benchmark.datasets:Digits",
-        "fashion-mnist": "synthbench.benchmark.datasets:FashionMNIST",
-        "mnist": "synthbench.benchmark.datasets:MNIST",
-        "cifar10": "synthbench.benchmark.datasets:CIFAR10",
-        "cifar100": "synthbench.benchmark.datasets:CIFAR100",
-        "imagefolder": "synthbench.benchmark.datasets:ImageFolder",
-    },
-)
-
-GENERATORS = Registry(
-    "generator",
-    "synthbench.generators",
-    {
-        "real": "synthbench.generators.real:RealGenerator",
-        "edm": "synthbench.generators.edm:EDMGenerator",
-        "stylegan3": "synthbench.generators.stylegan3:StyleGAN3Generator",
-        "sd": "synthbench.generators.sd:StableDiffusionGenerator",
-        "realfake": "synthbench.generators.realfake:RealFakeGenerator",
-        "ddpm": "synthbench.generators.ddpm:DDPMGenerator",
-    },
-)
-
-PROTOCOLS = Registry(
-    "protocol",
-    "synthbench.protocols",
-    {
-        "replace": "synthbench.protocols.replace:ReplaceProtocol",
-        "augment": "synthbench.protocols.augment:AugmentProtocol",
-        "scaleup": "synthbench.protocols.scaleup:ScaleUpProtocol",
-        "recon": "synthbench.protocols.recon:ReconProtocol",
-        "longtail": "synthbench.protocols.longtail:LongTailProtocol",
-        "ood": "synthbench.protocols.ood:OODProtocol",
-        "mia": "synthbench.protocols.mia:MIAProtocol",
-        "fidelity": "synthbench.protocols.fidelity:FidelityProtocol",
-        "detect": "synthbench.protocols.detect:DetectProtocol",
-    },
-)
+def _import(target: str) -> Any:
+    """The object a ``"module:attribute"`` string names."""
+    module_name, _, attr = target.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj

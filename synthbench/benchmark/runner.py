@@ -1,4 +1,6 @@
-"""The run grid: generators x seeds for one protocol on one dataset and preset.
+"""The run grid: generators x seeds x protocols on one dataset and preset, and
+the library entry point (:func:`evaluate`) that the CLI, ``regress`` and user
+code call.
 
 Each cell is independent and idempotent: its spec hashes to a key; a finished
 record with that key is reused (a cache hit), anything else is computed and
@@ -12,31 +14,23 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import torch
 
-import synthbench
-from synthbench.benchmark.context import CellContext
-from synthbench.benchmark.datasets import Dataset
-from synthbench.benchmark.presets import Preset
+from synthbench.benchmark.cell import CellOutcome, CellSpec, Grid, PluginChoice, Record, Status
+from synthbench.benchmark.context import CellContext, FitContext
+from synthbench.benchmark.datasets import load_dataset
+from synthbench.benchmark.presets import get_preset
 from synthbench.benchmark.progress import say
 from synthbench.benchmark.provenance import device_name, provenance
-from synthbench.benchmark.registry import GENERATORS, PROTOCOLS
+from synthbench.plugins import GENERATORS, PROTOCOLS
 from synthbench.benchmark.sample_cache import SampleCache
-from synthbench.benchmark.store import SCHEMA_VERSION, ResultStore, cell_hash
-from synthbench.errors import UserError
-from synthbench.generators.base import FitContext
-from synthbench.protocols.base import Unsupported
+from synthbench.benchmark.store import ResultStore
+from synthbench.errors import Unsupported, UserError
 
-
-@dataclass
-class PluginChoice:
-    """A plugin name with its resolved options."""
-
-    name: str
-    options: dict[str, Any] = field(default_factory=dict)
+PluginsGiven = Mapping[str, Mapping[str, Any]] | Sequence[str] | str
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -48,58 +42,51 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-def cell_spec(dataset: Dataset, gen: PluginChoice, proto: PluginChoice, preset: Preset, seed: int,
-              device: torch.device) -> dict[str, Any]:
-    """Everything that determines a cell's numbers; its hash is the record key."""
-    gcls = GENERATORS.get(gen.name)
-    pcls = PROTOCOLS.get(proto.name)
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "synthbench_version": synthbench.__version__,
-        "dataset": dataset.name,
-        "dataset_digest": dataset.digest,
-        "generator": gen.name,
-        "generator_version": gcls.version,
-        "generator_options": gen.options,
-        "generator_extra": gcls.spec_extras(gen.options) if hasattr(gcls, "spec_extras") else {},
-        "protocol": proto.name,
-        "protocol_version": pcls.version,
-        "protocol_options": proto.options,
-        "preset": preset.as_dict(),
-        "seed": int(seed),
-        "device_type": device.type,
-    }
+def _plugin_map(given: PluginsGiven) -> dict[str, dict[str, Any]]:
+    if isinstance(given, str):
+        given = [given]
+    if isinstance(given, Mapping):
+        return {str(name): dict(opts or {}) for name, opts in given.items()}
+    return {str(name): {} for name in given}
 
 
-@dataclass
-class CellOutcome:
-    spec: dict[str, Any]
-    record: dict[str, Any] | None
-    cached: bool
+def make_grid(generators: PluginsGiven, protocols: PluginsGiven, dataset: str = "digits", preset: str = "fast",
+              seeds: Sequence[int] = (0, 1, 2), device: str = "auto", data_root: str | None = None,
+              with_real: bool = True, where: str = "") -> Grid:
+    """Resolve names and options once (every problem is a :class:`UserError`)
+    and load the dataset, capped by the preset. ``with_real`` puts the ``real``
+    oracle row first, as every table is read against it."""
+    gens = {**({"real": {}} if with_real else {}), **_plugin_map(generators)}
+    gen_choices = tuple(PluginChoice.resolve(GENERATORS, name, opts, where) for name, opts in gens.items())
+    proto_choices = tuple(PluginChoice.resolve(PROTOCOLS, name, opts, where)
+                          for name, opts in _plugin_map(protocols).items())
+    the_preset = get_preset(preset)
+    dev = resolve_device(device)
+    say(f"loading dataset {dataset}")
+    data = load_dataset(dataset, data_root).capped(the_preset.max_train_per_class)
+    return Grid(data, gen_choices, proto_choices, the_preset, tuple(int(s) for s in seeds), dev)
 
 
-def plan(dataset: Dataset, gens: list[PluginChoice], proto: PluginChoice, preset: Preset,
-         seeds: list[int], device: torch.device, store: ResultStore) -> list[CellOutcome]:
-    """Every cell of the grid with its cached record, if any (nothing is computed)."""
+def plan(grid: Grid, protocol: PluginChoice, store: ResultStore) -> list[CellOutcome]:
+    """Every cell of one protocol with its cached record, if any (nothing is computed)."""
     out = []
-    for g in gens:
-        for s in seeds:
-            spec = cell_spec(dataset, g, proto, preset, s, device)
-            rec = store.lookup(spec)
-            out.append(CellOutcome(spec, rec, rec is not None))
+    for _, spec in grid.specs(protocol):
+        rec = store.lookup(spec)
+        out.append(CellOutcome(spec, rec, rec is not None))
     return out
 
 
-def run_grid(dataset: Dataset, gens: list[PluginChoice], proto: PluginChoice, preset: Preset,
-             seeds: list[int], device: torch.device, store: ResultStore) -> list[CellOutcome]:
-    cells = plan(dataset, gens, proto, preset, seeds, device, store)
+def run_protocol(grid: Grid, proto: PluginChoice, store: ResultStore) -> list[CellOutcome]:
+    """Compute every cell of one protocol that the store does not hold."""
+    cells = plan(grid, proto, store)
+    dataset, preset, device = grid.dataset, grid.preset, grid.device
     samples = SampleCache(store.cache_dir)
-    protocol = PROTOCOLS.get(proto.name)(**proto.options)
-    for g in gens:
-        todo = [c for c in cells if c.spec["generator"] == g.name and not c.cached]
+    protocol = proto.instance()
+    for g in grid.generators:
+        todo = [c for c in cells if c.spec.generator == g.name and not c.cached]
         if not todo:
             continue
-        generator = GENERATORS.get(g.name)(**g.options)
+        generator = g.instance()
         fit_ctx = FitContext.from_dataset(dataset, preset, device, store.cache_dir)
         start = time.perf_counter()
         # A generator the protocol cannot use is recorded as such without being
@@ -108,40 +95,57 @@ def run_grid(dataset: Dataset, gens: list[PluginChoice], proto: PluginChoice, pr
         # (half an hour for the fashion-mnist EDM on one core).
         if protocol.unsupported_reason(generator) is None and protocol.needs_fitted_generator():
             say(f"{g.name}: fitting on {dataset.name} ({len(dataset.train)} train images, preset {preset.name})")
-            generator.fit(fit_ctx)
+            generator.fitted(fit_ctx)
         # The fit is paid once, charged to the first cell computed.
-        fit_cost = {"fit_s": round(time.perf_counter() - start, 3), **fit_ctx.cost}
+        fit_cost = {"fit_s": time.perf_counter() - start, **fit_ctx.cost}
         for cell in todo:
-            ctx = CellContext(dataset=dataset, generator=generator, preset=preset, seed=cell.spec["seed"],
-                              device=device, options=proto.options, samples=samples,
-                              cache_dir=store.cache_dir)
-            say(f"{g.name} x {proto.name} x {dataset.name}, seed {ctx.seed}")
-            start = time.perf_counter()
-            record: dict[str, Any] = {
-                "schema_version": SCHEMA_VERSION,
-                "cell_hash": cell_hash(cell.spec),
-                "spec": cell.spec,
-            }
-            try:
-                result = protocol.run(ctx)
-                record.update(status="ok", error=None, metrics=result.metrics, details=result.details)
-            except UserError:
-                raise
-            except Unsupported as exc:
-                record.update(status="unsupported", error=str(exc), metrics={}, details={})
-                say(f"not supported: {exc}")
-            except Exception as exc:  # recorded, never silently dropped
-                record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
-                              traceback=traceback.format_exc(limit=8), metrics={}, details={})
-                say(f"cell failed: {record['error']}")
-            timings = dict(ctx.timings)
-            for key, seconds in fit_cost.items():  # added: a protocol's own fits (mia) time a phase "fit_s" too
-                timings[key] = timings.get(key, 0.0) + seconds
-            timings = {k: round(v, 3) for k, v in timings.items()}
-            timings["cell_s"] = round(time.perf_counter() - start, 3)
-            record["cost"] = {"wall_s": timings, "device": device_name(device)}
-            record["provenance"] = provenance(device)
-            store.write(record)
-            cell.record, cell.cached = record, False
+            cell.record = _run_cell(cell.spec, protocol, generator, grid, samples, store, fit_cost)
+            store.write(cell.record)
             fit_cost = {"fit_s": 0.0}
     return cells
+
+
+def _run_cell(spec: CellSpec, protocol: Any, generator: Any, grid: Grid, samples: SampleCache, store: ResultStore,
+              fit_cost: dict[str, float]) -> Record:
+    ctx = CellContext(dataset=grid.dataset, generator=generator, preset=grid.preset, seed=spec.seed,
+                      device=grid.device, options=spec.protocol_options, samples=samples, cache_dir=store.cache_dir)
+    say(f"{spec.generator} x {spec.protocol} x {spec.dataset}, seed {spec.seed}")
+    start = time.perf_counter()
+    outcome: dict[str, Any] = {}
+    try:
+        result = protocol.run(ctx)
+        outcome = dict(status=Status.OK, metrics=result.metrics, details=result.details)
+    except UserError:
+        raise
+    except Unsupported as exc:
+        outcome = dict(status=Status.UNSUPPORTED, error=str(exc))
+        say(f"not supported: {exc}")
+    except Exception as exc:  # recorded, never silently dropped
+        outcome = dict(status=Status.FAILED, error=f"{type(exc).__name__}: {exc}",
+                       traceback=traceback.format_exc(limit=8))
+        say(f"cell failed: {outcome['error']}")
+    timings = dict(ctx.timings)
+    for key, seconds in fit_cost.items():  # added: a protocol's own fits (mia) time a phase "fit_s" too
+        timings[key] = timings.get(key, 0.0) + seconds
+    timings = {k: round(v, 3) for k, v in timings.items()}
+    timings["cell_s"] = round(time.perf_counter() - start, 3)
+    return Record(spec=spec, cost={"wall_s": timings, "device": device_name(grid.device)},
+                  provenance=provenance(grid.device), **outcome)
+
+
+def run_grid(grid: Grid, store: ResultStore) -> list[CellOutcome]:
+    """Every protocol of the grid in turn; the outcomes of all its cells."""
+    return [cell for proto in grid.protocols for cell in run_protocol(grid, proto, store)]
+
+
+def evaluate(generators: PluginsGiven, protocols: PluginsGiven = "replace", dataset: str = "digits",
+             preset: str = "fast", seeds: Sequence[int] = (0, 1, 2), results: str | Path = "runs",
+             device: str = "auto", threads: int | None = None, data_root: str | None = None,
+             with_real: bool = True) -> list[Record]:
+    """Run a grid from Python and return its records (cached ones included), e.g.
+    ``evaluate({"edm": {"churn": 0.5}}, ["replace", "fidelity"], preset="smoke")``.
+    The same cells, keys and records as ``synthbench evaluate``."""
+    if threads:
+        torch.set_num_threads(int(threads))
+    grid = make_grid(generators, protocols, dataset, preset, seeds, device, data_root, with_real)
+    return [c.record for c in run_grid(grid, ResultStore(results)) if c.record is not None]

@@ -6,47 +6,33 @@ seed (``seeding.sample_seeds``), so a smaller request is a prefix of a larger
 pool and a larger request generates only the missing tail: ``replace`` (x1),
 ``augment`` and the x1..x10 ``scaleup`` draw one pool between them. Pools are
 saved after every block, so a killed run keeps what it generated.
-Files are plain ``.npz`` arrays read with ``allow_pickle=False``.
+Files are plain ``.npz`` arrays in the disk cache (``cache.py``), which also
+sets the policy for an unreadable one.
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from synthbench.benchmark.atomic import atomic_save_npz
+from synthbench.benchmark.cache import NPZ, DiskCache
 from synthbench.benchmark.datasets import Split
 from synthbench.benchmark.progress import say
 from synthbench.benchmark.seeding import sample_seeds
-from synthbench.errors import UserError, corrupt_cache
+from synthbench.errors import UserError
 
 BLOCK = 1024
 
 
-def _label_digest(labels: torch.Tensor) -> str:
-    return hashlib.sha256(labels.to(torch.int64).numpy().tobytes()).hexdigest()
-
-
 class SampleCache:
     def __init__(self, root: str | Path):
-        self.root = Path(root) / "samples"
+        self.cache = DiskCache(root)
 
     def path(self, generator, run_seed: int, label_stream: torch.Tensor) -> Path:
-        key = hashlib.sha256(
-            f"{generator.fingerprint()}|{run_seed}|{_label_digest(label_stream)}".encode()
-        ).hexdigest()[:24]
-        return self.root / f"{generator.name}-{key}.npz"
-
-    @staticmethod
-    def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return z["images"], z["labels"]
-        except Exception as exc:
-            raise corrupt_cache("sample pool", path, exc) from None
+        identity = (generator.fingerprint(), run_seed, label_stream.to(torch.int64))
+        return self.cache.path("samples", generator.name, identity, NPZ)
 
     def pool(self, generator, run_seed: int, label_stream: torch.Tensor, n: int) -> Split:
         """The first ``n`` samples of the pool (labels ``label_stream`` cycled)."""
@@ -55,7 +41,7 @@ class SampleCache:
         have_x = np.zeros((0,), dtype=np.uint8)
         have = 0
         if path.exists():
-            have_x, have_y = self._read(path)
+            have_x, have_y = self.cache.read(path, NPZ, "sample pool", lambda z: (z["images"], z["labels"]))
             have = len(have_x)
             m = min(have, n)
             if not np.array_equal(have_y[:m], labels[:m].numpy()):
@@ -68,7 +54,7 @@ class SampleCache:
                 imgs = generator.sample(labels[start:stop], sample_seeds(run_seed, start, stop))
                 parts.append(imgs.numpy())
                 all_x = np.concatenate(parts)
-                atomic_save_npz(path, images=all_x, labels=labels[:stop].numpy())
+                NPZ.save(path, {"images": all_x, "labels": labels[:stop].numpy()})
                 parts = [all_x]
             have_x = parts[0]
         return Split(torch.from_numpy(np.ascontiguousarray(have_x[:n])), labels.clone())

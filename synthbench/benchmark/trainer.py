@@ -40,7 +40,7 @@ def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator
     return x
 
 
-def _init_model(preset: Preset, in_chans: int, num_classes: int, seed: int) -> nn.Module:
+def init_model(preset: Preset, in_chans: int, num_classes: int, seed: int) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed("classifier-init", seed) & 0xFFFF_FFFF)
         return build_classifier(preset.classifier, in_chans, num_classes)
@@ -74,7 +74,7 @@ def train_classifier(
     turns the random crop and flip off (``detect`` looks for pixel-level traces
     that crops would blur)."""
     epochs = preset.epochs if epochs is None else epochs
-    model = _init_model(preset, images.shape[1], num_classes, seed).to(device)
+    model = init_model(preset, images.shape[1], num_classes, seed).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     x_all = images.to(device)

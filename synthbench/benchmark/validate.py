@@ -1,6 +1,6 @@
-"""``synthbench validate NAME``: the generator contract (generators/base.py,
+"""``synthbench validate NAME``: the generator contract (``synthbench.api.Generator``,
 DESIGN.md section 3) checked on any registered adapter, built-in or installed
-through the ``synthbench.generators`` entry-point group, with a readable report.
+through the generators entry-point group, with a readable report.
 
 The checks are the ones ``tests/test_conformance.py`` runs on every built-in:
 
@@ -28,12 +28,11 @@ from typing import Any
 
 import torch
 
-from synthbench.benchmark.context import cached_classifier
+from synthbench.benchmark.context import FitContext, cached_classifier
 from synthbench.benchmark.datasets import Dataset
 from synthbench.benchmark.presets import Preset
 from synthbench.benchmark.seeding import sample_seeds
 from synthbench.benchmark.trainer import predict_logits
-from synthbench.generators.base import FitContext
 
 
 @dataclass
@@ -66,7 +65,7 @@ def validate_generator(name: str, cls: type, options: dict[str, Any], dataset: D
     fit_ctx = FitContext.from_dataset(dataset, preset, device, cache_dir)
     start = time.perf_counter()
     try:
-        gen.fit(fit_ctx)
+        gen.fitted(fit_ctx)
     except Exception as exc:
         checks.append(Check("fit", False, f"raised {type(exc).__name__}: {exc}"))
         return checks

@@ -32,33 +32,23 @@ sample's noise comes from its own generator.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
-import time
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from synthbench.benchmark.atomic import atomic_torch_save
-from synthbench.benchmark.options import Option
+from synthbench.benchmark.context import FitContext
+from synthbench.benchmark.options import Option, by_preset
 from synthbench.benchmark.progress import bar
 from synthbench.benchmark.seeding import derive_seed, per_sample_normal, torch_generator
-from synthbench.errors import UserError, corrupt_cache
-from synthbench.generators.base import FitContext, Generator
+from synthbench.errors import UserError
+from synthbench.generators.base import Generator
+from synthbench.generators.diffusion import T_RECON, build_unet, to_uint8, unet_recipe
 from synthbench.generators.training import step_with_ema, warmup_lr
-from synthbench.generators.edm import build_unet
 
 T_TRAIN = 1000
 HYBRID_LAMBDA = 0.001
-SAMPLER_STEPS = {"smoke": 4, "fast": 50, "paper": 250}
-"""Respaced sampling steps per preset (Nichol & Dhariwal Sec. 4: 50-100 steps
-lose little FID with learned variances; 250 is close to the full chain)."""
-
-
-def _positive_or_none(v: Any) -> bool:
-    return v is None or v > 0
 
 
 def make_scheduler(sampler_steps: int | None = None):
@@ -146,56 +136,44 @@ class DDPMGenerator(Generator):
         "confidence_threshold": Option("confidence_threshold", 0.0, "Unconditional only: keep samples whose "
                                        "pseudo-label confidence (max softmax) is at least this; 0 keeps all.",
                                        float, check=lambda v: 0 <= v < 1, check_help="must be in [0, 1)"),
-        "sampler_steps": Option("sampler_steps", None, "Respaced sampling steps; default 4 / 50 / 250 at "
-                                "smoke / fast / paper.", int, check=_positive_or_none,
-                                check_help="must be a positive integer"),
-        "train_steps": Option("train_steps", None, "Training steps; default: the preset's.", int,
-                              check=_positive_or_none, check_help="must be a positive integer"),
+        "sampler_steps": Option.positive_int("sampler_steps", "Respaced sampling steps; default 4 / 50 / 250 at "
+                                             "smoke / fast / paper (Nichol & Dhariwal Sec. 4: 50-100 steps lose "
+                                             "little FID with learned variances; 250 is close to the full chain).",
+                                             per_preset=by_preset(smoke=4, fast=50, paper=250)),
+        "train_steps": Option.positive_int("train_steps", "Training steps; default: the preset's.",
+                                           per_preset=lambda p: p.gen_train_steps),
         "train_seed": Option("train_seed", 0, "Seed of the in-suite training run.", int),
         "lr": Option("lr", 1e-3, "Adam learning rate (short warm-up).", float, check=lambda v: v > 0,
                      check_help="must be > 0"),
         "vlb_weight": Option("vlb_weight", HYBRID_LAMBDA, "lambda of the hybrid loss (Eq. 16: 0.001).", float,
                              check=lambda v: v >= 0, check_help="must be >= 0"),
-        "eval_batch": Option("eval_batch", 256, "Fixed network batch of the sampler (does not change the "
-                             "images).", int, check=lambda v: v > 0, check_help="must be a positive integer"),
+        "eval_batch": Option.positive_int("eval_batch", "Fixed network batch of the sampler (does not change the "
+                                          "images).", default=256),
     }
 
-    # -- fitting ---------------------------------------------------------
-    def _train_config(self, ctx: FitContext) -> dict[str, Any]:
-        p = ctx.preset
-        return {
-            "steps": self.opts["train_steps"] or p.gen_train_steps, "batch_size": p.gen_batch_size,
-            "channels": list(p.gen_channels if ctx.image_shape[1] * ctx.image_shape[2] <= 256
-                             else p.gen_channels_large),
-            "layers_per_block": p.gen_layers_per_block, "lr": self.opts["lr"], "seed": self.opts["train_seed"],
-            "image_shape": list(ctx.image_shape), "vlb_weight": self.opts["vlb_weight"],
-            "num_classes": len(ctx.class_names) if self.opts["conditional"] else None, "hflip": ctx.hflip,
-        }
+    @classmethod
+    def unconditional_options(cls) -> dict[str, Any]:
+        return {"conditional": False}
 
-    def fit(self, ctx: FitContext) -> None:
+    def pseudo_label_threshold(self) -> float:
+        return float(self.opts.get("confidence_threshold") or 0.0)
+
+    # -- fitting ---------------------------------------------------------
+    def fit(self, ctx: FitContext) -> dict[str, Any]:
         self.conditional = bool(self.opts["conditional"])
         self.device = ctx.device
         self.image_shape = ctx.image_shape
-        self.steps = self.opts["sampler_steps"] or SAMPLER_STEPS.get(ctx.preset.name, SAMPLER_STEPS["fast"])
-        cfg = self._train_config(ctx)
-        identity = {"dataset_digest": ctx.dataset_digest, "train": cfg, "version": self.version,
-                    "compute": ctx.compute_tag}
-        key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
-        path = ctx.cache_dir / "generators" / f"ddpm-{key}.pt"
-        c = ctx.image_shape[0]
-        if path.exists():
-            unet = build_unet(ctx.image_shape, cfg["num_classes"], cfg["channels"], cfg["layers_per_block"], 2 * c)
-            try:
-                unet.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["ema"])
-            except Exception as exc:
-                raise corrupt_cache("DDPM weights file", path, exc) from None
-        else:
-            start = time.perf_counter()
-            unet = self._train(ctx, cfg)
-            ctx.cost["fit_train_s"] = time.perf_counter() - start
-            atomic_torch_save(path, {"ema": unet.state_dict(), "identity": identity})
+        self.steps = self.setting("sampler_steps", ctx.preset)
+        recipe = {**unet_recipe(ctx, self.setting("train_steps", ctx.preset), self.opts["lr"], self.opts["train_seed"],
+                                self.conditional), "vlb_weight": self.opts["vlb_weight"]}
+
+        def build() -> nn.Module:
+            return build_unet(ctx.image_shape, recipe["num_classes"], recipe["channels"], recipe["layers_per_block"],
+                              2 * ctx.image_shape[0])
+
+        unet, key = ctx.cached_weights("ddpm", recipe, self.version, build, lambda: self._train(ctx, recipe))
         self.unet = unet.to(self.device).eval()
-        self._fit_identity = {"weights": key, "dataset_digest": ctx.dataset_digest, "sampler_steps": self.steps}
+        return {"weights": key, "dataset_digest": ctx.dataset_digest, "sampler_steps": self.steps}
 
     def _train(self, ctx: FitContext, cfg: dict[str, Any]) -> nn.Module:
         from synthbench.benchmark.trainer import random_crop_flip
@@ -267,10 +245,6 @@ class DDPMGenerator(Generator):
             out.append(xb.cpu()[:k])
         return torch.cat(out)
 
-    @staticmethod
-    def _to_uint8(x: torch.Tensor) -> torch.Tensor:
-        return ((x + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
-
     def _labels(self, labels: torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(labels, dtype=torch.long)
 
@@ -278,20 +252,21 @@ class DDPMGenerator(Generator):
         labels = self._labels(labels)
         timesteps = make_scheduler(self.steps).timesteps.tolist()
         x = per_sample_normal(seeds, self.image_shape)
-        return self._to_uint8(self._reverse(x, timesteps, labels, seeds, desc="sample ddpm"))
+        return to_uint8(self._reverse(x, timesteps, labels, seeds, desc="sample ddpm"))
 
     def reconstruct(self, images: torch.Tensor, labels: torch.Tensor, t_re: int,
                     seeds: Sequence[int]) -> torch.Tensor:
-        if not 0 <= int(t_re) <= 100:
-            raise UserError(f"t_re={t_re} is outside 0..100 (seed 000 counts it in steps of T = 100).")
+        if not 0 <= int(t_re) <= T_RECON:
+            raise UserError(f"t_re={t_re} is outside 0..{T_RECON} (reconstruction counts it in steps of "
+                            f"T = {T_RECON}).")
         if t_re == 0:
             return images.clone()
         labels = self._labels(labels)
-        t_start = min(T_TRAIN - 1, round(t_re / 100 * T_TRAIN))
+        t_start = min(T_TRAIN - 1, round(t_re / T_RECON * T_TRAIN))
         timesteps = [t for t in make_scheduler(self.steps).timesteps.tolist() if t < t_start]
         timesteps = [t_start] + timesteps
         abar = make_scheduler().alphas_cumprod[t_start]
         eps = per_sample_normal([derive_seed("ddpm-recon", s) for s in seeds], self.image_shape)
         x0 = images.float() / 127.5 - 1.0
         x = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
-        return self._to_uint8(self._reverse(x, timesteps, labels, seeds, desc=f"reconstruct t_re={t_re}"))
+        return to_uint8(self._reverse(x, timesteps, labels, seeds, desc=f"reconstruct t_re={t_re}"))

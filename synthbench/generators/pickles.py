@@ -18,7 +18,6 @@ the networks import from it again when they run.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import sys
 from pathlib import Path
@@ -79,11 +78,16 @@ def load_network_pickle(path: str | Path, trust: bool, code_dir: str | Path | No
     return obj[key]
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a weights file: the record's weights digest, so a different
-    pickle at the same path is a different cell."""
-    h = hashlib.sha256()
-    with Path(path).expanduser().open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def pickle_spec_extras(options: dict[str, Any]) -> dict[str, Any]:
+    """``spec_extras`` of an adapter with a ``network_pkl`` option: the file's
+    content digest belongs in the cell's key, so a different pickle at the same
+    path is a different cell (a missing file is reported by ``fit``)."""
+    from synthbench.benchmark.cache import file_digest
+
+    path = options.get("network_pkl")
+    if not path:
+        return {}
+    try:
+        return {"network_pkl_sha256": file_digest(path)}
+    except OSError:
+        return {"network_pkl_sha256": f"missing: {path}"}

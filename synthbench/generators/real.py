@@ -8,11 +8,13 @@ replacement, the draw seeded by the sample's seed alone.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
-from synthbench.generators.base import FitContext, Generator
+from synthbench.benchmark.context import FitContext
+from synthbench.benchmark.seeding import torch_generator
+from synthbench.generators.base import Generator
 
 
 class RealGenerator(Generator):
@@ -22,14 +24,12 @@ class RealGenerator(Generator):
     needs = "nothing"
     description = "the real train split (oracle reference row)"
 
-    def fit(self, ctx: FitContext) -> None:
-        super().fit(ctx)
+    def fit(self, ctx: FitContext) -> dict[str, Any]:
         self._train = ctx.train
         self._by_class = [(ctx.train.labels == c).nonzero().flatten() for c in range(len(ctx.class_names))]
+        return super().fit(ctx)
 
     def sample(self, labels: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
-        from synthbench.benchmark.seeding import torch_generator
-
         out = []
         for label, seed in zip(labels.tolist(), seeds):
             pool = self._by_class[label]

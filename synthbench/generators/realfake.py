@@ -42,37 +42,33 @@ Two backbones:
   runs anywhere; it is not Stable Diffusion, and the output and the record (the
   spec's ``generator_extra.backbone``) say which backbone ran.
 
-``reconstruct`` (seed 000 Algorithm 1) runs on the fine-tuned network (in-suite)
-or through img2img strength t_re / 100 (Stable Diffusion).
+``reconstruct`` (Yamaguchi & Fukuda 2023, arXiv 2311.13090, Algorithm 1) runs on
+the fine-tuned network (in-suite, through the diffusion core) or through img2img
+strength t_re / 100 (Stable Diffusion).
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-import time
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from synthbench.benchmark.atomic import atomic_torch_save
-from synthbench.benchmark.context import cached_classifier
-from synthbench.benchmark.options import Option
+from synthbench.benchmark.context import FitContext
+from synthbench.benchmark.options import Option, by_preset
 from synthbench.benchmark.progress import bar, say
 from synthbench.benchmark.seeding import derive_seed, per_sample_normal, torch_generator
-from synthbench.errors import corrupt_cache
-from synthbench.generators.base import FitContext, Generator
-from synthbench.generators.training import step_with_ema
-from synthbench.generators.distribution_matching import MMD_WEIGHT_PAPER, distribution_matching_loss
-from synthbench.generators.edm import (
-    P_MEAN, P_STD, RHO, SIGMA_DATA, SIGMA_MIN, EDMDenoiser, EDMGenerator, karras_sigmas,
+from synthbench.generators.base import Generator
+from synthbench.generators.diffusion import (
+    RHO, SIGMA_DATA, SIGMA_MIN, EDMDenoiser, denoise_in_chunks, edm_loss_terms, fit_edm_unet, heun_sample,
+    karras_sigmas, reconstruct_images, to_uint8, unet_recipe,
 )
+from synthbench.generators.distribution_matching import MMD_WEIGHT_PAPER, distribution_matching_loss
+from synthbench.generators.training import step_with_ema
 
-FINETUNE_STEPS = {"smoke": 10, "fast": 400, "paper": 20_000}
-"""Default fine-tuning steps per preset for the in-suite backbone (the base EDM
-gets the preset's own training budget first)."""
+BASE_LR = 1e-3
+"""Learning rate of the in-suite base EDM (``edm``'s default, so the two share weights)."""
 FINETUNE_LR = 2e-4
 """In-suite fine-tuning learning rate: a fifth of the base training's 1e-3."""
 GUIDANCE_FEATURE_SEED = 0
@@ -95,10 +91,6 @@ def prior_init_sigmas(strength: float, n_steps: int) -> torch.Tensor:
     lo, hi = SIGMA_MIN ** (1 / RHO), sigma_start ** (1 / RHO)
     sigmas = (hi + ramp * (lo - hi)) ** RHO
     return torch.cat([sigmas, torch.zeros(1, dtype=torch.float64)])
-
-
-def _positive_or_none(v: Any) -> bool:
-    return v is None or v > 0
 
 
 class GuidedClassEmbedding(nn.Module):
@@ -151,19 +143,20 @@ class RealFakeGenerator(Generator):
         "finetune_steps": Option("finetune_steps", None, "Fine-tuning steps; default: 10 / 400 / 20000 at "
                                  "smoke / fast / paper (in-suite), Table 7's budget on SD; 0: no fine-tuning "
                                  "(Table 2's rows without it; mmd and visual_guidance then do nothing).", int,
-                                 check=lambda v: v is None or v >= 0, check_help="must be an integer >= 0"),
-        "base_train_steps": Option("base_train_steps", None, "Training steps of the in-suite base EDM (shared "
-                                   "with the edm adapter's cache); default: the preset's.", int,
-                                   check=_positive_or_none, check_help="must be a positive integer"),
+                                 check=lambda v: v is None or v >= 0, check_help="must be an integer >= 0",
+                                 per_preset=by_preset(smoke=10, fast=400, paper=20_000)),
+        "base_train_steps": Option.positive_int("base_train_steps", "Training steps of the in-suite base EDM "
+                                                "(shared with the edm adapter's cache); default: the preset's.",
+                                                per_preset=lambda p: p.gen_train_steps),
         "finetune_lr": Option("finetune_lr", None, "Learning rate of the fine-tuning; default 2e-4 in-suite "
                               "(full fine-tuning of a small network), Table 7's 1e-4 for SD LoRA.", float,
                               check=lambda v: v is None or v > 0, check_help="must be > 0"),
-        "sampler_steps": Option("sampler_steps", None, "Sampler steps; default: the preset's Heun steps "
-                                "(in-suite), 30 UniPC steps (SD).", int, check=_positive_or_none,
-                                check_help="must be a positive integer"),
+        "sampler_steps": Option.positive_int("sampler_steps", "Sampler steps; default: the preset's Heun steps "
+                                             "(in-suite), 30 UniPC steps (SD).",
+                                             per_preset=lambda p: p.gen_sampler_steps),
         "train_seed": Option("train_seed", 0, "Seed of the base training and the fine-tuning.", int),
-        "eval_batch": Option("eval_batch", 256, "Fixed network batch of the sampler (does not change "
-                             "the images).", int, check=lambda v: v > 0, check_help="must be a positive integer"),
+        "eval_batch": Option.positive_int("eval_batch", "Fixed network batch of the sampler (does not change "
+                                          "the images).", default=256),
         "sd_model": Option("sd_model", "", "Stable Diffusion: a local diffusers folder or a hub id; empty: "
                            "the in-suite backbone.", str),
         "image_encoder": Option("image_encoder", "", "CLIP vision model folder for SD's visual guidance.", str),
@@ -178,7 +171,7 @@ class RealFakeGenerator(Generator):
         return {"backbone": "stable-diffusion" if options.get("sd_model") else "in-suite-edm"}
 
     # -- fitting ---------------------------------------------------------
-    def fit(self, ctx: FitContext) -> None:
+    def fit(self, ctx: FitContext) -> dict[str, Any]:
         self.device = ctx.device
         self.image_shape = ctx.image_shape
         if self.opts["sd_model"]:
@@ -187,66 +180,45 @@ class RealFakeGenerator(Generator):
             say(f"realfake: backbone Stable Diffusion ({self.opts['sd_model']})")
             self._sd = RealFakeSD(self.opts["sd_model"], self.opts["image_encoder"] or None, self.opts)
             self._sd.fit(ctx)
-            self._fit_identity = {"backbone": "stable-diffusion", **self._sd.identity()}
-            return
+            return {"backbone": "stable-diffusion", **self._sd.identity()}
         say("realfake: no Stable Diffusion weights configured (--option sd_model=DIR); the recipe runs on the "
             "in-suite EDM backbone")
         self._sd = None
-        defaults = {name: opt.default for name, opt in EDMGenerator.options.items()}
-        self.base = EDMGenerator(**{**defaults, "sampler_steps": self.opts["sampler_steps"],
-                                    "train_steps": self.opts["base_train_steps"],
-                                    "train_seed": self.opts["train_seed"], "eval_batch": self.opts["eval_batch"]})
-        self.base.fit(ctx)
+        self.steps = self.setting("sampler_steps", ctx.preset)
+        recipe = unet_recipe(ctx, self.setting("base_train_steps", ctx.preset), BASE_LR, self.opts["train_seed"],
+                             conditional=True)
+        unet, base_key = fit_edm_unet(ctx, recipe)
         self._train = ctx.train
         self._by_class = [(ctx.train.labels == c).nonzero().flatten() for c in range(len(ctx.class_names))]
         self._features = None
-        steps = self.opts["finetune_steps"]
-        steps = FINETUNE_STEPS.get(ctx.preset.name, FINETUNE_STEPS["fast"]) if steps is None else steps
+        steps = self.setting("finetune_steps", ctx.preset)
+        identity = {"backbone": "in-suite-edm", "weights": base_key, "dataset_digest": ctx.dataset_digest,
+                    "sampler_steps": self.steps}
         if steps == 0:
             # Table 2's "no fine-tuning" rows: the base network as it is.
-            self._fit_identity = {"backbone": "in-suite-edm", "weights": self.base.fit_identity()["weights"],
-                                  "finetune_steps": 0, "dataset_digest": ctx.dataset_digest,
-                                  "sampler_steps": self.base._steps()}
-            return
+            self.net = EDMDenoiser(unet).to(self.device).eval()
+            return {**identity, "finetune_steps": 0}
+        guidance = None
         if self.opts["visual_guidance"]:
-            extractor = cached_classifier(ctx.train, len(ctx.class_names), ctx.preset, GUIDANCE_FEATURE_SEED,
-                                          ctx.device, ctx.hflip, ctx.cache_dir,
-                                          desc="realfake guidance features")
             from synthbench.benchmark.analysis import penultimate_features
+            from synthbench.benchmark.cache import state_digest
 
+            extractor = ctx.classifier(GUIDANCE_FEATURE_SEED, desc="realfake guidance features")
             self._features = penultimate_features(extractor, ctx.train.images, ctx.device)
-            from synthbench.benchmark.feature_metrics import state_digest
-
             # The fine-tuned weights were trained on this extractor's features:
             # a different extractor (retrained elsewhere) must not reuse them.
-            self._extractor_digest = state_digest(extractor)[:16]
-        cfg = {
-            "base": self.base.fit_identity()["weights"], "dataset_digest": ctx.dataset_digest,
-            "steps": steps,
-            "lr": self.opts["finetune_lr"] or FINETUNE_LR, "gamma": self.opts["mmd_weight"] if self.opts["mmd"] else 0.0,
-            "guidance": ([self.opts["guidance_images"], self._extractor_digest] if self.opts["visual_guidance"]
-                         else None),
-            "batch_size": ctx.preset.gen_batch_size, "seed": self.opts["train_seed"], "version": self.version,
-            "hflip": ctx.hflip, "compute": ctx.compute_tag,
-        }
-        key = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:20]
-        path = ctx.cache_dir / "generators" / f"realfake-{key}.pt"
-        unet = self.base.net.unet
-        if self.opts["visual_guidance"]:
+            guidance = [self.opts["guidance_images"], state_digest(extractor)[:16]]
             unet.class_embedding = GuidedClassEmbedding(unet.class_embedding, self._features.shape[1])
-        if path.exists():
-            try:
-                unet.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["unet"])
-            except Exception as exc:
-                raise corrupt_cache("realfake weights file", path, exc) from None
-        else:
-            start = time.perf_counter()
-            unet = self._finetune(ctx, unet, cfg)
-            ctx.cost["fit_finetune_s"] = time.perf_counter() - start
-            atomic_torch_save(path, {"unet": unet.state_dict(), "config": cfg})
-        self.base.net = EDMDenoiser(unet).to(self.device).eval()
-        self._fit_identity = {"backbone": "in-suite-edm", "weights": key, "dataset_digest": ctx.dataset_digest,
-                              "sampler_steps": self.base._steps()}
+        cfg = {
+            "base": base_key, "steps": steps, "lr": self.opts["finetune_lr"] or FINETUNE_LR,
+            "gamma": self.opts["mmd_weight"] if self.opts["mmd"] else 0.0, "guidance": guidance,
+            "batch_size": ctx.preset.gen_batch_size, "seed": self.opts["train_seed"], "hflip": ctx.hflip,
+        }
+        unet, key = ctx.cached_weights("realfake", cfg, self.version, lambda: unet,
+                                       lambda: self._finetune(ctx, unet, cfg), state_key="unet",
+                                       phase="fit_finetune_s")
+        self.net = EDMDenoiser(unet).to(self.device).eval()
+        return {**identity, "weights": key}
 
     def _guidance_vectors(self, labels: torch.Tensor, gens: Sequence[torch.Generator]) -> torch.Tensor:
         """One guidance vector per label: the mean feature of ``guidance_images``
@@ -289,10 +261,7 @@ class RealFakeGenerator(Generator):
                 cond = torch.arange(bs, device=dev)
             else:
                 cond = y.to(dev)
-            sigma = (P_MEAN + P_STD * torch.randn(bs, generator=gen)).exp().to(dev)
-            noise = torch.randn(x.shape, generator=gen).to(dev) * sigma.view(-1, 1, 1, 1)
-            denoised = net(x + noise, sigma, cond)
-            weight = (sigma ** 2 + SIGMA_DATA ** 2) / (sigma * SIGMA_DATA) ** 2
+            denoised, weight = edm_loss_terms(net, x, cond, gen, dev)
             loss, simple, dm = distribution_matching_loss(x, denoised, cfg["gamma"], weight=weight)
             step_with_ema(opt, loss, unet, ema, ema_decay)
             if step % 50 == 0:
@@ -300,22 +269,23 @@ class RealFakeGenerator(Generator):
         return ema.cpu()
 
     # -- generation ------------------------------------------------------
-    def _conditioning(self, labels: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
-        """What the network is conditioned on: class labels, or row indices into
-        per-image (class, guidance) rows when visual guidance is on."""
-        emb = self.base.net.unet.class_embedding
-        if not isinstance(emb, GuidedClassEmbedding):
-            return labels
-        gens = [torch_generator(derive_seed("realfake-guidance", s)) for s in seeds]
-        emb.set_rows(labels.to(self.device), self._guidance_vectors(labels, gens).to(self.device))
-        return torch.arange(len(labels))
+    def _denoiser(self, labels: torch.Tensor, seeds: Sequence[int]):
+        """D(x; sigma) conditioned on class labels, or on per-image (class,
+        guidance) rows when visual guidance is on."""
+        cond = labels
+        emb = self.net.unet.class_embedding
+        if isinstance(emb, GuidedClassEmbedding):
+            gens = [torch_generator(derive_seed("realfake-guidance", s)) for s in seeds]
+            emb.set_rows(labels.to(self.device), self._guidance_vectors(labels, gens).to(self.device))
+            cond = torch.arange(len(labels))
+        return lambda x, sigma: denoise_in_chunks(self.net, x, sigma, cond, self.opts["eval_batch"], self.device)
 
     def sample(self, labels: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
         labels = torch.as_tensor(labels, dtype=torch.long)
         if self._sd is not None:
             return self._sd.sample(labels, seeds)
-        cond = self._conditioning(labels, seeds)
-        sigmas = karras_sigmas(self.base._steps())
+        denoise = self._denoiser(labels, seeds)
+        sigmas = karras_sigmas(self.steps)
         noise = per_sample_normal(seeds, self.image_shape).double()
         if self.opts["prior_init"]:
             # img2img (Meng et al. 2021) from a real image of the class, at SD's
@@ -330,12 +300,11 @@ class RealFakeGenerator(Generator):
             x = x0 + noise * sigmas[0]
         else:
             x = noise * sigmas[0]
-        return self.base._to_uint8(self.base._heun(x, sigmas, cond, seeds, desc="sample realfake"))
+        return to_uint8(heun_sample(denoise, x, sigmas, desc="sample realfake"))
 
     def reconstruct(self, images: torch.Tensor, labels: torch.Tensor, t_re: int,
                     seeds: Sequence[int]) -> torch.Tensor:
         labels = torch.as_tensor(labels, dtype=torch.long)
         if self._sd is not None:
             return self._sd.reconstruct(images, labels, t_re, seeds)
-        return self.base.reconstruct(images, self._conditioning(labels, seeds), t_re, seeds)
-
+        return reconstruct_images(self._denoiser(labels, seeds), images, t_re, seeds)

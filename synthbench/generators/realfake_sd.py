@@ -44,8 +44,6 @@ embeddings of the fit split likewise. Nothing is unpickled.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass, fields
@@ -55,11 +53,11 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from synthbench.benchmark.atomic import atomic_write
+from synthbench.benchmark.cache import SAFETENSORS, cache_key
+from synthbench.benchmark.context import FitContext
 from synthbench.benchmark.progress import bar
 from synthbench.benchmark.seeding import derive_seed, torch_generator
 from synthbench.errors import UserError, corrupt_cache
-from synthbench.generators.base import FitContext
 from synthbench.generators.distribution_matching import MMD_WEIGHT_PAPER, distribution_matching_loss
 from synthbench.generators.sd import (
     APPENDIX_E_NEGATIVE_PROMPT, T_RECON, SDRunner, autocast, image_generators, load_pipeline, native_size,
@@ -231,11 +229,10 @@ class RealFakeSD:
 
         model_dir, proc_dir = resolve_encoder(self.image_encoder)
         self.encoder_fingerprint = weights_fingerprint(model_dir)
-        key = hashlib.sha256(json.dumps({"encoder": self.encoder_fingerprint, "data": ctx.dataset_digest,
-                                         "version": VERSION}, sort_keys=True).encode()).hexdigest()[:20]
-        path = ctx.cache_dir / "generators" / f"realfake-sd-clip-{key}.safetensors"
+        identity = {"encoder": self.encoder_fingerprint, "data": ctx.dataset_digest, "version": VERSION}
+        path = ctx.cache.path("generators", "realfake-sd-clip", identity, SAFETENSORS)
         if path.exists():
-            return _load_safetensors(path, "CLIP embeddings file")["embeds"]
+            return ctx.cache.read(path, SAFETENSORS, "CLIP embeddings file", lambda content: content["embeds"])
         quiet_libraries()
         try:
             model = CLIPVisionModelWithProjection.from_pretrained(model_dir, local_files_only=True,
@@ -254,7 +251,7 @@ class RealFakeSD:
                 pixels = processor(images=list(x), return_tensors="pt")["pixel_values"].to(ctx.device)
                 out.append(model(pixel_values=pixels).image_embeds.float().cpu())
         embeds = torch.cat(out)
-        _save_safetensors(path, {"embeds": embeds}, {"encoder": self.encoder_fingerprint})
+        SAFETENSORS.save(path, {"embeds": embeds})
         return embeds
 
     # -- fine-tuning -----------------------------------------------------
@@ -285,21 +282,21 @@ class RealFakeSD:
         return float(self.cfg.mmd_weight) if self.cfg.mmd else 0.0
 
     def fit(self, ctx: FitContext) -> None:
+        """Set up the pipeline and fine-tune it (or load the cached LoRA weights)."""
         self.setup(ctx)
         ident = self.train_identity(ctx)
-        key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
-        path = ctx.cache_dir / "generators" / f"realfake-sd-{key}.safetensors"
+        path = ctx.cache.path("generators", "realfake-sd", ident, SAFETENSORS)
         if path.exists():
-            self.load_trainable(_load_safetensors(path, "Real-Fake LoRA weights file"), path)
+            self.load_trainable(ctx.cache.read(path, SAFETENSORS, "Real-Fake LoRA weights file"), path)
         else:
             start = time.perf_counter()
             self.train_steps(ctx.train, ident["steps"])
             ctx.cost["fit_train_s"] = time.perf_counter() - start
-            _save_safetensors(path, self.trainable_state(), {"identity": json.dumps(ident, sort_keys=True)})
+            SAFETENSORS.save(path, self.trainable_state())
         self.pipe.unet.eval()
         cfg = self.cfg
         self._identity = {
-            "weights": self.weights, "lora": key,
+            "weights": self.weights, "lora": cache_key(ident),
             "sampling": {"steps": cfg.sampler_steps, "guidance": cfg.guidance, "prompt": cfg.prompt,
                          "negative_prompt": cfg.negative_prompt, "prior_init": cfg.prior_init,
                          "strength": cfg.strength if cfg.prior_init else None, "size": self.size,
@@ -464,20 +461,3 @@ class RealFakeSD:
                                  init_images=to_pipeline_images(images, self.size), strength=t_re / T_RECON,
                                  desc=f"reconstruct t_re={t_re}")
         return to_dataset_images(x, self.image_shape)
-
-
-def _save_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    from safetensors.torch import save
-
-    blob = save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata)
-    atomic_write(path, lambda fh: fh.write(blob))
-
-
-def _load_safetensors(path: Path, what: str) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except Exception as exc:
-        raise corrupt_cache(what, path, exc) from None
-

@@ -48,7 +48,8 @@ from synthbench.benchmark.options import Option
 from synthbench.benchmark.progress import bar
 from synthbench.benchmark.seeding import derive_seed, torch_generator
 from synthbench.errors import UserError
-from synthbench.generators.base import FitContext, Generator
+from synthbench.benchmark.context import FitContext
+from synthbench.generators.base import Generator
 
 T_RECON = 100
 APPENDIX_E_NEGATIVE_PROMPT = "distorted, unrealistic, blurry, out of frame"
@@ -295,10 +296,6 @@ def encode_text(pipe, prompts: list[str], negative: str, guidance: float) -> tup
     return cond, (neg if do_cfg else None)
 
 
-def _positive_or_none(v: Any) -> bool:
-    return v is None or v > 0
-
-
 class StableDiffusionGenerator(Generator):
     """Vanilla Stable Diffusion prompted with class names (module docstring)."""
 
@@ -317,21 +314,19 @@ class StableDiffusionGenerator(Generator):
                          check_help="give one or more templates separated by |, each with exactly one {}"),
         "negative_prompt": Option("negative_prompt", "", "Negative prompt (seed 004 Appendix E uses "
                                   f"'{APPENDIX_E_NEGATIVE_PROMPT}').", str),
-        "sampler_steps": Option("sampler_steps", 30, "UniPC steps (seed 004 Table 6: 30).", int,
-                                check=lambda v: v > 0, check_help="must be a positive integer"),
+        "sampler_steps": Option.positive_int("sampler_steps", "UniPC steps (Real-Fake Table 6: 30).", default=30),
         "guidance": Option("guidance", 2.0, "Classifier-free guidance scale (seed 004 Table 6: 2.0; "
                            "diffusers' default 7.5); <= 1 turns guidance off.", float,
                            check=lambda v: v >= 0, check_help="must be >= 0"),
-        "resolution": Option("resolution", None, "Generation size in pixels; default: the pipeline's "
-                             "(512 for SD 1.5). Images are then resized to the dataset's.", int,
-                             check=_positive_or_none, check_help="must be a positive integer"),
-        "eval_batch": Option("eval_batch", 8, "Fixed pipeline batch (does not change the images).", int,
-                             check=lambda v: v > 0, check_help="must be a positive integer"),
+        "resolution": Option.positive_int("resolution", "Generation size in pixels; default: the pipeline's "
+                                          "(512 for SD 1.5). Images are then resized to the dataset's."),
+        "eval_batch": Option.positive_int("eval_batch", "Fixed pipeline batch (does not change the images).",
+                                          default=8),
         "precision": Option("precision", "auto", "Autocast on CUDA: auto = bf16; always fp32 on a CPU.", str,
                             choices=PRECISIONS),
     }
 
-    def fit(self, ctx: FitContext) -> None:
+    def fit(self, ctx: FitContext) -> dict[str, Any]:
         """Nothing is trained: load the weights and note the dataset's classes and shape."""
         self.device = ctx.device
         self.image_shape = tuple(ctx.image_shape)
@@ -341,8 +336,8 @@ class StableDiffusionGenerator(Generator):
         self.runner = SDRunner(pipe, img2img, native_size(pipe, self.opts["resolution"], "sd.resolution"),
                                self.opts["eval_batch"], self.opts["sampler_steps"], self.opts["guidance"],
                                ctx.device, self.opts["precision"])
-        self._fit_identity = {"weights": fingerprint, "dataset_digest": ctx.dataset_digest,
-                              "class_names": self.class_names, "image_shape": list(self.image_shape)}
+        return {"weights": fingerprint, "dataset_digest": ctx.dataset_digest, "class_names": self.class_names,
+                "image_shape": list(self.image_shape)}
 
     def _encode(self, prompts: list[str]):
         return encode_text(self.pipe, prompts, self.opts["negative_prompt"], self.opts["guidance"])

@@ -15,7 +15,7 @@ Two ways to get a network:
   (half-life ``ema_kimg`` = batch * 10 / 32 thousand images, ramped up over the
   first 5% of training, StyleGAN2-ADA's defaults) that is the network sampled.
   Fake labels are drawn from the real labels, as StyleGAN2-ADA does. Steps, batch
-  and widths come from ``BUDGETS`` by preset name. The weights are cached under a hash
+  and widths are options whose defaults depend on the preset. The weights are cached under a hash
   of everything that determines them.
 - **Official pickle** (``network_pkl=PATH trust_pickle=true``, optionally
   ``code_dir=PATH`` of a NVlabs/stylegan3 checkout): ``fit`` trains nothing and
@@ -44,34 +44,24 @@ image i is computed identically whatever batch it was requested in.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-import time
 from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synthbench.benchmark.atomic import atomic_torch_save
-from synthbench.benchmark.options import Option
+from synthbench.benchmark.cache import file_digest
+from synthbench.benchmark.context import FitContext
+from synthbench.benchmark.options import Option, by_preset
 from synthbench.benchmark.progress import bar
 from synthbench.benchmark.seeding import derive_seed, per_sample_normal, torch_generator
-from synthbench.errors import UserError, corrupt_cache
-from synthbench.generators.base import FitContext, Generator
-from synthbench.generators.pickles import file_sha256, load_network_pickle
+from synthbench.errors import UserError
+from synthbench.generators.base import Generator
+from synthbench.generators.pickles import load_network_pickle, pickle_spec_extras
 from synthbench.generators.stylegan3_networks import Discriminator, StyleGAN3Net, resize_images
 
 R1_INTERVAL = 16  # lazy regularisation (StyleGAN2 Sec. 3.1)
 W_AVG_SAMPLES = 512  # z's per class for the truncation centre
-
-
-def _positive_or_none(v: Any) -> bool:
-    return v is None or v > 0
-
-
-def _int_option(name: str, help_: str) -> Option:
-    return Option(name, None, help_, int, check=_positive_or_none, check_help="must be a positive integer")
 
 
 def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor, create_graph: bool = True) -> torch.Tensor:
@@ -87,16 +77,11 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
-BUDGETS: dict[str, dict[str, int]] = {
-    "smoke": {"train_steps": 30, "batch_size": 32, "channels": 16, "layers": 4},
-    "fast": {"train_steps": 1500, "batch_size": 32, "channels": 32, "layers": 6},
-    "paper": {"train_steps": 200_000, "batch_size": 64, "channels": 512, "layers": 14},
-}
-"""In-suite training budget per preset: optimisation steps (one D and one G
-update each), batch, width at the coarsest layer (narrower at higher cutoffs,
-StyleGAN3 Sec. 3.2; also the discriminator's) and alias-free synthesis layers
-before ToRGB (14 in the paper's configs). Kept here, not in the shared Preset,
-so that adding an adapter never changes every other record's key."""
+# The in-suite training budget is declared per preset on the options below
+# (train_steps, batch_size, channels, layers), not in the shared Preset, so that
+# adding an adapter never changes every other record's key. channels is the
+# width at the coarsest layer (narrower at higher cutoffs, StyleGAN3 Sec. 3.2;
+# also the discriminator's); the paper's configs use 14 synthesis layers.
 
 
 class StyleGAN3Generator(Generator):
@@ -111,13 +96,15 @@ class StyleGAN3Generator(Generator):
     options = {
         "psi": Option("psi", 1.0, "Truncation psi (StyleGAN Sec. 3.2): 1 = none; < 1 pulls w toward its "
                       "class's centre of W.", float, check=lambda v: 0 <= v <= 2, check_help="must be in [0, 2]"),
-        "train_steps": _int_option("train_steps", "Training steps (one D and one G update each); default: "
-                                   "1500 at fast (see BUDGETS)."),
-        "batch_size": _int_option("batch_size", "Training batch; default: BUDGETS by preset."),
-        "channels": _int_option("channels", "Width at the coarsest layer (and of D); default: BUDGETS by "
-                                "preset."),
-        "layers": _int_option("layers", "Alias-free synthesis layers before ToRGB (>= 3); default: BUDGETS by "
-                              "preset."),
+        "train_steps": Option.positive_int("train_steps", "Training steps (one D and one G update each); "
+                                           "default 30 / 1500 / 200000 at smoke / fast / paper.",
+                                           per_preset=by_preset(smoke=30, fast=1500, paper=200_000)),
+        "batch_size": Option.positive_int("batch_size", "Training batch; default 32 / 32 / 64.",
+                                          per_preset=by_preset(smoke=32, fast=32, paper=64)),
+        "channels": Option.positive_int("channels", "Width at the coarsest layer (and of D); default "
+                                        "16 / 32 / 512.", per_preset=by_preset(smoke=16, fast=32, paper=512)),
+        "layers": Option.positive_int("layers", "Alias-free synthesis layers before ToRGB (>= 3); default "
+                                      "4 / 6 / 14.", per_preset=by_preset(smoke=4, fast=6, paper=14)),
         "lr": Option("lr", 0.0025, "Adam learning rate of G and D (StyleGAN2/3: 0.0025).", float,
                      check=lambda v: v > 0, check_help="must be > 0"),
         "r1_gamma": Option("r1_gamma", 0.1, "R1 weight gamma (StyleGAN2-ADA: 0.01 on CIFAR-10, more for "
@@ -129,8 +116,8 @@ class StyleGAN3Generator(Generator):
         "mapping_lr": Option("mapping_lr", 0.01, "Learning-rate multiplier of the mapping network "
                              "(StyleGAN: 0.01).", float, check=lambda v: v > 0, check_help="must be > 0"),
         "train_seed": Option("train_seed", 0, "Seed of the in-suite training run.", int),
-        "eval_batch": Option("eval_batch", 256, "Fixed network batch when sampling (does not change the "
-                             "images).", int, check=lambda v: v > 0, check_help="must be a positive integer"),
+        "eval_batch": Option.positive_int("eval_batch", "Fixed network batch when sampling (does not change the "
+                                          "images).", default=256),
         "network_pkl": Option("network_pkl", None, "Path of an official NVlabs StyleGAN3 network pickle "
                               "(.pkl): skips in-suite training. Needs trust_pickle=true.", str),
         "trust_pickle": Option("trust_pickle", False, "Opt in to unpickling network_pkl: pickles run code "
@@ -139,18 +126,21 @@ class StyleGAN3Generator(Generator):
                            "pickle needs (put on sys.path).", str),
     }
 
+    @classmethod
+    def spec_extras(cls, options: dict[str, Any]) -> dict[str, Any]:
+        return pickle_spec_extras(options)
+
     # -- fitting ---------------------------------------------------------
     def _train_config(self, ctx: FitContext) -> dict[str, Any]:
         o = self.opts
-        budget = BUDGETS.get(ctx.preset.name, BUDGETS["fast"])
-        channels = o["channels"] or budget["channels"]
-        layers = o["layers"] or budget["layers"]
+        channels = self.setting("channels", ctx.preset)
+        layers = self.setting("layers", ctx.preset)
         if layers < 3:
             raise UserError(f"stylegan3: layers={layers} is too few; the alias-free schedule needs at least 3 "
                             f"(two of them critically sampled).")
-        batch = o["batch_size"] or budget["batch_size"]
+        batch = self.setting("batch_size", ctx.preset)
         return {
-            "steps": o["train_steps"] or budget["train_steps"],
+            "steps": self.setting("train_steps", ctx.preset),
             "batch_size": batch,
             "channels": channels,
             "layers": layers,
@@ -174,35 +164,20 @@ class StyleGAN3Generator(Generator):
         D = Discriminator(cfg["image_shape"], cfg["num_classes"], cfg["channels"])
         return G, D
 
-    def fit(self, ctx: FitContext) -> None:
+    def fit(self, ctx: FitContext) -> dict[str, Any]:
         self.device = ctx.device
         self.image_shape = ctx.image_shape
         self.num_classes = len(ctx.class_names)
         if self.opts["network_pkl"]:
-            self._fit_pickle(ctx)
-            return
+            return self._fit_pickle(ctx)
         self.pickled = False
         cfg = self._train_config(ctx)
-        identity = {"dataset_digest": ctx.dataset_digest, "train": cfg, "version": self.version,
-                    "compute": ctx.compute_tag}
-        key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
-        path = ctx.cache_dir / "generators" / f"stylegan3-{key}.pt"
-        if path.exists():
-            G, _ = self._build(cfg)
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-                G.load_state_dict(state["G_ema"])
-            except Exception as exc:
-                raise corrupt_cache("StyleGAN3 weights file", path, exc) from None
-        else:
-            start = time.perf_counter()
-            G = self._train(ctx, cfg)
-            ctx.cost["fit_train_s"] = time.perf_counter() - start
-            atomic_torch_save(path, {"G_ema": G.state_dict(), "identity": identity})
+        G, key = ctx.cached_weights("stylegan3", cfg, self.version, lambda: self._build(cfg)[0],
+                                    lambda: self._train(ctx, cfg), state_key="G_ema")
         self.net = G.to(self.device).eval().requires_grad_(False)
-        self._fit_identity = {"weights": key, "dataset_digest": ctx.dataset_digest}
+        return {"weights": key, "dataset_digest": ctx.dataset_digest}
 
-    def _fit_pickle(self, ctx: FitContext) -> None:
+    def _fit_pickle(self, ctx: FitContext) -> dict[str, Any]:
         o = self.opts
         G = load_network_pickle(o["network_pkl"], o["trust_pickle"], o["code_dir"], key="G_ema", owner=self.name)
         missing = [a for a in ("z_dim", "c_dim", "img_channels") if not hasattr(G, a)]
@@ -217,10 +192,9 @@ class StyleGAN3Generator(Generator):
             raise UserError(f"Cannot map the pickle's {G.img_channels}-channel images to the dataset's "
                             f"{self.image_shape[0]} channels.")
         self.pickled = True
-        self.conditional = G.c_dim > 0  # unconditional pickles are pseudo-labelled (seed 003)
+        self.conditional = G.c_dim > 0  # unconditional pickles are pseudo-labelled
         self.net = G.to(self.device).eval().requires_grad_(False) if isinstance(G, nn.Module) else G
-        self._fit_identity = {"network_pkl_sha256": file_sha256(o["network_pkl"]),
-                              "dataset_digest": ctx.dataset_digest}
+        return {"network_pkl_sha256": file_digest(o["network_pkl"]), "dataset_digest": ctx.dataset_digest}
 
     def _train(self, ctx: FitContext, cfg: dict[str, Any]) -> StyleGAN3Net:
         """StyleGAN2's training loop (see the module docstring). Each step draws one

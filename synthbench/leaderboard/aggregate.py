@@ -31,7 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from synthbench.benchmark.store import ResultStore, canonical_json
+from synthbench.benchmark.cache import canonical_json
+from synthbench.benchmark.cell import CellSpec, Record, Status
+from synthbench.benchmark.metrics import match
+from synthbench.benchmark.store import ResultStore
 from synthbench.errors import UserError
 
 Z95 = 1.959963984540054
@@ -41,60 +44,30 @@ Z95 = 1.959963984540054
 # --------------------------------------------------------------------------- reading
 
 
-def read_records(results: str | Path) -> list[dict[str, Any]]:
+def read_records(results: str | Path) -> list[Record]:
     """Every record of the store at ``results``, in the store's layout and order.
 
-    ``ResultStore.records()`` skips unreadable files so that ``evaluate`` can
-    recompute them; a published table must not lose a cell silently, so here an
-    unreadable or malformed record stops the build with its path and the fix."""
+    A published table must not lose a cell silently, so an unreadable or
+    malformed record stops the build with its path and the fix (the store's
+    strict read: the same validation :meth:`Record.from_json` applies everywhere)."""
     store = ResultStore(results)
     root = store.root
     if not root.is_dir():
         raise UserError(f"--results {root}: no such folder. Point it at a result store (the folder "
                         f"`synthbench evaluate --results DIR` writes), e.g. --results results.")
-    records_dir = root / "records"
-    paths = sorted(records_dir.rglob("*.json")) if records_dir.is_dir() else []
-    if not paths:
-        raise UserError(f"The result store {root} holds no records (nothing under {records_dir}). Run "
+    records = list(store.records(strict=True))
+    if not records:
+        raise UserError(f"The result store {root} holds no records (nothing under {root / 'records'}). Run "
                         f"`synthbench evaluate --results {root}` first, or give --results the folder "
                         f"that holds records/.")
-    out = []
-    for path in paths:
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UserError(f"The record {path} is unreadable ({type(exc).__name__}: {exc}). Restore it "
-                            f"from version control or delete it and run `synthbench evaluate` again to "
-                            f"recompute that cell.") from None
-        problem = _malformed(record)
-        if problem:
-            raise UserError(f"The record {path} is not a synthbench record ({problem}). Restore it from "
-                            f"version control or delete it and recompute that cell.")
-        out.append(record)
-    return out
+    return records
 
 
-def _malformed(record: Any) -> str:
-    if not isinstance(record, dict):
-        return "not a JSON object"
-    spec = record.get("spec")
-    if not isinstance(spec, dict):
-        return "no spec"
-    for key in ("dataset", "protocol", "generator", "seed"):
-        if key not in spec:
-            return f"spec has no {key!r}"
-    if record.get("status") not in ("ok", "failed", "unsupported"):
-        return f"status {record.get('status')!r} is not ok, failed or unsupported"
-    if not isinstance(record.get("metrics", {}), dict):
-        return "metrics is not a mapping"
-    return ""
-
-
-def store_digest(records: Iterable[dict[str, Any]]) -> str:
+def store_digest(records: Iterable[Record]) -> str:
     """SHA-256 over the records' canonical JSON, in a fixed order: names the exact
     store a site was built from, independent of file names and formatting."""
     h = hashlib.sha256()
-    for text in sorted(canonical_json(r) for r in records):
+    for text in sorted(canonical_json(r.to_json()) for r in records):
         h.update(text.encode())
         h.update(b"\n")
     return h.hexdigest()
@@ -177,24 +150,24 @@ class Row:
     oracle: bool
     stale: str
     """Why this row is superseded (an older generator version), or empty."""
-    records: list[dict[str, Any]]
+    records: list[Record]
     """One record per seed (the newest), ordered by seed."""
     key: str
     stats: dict[str, Stat] = field(default_factory=dict)
 
     @property
-    def ok_records(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r.get("status") == "ok"]
+    def ok_records(self) -> list[Record]:
+        return [r for r in self.records if r.status is Status.OK]
 
     @property
     def seeds(self) -> list[int]:
-        return [r["spec"]["seed"] for r in self.records]
+        return [r.spec.seed for r in self.records]
 
     @property
     def status(self) -> str:
         """``ok`` (every seed ok), ``partial`` (some seeds failed or unsupported),
         ``failed`` or ``unsupported`` (no seed ok)."""
-        statuses = {r.get("status") for r in self.records}
+        statuses = {r.status.value for r in self.records}
         if statuses == {"ok"}:
             return "ok"
         if "ok" in statuses:
@@ -204,22 +177,21 @@ class Row:
     @property
     def problems(self) -> list[dict[str, Any]]:
         """The records that are not ok, with their seed, status, error and traceback."""
-        return [{"seed": r["spec"]["seed"], "status": r.get("status"), "error": str(r.get("error") or ""),
-                 "traceback": str(r.get("traceback") or "")} for r in self.records if r.get("status") != "ok"]
+        return [{"seed": r.spec.seed, "status": r.status.value, "error": str(r.error or ""),
+                 "traceback": str(r.traceback or "")} for r in self.records if r.status is not Status.OK]
 
     @property
     def wall_s(self) -> float:
         """Wall seconds spent on this row, all seeds (cell time plus the generator's fit)."""
         total = 0.0
         for r in self.records:
-            wall = (r.get("cost") or {}).get("wall_s") or {}
+            wall = r.cost.get("wall_s") or {}
             total += sum(float(wall.get(k) or 0.0) for k in ("cell_s", "fit_s") if _finite(wall.get(k)))
         return total
 
     @property
     def devices(self) -> str:
-        return ", ".join(sorted({str((r.get("cost") or {}).get("device") or r["spec"].get("device_type", "?"))
-                                 for r in self.records}))
+        return ", ".join(sorted({str(r.cost.get("device") or r.spec.device_type) for r in self.records}))
 
     @property
     def label(self) -> str:
@@ -294,7 +266,7 @@ class PluginInfo:
 
     def _get(self, kind: str, name: str) -> Any:
         if (kind, name) not in self._cache:
-            from synthbench.benchmark.registry import GENERATORS, PROTOCOLS
+            from synthbench.plugins import GENERATORS, PROTOCOLS
 
             registry = GENERATORS if kind == "generator" else PROTOCOLS
             try:
@@ -310,25 +282,24 @@ class PluginInfo:
         return self._get("protocol", name)
 
 
-def _newest(records: list[dict[str, Any]]) -> dict[str, Any]:
-    return max(records, key=lambda r: str((r.get("provenance") or {}).get("created") or ""))
+def _newest(records: list[Record]) -> Record:
+    return max(records, key=lambda r: str(r.provenance.get("created") or ""))
 
 
-def build_tables(records: list[dict[str, Any]], plugins: PluginInfo | None = None) -> list[Table]:
+def build_tables(records: list[Record], plugins: PluginInfo | None = None) -> list[Table]:
     """Group records into tables and rows, compute the cells, mark best and ties.
 
     Tables come out ordered by dataset, protocol, preset; superseded ones last."""
     plugins = plugins or PluginInfo()
     groups: dict[str, dict[str, Any]] = {}
     for rec in records:
-        spec = rec["spec"]
-        tkey = canonical_json([spec["dataset"], spec.get("dataset_digest"), spec["protocol"],
-                               spec.get("protocol_version"), (spec.get("preset") or {}).get("name"),
-                               spec.get("preset"), spec.get("protocol_options", {})])
-        rkey = canonical_json([spec["generator"], spec.get("generator_version"), spec.get("generator_options", {}),
-                               spec.get("generator_extra", {})])
+        spec = rec.spec
+        tkey = canonical_json([spec.dataset, spec.dataset_digest, spec.protocol, spec.protocol_version,
+                               spec.preset.get("name"), spec.preset, spec.protocol_options])
+        rkey = canonical_json([spec.generator, spec.generator_version, spec.generator_options,
+                               spec.generator_extra])
         group = groups.setdefault(tkey, {"spec": spec, "rows": {}})
-        group["rows"].setdefault(rkey, {}).setdefault(spec["seed"], []).append(rec)
+        group["rows"].setdefault(rkey, {}).setdefault(spec.seed, []).append(rec)
 
     tables = []
     for tkey, group in groups.items():
@@ -341,34 +312,34 @@ def build_tables(records: list[dict[str, Any]], plugins: PluginInfo | None = Non
     return tables
 
 
-def _make_row(rkey: str, by_seed: dict[int, dict[str, Any]], plugins: PluginInfo) -> Row:
-    records = [by_seed[s] for s in sorted(by_seed, key=lambda s: (str(type(s)), s))]
-    spec = records[0]["spec"]
-    name = str(spec["generator"])
-    options = dict(spec.get("generator_options") or {})
+def _make_row(rkey: str, by_seed: dict[int, Record], plugins: PluginInfo) -> Row:
+    records = [by_seed[s] for s in sorted(by_seed)]
+    spec = records[0].spec
+    name = spec.generator
+    options = dict(spec.generator_options)
     cls = plugins.generator(name)
     stale = ""
     if cls is not None:
         defaults = {k: _normalised(o.default) for k, o in getattr(cls, "options", {}).items()}
         shown = {k: v for k, v in options.items() if k not in defaults or _normalised(v) != defaults[k]}
         current = getattr(cls, "version", None)
-        if current is not None and spec.get("generator_version") not in (None, current):
-            stale = f"generator v{spec.get('generator_version')}; the installed {name} is v{current}"
+        if current is not None and spec.generator_version not in (None, current):
+            stale = f"generator v{spec.generator_version}; the installed {name} is v{current}"
     else:
         shown = options
     oracle = bool(getattr(cls, "oracle", False)) if cls is not None else name == "real"
-    return Row(generator=name, generator_version=spec.get("generator_version"), options=options,
+    return Row(generator=name, generator_version=spec.generator_version, options=options,
                options_label=_options_text(shown), oracle=oracle, stale=stale, records=records,
                key=slug(name, rkey))
 
 
-def _make_table(tkey: str, spec: dict[str, Any], rows: list[Row], plugins: PluginInfo) -> Table:
-    name = str(spec["protocol"])
-    options = dict(spec.get("protocol_options") or {})
+def _make_table(tkey: str, spec: CellSpec, rows: list[Row], plugins: PluginInfo) -> Table:
+    name = spec.protocol
+    options = dict(spec.protocol_options)
     metric_names: list[str] = []
     for row in rows:
         for rec in row.ok_records:
-            for m in rec.get("metrics") or {}:
+            for m in rec.metrics:
                 if m not in metric_names:
                     metric_names.append(m)
     cls = plugins.protocol(name)
@@ -383,8 +354,8 @@ def _make_table(tkey: str, spec: dict[str, Any], rows: list[Row], plugins: Plugi
         except Exception:  # options of another version: fall back to every metric
             columns = None
         current = getattr(cls, "version", None)
-        if current is not None and spec.get("protocol_version") not in (None, current):
-            stale = f"protocol v{spec.get('protocol_version')}; the installed {name} is v{current}"
+        if current is not None and spec.protocol_version not in (None, current):
+            stale = f"protocol v{spec.protocol_version}; the installed {name} is v{current}"
     ordered = _declared_order(metric_names, declared)
     cols = [c for c in (columns or []) if c in metric_names] or ordered
     if headline not in metric_names:
@@ -396,9 +367,9 @@ def _make_table(tkey: str, spec: dict[str, Any], rows: list[Row], plugins: Plugi
         _fill_stats(row, ordered)
     _mark(rows, ordered)
     rows.sort(key=lambda r: _row_order(r, headline))
-    return Table(dataset=str(spec["dataset"]), dataset_digest=str(spec.get("dataset_digest") or ""),
-                 protocol=name, protocol_version=spec.get("protocol_version"),
-                 preset=str((spec.get("preset") or {}).get("name", "?")), protocol_options=options,
+    return Table(dataset=spec.dataset, dataset_digest=spec.dataset_digest,
+                 protocol=name, protocol_version=spec.protocol_version,
+                 preset=str(spec.preset.get("name", "?")), protocol_options=options,
                  columns=cols, all_metrics=ordered, headline=headline, description=description, source=source,
                  stale=stale, rows=rows, key=tkey)
 
@@ -406,20 +377,18 @@ def _make_table(tkey: str, spec: dict[str, Any], rows: list[Row], plugins: Plugi
 def _declared_order(names: list[str], declared: list[str]) -> list[str]:
     """Metric names in the protocol's declared order; a declared ``top1_t{t}``
     template matches ``top1_t0``, ``top1_t30``...; the rest sorted after."""
-    def rank(name: str) -> tuple[int, str, float]:
+    def rank(name: str) -> tuple[int, str, tuple[Any, ...]]:
         for i, pattern in enumerate(declared):
-            regex = "^" + re.sub(r"\\\{[a-z_]+\\\}", r"(-?[0-9.]+)", re.escape(pattern)) + "$"
-            m = re.match(regex, name)
-            if m:
-                num = float(m.group(1)) if m.groups() else 0.0
-                return i, "", num
-        return len(declared), name, 0.0
+            values = match(pattern, name)
+            if values is not None:
+                return i, "", tuple((0, v, "") if isinstance(v, float) else (1, 0.0, v) for v in values)
+        return len(declared), name, ()
     return sorted(names, key=rank)
 
 
 def _fill_stats(row: Row, metric_names: list[str]) -> None:
     for name in metric_names:
-        entries = [r["metrics"][name] for r in row.ok_records if isinstance((r.get("metrics") or {}).get(name), dict)]
+        entries = [r.metrics[name] for r in row.ok_records if name in r.metrics]
         if not entries:
             continue
         mean, half = mean_interval([e.get("value") for e in entries], entries[0].get("stderr"))

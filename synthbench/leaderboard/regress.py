@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from synthbench.benchmark.store import canonical_json
+from synthbench.benchmark.cache import canonical_json
 from synthbench.errors import UserError
 
 SUITE_KEYS = {"name", "description", "dataset", "preset", "seeds", "device", "threads", "generators", "protocols",
@@ -199,39 +199,26 @@ def compute(suite: Suite, results: str | Path | None = None) -> dict[str, Any]:
     """Run the suite's grid and return it in the baseline's form (nothing compared yet)."""
     import torch
 
-    from synthbench.benchmark.datasets import load_dataset
-    from synthbench.benchmark.options import resolve_options
-    from synthbench.benchmark.presets import get_preset
     from synthbench.benchmark.provenance import device_name
-    from synthbench.benchmark.registry import GENERATORS, PROTOCOLS
-    from synthbench.benchmark.runner import PluginChoice, resolve_device, run_grid
+    from synthbench.benchmark.runner import make_grid, run_grid
     from synthbench.benchmark.store import ResultStore
 
-    where = f"in suite {suite.path}"
-    preset = get_preset(suite.preset)
-    gens = [PluginChoice(name, resolve_options(GENERATORS.get(name).options, opts, f"generator {name} {where}"))
-            for name, opts in suite.generators.items()]
-    protos = [PluginChoice(name, resolve_options(PROTOCOLS.get(name).options, opts, f"protocol {name} {where}"))
-              for name, opts in suite.protocols.items()]
-    device = resolve_device(suite.device)
+    grid = make_grid(suite.generators, suite.protocols, suite.dataset, suite.preset, suite.seeds, suite.device,
+                     with_real=False, where=f"in suite {suite.path}")
     threads_before = torch.get_num_threads()
     if suite.threads:
         torch.set_num_threads(suite.threads)
     threads_used = torch.get_num_threads()
-    dataset = load_dataset(suite.dataset).capped(preset.max_train_per_class)
     cells: dict[str, Any] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="synthbench-regress-") as tmp:
-            store = ResultStore(results if results else tmp)
-            for proto in protos:
-                for outcome in run_grid(dataset, gens, proto, preset, list(suite.seeds), device, store):
-                    rec = outcome.record or {}
-                    spec = outcome.spec
-                    cells[cell_key(spec["generator"], spec["protocol"], spec["seed"])] = {
-                        "status": rec.get("status", "missing"),
-                        "error": rec.get("error"),
-                        "metrics": {name: m.get("value") for name, m in sorted((rec.get("metrics") or {}).items())},
-                    }
+            for outcome in run_grid(grid, ResultStore(results if results else tmp)):
+                rec, spec = outcome.record, outcome.spec
+                cells[cell_key(spec.generator, spec.protocol, spec.seed)] = {
+                    "status": rec.status.value if rec else "missing",
+                    "error": rec.error if rec else None,
+                    "metrics": {name: m.get("value") for name, m in sorted((rec.metrics if rec else {}).items())},
+                }
     finally:
         torch.set_num_threads(threads_before)
     return {
@@ -239,12 +226,12 @@ def compute(suite: Suite, results: str | Path | None = None) -> dict[str, Any]:
         "suite": suite.name,
         "suite_digest": suite.digest,
         "dataset": suite.dataset,
-        "dataset_digest": dataset.digest,
+        "dataset_digest": grid.dataset.digest,
         "preset": suite.preset,
-        "plugins": {**{f"generator:{g.name}": GENERATORS.get(g.name).version for g in gens},
-                    **{f"protocol:{p.name}": PROTOCOLS.get(p.name).version for p in protos}},
+        "plugins": {**{f"generator:{g.name}": g.cls.version for g in grid.generators},
+                    **{f"protocol:{p.name}": p.cls.version for p in grid.protocols}},
         "environment": {"synthbench": _version(), "torch": torch.__version__, "threads": threads_used,
-                        "device": device_name(device)},
+                        "device": device_name(grid.device)},
         "cells": cells,
     }
 

@@ -108,12 +108,12 @@ def _build_date() -> datetime:
 
 
 def _details(row: Row) -> list[dict[str, Any]]:
-    return [r.get("details") or {} for r in row.ok_records]
+    return [r.details for r in row.ok_records]
 
 
 def _seeds_text(row: Row, how: str) -> str:
     """``mean over seeds 0, 1, 2`` / ``summed over ...`` / ``seed 0``: what a figure shows."""
-    seeds = [r["spec"]["seed"] for r in row.ok_records]
+    seeds = [r.spec.seed for r in row.ok_records]
     if how != "first" and len(seeds) > 1:
         return f"{how} over seeds {', '.join(map(str, seeds))}"
     return f"seed {seeds[0]}" if seeds else ""

@@ -1,5 +1,6 @@
 """The protocol interface: a dataset, a fitted generator, a preset and a seed in;
-metrics (with their uncertainty and direction) and plot-ready details out."""
+metrics (with their uncertainty and direction) and plot-ready details out.
+Plugin authors import it from :mod:`synthbench.api`."""
 
 from __future__ import annotations
 
@@ -7,15 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from synthbench.benchmark.context import CellContext
-from synthbench.benchmark.options import Option
-from synthbench.benchmark.store import metric
+from synthbench.benchmark.metrics import declared_key, metric
+from synthbench.benchmark.options import Configurable
 from synthbench.benchmark.trainer import Evaluation
+from synthbench.errors import Unsupported
 
-
-class Unsupported(Exception):
-    """Raised by ``run`` when the generator cannot take part in the protocol (e.g.
-    ``recon`` on a generator that cannot reconstruct). The cell is recorded with
-    status ``unsupported`` and the reason, which counts as finished."""
+__all__ = ["Protocol", "ProtocolResult", "Unsupported"]  # Unsupported: re-exported for one version (errors.py)
 
 
 @dataclass
@@ -26,20 +24,22 @@ class ProtocolResult:
     """Plot-ready data: per-class accuracy, confusion matrix, curves."""
 
 
-class Protocol:
+class Protocol(Configurable):
     name: ClassVar[str] = "?"
     version: ClassVar[int] = 1
     """Bump whenever the protocol's numbers change for the same inputs."""
     description: ClassVar[str] = ""
     source: ClassVar[str] = ""
-    options: ClassVar[dict[str, Option]] = {}
     metrics: ClassVar[dict[str, bool]] = {}
-    """Every metric the protocol reports -> higher is better?"""
+    """Every metric the protocol may report -> higher is better? A name that
+    depends on options is a template (``top1_x{m}``, see ``benchmark/metrics.py``)."""
     headline: ClassVar[str] = "top1"
-    """The metric the summary table and leaderboard lead with."""
+    """The metric the summary table and leaderboard lead with (declared above)."""
 
-    def __init__(self, **options: Any):
-        self.opts = dict(options)
+    @classmethod
+    def declared(cls, name: str) -> str | None:
+        """The declared metric or template ``name`` is an instance of, or None."""
+        return declared_key(cls.metrics, name)
 
     def unsupported_reason(self, generator: Any) -> str | None:
         """Why ``generator`` (not yet fitted) cannot take part, or None. Asked

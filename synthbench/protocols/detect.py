@@ -38,7 +38,7 @@ from synthbench.benchmark.classifiers import to_input
 from synthbench.benchmark.context import CellContext
 from synthbench.benchmark.presets import Preset
 from synthbench.benchmark.seeding import derive_seed, numpy_rng
-from synthbench.benchmark.store import metric
+from synthbench.benchmark.metrics import metric
 from synthbench.benchmark.trainer import predict_logits, train_classifier
 from synthbench.protocols.base import Protocol, ProtocolResult
 

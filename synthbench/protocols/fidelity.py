@@ -72,7 +72,6 @@ unconditional generator.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 from typing import Any, Callable
@@ -81,18 +80,17 @@ import numpy as np
 import torch
 
 from synthbench.benchmark.analysis import PCA_POINTS, pca_2d, penultimate_features, rounded
-from synthbench.benchmark.atomic import atomic_save_npz
+from synthbench.benchmark.cache import NPZ, DiskCache, file_digest, state_digest
 from synthbench.benchmark.context import CellContext
 from synthbench.benchmark.datasets import Split
 from synthbench.benchmark.feature_metrics import (
-    HIGHER_IS_BETTER, INCEPTION_FILE, KID_SUBSETS, METRIC_NAMES, classifier_features, feature_metrics, file_digest,
-    find_inception_weights, inception_features, per_class_metrics, state_digest,
+    HIGHER_IS_BETTER, INCEPTION_FILE, KID_SUBSETS, METRIC_NAMES, classifier_features, feature_metrics,
+    find_inception_weights, inception_features, per_class_metrics,
 )
 from synthbench.benchmark.options import Option
 from synthbench.benchmark.progress import say
 from synthbench.benchmark.seeding import derive_seed
-from synthbench.benchmark.store import metric
-from synthbench.errors import corrupt_cache
+from synthbench.benchmark.metrics import metric
 from synthbench.protocols.base import Protocol, ProtocolResult
 
 
@@ -130,21 +128,19 @@ class FidelityProtocol(Protocol):
                        extract: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """The real split's features, cached once per (dataset digest, split,
         feature space, extractor identity) under ``cache_dir/features``."""
-        key = hashlib.sha256(f"{ctx.dataset.digest}|{split_name}|{space}|{identity}".encode()).hexdigest()[:24]
-        path = Path(ctx.cache_dir) / "features" / f"{ctx.dataset.name}-{split_name}-{space}-{key}.npz"
-        if path.exists():
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    feats = z["features"]
-                if feats.ndim != 2 or feats.shape[0] != len(split):
-                    raise ValueError(f"expected {len(split)} feature rows, found shape {feats.shape}")
-                return torch.from_numpy(feats)
-            except Exception as exc:
-                raise corrupt_cache("features", path, exc) from None
-        with ctx.phase("features_s"):
-            feats = extract(split.images)
-        atomic_save_npz(path, features=feats.numpy().astype(np.float32))
-        return feats
+        def build(content: dict[str, np.ndarray]) -> torch.Tensor:
+            feats = content["features"]
+            if feats.ndim != 2 or feats.shape[0] != len(split):
+                raise ValueError(f"expected {len(split)} feature rows, found shape {feats.shape}")
+            return torch.from_numpy(feats)
+
+        def compute() -> dict[str, np.ndarray]:
+            with ctx.phase("features_s"):
+                return {"features": extract(split.images).numpy().astype(np.float32)}
+
+        return DiskCache(ctx.cache_dir).load_or_compute(
+            "features", f"{ctx.dataset.name}-{split_name}-{space}", (ctx.dataset.digest, split_name, space, identity),
+            NPZ, "features", compute, build)
 
     def _space(self, ctx: CellContext, space: str, identity: str, extract: Callable[[torch.Tensor], torch.Tensor],
                synth: Split, prefix: str, metrics: dict, details: dict) -> None:

@@ -18,7 +18,7 @@ preset's recipe and tested on the real (balanced) test split:
 The conditional generator is the cell's, fitted on the full train split as in
 seed 003 (option ``fit_on=longtail`` fits it on the long-tailed split instead,
 the harder, realistic setting). The control's unconditional generator is the
-same adapter with ``conditional=False`` when it has that option (``edm``);
+same adapter made unconditional when it declares how (``Generator.unconditional_options``: ``edm``, ``ddpm``);
 otherwise it is the adapter sampled with uniformly random class labels and then
 pseudo-labelled, which ``details.control_generator`` says.
 """
@@ -31,7 +31,7 @@ from synthbench.benchmark.context import CellContext
 from synthbench.benchmark.datasets import Split
 from synthbench.benchmark.options import Option, parse_int_list
 from synthbench.benchmark.seeding import derive_seed, torch_generator
-from synthbench.benchmark.store import metric
+from synthbench.benchmark.metrics import metric
 from synthbench.protocols.base import Protocol, ProtocolResult
 
 ARMS = ("lt", "balanced", "targeted", "control")
@@ -129,11 +129,13 @@ class LongTailProtocol(Protocol):
         generator = ctx.generator
         if n == 0:
             return Split(ctx.dataset.train.images[:0], ctx.dataset.train.labels[:0]), "none"
-        if "conditional" in generator.options:
-            uncond = ctx.fit_generator(ctx.dataset.train, conditional=False)
+        overrides = generator.unconditional_options()
+        if overrides is not None:
+            uncond = ctx.fit_generator(ctx.dataset.train, **overrides)
             placeholder = torch.zeros(n, dtype=torch.long)  # ignored by an unconditional model
+            made = ", ".join(f"{k}={v}" for k, v in overrides.items())
             return ctx.synthetic(n, generator=uncond, like=Split(ctx.dataset.train.images[:0], placeholder)), \
-                f"{generator.name} with conditional=False, pseudo-labelled"
+                f"{generator.name} with {made}, pseudo-labelled"
         g = torch_generator(derive_seed("longtail-control", ctx.seed))
         random_labels = torch.randint(ctx.dataset.num_classes, (n,), generator=g)
         drawn = ctx.synthetic(n, like=Split(ctx.dataset.train.images[:0], random_labels))

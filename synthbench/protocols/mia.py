@@ -37,7 +37,7 @@ from synthbench.benchmark.datasets import Split
 from synthbench.benchmark.lira import lira_scores, logit_confidence, paired_halves, roc_summary
 from synthbench.benchmark.options import Option
 from synthbench.benchmark.seeding import derive_seed, numpy_rng
-from synthbench.benchmark.store import metric
+from synthbench.benchmark.metrics import metric
 from synthbench.benchmark.trainer import predict_logits
 from synthbench.protocols.base import Protocol, ProtocolResult
 

@@ -28,19 +28,16 @@ replace arm, which is the reference classifier itself, costs nothing.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from synthbench.benchmark.atomic import atomic_write_json
 from synthbench.benchmark.context import CellContext
 from synthbench.benchmark.corruptions import CORRUPTIONS, SEVERITIES, corrupt
-from synthbench.benchmark.feature_metrics import state_digest
+from synthbench.benchmark.cache import JSON, DiskCache, digest, state_digest
 from synthbench.benchmark.options import Option
-from synthbench.benchmark.store import metric
+from synthbench.benchmark.metrics import metric
 from synthbench.benchmark.trainer import predict_logits
 from synthbench.errors import UserError
 from synthbench.protocols.augment import augmented_train_set
@@ -87,11 +84,7 @@ def suite_key(test) -> str:
     corruption list and severities, and Pillow's version (JPEG's codec)."""
     import PIL
 
-    h = hashlib.sha256()
-    h.update(test.images.numpy().tobytes())
-    h.update(test.labels.numpy().tobytes())
-    h.update(json.dumps([list(CORRUPTIONS), list(SEVERITIES), PIL.__version__]).encode())
-    return h.hexdigest()[:16]
+    return digest(test.images, test.labels, [list(CORRUPTIONS), list(SEVERITIES), PIL.__version__])
 
 
 class OODProtocol(Protocol):
@@ -137,22 +130,18 @@ class OODProtocol(Protocol):
         def suite_scores(model) -> dict:
             """Clean and per-corruption accuracies, from the cache when this
             classifier met this suite before."""
+            def compute() -> dict:
+                if not shifted:
+                    with ctx.phase("corrupt_s"):
+                        shifted.update({(k, s): corrupt(test.images, k, s) for k in CORRUPTIONS for s in SEVERITIES})
+                return {"clean": accuracy(model, test.images, test.labels),
+                        "per_type": {kind: [accuracy(model, shifted[(kind, s)], test.labels) for s in SEVERITIES]
+                                     for kind in CORRUPTIONS}}
+
             # the device is in the key too: on CUDA, evaluation runs in bfloat16
-            name = f"{state_digest(model)[:24]}-{suite}-{ctx.device.type}.json"
-            path = Path(ctx.cache_dir) / "ood" / name
-            if path.exists():
-                try:
-                    return json.loads(path.read_text())
-                except (OSError, ValueError):
-                    pass  # unreadable: recompute and overwrite
-            if not shifted:
-                with ctx.phase("corrupt_s"):
-                    shifted.update({(k, s): corrupt(test.images, k, s) for k in CORRUPTIONS for s in SEVERITIES})
-            scores = {"clean": accuracy(model, test.images, test.labels),
-                      "per_type": {kind: [accuracy(model, shifted[(kind, s)], test.labels) for s in SEVERITIES]
-                                   for kind in CORRUPTIONS}}
-            atomic_write_json(path, scores)
-            return scores
+            identity = (state_digest(model), suite, ctx.device.type)
+            return DiskCache(ctx.cache_dir).load_or_compute("ood", "suite-accuracy", identity, JSON,
+                                                            "corruption-suite accuracies", compute)
 
         scores = {arm: suite_scores(m) for arm, m in models.items()}
         per_type = {arm: scores[arm]["per_type"] for arm in ARMS}

@@ -37,22 +37,21 @@ A generator that cannot reconstruct gets an ``unsupported`` record.
 
 from __future__ import annotations
 
-import hashlib
 
 import numpy as np
 import torch
 
 from synthbench.benchmark.analysis import PCA_POINTS, output_entropy, pca_2d, penultimate_features, rounded
-from synthbench.benchmark.atomic import atomic_save_npz
+from synthbench.benchmark.cache import NPZ, DiskCache
 from synthbench.benchmark.context import CellContext
 from synthbench.benchmark.datasets import Split, stratified_split
 from synthbench.benchmark.feature_metrics import classifier_features, feature_metrics
 from synthbench.benchmark.gradcam import gradcam_details
 from synthbench.benchmark.options import Option, parse_int_list
 from synthbench.benchmark.seeding import derive_seed
-from synthbench.benchmark.store import metric
-from synthbench.errors import corrupt_cache
-from synthbench.protocols.base import Protocol, ProtocolResult, Unsupported
+from synthbench.benchmark.metrics import metric
+from synthbench.errors import Unsupported
+from synthbench.protocols.base import Protocol, ProtocolResult
 
 
 def _valid_steps(v: tuple[int, ...]) -> bool:
@@ -124,22 +123,17 @@ class ReconProtocol(Protocol):
             split = split.subset(index)
         if t_re == 0:
             return split.images
-        h = hashlib.sha256(f"{gen.fingerprint()}|{t_re}|{self.opts['recon_seed']}|".encode())
-        h.update(split.images.numpy().tobytes())
-        if index is not None:  # full splits keep v2's cache key
-            h.update(np.asarray(positions, dtype=np.int64).tobytes())
-        path = ctx.cache_dir / "recon" / f"{gen.name}-{tag}-t{t_re}-{h.hexdigest()[:20]}.npz"
-        if path.exists():
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    return torch.from_numpy(z["images"])
-            except Exception as exc:
-                raise corrupt_cache("reconstructions", path, exc) from None
         seeds = [derive_seed("recon", self.opts["recon_seed"], tag, i) for i in positions]
-        with ctx.phase("reconstruct_s"):
-            out = gen.reconstruct(split.images, split.labels, t_re, seeds)
-        atomic_save_npz(path, images=out.numpy())
-        return out
+
+        def compute() -> dict[str, np.ndarray]:
+            with ctx.phase("reconstruct_s"):
+                return {"images": gen.reconstruct(split.images, split.labels, t_re, seeds).numpy()}
+
+        identity = (gen.fingerprint(), t_re, self.opts["recon_seed"], split.images,
+                    np.asarray(positions, dtype=np.int64))
+        return DiskCache(ctx.cache_dir).load_or_compute("recon", f"{gen.name}-{tag}-t{t_re}", identity, NPZ,
+                                                        "reconstructions", compute,
+                                                        lambda z: torch.from_numpy(z["images"]))
 
     def run(self, ctx: CellContext) -> ProtocolResult:
         gen = ctx.generator

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from synthbench.benchmark.context import CellContext
 from synthbench.benchmark.options import Option, parse_int_list
-from synthbench.benchmark.store import metric
+from synthbench.benchmark.metrics import metric
 from synthbench.protocols.base import Protocol, ProtocolResult
 
 

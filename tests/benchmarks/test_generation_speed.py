@@ -12,7 +12,8 @@ import torch
 
 from synthbench.benchmark.presets import PRESETS
 from synthbench.benchmark.trainer import train_classifier
-from synthbench.generators.edm import EDMDenoiser, EDMGenerator, build_unet
+from synthbench.generators.diffusion import EDMDenoiser, build_unet
+from synthbench.generators.edm import EDMGenerator
 
 
 def _untrained_edm(shape=(1, 8, 8), preset="fast") -> EDMGenerator:

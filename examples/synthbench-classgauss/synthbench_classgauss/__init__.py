@@ -15,12 +15,11 @@ rounded to uint8.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
-from synthbench.benchmark.options import Option
-from synthbench.generators.base import FitContext, Generator
+from synthbench.api import FitContext, Generator, Option
 
 __all__ = ["ClassGaussianGenerator"]
 
@@ -31,14 +30,14 @@ class ClassGaussianGenerator(Generator):
     needs = "nothing (fits in a second on a CPU)"
     description = "example plugin: a class-conditional Gaussian over each class's top principal components"
     options = {
-        "components": Option("components", 16, "Principal components kept per class.", int,
-                             check=lambda v: v >= 1, check_help="must be >= 1"),
+        "components": Option.positive_int("components", "Principal components kept per class.", default=16),
         "temperature": Option("temperature", 1.0, "Scale of the sampled deviations (1 = the data's).", float,
                               check=lambda v: v >= 0, check_help="must be >= 0"),
     }
 
-    def fit(self, ctx: FitContext) -> None:
-        super().fit(ctx)
+    def fit(self, ctx: FitContext) -> dict[str, Any]:
+        """Per-class means and principal axes; returns the fit's identity (what,
+        beyond name, version and options, determines the samples)."""
         self.image_shape = ctx.image_shape
         x = ctx.train.images.flatten(1).double() / 255.0
         self.means, self.axes, self.scales = [], [], []
@@ -50,7 +49,7 @@ class ClassGaussianGenerator(Generator):
             self.means.append(mu)
             self.axes.append(vt[:k].T)                                   # [D, k]
             self.scales.append(s[:k] / max(1, len(xc) - 1) ** 0.5)       # std along each axis
-        self._fit_identity = {"dataset_digest": ctx.dataset_digest}
+        return {"dataset_digest": ctx.dataset_digest}
 
     def sample(self, labels: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
         out = []

@@ -1,0 +1,196 @@
+"""Digests and the one content-keyed disk cache every kept artefact goes through.
+
+Trained weights (in-suite generators, fine-tunings), classifiers, real-split
+features, reconstructions and corruption-suite accuracies are all cached the
+same way: ``CACHE/<folder>/<prefix>-<key>.<suffix>``, where ``key`` is the first
+:data:`KEY_CHARS` hex characters of :func:`digest` over an *identity* (everything
+that determines the file's content: data digests, recipe, seeds, versions,
+``provenance.compute_tag``). A hit loads the file; a miss computes it and
+writes it atomically (``atomic.py``), so a killed run leaves no half file.
+
+Policy for a cached file that exists but cannot be read (truncated, edited,
+written by an incompatible version): the run stops with one paragraph naming the
+file and saying to delete it (:func:`synthbench.errors.corrupt_cache`), never a
+silent recompute. A bad file means a failing disk, a copy gone wrong or someone
+else's hand in the cache; recomputing over it would hide that, and could cost
+hours (an EDM fit, a fashion-mnist reconstruction sweep) without the user
+knowing why. Deleting the one file is the recovery, and finished records are
+never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from synthbench.errors import corrupt_cache
+
+KEY_CHARS = 24
+"""Hex characters of a cache key (96 bits: no collision among any store's files)."""
+
+T = TypeVar("T")
+
+
+def canonical_json(obj: Any) -> str:
+    """Sorted keys, no spaces, ``str`` for anything else: the text every digest of
+    a mapping (cell specs, identities) is taken over."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _scalar_or_str(obj: Any) -> Any:
+    if hasattr(obj, "detach") or hasattr(obj, "tobytes"):
+        raise TypeError("pass tensors and arrays to digest() as parts of their own, not inside a mapping "
+                        "(their repr elides values)")
+    return str(obj)
+
+
+def _bytes(part: Any) -> bytes:
+    if isinstance(part, bytes):
+        return part
+    if isinstance(part, str):
+        return part.encode()
+    if hasattr(part, "detach"):  # a torch tensor: its values, not its repr
+        return part.detach().cpu().contiguous().numpy().tobytes()
+    if hasattr(part, "tobytes"):  # a numpy array
+        return part.tobytes()
+    return json.dumps(part, sort_keys=True, separators=(",", ":"), default=_scalar_or_str).encode()
+
+
+def digest(*parts: Any) -> str:
+    """SHA-256 (hex) over ``parts`` in order: bytes as they are, strings as UTF-8,
+    tensors and arrays by their values, anything else as canonical JSON. Parts are
+    length-prefixed, so ``("ab", "c")`` and ``("a", "bc")`` differ."""
+    h = hashlib.sha256()
+    for part in parts:
+        blob = _bytes(part)
+        h.update(len(blob).to_bytes(8, "little"))
+        h.update(blob)
+    return h.hexdigest()
+
+
+def state_digest(model: Any) -> str:
+    """SHA-256 (hex) of a network's weights, by parameter name: names a trained
+    classifier in the identity of what was computed from it."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks (weights files, pickles)."""
+    h = hashlib.sha256()
+    with Path(path).expanduser().open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cache_key(identity: Any) -> str:
+    """The key of a cached file: the first :data:`KEY_CHARS` hex characters of its
+    identity's digest (a tuple identity is digested part by part, so tensors may
+    be parts of it). Identities of derived files (a fine-tuning of cached base
+    weights) name their parent by this key."""
+    parts = identity if isinstance(identity, tuple) else (identity,)
+    return digest(*parts)[:KEY_CHARS]
+
+
+@dataclass(frozen=True)
+class Format:
+    """How one kind of cached file is written and read."""
+
+    suffix: str
+    save: Callable[[Path, Any], Any]
+    load: Callable[[Path], Any]
+
+
+def _torch_load(path: Path) -> Any:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)  # tensors only: never runs code
+
+
+def _torch_save(path: Path, obj: Any) -> None:
+    from synthbench.benchmark.atomic import atomic_torch_save
+
+    atomic_torch_save(path, obj)
+
+
+def _npz_load(path: Path) -> dict[str, Any]:
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as z:
+        return {name: z[name] for name in z.files}
+
+
+def _npz_save(path: Path, arrays: dict[str, Any]) -> None:
+    from synthbench.benchmark.atomic import atomic_save_npz
+
+    atomic_save_npz(path, **arrays)
+
+
+def _json_save(path: Path, obj: Any) -> None:
+    from synthbench.benchmark.atomic import atomic_write_json
+
+    atomic_write_json(path, obj)
+
+
+def _safetensors_load(path: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def _safetensors_save(path: Path, tensors: dict[str, Any]) -> None:
+    from safetensors.torch import save
+
+    from synthbench.benchmark.atomic import atomic_write
+
+    blob = save({k: v.contiguous() for k, v in tensors.items()})
+    atomic_write(path, lambda fh: fh.write(blob))
+
+
+TORCH = Format(".pt", _torch_save, _torch_load)
+"""A dict of tensors (state dicts), read with ``weights_only=True``."""
+NPZ = Format(".npz", _npz_save, _npz_load)
+"""A dict of numpy arrays, read with ``allow_pickle=False``."""
+JSON = Format(".json", _json_save, lambda path: json.loads(path.read_text()))
+SAFETENSORS = Format(".safetensors", _safetensors_save, _safetensors_load)
+
+
+class DiskCache:
+    """The cache folder of one result store (``RESULTS/cache``)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def path(self, folder: str, prefix: str, identity: Any, fmt: Format) -> Path:
+        """Where the file for ``identity`` lives (whether or not it exists yet)."""
+        return self.root / folder / f"{prefix}-{cache_key(identity)}{fmt.suffix}"
+
+    @staticmethod
+    def read(path: Path, fmt: Format, what: str, build: Callable[[Any], T] | None = None) -> T:
+        """``build(fmt.load(path))`` (or the raw content); any failure, in reading or
+        in building from it, is the cache's one error (see the module docstring)."""
+        try:
+            content = fmt.load(path)
+            return build(content) if build is not None else content
+        except Exception as exc:
+            raise corrupt_cache(what, path, exc) from None
+
+    def load_or_compute(self, folder: str, prefix: str, identity: Any, fmt: Format, what: str,
+                        compute: Callable[[], Any], build: Callable[[Any], T] | None = None) -> T:
+        """The cached value for ``identity``: read and ``build`` it when the file
+        exists; otherwise ``compute()`` the content, save it, and ``build`` that.
+        ``build`` turns stored content (a state dict, arrays) into what the caller
+        uses (a network); it also checks the content, raising on a mismatch."""
+        path = self.path(folder, prefix, identity, fmt)
+        if path.exists():
+            return self.read(path, fmt, what, build)
+        content = compute()
+        fmt.save(path, content)
+        return build(content) if build is not None else content

@@ -1,0 +1,213 @@
+"""The cell, typed: the grid it comes from, its spec (whose digest is its key) and
+its record. Every reader and writer of records goes through here, so the store,
+the CLI's table, ``regress`` and the leaderboard share one shape and one
+validation policy (:meth:`Record.from_json`).
+
+A cell is generator x options x protocol x dataset x preset x seed. Its spec
+holds everything that determines its numbers; ``cell_hash`` is the SHA-256 of the
+spec's canonical JSON, and a finished record with that hash is a cache hit. The
+spec's JSON is the record format's: changing a field's name or value changes
+every key, so :meth:`CellSpec.to_json` must stay byte-identical across releases
+(``tests/test_store.py`` recomputes the key of every committed record).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Iterator, Mapping, Sequence
+
+import torch
+
+import synthbench
+from synthbench.benchmark.cache import canonical_json
+from synthbench.benchmark.datasets import Dataset
+from synthbench.benchmark.options import resolve_options
+from synthbench.benchmark.presets import Preset
+
+SCHEMA_VERSION = 1
+
+
+class Status(str, Enum):
+    """A record's outcome. ``ok`` and ``unsupported`` are finished (cache hits);
+    a ``failed`` cell is computed again on the next run."""
+
+    OK = "ok"
+    FAILED = "failed"
+    UNSUPPORTED = "unsupported"
+
+    @property
+    def finished(self) -> bool:
+        return self is not Status.FAILED
+
+
+def cell_hash(spec_json: Mapping[str, Any]) -> str:
+    """The key of a cell: SHA-256 of its spec's canonical JSON."""
+    return hashlib.sha256(canonical_json(spec_json).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PluginChoice:
+    """A plugin looked up once: its name, class and resolved options."""
+
+    name: str
+    cls: Any = field(repr=False, compare=False)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def resolve(cls, registry: Any, name: str, given: Mapping[str, Any] | None = None,
+                where: str = "") -> "PluginChoice":
+        """Look ``name`` up in ``registry`` and check ``given`` against its options."""
+        plugin = registry.get(name)
+        owner = f"{registry.kind} {plugin.name}" + (f" {where}" if where else "")
+        return cls(plugin.name, plugin, resolve_options(plugin.options, dict(given or {}), owner))
+
+    def instance(self) -> Any:
+        return self.cls(**self.options)
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """Everything that determines a cell's numbers (the record's ``spec``)."""
+
+    schema_version: int
+    synthbench_version: str
+    dataset: str
+    dataset_digest: str
+    generator: str
+    generator_version: int
+    generator_options: dict[str, Any]
+    generator_extra: dict[str, Any]
+    protocol: str
+    protocol_version: int
+    protocol_options: dict[str, Any]
+    preset: dict[str, Any]
+    seed: int
+    device_type: str
+
+    @classmethod
+    def of(cls, dataset: Dataset, generator: PluginChoice, protocol: PluginChoice, preset: Preset, seed: int,
+           device: torch.device) -> "CellSpec":
+        return cls(
+            schema_version=SCHEMA_VERSION, synthbench_version=synthbench.__version__, dataset=dataset.name,
+            dataset_digest=dataset.digest, generator=generator.name, generator_version=generator.cls.version,
+            generator_options=generator.options, generator_extra=generator.cls.spec_extras(generator.options),
+            protocol=protocol.name, protocol_version=protocol.cls.version, protocol_options=protocol.options,
+            preset=preset.as_dict(), seed=int(seed), device_type=device.type,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    @classmethod
+    def from_json(cls, data: Any) -> "CellSpec":
+        """The spec of a stored record; ``ValueError`` says what is wrong."""
+        if not isinstance(data, dict):
+            raise ValueError("no spec mapping")
+        missing = [name for name in cls.__dataclass_fields__ if name not in data]
+        if missing:
+            raise ValueError(f"spec has no {', '.join(map(repr, missing))}")
+        extra = sorted(set(data) - set(cls.__dataclass_fields__))
+        if extra:
+            raise ValueError(f"spec has unknown fields {', '.join(map(repr, extra))}")
+        for name in ("dataset", "generator", "protocol"):
+            if not isinstance(data[name], str):
+                raise ValueError(f"spec {name} is not a name")
+        if not isinstance(data["seed"], int) or isinstance(data["seed"], bool):
+            raise ValueError("spec seed is not an integer")
+        return cls(**data)
+
+    @property
+    def key(self) -> str:
+        return cell_hash(self.to_json())
+
+
+@dataclass(frozen=True)
+class Record:
+    """One cell's result as stored (the README's "Result records")."""
+
+    spec: CellSpec
+    status: Status
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """``{name: {value, stderr, n, higher_is_better}}`` (``metrics.metric``)."""
+    details: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    traceback: str | None = None
+    cost: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cell_hash(self) -> str:
+        return self.spec.key
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"schema_version": SCHEMA_VERSION, "cell_hash": self.cell_hash, "spec": self.spec.to_json(),
+               "status": self.status.value, "error": self.error, "metrics": self.metrics, "details": self.details,
+               "cost": self.cost, "provenance": self.provenance}
+        if self.traceback is not None:
+            out["traceback"] = self.traceback
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> "Record":
+        """A stored record, checked: the one policy of the store and the
+        leaderboard. ``ValueError`` says what is wrong."""
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        spec = CellSpec.from_json(data.get("spec"))
+        try:
+            status = Status(data.get("status"))
+        except ValueError:
+            raise ValueError(f"status {data.get('status')!r} is not ok, failed or unsupported") from None
+        if data.get("cell_hash") != spec.key:
+            raise ValueError("its cell_hash does not match its spec (the spec was edited, or the hash)")
+        metrics = data.get("metrics") or {}
+        if not isinstance(metrics, dict) or not all(isinstance(m, dict) and "value" in m for m in metrics.values()):
+            raise ValueError("metrics is not a mapping of {value, stderr, n, higher_is_better}")
+        for name in ("details", "cost", "provenance"):
+            if not isinstance(data.get(name) or {}, dict):
+                raise ValueError(f"{name} is not a mapping")
+        return cls(spec=spec, status=status, metrics=metrics, details=data.get("details") or {},
+                   error=data.get("error"), traceback=data.get("traceback"), cost=data.get("cost") or {},
+                   provenance=data.get("provenance") or {})
+
+    def value(self, name: str) -> float | None:
+        entry = self.metrics.get(name)
+        return None if entry is None else entry.get("value")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A run grid resolved once: the dataset loaded, every plugin looked up and
+    its options checked, before anything is computed."""
+
+    dataset: Dataset
+    generators: tuple[PluginChoice, ...]
+    protocols: tuple[PluginChoice, ...]
+    preset: Preset
+    seeds: tuple[int, ...]
+    device: torch.device
+
+    def specs(self, protocol: PluginChoice) -> Iterator[tuple[PluginChoice, CellSpec]]:
+        """The cells of one protocol, generator by generator, seed by seed."""
+        for gen in self.generators:
+            for seed in self.seeds:
+                yield gen, CellSpec.of(self.dataset, gen, protocol, self.preset, seed, self.device)
+
+
+@dataclass
+class CellOutcome:
+    """A cell of a run: its spec, its record (None when not computed) and
+    whether that record came from the store."""
+
+    spec: CellSpec
+    record: Record | None
+    cached: bool
+
+
+def outcomes_by_generator(outcomes: Sequence[CellOutcome]) -> dict[str, list[CellOutcome]]:
+    out: dict[str, list[CellOutcome]] = {}
+    for c in outcomes:
+        out.setdefault(c.spec.generator, []).append(c)
+    return out

@@ -1,0 +1,54 @@
+"""Metric entries and metric-name templates.
+
+A protocol declares each metric it may report with its direction. A name that
+depends on options is declared as a *template*: ``top1_x{m}`` stands for
+``top1_x1``, ``top1_x2.5``...; ``{arm}_folder{i}_top1`` for ``replace_folder0_top1``.
+A placeholder matches one run of letters, digits, dots and minus signs; the
+leaderboard orders a template's metrics by their placeholder values.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+
+def metric(value: float, stderr: float | None, n: int, higher_is_better: bool) -> dict[str, Any]:
+    """The record's metric entry: ``{value, stderr, n, higher_is_better}``."""
+    return {"value": float(value), "stderr": None if stderr is None else float(stderr), "n": int(n),
+            "higher_is_better": bool(higher_is_better)}
+
+
+@functools.lru_cache(maxsize=256)
+def _regex(template: str) -> re.Pattern[str]:
+    return re.compile("^" + re.sub(r"\\\{[A-Za-z_]+\\\}", r"([A-Za-z0-9.-]+?)", re.escape(template)) + "$")
+
+
+def is_template(name: str) -> bool:
+    return "{" in name
+
+
+def match(template: str, name: str) -> tuple[Any, ...] | None:
+    """The placeholder values (floats where they parse) if ``name`` is an instance
+    of ``template`` (an exact name matches itself with no values), else None."""
+    if not is_template(template):
+        return () if template == name else None
+    m = _regex(template).match(name)
+    if m is None:
+        return None
+    out: list[Any] = []
+    for part in m.groups():
+        try:
+            out.append(float(part))
+        except ValueError:
+            out.append(part)
+    return tuple(out)
+
+
+def declared_key(declared: dict[str, Any] | list[str], name: str) -> str | None:
+    """The declared name or template that ``name`` is an instance of (exact names
+    first), or None when the protocol never declared it."""
+    if name in declared:
+        return name
+    return next((t for t in declared if is_template(t) and match(t, name) is not None), None)

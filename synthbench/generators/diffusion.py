@@ -1,0 +1,255 @@
+"""The diffusion core the in-suite adapters share (``edm``, ``ddpm``, ``realfake``):
+the UNet builder, EDM's preconditioning, the Karras sigma grid, a free Heun
+sampler, the real-sample reconstruction on that grid, and EDM's training loop.
+
+Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative
+Models" (arXiv 2206.00364): preconditioning Table 1 (c_skip, c_out, c_in,
+c_noise = ln(sigma)/4, sigma_data = 0.5, taken from diffusers'
+``EDMEulerScheduler``), the rho = 7 schedule with sigma in [0.002, 80],
+training with ln(sigma) ~ N(P_mean = -1.2, P_std = 1.2) and loss weight
+(sigma^2 + sigma_data^2) / (sigma sigma_data)^2, Heun sampling (Algorithms 1-2).
+Like EDM's own ``edm_sampler``, the sampler is a function of a denoiser, the
+latents and a noise source, so an adapter brings its network and conditioning
+and nothing else.
+
+Batch independence: networks run on fixed-size chunks (:func:`denoise_in_chunks`,
+the last one padded), so image i is computed the same way whatever batch the
+caller asked for, and depends on its own seed alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from synthbench.benchmark.context import FitContext
+from synthbench.benchmark.progress import bar
+from synthbench.benchmark.seeding import derive_seed, per_sample_normal, torch_generator
+from synthbench.errors import UserError
+from synthbench.generators.training import step_with_ema, warmup_lr
+
+SIGMA_MIN, SIGMA_MAX, RHO, SIGMA_DATA = 0.002, 80.0, 7.0, 0.5
+P_MEAN, P_STD = -1.2, 1.2
+T_RECON = 100
+"""Reconstruction counts t_re in T = 100 steps (Yamaguchi & Fukuda 2023, arXiv
+2311.13090, Sec. 4: "conditional EDM (T = 100)")."""
+
+Denoiser = Callable[[torch.Tensor, "float | torch.Tensor"], torch.Tensor]
+"""D(x; sigma) on float32 images in [-1, 1], conditioning already bound."""
+
+
+def edm_scheduler():
+    from diffusers import EDMEulerScheduler
+
+    return EDMEulerScheduler(sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, sigma_data=SIGMA_DATA, rho=RHO,
+                             sigma_schedule="karras", prediction_type="epsilon")
+
+
+def karras_sigmas(num_steps: int) -> torch.Tensor:
+    """sigma_0 > ... > sigma_{N-1} on the rho = 7 schedule, then a final 0 (float64)."""
+    sched = edm_scheduler()
+    sched.set_timesteps(num_steps)
+    return sched.sigmas.to(torch.float64)
+
+
+def build_unet(image_shape: Sequence[int], num_classes: int | None, channels: Sequence[int],
+               layers_per_block: int, out_channels: int | None = None):
+    """A UNet2DModel whose depth fits the image size (each level halves it, so
+    28x28 gets at most 3 levels and 8x8 at most 4); class-conditional through a
+    class embedding unless ``num_classes`` is None. ``out_channels`` defaults to
+    the image's (``ddpm`` asks for twice that: noise and variance)."""
+    from diffusers import UNet2DModel
+
+    c, h, w = image_shape
+    levels = 1
+    while levels < len(channels) and h % (2 ** levels) == 0 and w % (2 ** levels) == 0 and h // 2 ** levels >= 2:
+        levels += 1
+    chans = tuple(channels[:levels])
+    down = ["DownBlock2D"] * (levels - 1) + ["AttnDownBlock2D"]
+    up = ["AttnUpBlock2D"] + ["UpBlock2D"] * (levels - 1)
+    return UNet2DModel(
+        sample_size=(h, w), in_channels=c, out_channels=out_channels or c, block_out_channels=chans,
+        down_block_types=tuple(down), up_block_types=tuple(up), layers_per_block=layers_per_block,
+        norm_num_groups=min(32, chans[0] // 4), num_class_embeds=num_classes,
+        attention_head_dim=min(64, chans[-1]), add_attention=True,
+    )
+
+
+def unet_recipe(ctx: FitContext, steps: int, lr: float, seed: int, conditional: bool) -> dict[str, Any]:
+    """The in-suite UNet's training recipe from the preset: what its weights'
+    cache key holds (shared by ``edm`` and ``realfake``'s base, and by ``ddpm``)."""
+    p = ctx.preset
+    return {
+        "steps": steps,
+        "batch_size": p.gen_batch_size,
+        "channels": list(p.gen_channels if ctx.image_shape[1] * ctx.image_shape[2] <= 256
+                         else p.gen_channels_large),
+        "layers_per_block": p.gen_layers_per_block,
+        "lr": lr,
+        "seed": seed,
+        "image_shape": list(ctx.image_shape),
+        "num_classes": len(ctx.class_names) if conditional else None,
+        "hflip": ctx.hflip,
+    }
+
+
+class EDMDenoiser(nn.Module):
+    """D(x; sigma, class) = c_skip x + c_out F(c_in x, c_noise, class) (Karras et al. Eq. 7)."""
+
+    def __init__(self, unet: nn.Module):
+        super().__init__()
+        self.unet = unet
+        self.sched = edm_scheduler()
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        sigma = sigma.to(x.dtype).reshape(-1, 1, 1, 1).expand(x.shape[0], 1, 1, 1)
+        x_in = self.sched.precondition_inputs(x, sigma)
+        c_noise = self.sched.precondition_noise(sigma.flatten())
+        f = self.unet(x_in, c_noise, class_labels=labels).sample
+        return self.sched.precondition_outputs(x, f, sigma)
+
+
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float64 in [-1, 1]."""
+    return images.double() / 127.5 - 1.0
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> uint8, rounded and clamped."""
+    return ((x + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+@torch.no_grad()
+def denoise_in_chunks(net: nn.Module, x: torch.Tensor, sigma: float | torch.Tensor, cond: torch.Tensor | None,
+                      chunk: int, device: torch.device) -> torch.Tensor:
+    """``net(x, sigma, cond)`` on fixed ``chunk``-sized batches (the last padded),
+    so a row's result never depends on the batch it came in. ``cond`` is None for
+    an unconditional network."""
+    sig = torch.as_tensor(sigma, dtype=torch.float32).reshape(-1)
+    sig = sig.expand(x.shape[0]) if sig.numel() == 1 else sig
+    outs = []
+    for i in range(0, x.shape[0], chunk):
+        xb, sb = x[i:i + chunk], sig[i:i + chunk]
+        yb = None if cond is None else cond[i:i + chunk]
+        k = xb.shape[0]
+        if k < chunk:
+            xb = torch.cat([xb, xb.new_zeros((chunk - k, *xb.shape[1:]))])
+            sb = torch.cat([sb, sb.new_ones(chunk - k)])
+            yb = None if yb is None else torch.cat([yb, yb.new_zeros(chunk - k)])
+        yb = None if yb is None else yb.to(device)
+        outs.append(net(xb.to(device), sb.to(device), yb).float().cpu()[:k])
+    return torch.cat(outs)
+
+
+def heun_sample(denoise: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, churn: float = 0.0,
+                churn_seeds: Sequence[int] = (), desc: str = "sample") -> torch.Tensor:
+    """Karras et al. Algorithm 2 (Heun, 2nd order; deterministic when ``churn`` is
+    0) along ``sigmas`` (descending, ending in 0). ``x`` is float64 throughout;
+    with churn, image i's extra noise comes from ``churn_seeds[i]`` alone."""
+    n_steps = len(sigmas) - 1
+    churn_gens = [torch_generator(derive_seed("edm-churn", s)) for s in churn_seeds] if churn > 0 else None
+    for i in bar(range(n_steps), desc=desc, unit="step"):
+        t_cur, t_next = float(sigmas[i]), float(sigmas[i + 1])
+        gamma = min(churn / n_steps, math.sqrt(2) - 1) if churn > 0 else 0.0
+        t_hat = t_cur + gamma * t_cur
+        if gamma > 0:
+            eps = torch.stack([torch.randn(x.shape[1:], generator=g, dtype=torch.float64) for g in churn_gens])
+            x = x + math.sqrt(t_hat ** 2 - t_cur ** 2) * eps
+        d = (x - denoise(x.float(), t_hat).double()) / t_hat
+        x_next = x + (t_next - t_hat) * d
+        if t_next > 0:
+            d2 = (x_next - denoise(x_next.float(), t_next).double()) / t_next
+            x_next = x + (t_next - t_hat) * (0.5 * d + 0.5 * d2)
+        x = x_next
+    return x
+
+
+def sample_images(denoise: Denoiser, seeds: Sequence[int], image_shape: Sequence[int], num_steps: int,
+                  churn: float = 0.0, desc: str = "sample") -> torch.Tensor:
+    """uint8 samples: image i starts from ``seeds[i]``'s noise at sigma_max."""
+    sigmas = karras_sigmas(num_steps)
+    x = per_sample_normal(seeds, image_shape).double() * sigmas[0]
+    return to_uint8(heun_sample(denoise, x, sigmas, churn, seeds, desc))
+
+
+def reconstruct_images(denoise: Denoiser, images: torch.Tensor, t_re: int, seeds: Sequence[int],
+                       churn: float = 0.0) -> torch.Tensor:
+    """Real-sample reconstruction (Yamaguchi & Fukuda 2023, Algorithm 1) on EDM's
+    schedule discretised into T = 100 steps: the image is diffused to step t_re in
+    one Gaussian step (x_t = x + sigma_t eps, the variance-exploding form of lines
+    3-5), then restored by Heun steps along sigma_t_re, ..., sigma_1, 0 (lines
+    7-9). t_re = 0 returns the input; t_re = T starts from pure noise."""
+    if not 0 <= int(t_re) <= T_RECON:
+        raise UserError(f"t_re={t_re} is outside 0..{T_RECON} (reconstruction counts it in steps of "
+                        f"T = {T_RECON}).")
+    if t_re == 0:
+        return images.clone()
+    grid = karras_sigmas(T_RECON)  # grid[k] = sigma at step T - k; grid[T] = 0
+    sigmas = grid[T_RECON - t_re:]
+    eps = per_sample_normal([derive_seed("edm-recon", s) for s in seeds], images.shape[1:]).double()
+    x = eps * sigmas[0] if t_re == T_RECON else to_unit(images) + eps * sigmas[0]
+    return to_uint8(heun_sample(denoise, x, sigmas, churn, seeds, desc=f"reconstruct t_re={t_re}"))
+
+
+def edm_loss_terms(net: nn.Module, x: torch.Tensor, cond: torch.Tensor | None, gen: torch.Generator,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch of EDM's denoising objective: sigma and noise drawn from ``gen``;
+    returns the denoised batch and the per-sample loss weight lambda(sigma)."""
+    bs = x.shape[0]
+    sigma = (P_MEAN + P_STD * torch.randn(bs, generator=gen)).exp().to(device)
+    noise = torch.randn(x.shape, generator=gen).to(device) * sigma.view(-1, 1, 1, 1)
+    denoised = net(x + noise, sigma, cond)
+    weight = (sigma ** 2 + SIGMA_DATA ** 2) / (sigma * SIGMA_DATA) ** 2
+    return denoised, weight
+
+
+def train_edm(ctx: FitContext, recipe: dict[str, Any]) -> nn.Module:
+    """EDM's training loop on ``ctx.train`` (Adam, a short warm-up, an EMA of the
+    weights); returns the EMA UNet on the CPU."""
+    from synthbench.benchmark.trainer import random_crop_flip
+
+    dev = ctx.device
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed("edm-init", recipe["seed"]) & 0xFFFF_FFFF)
+        unet = build_unet(ctx.image_shape, recipe["num_classes"], recipe["channels"], recipe["layers_per_block"])
+    net = EDMDenoiser(unet).to(dev).train()
+    ema = copy.deepcopy(unet).to(dev).eval().requires_grad_(False)
+    opt = torch.optim.Adam(unet.parameters(), lr=recipe["lr"], betas=(0.9, 0.999))
+    warmup = max(1, recipe["steps"] // 20)
+    ema_decay = 1.0 - 1.0 / max(10.0, recipe["steps"] / 10)
+    gen = torch_generator(derive_seed("edm-train", recipe["seed"]))
+    x_all = ctx.train.images.to(dev)
+    y_all = ctx.train.labels.to(dev) if recipe["num_classes"] is not None else None
+    n = x_all.shape[0]
+    bs = min(recipe["batch_size"], n)
+    progress = bar(range(recipe["steps"]), desc="train edm", unit="step")
+    for step in progress:
+        idx = torch.randint(n, (bs,), generator=gen).to(dev)
+        x = x_all[idx].float() / 127.5 - 1.0
+        if recipe["hflip"]:
+            x = random_crop_flip(x, 0, True, gen)
+        denoised, weight = edm_loss_terms(net, x, y_all[idx] if y_all is not None else None, gen, dev)
+        loss = (weight.view(-1, 1, 1, 1) * (denoised - x) ** 2).mean()
+        warmup_lr(opt, recipe["lr"], step, warmup)
+        step_with_ema(opt, loss, unet, ema, ema_decay)
+        if step % 50 == 0:
+            progress.set_postfix(loss=f"{loss.item():.3f}")
+    return ema.cpu()
+
+
+EDM_WEIGHTS_VERSION = 1
+"""Part of the in-suite EDM weights' identity (``edm`` v1 wrote it as its own
+version): bump it when :func:`train_edm` changes, with the adapters' versions."""
+
+
+def fit_edm_unet(ctx: FitContext, recipe: dict[str, Any]) -> tuple[nn.Module, str]:
+    """The in-suite EDM UNet of ``recipe`` through the weights cache (trained on a
+    miss); ``edm`` and ``realfake``'s base share the file. Returns (unet, key)."""
+    def build() -> nn.Module:
+        return build_unet(ctx.image_shape, recipe["num_classes"], recipe["channels"], recipe["layers_per_block"])
+
+    return ctx.cached_weights("edm", recipe, EDM_WEIGHTS_VERSION, build, lambda: train_edm(ctx, recipe))

@@ -110,10 +110,13 @@ def aggregate(records: list, name: str) -> tuple[float, float | None, int]:
 def summary_table(cells, metric_names: list[str]) -> str:
     from tabulate import tabulate
 
-    from synthbench.benchmark.cell import Status, outcomes_by_generator
+    from synthbench.benchmark.cell import Status
 
+    by_gen: dict[str, list] = {}
+    for c in cells:
+        by_gen.setdefault(c.spec.generator, []).append(c)
     rows = []
-    for gen, group in outcomes_by_generator(cells).items():
+    for gen, group in by_gen.items():
         by_status = {st: [c.record for c in group if c.record and c.record.status is st] for st in Status}
         ok, failed = by_status[Status.OK], by_status[Status.FAILED]
         row = [gen]
@@ -184,6 +187,7 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
     if params["quiet"]:
         progress.set_enabled(False)
     p = _validated(_merged(ctx, params))
+    from synthbench.benchmark.cell import Status
     from synthbench.benchmark.options import split_cli_options
     from synthbench.benchmark.provenance import device_name
     from synthbench.plugins import GENERATORS, PROTOCOLS
@@ -226,7 +230,7 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
     click.echo(header)
     click.echo(summary_table(cells, metric_names))
     click.echo(f"records: {Path(store.root) / 'records'}")
-    if any(c.record and c.record.status == "failed" for c in cells):
+    if any(c.record and c.record.status is Status.FAILED for c in cells):
         click.echo("Some cells failed; their records hold the error. Fix the cause and run again.", err=True)
         sys.exit(1)
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from synthbench.benchmark import atomic
 from synthbench.errors import corrupt_cache
 
 KEY_CHARS = 24
@@ -108,18 +109,6 @@ class Format:
     load: Callable[[Path], Any]
 
 
-def _torch_load(path: Path) -> Any:
-    import torch
-
-    return torch.load(path, map_location="cpu", weights_only=True)  # tensors only: never runs code
-
-
-def _torch_save(path: Path, obj: Any) -> None:
-    from synthbench.benchmark.atomic import atomic_torch_save
-
-    atomic_torch_save(path, obj)
-
-
 def _npz_load(path: Path) -> dict[str, Any]:
     import numpy as np
 
@@ -127,39 +116,19 @@ def _npz_load(path: Path) -> dict[str, Any]:
         return {name: z[name] for name in z.files}
 
 
-def _npz_save(path: Path, arrays: dict[str, Any]) -> None:
-    from synthbench.benchmark.atomic import atomic_save_npz
-
-    atomic_save_npz(path, **arrays)
-
-
-def _json_save(path: Path, obj: Any) -> None:
-    from synthbench.benchmark.atomic import atomic_write_json
-
-    atomic_write_json(path, obj)
-
-
-def _safetensors_load(path: Path) -> dict[str, Any]:
-    from safetensors.torch import load_file
-
-    return load_file(str(path))
-
-
 def _safetensors_save(path: Path, tensors: dict[str, Any]) -> None:
     from safetensors.torch import save
 
-    from synthbench.benchmark.atomic import atomic_write
-
     blob = save({k: v.contiguous() for k, v in tensors.items()})
-    atomic_write(path, lambda fh: fh.write(blob))
+    atomic.atomic_write(path, lambda fh: fh.write(blob))
 
 
-TORCH = Format(".pt", _torch_save, _torch_load)
-"""A dict of tensors (state dicts), read with ``weights_only=True``."""
-NPZ = Format(".npz", _npz_save, _npz_load)
-"""A dict of numpy arrays, read with ``allow_pickle=False``."""
-JSON = Format(".json", _json_save, lambda path: json.loads(path.read_text()))
-SAFETENSORS = Format(".safetensors", _safetensors_save, _safetensors_load)
+TORCH = Format(".pt", atomic.atomic_torch_save,  # a dict of tensors; weights_only: never runs code
+               lambda path: __import__("torch").load(path, map_location="cpu", weights_only=True))
+NPZ = Format(".npz", lambda path, arrays: atomic.atomic_save_npz(path, **arrays), _npz_load)
+JSON = Format(".json", atomic.atomic_write_json, lambda path: json.loads(path.read_text()))
+SAFETENSORS = Format(".safetensors", _safetensors_save,
+                     lambda path: __import__("safetensors.torch", fromlist=["load_file"]).load_file(str(path)))
 
 
 class DiskCache:

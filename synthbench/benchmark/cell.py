@@ -8,7 +8,7 @@ holds everything that determines its numbers; ``cell_hash`` is the SHA-256 of th
 spec's canonical JSON, and a finished record with that hash is a cache hit. The
 spec's JSON is the record format's: changing a field's name or value changes
 every key, so :meth:`CellSpec.to_json` must stay byte-identical across releases
-(``tests/test_store.py`` recomputes the key of every committed record).
+(``tests/test_conformance.py`` recomputes the key of every committed record).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping
 
 import torch
 
@@ -172,10 +172,6 @@ class Record:
                    error=data.get("error"), traceback=data.get("traceback"), cost=data.get("cost") or {},
                    provenance=data.get("provenance") or {})
 
-    def value(self, name: str) -> float | None:
-        entry = self.metrics.get(name)
-        return None if entry is None else entry.get("value")
-
 
 @dataclass(frozen=True)
 class Grid:
@@ -204,10 +200,3 @@ class CellOutcome:
     spec: CellSpec
     record: Record | None
     cached: bool
-
-
-def outcomes_by_generator(outcomes: Sequence[CellOutcome]) -> dict[str, list[CellOutcome]]:
-    out: dict[str, list[CellOutcome]] = {}
-    for c in outcomes:
-        out.setdefault(c.spec.generator, []).append(c)
-    return out

@@ -68,6 +68,8 @@ class Option:
         return value
 
     def parse(self, raw: Any, owner: str) -> Any:
+        if raw is None and self.default is None:  # "unset": the preset's default (a YAML null)
+            return None
         parser = _PARSERS.get(self.type, self.type)
         try:
             value = parser(raw) if isinstance(raw, str) else raw

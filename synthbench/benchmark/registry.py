@@ -56,8 +56,9 @@ class Registry:
         if isinstance(target, str):
             self._targets[name] = target
         else:
+            checked = self._checked(name, target)  # before recording it: a rejected class is not listed
             self._targets[name] = f"{target.__module__}:{target.__qualname__}"
-            self._loaded[name] = self._checked(name, target)
+            self._loaded[name] = checked
         self._origin[name] = "registered at run time"
 
     def unregister(self, name: str) -> None:

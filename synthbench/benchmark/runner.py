@@ -19,16 +19,23 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from synthbench.benchmark.cell import CellOutcome, CellSpec, Grid, PluginChoice, Record, Status
+from synthbench.benchmark.cell import (
+    CellOutcome,
+    CellSpec,
+    Grid,
+    PluginChoice,
+    Record,
+    Status,
+)
 from synthbench.benchmark.context import CellContext, FitContext
-from synthbench.benchmark.datasets import load_dataset
-from synthbench.benchmark.presets import get_preset
+from synthbench.benchmark.datasets import Dataset, load_dataset
+from synthbench.benchmark.presets import Preset, get_preset
 from synthbench.benchmark.progress import say
 from synthbench.benchmark.provenance import device_name, provenance
-from synthbench.plugins import GENERATORS, PROTOCOLS
 from synthbench.benchmark.sample_cache import SampleCache
 from synthbench.benchmark.store import ResultStore
 from synthbench.errors import Unsupported, UserError
+from synthbench.plugins import GENERATORS, PROTOCOLS
 
 PluginsGiven = Mapping[str, Mapping[str, Any]] | Sequence[str] | str
 
@@ -50,21 +57,36 @@ def _plugin_map(given: PluginsGiven) -> dict[str, dict[str, Any]]:
     return {str(name): {} for name in given}
 
 
+def _choices(generators: PluginsGiven, protocols: PluginsGiven, with_real: bool,
+             where: str) -> tuple[tuple[PluginChoice, ...], tuple[PluginChoice, ...]]:
+    gens = {**({"real": {}} if with_real else {}), **_plugin_map(generators)}
+    return (tuple(PluginChoice.resolve(GENERATORS, name, opts, where) for name, opts in gens.items()),
+            tuple(PluginChoice.resolve(PROTOCOLS, name, opts, where) for name, opts in _plugin_map(protocols).items()))
+
+
+def resolve_grid(dataset: Dataset, generators: PluginsGiven, protocols: PluginsGiven, preset: Preset | str,
+                 seeds: Sequence[int], device: torch.device | str = "cpu", with_real: bool = False,
+                 where: str = "") -> Grid:
+    """A grid on a loaded dataset: names looked up and options checked once
+    (every problem is a :class:`UserError`). ``with_real`` puts the ``real``
+    oracle row first, as every table is read against it."""
+    gens, protos = _choices(generators, protocols, with_real, where)
+    the_preset = get_preset(preset) if isinstance(preset, str) else preset
+    dev = resolve_device(device) if isinstance(device, str) else device
+    return Grid(dataset, gens, protos, the_preset, tuple(int(s) for s in seeds), dev)
+
+
 def make_grid(generators: PluginsGiven, protocols: PluginsGiven, dataset: str = "digits", preset: str = "fast",
               seeds: Sequence[int] = (0, 1, 2), device: str = "auto", data_root: str | None = None,
               with_real: bool = True, where: str = "") -> Grid:
-    """Resolve names and options once (every problem is a :class:`UserError`)
-    and load the dataset, capped by the preset. ``with_real`` puts the ``real``
-    oracle row first, as every table is read against it."""
-    gens = {**({"real": {}} if with_real else {}), **_plugin_map(generators)}
-    gen_choices = tuple(PluginChoice.resolve(GENERATORS, name, opts, where) for name, opts in gens.items())
-    proto_choices = tuple(PluginChoice.resolve(PROTOCOLS, name, opts, where)
-                          for name, opts in _plugin_map(protocols).items())
+    """:func:`resolve_grid` on the dataset named ``dataset``, loaded and capped by
+    the preset; the plugins and options are checked before the data is read."""
+    gens, protos = _choices(generators, protocols, with_real, where)
     the_preset = get_preset(preset)
     dev = resolve_device(device)
     say(f"loading dataset {dataset}")
     data = load_dataset(dataset, data_root).capped(the_preset.max_train_per_class)
-    return Grid(data, gen_choices, proto_choices, the_preset, tuple(int(s) for s in seeds), dev)
+    return Grid(data, gens, protos, the_preset, tuple(int(s) for s in seeds), dev)
 
 
 def plan(grid: Grid, protocol: PluginChoice, store: ResultStore) -> list[CellOutcome]:

@@ -123,8 +123,10 @@ def validate_generator(name: str, cls: type, options: dict[str, Any], dataset: D
         imgs, lab = dataset.train.images[:4], dataset.train.labels[:4]
         same = gen.reconstruct(imgs, lab, 0, seeds[:4])
         half = gen.reconstruct(imgs, lab, 50, seeds[:4])
-        ok = torch.equal(same, imgs) and half.dtype == torch.uint8 and half.shape == imgs.shape
-        return ok, f"t_re=0 returns the input: {torch.equal(same, imgs)}; t_re=50 shape {tuple(half.shape)}"
+        again = torch.equal(half, gen.reconstruct(imgs, lab, 50, seeds[:4]))
+        ok = torch.equal(same, imgs) and half.dtype == torch.uint8 and half.shape == imgs.shape and again
+        return ok, (f"t_re=0 returns the input: {torch.equal(same, imgs)}; t_re=50 shape {tuple(half.shape)}, "
+                    f"same seeds identical: {again}")
 
     checks += [_check("shape, dtype, range", shape), _check("determinism", determinism),
                _check("batch-size independence", batches), _check("label adherence", adherence),

@@ -44,8 +44,7 @@ from synthbench.benchmark.progress import bar
 from synthbench.benchmark.seeding import derive_seed, per_sample_normal, torch_generator
 from synthbench.errors import UserError
 from synthbench.generators.base import Generator
-from synthbench.generators.diffusion import T_RECON, build_unet, to_uint8, unet_recipe
-from synthbench.generators.training import step_with_ema, warmup_lr
+from synthbench.generators.diffusion import T_RECON, build_unet, step_with_ema, to_uint8, unet_recipe, warmup_lr
 
 T_TRAIN = 1000
 HYBRID_LAMBDA = 0.001

@@ -1,6 +1,7 @@
 """The diffusion core the in-suite adapters share (``edm``, ``ddpm``, ``realfake``):
 the UNet builder, EDM's preconditioning, the Karras sigma grid, a free Heun
-sampler, the real-sample reconstruction on that grid, and EDM's training loop.
+sampler, the real-sample reconstruction on that grid, and the training step
+(warm-up, Adam, an EMA of the weights) with EDM's training loop.
 
 Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative
 Models" (arXiv 2206.00364): preconditioning Table 1 (c_skip, c_out, c_in,
@@ -30,7 +31,6 @@ from synthbench.benchmark.context import FitContext
 from synthbench.benchmark.progress import bar
 from synthbench.benchmark.seeding import derive_seed, per_sample_normal, torch_generator
 from synthbench.errors import UserError
-from synthbench.generators.training import step_with_ema, warmup_lr
 
 SIGMA_MIN, SIGMA_MAX, RHO, SIGMA_DATA = 0.002, 80.0, 7.0, 0.5
 P_MEAN, P_STD = -1.2, 1.2
@@ -193,6 +193,25 @@ def reconstruct_images(denoise: Denoiser, images: torch.Tensor, t_re: int, seeds
     eps = per_sample_normal([derive_seed("edm-recon", s) for s in seeds], images.shape[1:]).double()
     x = eps * sigmas[0] if t_re == T_RECON else to_unit(images) + eps * sigmas[0]
     return to_uint8(heun_sample(denoise, x, sigmas, churn, seeds, desc=f"reconstruct t_re={t_re}"))
+
+
+def warmup_lr(opt: torch.optim.Optimizer, base_lr: float, step: int, warmup: int) -> None:
+    """Linear learning-rate warm-up over the first ``warmup`` steps, then ``base_lr``."""
+    for group in opt.param_groups:
+        group["lr"] = base_lr * min(1.0, (step + 1) / warmup)
+
+
+def step_with_ema(opt: torch.optim.Optimizer, loss: torch.Tensor, model: nn.Module, ema: nn.Module,
+                  ema_decay: float) -> None:
+    """One optimiser step on ``loss``, then ema <- decay * ema + (1 - decay) * model:
+    the EMA is what is saved and sampled from (Karras et al. 2022 and Nichol &
+    Dhariwal 2021 both sample from an EMA)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        for pe, pn in zip(ema.parameters(), model.parameters()):
+            pe.lerp_(pn, 1.0 - ema_decay)
 
 
 def edm_loss_terms(net: nn.Module, x: torch.Tensor, cond: torch.Tensor | None, gen: torch.Generator,

@@ -62,10 +62,9 @@ from synthbench.benchmark.seeding import derive_seed, per_sample_normal, torch_g
 from synthbench.generators.base import Generator
 from synthbench.generators.diffusion import (
     RHO, SIGMA_DATA, SIGMA_MIN, EDMDenoiser, denoise_in_chunks, edm_loss_terms, fit_edm_unet, heun_sample,
-    karras_sigmas, reconstruct_images, to_uint8, unet_recipe,
+    karras_sigmas, reconstruct_images, step_with_ema, to_uint8, unet_recipe,
 )
 from synthbench.generators.distribution_matching import MMD_WEIGHT_PAPER, distribution_matching_loss
-from synthbench.generators.training import step_with_ema
 
 BASE_LR = 1e-3
 """Learning rate of the in-suite base EDM (``edm``'s default, so the two share weights)."""

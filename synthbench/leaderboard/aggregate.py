@@ -167,12 +167,12 @@ class Row:
     def status(self) -> str:
         """``ok`` (every seed ok), ``partial`` (some seeds failed or unsupported),
         ``failed`` or ``unsupported`` (no seed ok)."""
-        statuses = {r.status.value for r in self.records}
-        if statuses == {"ok"}:
+        statuses = {r.status for r in self.records}
+        if statuses == {Status.OK}:
             return "ok"
-        if "ok" in statuses:
+        if Status.OK in statuses:
             return "partial"
-        return "failed" if "failed" in statuses else "unsupported"
+        return (Status.FAILED if Status.FAILED in statuses else Status.UNSUPPORTED).value
 
     @property
     def problems(self) -> list[dict[str, Any]]:

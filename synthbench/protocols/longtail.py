@@ -55,6 +55,7 @@ class LongTailProtocol(Protocol):
     description = "long-tailed split: alone, balanced, targeted top-up, and the unconditional control"
     source = "seed 003 Sec. 3, Eq. 1, Fig. 2-6"
     metrics = {f"{arm}_{m}": True for arm in ARMS for m in ("top1", "worst_class_acc", "target_acc")}
+    headline = "lt_top1"
     options = {
         "lam": Option("lam", 0.1, "Imbalance factor lambda: the smallest class keeps lambda x N_max.",
                       float, check=lambda v: 0 < v <= 1, check_help="must be in (0, 1]"),

@@ -35,7 +35,7 @@ from synthbench.benchmark.analysis import penultimate_features
 from synthbench.benchmark.context import CellContext
 from synthbench.benchmark.datasets import Split
 from synthbench.benchmark.lira import lira_scores, logit_confidence, paired_halves, roc_summary
-from synthbench.benchmark.options import Option
+from synthbench.benchmark.options import Option, by_preset
 from synthbench.benchmark.seeding import derive_seed, numpy_rng
 from synthbench.benchmark.metrics import metric
 from synthbench.benchmark.trainer import predict_logits
@@ -68,12 +68,15 @@ class MIAProtocol(Protocol):
         **{f"{who}_{kind}_{m}": False for who in ("synthetic", "members")
            for kind in ("online", "offline") for m in ("auc", "tpr@0.001", "tpr@0.01")},
         "copy_fraction_pixel": False, "copy_fraction_feature": False,
-        "nearer_member_fraction_pixel": False, "synthetic_top1": True, "members_top1": True,
+        "nearer_member_fraction_pixel": False, "nearer_member_fraction_feature": False,
+        "synthetic_top1": True, "members_top1": True,
     }
+    headline = "synthetic_online_auc"
     options = {
         "split_seed": Option("split_seed", 0, "Seed of the member / non-member split.", int),
         "shadows": Option("shadows", None, "Shadow classifiers (even); default 8 at smoke/fast, 16 at paper.",
-                          int, check=_even_shadows, check_help="must be an even number >= 2"),
+                          int, check=_even_shadows, check_help="must be an even number >= 2",
+                          per_preset=by_preset(smoke=8, fast=8, paper=16)),
         "fixed_variance": Option("fixed_variance", True, "LiRA with one global variance (robust with few "
                                  "shadows) instead of per-example variances.", bool),
         "copy_quantile": Option("copy_quantile", 0.01, "Held-out quantile that defines 'markedly close' "
@@ -102,7 +105,7 @@ class MIAProtocol(Protocol):
         target = ctx.train(synthetic, desc=f"{ctx.generator.name}/mia target seed {ctx.seed}")
         baseline = ctx.train(members, desc=f"mia members baseline seed {ctx.seed}")
 
-        num_shadows = self.opts["shadows"] or (16 if ctx.preset.name == "paper" else 8)
+        num_shadows = self.setting("shadows", ctx.preset)
         in_mask = paired_halves(n, num_shadows, numpy_rng("mia-shadows", ctx.seed))
         shadow_phi = np.stack([
             logit_confidence(predict_logits(ctx.train(

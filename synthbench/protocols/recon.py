@@ -47,7 +47,7 @@ from synthbench.benchmark.context import CellContext
 from synthbench.benchmark.datasets import Split, stratified_split
 from synthbench.benchmark.feature_metrics import classifier_features, feature_metrics
 from synthbench.benchmark.gradcam import gradcam_details
-from synthbench.benchmark.options import Option, parse_int_list
+from synthbench.benchmark.options import Option, by_preset, parse_int_list
 from synthbench.benchmark.seeding import derive_seed
 from synthbench.benchmark.metrics import metric
 from synthbench.errors import Unsupported
@@ -78,6 +78,7 @@ class ReconProtocol(Protocol):
     source = "seed 000 Sec. 3.2, 4.1, 4.2; Table 2, Fig. 1b, 3b, 4, 5, 6"
     metrics = {"top1_t{t}": True, "entropy_train_t{t}": True, "entropy_test_t{t}": True,
                "fid_t{t}": False, "precision_t{t}": True, "recall_t{t}": True}
+    headline = "top1_t{t}"
     options = {
         "t_re": Option("t_re", (0, 30, 50, 70, 100), "Comma-separated reverse steps of T = 100.",
                        parse_int_list, check=_valid_steps, check_help="give distinct integers in 0..100"),
@@ -85,7 +86,9 @@ class ReconProtocol(Protocol):
         "test_images": Option("test_images", None, "Test images reconstructed for the Eq. 4 entropy, a "
                               "class-stratified seeded subset; 'all' for every one. Default "
                               f"{FAST_TEST_IMAGES:,} at smoke/fast, all at paper.", _count_or_all,
-                              check=lambda v: v is None or v >= 0, check_help="give a count of images, or 'all' (0 also means all)"),
+                              check=lambda v: v is None or v >= 0,
+                              check_help="give a count of images, or 'all' (0 also means all)",
+                              per_preset=by_preset(smoke=FAST_TEST_IMAGES, fast=FAST_TEST_IMAGES, paper=0)),
     }
 
     def _steps(self) -> list[int]:
@@ -103,9 +106,7 @@ class ReconProtocol(Protocol):
     def _entropy_test_index(self, ctx: CellContext) -> torch.Tensor | None:
         """Indices of the test images whose reconstructions enter the test entropy;
         None for all of them."""
-        want = self.opts["test_images"]
-        if want is None:
-            want = 0 if ctx.preset.name == "paper" else FAST_TEST_IMAGES
+        want = self.setting("test_images", ctx.preset)
         test = ctx.dataset.test
         if want == 0 or want >= len(test):
             return None

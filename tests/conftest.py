@@ -38,8 +38,16 @@ def session_cache(tmp_path_factory):
 def fit_generator(name: str, dataset, cache_dir, **options):
     cls = GENERATORS.get(name)
     gen = cls(**resolve_options(cls.options, options, name))
-    gen.fit(FitContext.from_dataset(dataset, PRESETS["smoke"], torch.device("cpu"), cache_dir))
-    return gen
+    return gen.fitted(FitContext.from_dataset(dataset, PRESETS["smoke"], torch.device("cpu"), cache_dir))
+
+
+def run_cells(dataset, generators, protocol, seeds, store, preset="smoke"):
+    """The cells of one protocol on a loaded dataset, computed (or read) through
+    the run grid: ``generators``/``protocol`` as ``resolve_grid`` takes them."""
+    from synthbench.benchmark.runner import resolve_grid, run_protocol
+
+    grid = resolve_grid(dataset, generators, protocol, preset, seeds, "cpu")
+    return run_protocol(grid, grid.protocols[0], store)
 
 
 @pytest.fixture(scope="session")

@@ -105,13 +105,16 @@ def test_bad_config_values_and_unwritable_results(tmp_path, capsys):
 def test_summary_table_with_a_metric_only_some_seeds_report():
     """scaleup's multiple_reaching_real exists only for seeds that reached real:
     the table says so instead of crashing after the records are written."""
-    from types import SimpleNamespace
-
+    from synthbench.benchmark.cell import CellOutcome, CellSpec, Record, Status
     from synthbench.cli import summary_table
 
     def cell(seed, metrics):
-        record = {"status": "ok", "metrics": metrics, "cost": {"wall_s": {"cell_s": 1.0}}}
-        return SimpleNamespace(spec={"generator": "g", "seed": seed}, record=record, cached=False)
+        spec = CellSpec(schema_version=1, synthbench_version="0.1.0", dataset="digits", dataset_digest="d" * 64,
+                        generator="g", generator_version=1, generator_options={}, generator_extra={},
+                        protocol="scaleup", protocol_version=1, protocol_options={}, preset={"name": "smoke"},
+                        seed=seed, device_type="cpu")
+        record = Record(spec=spec, status=Status.OK, metrics=metrics, cost={"wall_s": {"cell_s": 1.0}})
+        return CellOutcome(spec=spec, record=record, cached=False)
 
     m = {"value": 5, "stderr": None, "n": 1, "higher_is_better": False}
     table = summary_table([cell(0, {"reach": m}), cell(1, {})], ["reach"])

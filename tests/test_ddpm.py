@@ -86,5 +86,6 @@ def test_unconditional_samples_are_pseudo_labelled_with_a_threshold(smoke_digits
     assert len(split) == 24 and torch.all(conf >= 0.5)
     assert torch.equal(split.labels, ctx.pseudo_label(split.images)[0])
     gen.opts["confidence_threshold"] = 0.999999
-    with pytest.raises(UserError, match="confidence_threshold"):
+    assert gen.pseudo_label_threshold() == 0.999999  # the option is the threshold the harness applies
+    with pytest.raises(UserError, match="reach the pseudo-label confidence threshold 0.999999; lower the threshold"):
         ctx.synthetic(24)

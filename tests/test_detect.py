@@ -5,18 +5,13 @@ import numpy as np
 import scipy.fft
 import torch
 
-from synthbench.benchmark.options import resolve_options
 from synthbench.benchmark.presets import PRESETS
-from synthbench.plugins import GENERATORS, PROTOCOLS
-from synthbench.benchmark.runner import PluginChoice, run_grid
 from synthbench.benchmark.store import ResultStore
 from synthbench.protocols.detect import balanced_split, dct_log_spectrum, detect_accuracy
 
+from conftest import run_cells
+
 CPU = torch.device("cpu")
-
-
-def _choice(reg, name, **given):
-    return PluginChoice(name, resolve_options(reg.get(name).options, given, name))
 
 
 def test_real_vs_real_is_chance_and_noise_is_caught(digits):
@@ -48,18 +43,16 @@ def test_dct_features_and_split():
 
 def test_detect_end_to_end_with_edm_and_real(smoke_digits, tmp_path):
     store = ResultStore(tmp_path)
-    cells = run_grid(smoke_digits, [_choice(GENERATORS, "edm", eval_batch="64"), _choice(GENERATORS, "real")],
-                     _choice(PROTOCOLS, "detect"), PRESETS["smoke"], [0], CPU, store)
-    by_gen = {c.spec["generator"]: c.record for c in cells}
+    cells = run_cells(smoke_digits, {"edm": {"eval_batch": "64"}, "real": {}}, "detect", [0], store)
+    by_gen = {c.spec.generator: c.record for c in cells}
     for gen, rec in by_gen.items():
-        assert rec["status"] == "ok", (gen, rec.get("error"))
+        assert rec.status == "ok", (gen, rec.error)
         for name in ("pixel_acc", "dct_acc"):
-            m = rec["metrics"][name]
-            assert 0 <= m["value"] <= 1 and m["higher_is_better"] is False and m["n"] == rec["details"]["n_test"]
+            m = rec.metrics[name]
+            assert 0 <= m["value"] <= 1 and m["higher_is_better"] is False and m["n"] == rec.details["n_test"]
     n = len(smoke_digits.train)
-    assert by_gen["edm"]["details"]["n_train"] + by_gen["edm"]["details"]["n_test"] == 2 * n
-    assert by_gen["real"]["details"]["n_train"] + by_gen["real"]["details"]["n_test"] == 2 * (n // 2)
-    assert "halves" in by_gen["real"]["details"]["pairing"]
-    again = run_grid(smoke_digits, [_choice(GENERATORS, "real")], _choice(PROTOCOLS, "detect"), PRESETS["smoke"],
-                     [0], CPU, store)
+    assert by_gen["edm"].details["n_train"] + by_gen["edm"].details["n_test"] == 2 * n
+    assert by_gen["real"].details["n_train"] + by_gen["real"].details["n_test"] == 2 * (n // 2)
+    assert "halves" in by_gen["real"].details["pairing"]
+    again = run_cells(smoke_digits, ["real"], "detect", [0], store)
     assert again[0].cached

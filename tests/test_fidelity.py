@@ -12,9 +12,6 @@ import torch
 import torch.nn.functional as F
 
 from synthbench.benchmark.options import resolve_options
-from synthbench.benchmark.presets import PRESETS
-from synthbench.plugins import GENERATORS, PROTOCOLS
-from synthbench.benchmark.runner import PluginChoice, run_grid
 from synthbench.benchmark.store import ResultStore
 from synthbench.errors import UserError
 from synthbench.protocols import fidelity
@@ -29,11 +26,9 @@ from synthbench.benchmark.feature_metrics import (
 )
 from synthbench.protocols.fidelity import FidelityProtocol
 
+from conftest import run_cells
+
 CPU = torch.device("cpu")
-
-
-def _choice(reg, name, **given):
-    return PluginChoice(name, resolve_options(reg.get(name).options, given, name))
 
 
 def _blur(images: torch.Tensor, times: int = 1) -> torch.Tensor:
@@ -194,22 +189,21 @@ def test_fidelity_end_to_end_with_edm(smoke_digits, tmp_path, monkeypatch):
     # without the network (real Inception on a CPU is minutes).
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
     store = ResultStore(tmp_path)
-    cells = run_grid(smoke_digits, [_choice(GENERATORS, "edm", eval_batch="64")], _choice(PROTOCOLS, "fidelity"),
-                     PRESETS["smoke"], [0], CPU, store)
+    cells = run_cells(smoke_digits, {"edm": {"eval_batch": "64"}}, "fidelity", [0], store)
     rec = cells[0].record
-    assert rec["status"] == "ok", rec.get("error")
+    assert rec.status == "ok", rec.error
     names = FidelityProtocol().table_metrics()
     assert names == ["fid", "precision", "recall", "density", "coverage", "floor_fid"]
     for name in (*names, "kid", "floor_precision", "floor_recall", "floor_density", "floor_coverage", "floor_kid"):
-        assert name in rec["metrics"], name
-    m = rec["metrics"]
+        assert name in rec.metrics, name
+    m = rec.metrics
     assert m["fid"]["higher_is_better"] is False and m["coverage"]["higher_is_better"] is True
     assert m["floor_fid"]["value"] < m["fid"]["value"]  # a 30-step EDM is worse than real test images
-    assert rec["details"]["feature_spaces"] == ["classifier"]
-    per_class = rec["details"]["classifier"]["per_class"]
+    assert rec.details["feature_spaces"] == ["classifier"]
+    per_class = rec.details["classifier"]["per_class"]
     assert len(per_class["precision"]) == 10 and sum(per_class["n_fake"]) == len(smoke_digits.train)
     assert len(list((tmp_path / "cache" / "features").glob("*.npz"))) == 2
-    pca = rec["details"]["pca"]
+    pca = rec.details["pca"]
     n = min(500, len(smoke_digits.train))
     assert len(pca["real"]) == len(pca["synthetic"]) == len(pca["synthetic_labels"]) == n
     assert all(len(xy) == 2 for xy in pca["synthetic"])
@@ -217,10 +211,9 @@ def test_fidelity_end_to_end_with_edm(smoke_digits, tmp_path, monkeypatch):
     weights = tmp_path / "weights.pth"
     weights.write_bytes(b"stand-in")
     monkeypatch.setattr(fidelity, "inception_features", lambda x, w, d: x.flatten(1).float())
-    cells = run_grid(smoke_digits, [_choice(GENERATORS, "edm", eval_batch="64")],
-                     _choice(PROTOCOLS, "fidelity", inception_weights=str(weights)), PRESETS["smoke"], [0], CPU,
-                     store)
+    cells = run_cells(smoke_digits, {"edm": {"eval_batch": "64"}}, {"fidelity": {"inception_weights": str(weights)}},
+                      [0], store)
     rec = cells[0].record
-    assert rec["status"] == "ok", rec.get("error")
-    assert rec["details"]["feature_spaces"] == ["classifier", "inception"]
-    assert "inception_fid" in rec["metrics"] and "floor_inception_coverage" in rec["metrics"]
+    assert rec.status == "ok", rec.error
+    assert rec.details["feature_spaces"] == ["classifier", "inception"]
+    assert "inception_fid" in rec.metrics and "floor_inception_coverage" in rec.metrics

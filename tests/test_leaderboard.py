@@ -12,7 +12,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from synthbench.benchmark.store import ResultStore, cell_hash
+from synthbench.benchmark.cell import Record, cell_hash
+from synthbench.benchmark.store import ResultStore
 from test_cli import run_cli
 from synthbench.leaderboard.aggregate import Z95, build_tables, fmt, mean_interval, read_records, store_digest
 from synthbench.leaderboard.site import build_site
@@ -36,14 +37,14 @@ class Tags(HTMLParser):
 def make_record(generator: str, protocol: str, seed: int, metrics: dict[str, tuple[float, float | None, bool]],
                 status: str = "ok", *, protocol_version: int = 1, generator_version: int = 1,
                 generator_options: dict | None = None, error: str | None = None, details: dict | None = None,
-                wall: float = 1.0) -> dict:
+                wall: float = 1.0) -> Record:
     """A record shaped as the run grid writes it (metrics: name -> (value, stderr, higher_is_better))."""
     spec = {"schema_version": 1, "synthbench_version": "0.1.0", "dataset": "digits", "dataset_digest": "d" * 64,
             "generator": generator, "generator_version": generator_version,
             "generator_options": generator_options or {}, "generator_extra": {}, "protocol": protocol,
             "protocol_version": protocol_version, "protocol_options": {}, "preset": {"name": "smoke"},
             "seed": seed, "device_type": "cpu"}
-    return {
+    return Record.from_json({
         "schema_version": 1, "cell_hash": cell_hash(spec), "spec": spec, "status": status, "error": error,
         "traceback": "Traceback (most recent call last):\n  " + (error or "") if status == "failed" else None,
         "metrics": {k: {"value": v, "stderr": se, "n": 100, "higher_is_better": hib}
@@ -51,7 +52,7 @@ def make_record(generator: str, protocol: str, seed: int, metrics: dict[str, tup
         "details": details or {},
         "cost": {"wall_s": {"cell_s": wall, "fit_s": 0.0}, "device": "cpu (test)"},
         "provenance": {"created": f"2024-01-01T00:00:0{seed}+00:00"},
-    }
+    })
 
 
 def write(store_dir, *records) -> ResultStore:
@@ -129,16 +130,24 @@ def test_read_records_refuses_corrupt_files_with_the_path(tmp_path):
     with pytest.raises(UserError, match="seed9-broken.json"):
         read_records(store.root)
     bad.write_text(json.dumps({"spec": {"dataset": "digits"}}))
-    with pytest.raises(UserError, match="not a synthbench record"):
+    with pytest.raises(UserError, match="seed9-broken.json is not a valid synthbench record"):
         read_records(store.root)
+    edited = make_record("real", "replace", 9, {"top1": (0.9, 0.01, True)}).to_json()
+    edited["spec"]["seed"] = 8  # the spec no longer matches its cell_hash
+    bad.write_text(json.dumps(edited))
+    with pytest.raises(UserError, match="cell_hash does not match"):
+        read_records(store.root)
+    bad.unlink()
+    assert [r.spec.seed for r in read_records(store.root)] == [0]
 
 
 def test_store_digest_names_the_records_not_their_files(tmp_path):
     a = make_record("real", "replace", 0, {"top1": (0.9, 0.01, True)})
     b = make_record("edm", "replace", 0, {"top1": (0.8, 0.01, True)})
     assert store_digest([a, b]) == store_digest([b, a])
-    changed = copy.deepcopy(b)
+    changed = copy.deepcopy(b.to_json())
     changed["metrics"]["top1"]["value"] = 0.81
+    changed = Record.from_json(changed)
     assert store_digest([a, changed]) != store_digest([a, b])
 
 

@@ -13,14 +13,12 @@ import os
 import shutil
 
 import pytest
-import torch
 
-from synthbench.benchmark.options import resolve_options
-from synthbench.benchmark.presets import PRESETS
-from synthbench.plugins import GENERATORS, PROTOCOLS
-from synthbench.benchmark.runner import PluginChoice, run_grid
-from synthbench.benchmark.store import ResultStore, cell_hash
+from synthbench.benchmark.cell import Record, cell_hash
+from synthbench.benchmark.store import ResultStore
 from synthbench.leaderboard.site import build_site
+
+from conftest import run_cells
 
 PAYLOAD_NAME = '<script>window.__pwned = "name"</script>'
 PAYLOAD_OPTION = '<img src=x onerror="window.__pwned = \'option\'">'
@@ -55,19 +53,17 @@ def site(smoke_digits, session_cache, tmp_path_factory):
     store = ResultStore(root / "results")
     store.root.mkdir()
     store.cache_dir.symlink_to(session_cache, target_is_directory=True)
-    cpu = torch.device("cpu")
-    gens = [PluginChoice("real", {}),
-            PluginChoice("edm", resolve_options(GENERATORS.get("edm").options, {"eval_batch": "64"}, "edm"))]
+    gens = {"real": {}, "edm": {"eval_batch": "64"}}
     replace_edm = None
     for name, opts in CELLS:
-        proto = PluginChoice(name, resolve_options(PROTOCOLS.get(name).options, opts, name))
-        cells = run_grid(smoke_digits, gens, proto, PRESETS["smoke"], [0], cpu, store)
+        cells = run_cells(smoke_digits, gens, {name: opts}, [0], store)
         replace_edm = replace_edm or cells[1].record
-    spec = dict(replace_edm["spec"], generator=PAYLOAD_NAME, generator_options={"prompt": PAYLOAD_OPTION})
-    store.write({"schema_version": 1, "cell_hash": cell_hash(spec), "spec": spec, "status": "failed",
-                 "error": PAYLOAD_ERROR, "traceback": f"Traceback (most recent call last):\n{PAYLOAD_ERROR}",
-                 "metrics": {}, "details": {}, "cost": {"wall_s": {"cell_s": 0.1, "fit_s": 0.0}, "device": "cpu"},
-                 "provenance": {"created": "2024-01-01T00:00:00+00:00"}})
+    spec = dict(replace_edm.spec.to_json(), generator=PAYLOAD_NAME, generator_options={"prompt": PAYLOAD_OPTION})
+    store.write(Record.from_json({
+        "schema_version": 1, "cell_hash": cell_hash(spec), "spec": spec, "status": "failed", "error": PAYLOAD_ERROR,
+        "traceback": f"Traceback (most recent call last):\n{PAYLOAD_ERROR}", "metrics": {}, "details": {},
+        "cost": {"wall_s": {"cell_s": 0.1, "fit_s": 0.0}, "device": "cpu"},
+        "provenance": {"created": "2024-01-01T00:00:00+00:00"}}))
     return build_site(store.root, root / "site")
 
 

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
 import torch
 from PIL import Image
 
 from synthbench.benchmark.corruptions import CORRUPTIONS, SEVERITIES, corrupt
-from synthbench.benchmark.options import resolve_options
-from synthbench.benchmark.presets import PRESETS
-from synthbench.plugins import GENERATORS, PROTOCOLS
-from synthbench.benchmark.runner import PluginChoice, run_grid
 from synthbench.benchmark.store import ResultStore
+from synthbench.errors import UserError
+from synthbench.plugins import GENERATORS
 from synthbench.protocols.longtail import long_tail_counts
 
-CPU = torch.device("cpu")
-SMOKE = PRESETS["smoke"]
+from conftest import run_cells
 
 
 def _run(ds, store, gen, proto, **popts):
-    g = PluginChoice(gen, resolve_options(GENERATORS.get(gen).options, {"eval_batch": "64"} if gen == "edm" else {}, gen))
-    p = PluginChoice(proto, resolve_options(PROTOCOLS.get(proto).options, popts, proto))
-    (cell,) = run_grid(ds, [g], p, SMOKE, [0], CPU, store)
-    assert cell.record["status"] == "ok", cell.record.get("traceback")
+    (cell,) = run_cells(ds, {gen: {"eval_batch": "64"} if gen == "edm" else {}}, {proto: popts}, [0], store)
+    assert cell.record.status == "ok", cell.record.traceback
     return cell.record
 
 
@@ -49,9 +47,9 @@ def test_ood_reuses_replace_and_augment_classifiers(smoke_digits, tmp_path):
     rec = _run(smoke_digits, store, "edm", "ood", ood_folder=str(folder))
     # replace, augment and the reference classifier came from the cache: nothing new trained
     assert set((tmp_path / "cache" / "classifiers").iterdir()) == cached
-    m = rec["metrics"]
+    m = rec.metrics
     assert 0 <= m["replace_corrupt_top1"]["value"] <= 1 and m["augment_corrupt_ratio_to_real"]["value"] > 0
-    assert set(rec["details"]["per_corruption"]["replace"]) == set(CORRUPTIONS)
+    assert set(rec.details["per_corruption"]["replace"]) == set(CORRUPTIONS)
     assert "replace_folder0_top1" in m
 
     # the suite's accuracies are cached per classifier: `real` under ood meets the
@@ -61,8 +59,19 @@ def test_ood_reuses_replace_and_augment_classifiers(smoke_digits, tmp_path):
     assert len(scored) == 3
     real = _run(smoke_digits, store, "real", "ood")
     assert len(set((tmp_path / "cache" / "ood").iterdir()) - scored) == 1
-    assert real["metrics"]["real_corrupt_top1"] == m["real_corrupt_top1"]
-    assert real["details"]["per_corruption"]["replace"] == real["details"]["per_corruption"]["real"]
+    assert real.metrics["real_corrupt_top1"] == m["real_corrupt_top1"]
+    assert real.details["per_corruption"]["replace"] == real.details["per_corruption"]["real"]
+    files = set((tmp_path / "cache" / "ood").iterdir())
+    assert all(re.fullmatch(r"suite-accuracy-[0-9a-f]{24}\.json", f.name) for f in files), files
+
+    # an unreadable cached accuracy file stops the run naming it (the disk cache's
+    # one policy), instead of being recomputed over
+    for f in files:
+        f.write_text("{ truncated")
+    store.path_for(real.spec).unlink()
+    with pytest.raises(UserError, match=r"suite-accuracy-[0-9a-f]{24}\.json is unreadable.*Delete that file"):
+        _run(smoke_digits, store, "real", "ood")
+    assert all(f.read_text() == "{ truncated" for f in files)
 
 
 def test_long_tail_counts_follow_eq1():
@@ -71,7 +80,7 @@ def test_long_tail_counts_follow_eq1():
 
 def test_longtail_arms(smoke_digits, tmp_path):
     rec = _run(smoke_digits, ResultStore(tmp_path), "edm", "longtail")
-    d = rec["details"]
+    d = rec.details
     counts = d["class_counts"]
     n_max = d["n_max"]
     assert counts["lt"] == d["long_tail_counts"]
@@ -90,11 +99,11 @@ def test_mia_real_shows_the_attack_works(smoke_digits, tmp_path):
     """With `real` as the generator the 'synthetic' set is the members themselves:
     the attack must find them and the copy check must flag every sample."""
     rec = _run(smoke_digits, ResultStore(tmp_path), "real", "mia", shadows=4)
-    m = rec["metrics"]
+    m = rec.metrics
     assert m["members_online_auc"]["value"] == m["synthetic_online_auc"]["value"]
     assert m["copy_fraction_pixel"]["value"] == 1.0
-    assert rec["details"]["closest_pairs"][0]["distance"] == 0.0
-    assert rec["details"]["members"] == len(smoke_digits.train) // 2
+    assert rec.details["closest_pairs"][0]["distance"] == 0.0
+    assert rec.details["members"] == len(smoke_digits.train) // 2
 
 
 def test_mia_edm_runs_and_reports(smoke_digits, tmp_path, monkeypatch):
@@ -111,10 +120,10 @@ def test_mia_edm_runs_and_reports(smoke_digits, tmp_path, monkeypatch):
     monkeypatch.setattr(cls, "fit", counting_fit)
     rec = _run(smoke_digits, ResultStore(tmp_path), "edm", "mia", shadows=2)
     assert fitted_on == [len(smoke_digits.train) // 2]
-    wall = rec["cost"]["wall_s"]
+    wall = rec.cost["wall_s"]
     assert 0 < wall["fit_s"] <= wall["cell_s"]  # the members' fit is counted, not overwritten by the runner's
-    m = rec["metrics"]
+    m = rec.metrics
     for key in ("synthetic_online_auc", "synthetic_offline_auc", "synthetic_online_tpr@0.001",
                 "copy_fraction_feature", "nearer_member_fraction_pixel"):
         assert 0 <= m[key]["value"] <= 1 and m[key]["higher_is_better"] is False
-    assert len(rec["details"]["closest_pairs"]) == 8
+    assert len(rec.details["closest_pairs"]) == 8

@@ -4,41 +4,42 @@ from __future__ import annotations
 
 import torch
 
-from synthbench.benchmark.options import resolve_options
+from synthbench.benchmark.cell import Status
 from synthbench.benchmark.presets import PRESETS
-from synthbench.plugins import GENERATORS
-from synthbench.benchmark.runner import PluginChoice, run_grid
 from synthbench.benchmark.store import ResultStore
 from synthbench.generators.real import RealGenerator
+from synthbench.plugins import GENERATORS
+
+from conftest import run_cells
 
 CPU = torch.device("cpu")
 SMOKE = PRESETS["smoke"]
 
 
 def _run(ds, store, gens, proto, opts=None, seeds=(0,)):
-    choices = [PluginChoice(g, resolve_options(GENERATORS.get(g).options, {}, g)) for g in gens]
-    return run_grid(ds, choices, PluginChoice(proto, opts or {}), SMOKE, list(seeds), CPU, store)
+    return run_cells(ds, list(gens), {proto: opts or {}}, list(seeds), store)
 
 
 def test_replace_real_and_edm_write_full_records(smoke_digits, tmp_path):
     store = ResultStore(tmp_path)
     cells = _run(smoke_digits, store, ["real", "edm"], "replace")
-    assert [c.record["status"] for c in cells] == ["ok", "ok"]
+    assert [c.record.status for c in cells] == [Status.OK, Status.OK]
     for c in cells:
         rec = c.record
-        m = rec["metrics"]["top1"]
+        m = rec.metrics["top1"]
         assert 0 <= m["value"] <= 1 and m["higher_is_better"] is True and m["n"] == len(smoke_digits.test)
-        assert len(rec["details"]["per_class_accuracy"]) == 10
-        assert sum(map(sum, rec["details"]["confusion_matrix"])) == len(smoke_digits.test)
-        assert rec["spec"]["dataset_digest"] == smoke_digits.digest
-        assert rec["cost"]["wall_s"]["cell_s"] > 0 and rec["provenance"]["torch_version"]
+        assert len(rec.details["per_class_accuracy"]) == 10
+        assert sum(map(sum, rec.details["confusion_matrix"])) == len(smoke_digits.test)
+        assert rec.spec.dataset_digest == smoke_digits.digest
+        assert rec.cost["wall_s"]["cell_s"] > 0 and rec.provenance["torch_version"]
         # the sample grid: two training images of each class, with their labels
-        assert rec["details"]["sample_labels"] == sorted(list(range(10)) * 2)
-        assert torch.tensor(rec["details"]["samples"]).shape == (20, *smoke_digits.image_shape)
-        assert len(rec["details"]["gradcam"]["maps"]) == 10
-    assert cells[0].record["metrics"]["top1"]["value"] > 0.5  # real at smoke beats chance
+        assert rec.details["sample_labels"] == sorted(list(range(10)) * 2)
+        assert torch.tensor(rec.details["samples"]).shape == (20, *smoke_digits.image_shape)
+        assert len(rec.details["gradcam"]["maps"]) == 10
+        assert store.lookup(c.spec).to_json() == rec.to_json()  # the record on disk is the one returned
+    assert cells[0].record.metrics["top1"]["value"] > 0.5  # real at smoke beats chance
     # the real row's grid shows the real train split's own images
-    real = cells[0].record["details"]
+    real = cells[0].record.details
     first = (smoke_digits.train.labels == 0).nonzero().flatten()[:2]
     assert real["samples"][:2] == smoke_digits.train.images[first].tolist()
 
@@ -58,7 +59,7 @@ def test_augment_sizes_and_partial_replacement(smoke_digits, tmp_path):
     store = ResultStore(tmp_path)
     n = len(smoke_digits.train)
     cells = _run(smoke_digits, store, ["edm"], "augment", {"ratio": 0.5, "replace_fraction": 0.1})
-    d = cells[0].record["details"]
+    d = cells[0].record.details
     assert d["train_size"] == n + round(0.5 * n)
     assert d["synthetic_added"] == round(0.5 * n) and d["real_replaced"] == round(0.1 * n)
 
@@ -70,7 +71,7 @@ def test_real_replace_is_the_real_split(smoke_digits, tmp_path):
     from synthbench.generators.base import FitContext
 
     gen = RealGenerator()
-    gen.fit(FitContext.from_dataset(smoke_digits, SMOKE, CPU, tmp_path))
+    gen.fitted(FitContext.from_dataset(smoke_digits, SMOKE, CPU, tmp_path))
     ctx = CellContext(smoke_digits, gen, SMOKE, 0, CPU, {}, SampleCache(tmp_path), tmp_path)
     split = ctx.synthetic(len(smoke_digits.train))
     assert torch.equal(split.images, smoke_digits.train.images)
@@ -89,12 +90,11 @@ def test_a_crashing_cell_is_recorded_and_the_grid_goes_on(smoke_digits, tmp_path
     GENERATORS.register("broken-test", BrokenGenerator)
     try:
         store = ResultStore(tmp_path)
-        cells = run_grid(smoke_digits, [PluginChoice("real"), PluginChoice("broken-test")],
-                         PluginChoice("replace"), SMOKE, [0], CPU, store)
+        cells = run_cells(smoke_digits, ["real", "broken-test"], "replace", [0], store)
     finally:
         GENERATORS.unregister("broken-test")
-    assert cells[0].record["status"] == "ok"
-    assert cells[1].record["status"] == "failed" and "boom" in cells[1].record["error"]
+    assert cells[0].record.status == "ok"
+    assert cells[1].record.status == "failed" and "boom" in cells[1].record.error
     assert store.path_for(cells[1].spec).exists()
 
 
@@ -105,8 +105,8 @@ def test_numbers_do_not_depend_on_how_the_grid_was_split(smoke_digits, tmp_path)
     store_b = ResultStore(tmp_path / "b")
     apart = _run(smoke_digits, store_b, ["edm"], "augment", seeds=(1,)) + \
         _run(smoke_digits, store_b, ["edm"], "augment", seeds=(0,))
-    by_seed = {c.spec["seed"]: c.record for c in apart}
+    by_seed = {c.spec.seed: c.record for c in apart}
     for c in together:
-        assert c.record["metrics"] == by_seed[c.spec["seed"]]["metrics"]
-        assert c.record["details"] == by_seed[c.spec["seed"]]["details"]
-        assert c.record["cell_hash"] == by_seed[c.spec["seed"]]["cell_hash"]
+        assert c.record.metrics == by_seed[c.spec.seed].metrics
+        assert c.record.details == by_seed[c.spec.seed].details
+        assert c.record.cell_hash == by_seed[c.spec.seed].cell_hash

@@ -35,7 +35,7 @@ def test_guided_embedding_starts_as_the_base_embedding():
 def test_components_switch_independently(smoke_digits, session_cache):
     full = _fit(smoke_digits, session_cache)
     assert full.fit_identity()["backbone"] == "in-suite-edm"
-    assert isinstance(full.base.net.unet.class_embedding, GuidedClassEmbedding)
+    assert isinstance(full.net.unet.class_embedding, GuidedClassEmbedding)
     a = full.sample(LABELS, SEEDS)
     assert torch.equal(a, full.sample(LABELS, SEEDS))
 
@@ -61,7 +61,7 @@ def test_components_switch_independently(smoke_digits, session_cache):
     no_guid = _fit(smoke_digits, session_cache, visual_guidance="false")
     keys = {full.fit_identity()["weights"], no_mmd.fit_identity()["weights"], no_guid.fit_identity()["weights"]}
     assert len(keys) == 3
-    assert not isinstance(no_guid.base.net.unet.class_embedding, GuidedClassEmbedding)
+    assert not isinstance(no_guid.net.unet.class_embedding, GuidedClassEmbedding)
     assert not torch.equal(no_mmd.sample(LABELS, SEEDS), a)
 
 
@@ -70,11 +70,11 @@ def test_guidance_vector_depends_on_the_seed_only(smoke_digits, session_cache):
     one = gen.sample(LABELS[2:3], SEEDS[2:3])
     batch = gen.sample(LABELS, SEEDS)
     assert torch.equal(one[0], batch[2])
-    emb = gen.base.net.unet.class_embedding
-    gen._conditioning(torch.tensor([4, 4]), [1, 2])
+    emb = gen.net.unet.class_embedding
+    gen._denoiser(torch.tensor([4, 4]), [1, 2])  # sets the embedding rows for these labels and seeds
     v1, v2 = emb._vectors.clone()
     assert not torch.equal(v1, v2)  # two handfuls of real 4s
-    gen._conditioning(torch.tensor([4]), [2])
+    gen._denoiser(torch.tensor([4]), [2])  # sets the embedding rows for these labels and seeds
     assert torch.equal(emb._vectors[0], v2)
 
 

@@ -1,59 +1,57 @@
 import contextlib
+import re
 from types import SimpleNamespace
 
+import pytest
 import torch
 from conftest import fit_generator
 
+from conftest import run_cells
+
 from synthbench.benchmark.options import resolve_options
 from synthbench.benchmark.presets import PRESETS
-from synthbench.plugins import GENERATORS, PROTOCOLS
-from synthbench.benchmark.runner import PluginChoice, run_grid
 from synthbench.benchmark.store import ResultStore
+from synthbench.errors import UserError
+from synthbench.plugins import GENERATORS, PROTOCOLS
 
-CPU = torch.device("cpu")
-
-
-def _choice(reg, name, **given):
-    return PluginChoice(name, resolve_options(reg.get(name).options, given, name))
+EDM = {"edm": {"eval_batch": "64"}}
 
 
 def test_recon_sweep_gives_accuracy_and_entropy_per_t_re(smoke_digits, tmp_path):
     store = ResultStore(tmp_path)
-    cells = run_grid(smoke_digits, [_choice(GENERATORS, "edm", eval_batch="64")],
-                     _choice(PROTOCOLS, "recon", t_re="0,20,100"), PRESETS["smoke"], [0], CPU, store)
+    cells = run_cells(smoke_digits, EDM, {"recon": {"t_re": "0,20,100"}}, [0], store)
     rec = cells[0].record
-    assert rec["status"] == "ok", rec.get("error")
+    assert rec.status == "ok", rec.error
     for t in (0, 20, 100):
-        assert 0 <= rec["metrics"][f"top1_t{t}"]["value"] <= 1
-        assert rec["metrics"][f"entropy_train_t{t}"]["value"] >= 0
-        assert len(rec["details"]["pca"]["reconstructed"][f"t{t}"]) == len(rec["details"]["pca"]["real"])
-    assert rec["details"]["curve"]["t_re"] == [0, 20, 100]
+        assert 0 <= rec.metrics[f"top1_t{t}"]["value"] <= 1
+        assert rec.metrics[f"entropy_train_t{t}"]["value"] >= 0
+        assert len(rec.details["pca"]["reconstructed"][f"t{t}"]) == len(rec.details["pca"]["real"])
+    assert rec.details["curve"]["t_re"] == [0, 20, 100]
     # t_re = 0 is the real split: its projection is the real one, and its
     # feature-space distance to the real split is nil (seed 000 Fig. 3b's start)
-    assert rec["details"]["pca"]["reconstructed"]["t0"] == rec["details"]["pca"]["real"]
-    assert abs(rec["metrics"]["fid_t0"]["value"]) < 1e-6
-    assert rec["metrics"]["precision_t0"]["value"] == rec["metrics"]["recall_t0"]["value"] == 1.0
+    assert rec.details["pca"]["reconstructed"]["t0"] == rec.details["pca"]["real"]
+    assert abs(rec.metrics["fid_t0"]["value"]) < 1e-6
+    assert rec.metrics["precision_t0"]["value"] == rec.metrics["recall_t0"]["value"] == 1.0
     # full reconstruction (pure samples of a smoke-trained EDM) moves away from the real split
-    assert rec["metrics"]["fid_t100"]["value"] > 10 * max(rec["metrics"]["fid_t0"]["value"], 1e-3)
-    assert rec["details"]["curve"]["fid"][0] == rec["metrics"]["fid_t0"]["value"]
-    cams = rec["details"]["gradcam"]
+    assert rec.metrics["fid_t100"]["value"] > 10 * max(rec.metrics["fid_t0"]["value"], 1e-3)
+    assert rec.details["curve"]["fid"][0] == rec.metrics["fid_t0"]["value"]
+    cams = rec.details["gradcam"]
     assert set(cams) == {"t0", "t20", "t100"}
     assert cams["t0"]["labels"] == list(range(10))
     # a second seed reuses the cached reconstructions
     before = sorted(p.name for p in (tmp_path / "cache" / "recon").iterdir())
-    run_grid(smoke_digits, [_choice(GENERATORS, "edm", eval_batch="64")],
-             _choice(PROTOCOLS, "recon", t_re="0,20,100"), PRESETS["smoke"], [1], CPU, store)
+    # t_re = 0 is the input itself, never cached; the rest: CACHE/recon/<gen>-<split>-t<t>-<24 hex>.npz
+    assert {re.fullmatch(r"edm-(train|test)-t(\d+)-[0-9a-f]{24}\.npz", n).group(2) for n in before} == {"20", "100"}
+    run_cells(smoke_digits, EDM, {"recon": {"t_re": "0,20,100"}}, [1], store)
     assert sorted(p.name for p in (tmp_path / "cache" / "recon").iterdir()) == before
 
 
 def test_recon_on_a_generator_that_cannot_reconstruct(smoke_digits, tmp_path):
     store = ResultStore(tmp_path)
-    cells = run_grid(smoke_digits, [_choice(GENERATORS, "real")], _choice(PROTOCOLS, "recon"),
-                     PRESETS["smoke"], [0], CPU, store)
+    cells = run_cells(smoke_digits, ["real"], "recon", [0], store)
     rec = cells[0].record
-    assert rec["status"] == "unsupported" and "cannot reconstruct" in rec["error"]
-    again = run_grid(smoke_digits, [_choice(GENERATORS, "real")], _choice(PROTOCOLS, "recon"),
-                     PRESETS["smoke"], [0], CPU, store)
+    assert rec.status == "unsupported" and "cannot reconstruct" in rec.error
+    again = run_cells(smoke_digits, ["real"], "recon", [0], store)
     assert again[0].cached
 
 
@@ -84,18 +82,24 @@ def test_recon_test_entropy_subset_is_stratified_and_seeded_by_full_index(smoke_
     diff = (sub.int() - full[idx].int()).abs()
     assert diff.max() <= 1 and (diff == 0).float().mean() > 0.99  # uint8 rounding of float noise at most
     assert not torch.equal(sub, test.images[idx])  # and t_re = 20 did change them
+    # a cached reconstruction that cannot be read stops the run, naming the file
+    paths = list((tmp_path / "recon").glob("edm-test-t20-*.npz"))
+    assert len(paths) == 2  # the subset's and the full split's
+    for path in paths:
+        path.write_bytes(b"not an npz")
+    with pytest.raises(UserError, match=r"reconstructions .*edm-test-t20-[0-9a-f]{24}\.npz is unreadable"):
+        proto._reconstruct(ctx("smoke"), test, 20, "test", idx)
 
 
 def test_recon_records_the_entropy_subset(smoke_digits, tmp_path):
     store = ResultStore(tmp_path)
-    cells = run_grid(smoke_digits, [_choice(GENERATORS, "edm", eval_batch="64")],
-                     _choice(PROTOCOLS, "recon", t_re="0,10", test_images="40"), PRESETS["smoke"], [0], CPU, store)
+    cells = run_cells(smoke_digits, EDM, {"recon": {"t_re": "0,10", "test_images": "40"}}, [0], store)
     rec = cells[0].record
-    assert rec["status"] == "ok", rec.get("error")
-    assert rec["details"]["entropy_test_images"] == 40
-    assert rec["metrics"]["entropy_test_t10"]["n"] == 40
-    assert rec["metrics"]["entropy_train_t10"]["n"] == len(smoke_digits.train)
-    assert 0 < rec["metrics"]["entropy_test_t10"]["stderr"] < rec["metrics"]["entropy_test_t10"]["value"]
+    assert rec.status == "ok", rec.error
+    assert rec.details["entropy_test_images"] == 40
+    assert rec.metrics["entropy_test_t10"]["n"] == 40
+    assert rec.metrics["entropy_train_t10"]["n"] == len(smoke_digits.train)
+    assert 0 < rec.metrics["entropy_test_t10"]["stderr"] < rec.metrics["entropy_test_t10"]["value"]
 
 
 def test_recon_does_not_train_a_generator_it_cannot_use(smoke_digits, tmp_path, monkeypatch):
@@ -106,7 +110,6 @@ def test_recon_does_not_train_a_generator_it_cannot_use(smoke_digits, tmp_path, 
         raise AssertionError("fitted a generator that recon cannot use")
 
     monkeypatch.setattr(cls, "fit", no_fit)
-    cells = run_grid(smoke_digits, [_choice(GENERATORS, "stylegan3")], _choice(PROTOCOLS, "recon"),
-                     PRESETS["smoke"], [0, 1], CPU, ResultStore(tmp_path))
-    assert [c.record["status"] for c in cells] == ["unsupported", "unsupported"]
-    assert "cannot reconstruct" in cells[0].record["error"]
+    cells = run_cells(smoke_digits, ["stylegan3"], "recon", [0, 1], ResultStore(tmp_path))
+    assert [c.record.status for c in cells] == ["unsupported", "unsupported"]
+    assert "cannot reconstruct" in cells[0].record.error

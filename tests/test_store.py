@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,28 +7,73 @@ import torch
 
 from synthbench.benchmark.atomic import atomic_write_json
 from synthbench.benchmark.sample_cache import SampleCache
-from synthbench.benchmark.store import ResultStore, cell_hash
+from synthbench.benchmark.cell import CellSpec, Record, Status, cell_hash
+from synthbench.benchmark.store import ResultStore
 from synthbench.errors import UserError
 from synthbench.generators.base import Generator
 
-SPEC = {"dataset": "digits", "protocol": "replace", "generator": "edm", "seed": 0, "preset": {"name": "smoke"}}
+SPEC = {"schema_version": 1, "synthbench_version": "0.1.0", "dataset": "digits", "dataset_digest": "d" * 64,
+        "generator": "edm", "generator_version": 1, "generator_options": {}, "generator_extra": {},
+        "protocol": "replace", "protocol_version": 1, "protocol_options": {}, "preset": {"name": "smoke"},
+        "seed": 0, "device_type": "cpu"}
+
+
+def record(status: str, spec: dict = SPEC, **fields) -> Record:
+    return Record.from_json({"spec": spec, "cell_hash": cell_hash(spec), "status": status, **fields})
 
 
 def test_cell_hash_covers_every_field():
     assert cell_hash(SPEC) == cell_hash(dict(reversed(list(SPEC.items()))))
     assert cell_hash(SPEC) != cell_hash({**SPEC, "seed": 1})
     assert cell_hash(SPEC) != cell_hash({**SPEC, "preset": {"name": "fast"}})
+    spec = CellSpec.from_json(SPEC)
+    assert spec.to_json() == SPEC and spec.key == cell_hash(SPEC)  # the spec's JSON is the record format's
 
 
 def test_lookup_returns_only_finished_records(tmp_path):
     store = ResultStore(tmp_path)
-    assert store.lookup(SPEC) is None
-    store.write({"spec": SPEC, "cell_hash": cell_hash(SPEC), "status": "failed"})
-    assert store.lookup(SPEC) is None  # failed cells are retried
-    store.write({"spec": SPEC, "cell_hash": cell_hash(SPEC), "status": "ok", "metrics": {}})
-    assert store.lookup(SPEC)["status"] == "ok"
-    store.path_for(SPEC).write_text("{ truncated")
-    assert store.lookup(SPEC) is None  # unreadable -> recomputed, with a warning
+    spec = CellSpec.from_json(SPEC)
+    assert store.lookup(spec) is None
+    store.write(record("failed"))
+    assert store.lookup(spec) is None  # failed cells are retried
+    store.write(record("ok", metrics={}))
+    assert store.lookup(spec).status == Status.OK == "ok"
+    store.path_for(spec).write_text("{ truncated")
+    assert store.lookup(spec) is None  # unreadable -> recomputed, with a warning
+
+
+def test_malformed_records_are_refused(tmp_path):
+    good = record("ok").to_json()
+    with pytest.raises(ValueError, match="cell_hash"):
+        Record.from_json({**good, "spec": {**SPEC, "seed": 1}})  # an edited spec no longer matches its hash
+    with pytest.raises(ValueError, match="status"):
+        Record.from_json({**good, "status": "done"})
+    with pytest.raises(ValueError, match="device_type"):
+        Record.from_json({**good, "spec": {k: v for k, v in SPEC.items() if k != "device_type"}})
+    store = ResultStore(tmp_path)
+    store.write(record("ok"))
+    bad = store.path_for(CellSpec.from_json(SPEC)).with_name("seed9-broken.json")
+    bad.write_text(json.dumps({**good, "status": "done"}))
+    assert [r.cell_hash for r in store.records()] == [cell_hash(SPEC)]  # skipped
+    with pytest.raises(UserError, match="seed9-broken.json"):
+        list(store.records(strict=True))
+
+
+def test_the_store_reads_every_committed_record_back_unchanged():
+    """The spec's JSON is the record format's: every record committed under
+    results/ must still validate, hash to its cell_hash, sit at the path the store
+    gives its spec, and read back to exactly the JSON on disk."""
+    root = Path(__file__).resolve().parents[1] / "results"
+    store = ResultStore(root)
+    paths = sorted((root / "records").rglob("*.json"))
+    assert len(paths) > 100
+    for path in paths:
+        data = json.loads(path.read_text())
+        rec = Record.from_json(data)
+        assert rec.cell_hash == data["cell_hash"] == cell_hash(data["spec"]), path
+        assert store.path_for(rec.spec) == path
+        assert rec.to_json() == data, path
+    assert len(list(store.records(strict=True))) == len(paths)
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):

@@ -21,8 +21,8 @@ class _Stamp(Generator):
     version = 1
 
     def fit(self, ctx):
-        super().fit(ctx)
         self.train = ctx.train
+        return super().fit(ctx)
 
     def _one(self, label: int, seed: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(seed)
@@ -57,10 +57,19 @@ class _Ignores(_Stamp):
         return super().sample(torch.zeros_like(labels), seeds).float()
 
 
+class _NoIdentity(_Stamp):
+    """Broken: fit returns nothing instead of its identity (the sample cache keys on it)."""
+
+    name = "stamp-anonymous"
+
+    def fit(self, ctx):
+        super().fit(ctx)
+
+
 @pytest.fixture
 def registered():
     names = []
-    for cls in (_Stamp, _BatchDependent, _Ignores):
+    for cls in (_Stamp, _BatchDependent, _Ignores, _NoIdentity):
         GENERATORS.register(cls.name, cls)
         names.append(cls.name)
     yield
@@ -93,6 +102,9 @@ def test_each_broken_promise_is_named(registered, tmp_path, capsys):
     code, out, _ = run_cli(["validate", "stamp-deaf", "-q", "--results", str(tmp_path)], capsys)
     rows = _report(out)
     assert code == 1 and rows["shape, dtype, range"] == "FAIL" and rows["label adherence"] == "FAIL"
+    code, out, _ = run_cli(["validate", "stamp-anonymous", "-q", "--results", str(tmp_path)], capsys)
+    rows = _report(out)
+    assert code == 1 and rows["fit"] == "FAIL" and "not its identity" in out
 
 
 def test_unknown_adapter_and_bad_option_are_one_paragraph(tmp_path, capsys):

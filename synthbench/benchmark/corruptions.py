@@ -95,11 +95,8 @@ def pixelate(x, s, g):
     return _to_uint8(F.interpolate(small, size=(h, w), mode="nearest"))
 
 
-CORRUPTIONS = {
-    "gaussian_noise": gaussian_noise, "shot_noise": shot_noise, "impulse_noise": impulse_noise,
-    "gaussian_blur": gaussian_blur, "contrast": contrast, "brightness": brightness,
-    "jpeg": jpeg, "pixelate": pixelate,
-}
+CORRUPTIONS = {f.__name__: f for f in (gaussian_noise, shot_noise, impulse_noise, gaussian_blur, contrast, brightness,
+                                        jpeg, pixelate)}
 
 
 def corrupt(images: torch.Tensor, kind: str, severity: int) -> torch.Tensor:

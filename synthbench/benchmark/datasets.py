@@ -78,10 +78,8 @@ class Dataset:
         for c in range(self.num_classes):
             idx = (self.train.labels == c).nonzero().flatten()[:max_per_class]
             keep[idx] = True
-        return Dataset(
-            name=self.name, class_names=self.class_names, train=self.train.subset(keep),
-            test=self.test, hflip=self.hflip, source=f"{self.source}, train capped at {max_per_class}/class",
-        )
+        return Dataset(name=self.name, class_names=self.class_names, train=self.train.subset(keep), test=self.test,
+                       hflip=self.hflip, source=f"{self.source}, train capped at {max_per_class}/class")
 
 
 def content_digest(ds: Dataset) -> str:
@@ -152,18 +150,9 @@ class Digits(DatasetLoader):
         images = np.rint(bunch.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
         labels = bunch.target.astype(np.int64)
         tr, te = stratified_split(labels, 0.2, seed=0)
-        return Dataset(
-            name="digits", class_names=[str(i) for i in range(10)],
-            train=_as_split(images[tr], labels[tr]), test=_as_split(images[te], labels[te]),
-            hflip=False, source="sklearn.datasets.load_digits, stratified 80/20 split (seed 0)",
-        )
-
-
-def _torchvision_error(name: str, ways: str, exc: Exception) -> UserError:
-    return UserError(
-        f"Could not load {name}: {type(exc).__name__}: {exc}. Provide it one of these "
-        f"ways: {ways}"
-    )
+        return Dataset(name="digits", class_names=[str(i) for i in range(10)], train=_as_split(images[tr], labels[tr]),
+                       test=_as_split(images[te], labels[te]), hflip=False,
+                       source="sklearn.datasets.load_digits, stratified 80/20 split (seed 0)")
 
 
 class _TorchvisionMNISTLike(DatasetLoader):
@@ -171,8 +160,10 @@ class _TorchvisionMNISTLike(DatasetLoader):
     hflip = False
     class_names: list[str] = [str(i) for i in range(10)]
 
-    def _roots(self, data_root: str | None) -> list[Path]:
-        return [Path(data_root)] if data_root else [Path(os.environ.get("SYNTHBENCH_DATA", "~/.cache/synthbench/data")).expanduser()]
+    def _root(self, data_root: str | None) -> Path:
+        if data_root:
+            return Path(data_root)
+        return Path(os.environ.get("SYNTHBENCH_DATA", "~/.cache/synthbench/data")).expanduser()
 
     def _tv(self, root: Path, download: bool):
         import torchvision.datasets as tvd
@@ -181,33 +172,27 @@ class _TorchvisionMNISTLike(DatasetLoader):
         return cls(str(root), train=True, download=download), cls(str(root), train=False, download=download)
 
     def _from_tv(self, train, test, source: str) -> Dataset:
-        return Dataset(
-            name=self.name, class_names=list(self.class_names),
-            train=_as_split(train.data.numpy(), train.targets.numpy()),
-            test=_as_split(test.data.numpy(), test.targets.numpy()),
-            hflip=self.hflip, source=source,
-        )
+        return Dataset(name=self.name, class_names=list(self.class_names), hflip=self.hflip, source=source,
+                       train=_as_split(train.data.numpy(), train.targets.numpy()),
+                       test=_as_split(test.data.numpy(), test.targets.numpy()))
 
     def load(self, data_root=None, argument=None) -> Dataset:
-        root = self._roots(data_root)[0]
+        root = self._root(data_root)
         try:
             train, test = self._tv(root, download=False)
             return self._from_tv(train, test, f"torchvision {self.tv_class} at {root}")
         except RuntimeError:
             pass
         if data_root is not None:
-            raise UserError(
-                f"--data-root {data_root} holds no {self.name} in torchvision's layout "
-                f"({root}/{self.tv_class}/raw/*-ubyte). Point --data-root at a folder "
-                f"that has it, or leave --data-root out to download it (needs network)."
-            )
+            raise UserError(f"--data-root {data_root} holds no {self.name} in torchvision's layout "
+                            f"({root}/{self.tv_class}/raw/*-ubyte). Point --data-root at a folder that has it, or "
+                            f"leave --data-root out to download it (needs network).")
         try:
             train, test = self._tv(root, download=True)
         except Exception as exc:
-            raise _torchvision_error(
-                self.name, f"--data-root DIR with torchvision's {self.tv_class} layout, or a network "
-                f"connection for torchvision to download it into {root}.", exc,
-            ) from None
+            raise UserError(f"Could not load {self.name}: {type(exc).__name__}: {exc}. Provide it one of these ways: "
+                            f"--data-root DIR with torchvision's {self.tv_class} layout, or a network connection for "
+                            f"torchvision to download it into {root}.") from None
         return self._from_tv(train, test, f"torchvision {self.tv_class}, downloaded to {root}")
 
 
@@ -229,8 +214,7 @@ class FashionMNIST(_TorchvisionMNISTLike):
     hflip = True
     class_names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-    needs = ("--data-root, or `apt-get install dataset-fashion-mnist`, "
-             "or network to download")
+    needs = "--data-root, or `apt-get install dataset-fashion-mnist`, or network to download"
     description = "28x28 grey clothing, 10 classes, 60k train / 10k test"
 
     def _stage_debian(self) -> Path | None:
@@ -240,7 +224,7 @@ class FashionMNIST(_TorchvisionMNISTLike):
                  "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
         if not all((DEBIAN_FASHION_MNIST / f"{f}.gz").exists() for f in files):
             return None
-        root = self._roots(None)[0] / "debian"
+        root = self._root(None) / "debian"
         raw = root / "FashionMNIST" / "raw"
         raw.mkdir(parents=True, exist_ok=True)
         for f in files:
@@ -260,22 +244,17 @@ class FashionMNIST(_TorchvisionMNISTLike):
         try:
             return super().load(data_root)
         except UserError as err:
-            raise UserError(
-                f"{err} Offline, `apt-get install dataset-fashion-mnist` puts the files under "
-                f"{DEBIAN_FASHION_MNIST}, which synthbench finds by itself."
-            ) from None
+            raise UserError(f"{err} Offline, `apt-get install dataset-fashion-mnist` puts the files under "
+                            f"{DEBIAN_FASHION_MNIST}, which synthbench finds by itself.") from None
 
 
 class _TorchvisionCIFAR(_TorchvisionMNISTLike):
     hflip = True
 
     def _from_tv(self, train, test, source: str) -> Dataset:
-        return Dataset(
-            name=self.name, class_names=list(train.classes),
-            train=_as_split(train.data.transpose(0, 3, 1, 2), np.asarray(train.targets)),
-            test=_as_split(test.data.transpose(0, 3, 1, 2), np.asarray(test.targets)),
-            hflip=True, source=source,
-        )
+        return Dataset(name=self.name, class_names=list(train.classes), hflip=True, source=source,
+                       train=_as_split(train.data.transpose(0, 3, 1, 2), np.asarray(train.targets)),
+                       test=_as_split(test.data.transpose(0, 3, 1, 2), np.asarray(test.targets)))
 
 
 class CIFAR10(_TorchvisionCIFAR):
@@ -327,13 +306,12 @@ class ImageFolder(DatasetLoader):
             raise UserError(f"imagefolder: {root} is not a folder. Give --dataset imagefolder:PATH "
                             f"with PATH holding class sub-folders (or train/ and test/ of them).")
         split_dirs = (root / "train").is_dir() and (root / "test").is_dir()
-        parts = {"train": self._scan(root / "train"), "test": self._scan(root / "test")} if split_dirs \
-            else {"all": self._scan(root)}
+        parts = {n: self._scan(root / n) for n in ("train", "test")} if split_dirs else {"all": self._scan(root)}
         class_names = sorted({c for p in parts.values() for c in p})
-        if len(class_names) < 2 or not any(files for p in parts.values() for files in p.values()):
+        all_files = [f for p in parts.values() for files in p.values() for f in files]
+        if len(class_names) < 2 or not all_files:
             raise UserError(f"imagefolder: {root} needs at least two class sub-folders with images "
                             f"({', '.join(sorted(IMAGE_SUFFIXES))}).")
-        all_files = [f for p in parts.values() for files in p.values() for f in files]
         with Image.open(all_files[0]) as first:
             size = first.size
         modes = set()

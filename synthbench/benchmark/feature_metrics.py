@@ -28,6 +28,8 @@ KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
 """torch-fidelity's defaults; the subset size shrinks to the smaller set's size."""
 METRIC_NAMES = ("fid", "kid", "precision", "recall", "density", "coverage")
+PER_CLASS_NAMES = ("fid", "precision", "recall", "density", "coverage")
+"""The metrics :func:`per_class_metrics` gives per class (all but KID)."""
 HIGHER_IS_BETTER = {"fid": False, "kid": False, "precision": True, "recall": True, "density": True,
                     "coverage": True}
 
@@ -49,10 +51,6 @@ class ClassifierFeatureExtractor(FeatureExtractorBase):
             raise ValueError(f"feature extractor {name!r} needs the keyword synthbench_classifier=<model>")
         self._model = [synthbench_classifier]
 
-    @property
-    def model(self) -> torch.nn.Module:
-        return self._model[0]
-
     @staticmethod
     def get_provided_features_list() -> tuple[str, ...]:
         return (FEATURE_NAME,)
@@ -71,7 +69,7 @@ class ClassifierFeatureExtractor(FeatureExtractorBase):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        model = self.model
+        model = self._model[0]
         model.eval()
         device = next(model.parameters()).device
         return (model.features(to_input(x.to(device))).float().cpu(),)
@@ -104,11 +102,8 @@ def find_inception_weights(path: str = "") -> Path | None:
     """The Inception-v3 weights file: ``path`` when given, else torch-fidelity's
     download cache (``torch.hub.get_dir()/checkpoints``) if a file is there.
     Never downloads."""
-    if path:
-        p = Path(path).expanduser()
-        return p if p.is_file() else None
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
-    return cached if cached.is_file() else None
+    p = Path(path).expanduser() if path else Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    return p if p.is_file() else None
 
 
 def inception_features(images: torch.Tensor, weights: Path, device: torch.device, batch: int = 64) -> torch.Tensor:
@@ -128,11 +123,8 @@ def inception_features(images: torch.Tensor, weights: Path, device: torch.device
         ) from None
     ext = FeatureExtractorInceptionV3(INCEPTION_EXTRACTOR, ["2048"], feature_extractor_weights_path=str(weights),
                                       verbose=False).to(device).eval()
-
-    def rgb(x: torch.Tensor) -> torch.Tensor:
-        return x.expand(-1, 3, -1, -1).contiguous() if x.shape[1] == 1 else x
-
-    return _extract(ext, images, device, batch, rgb)
+    return _extract(ext, images, device, batch,
+                    lambda x: x.expand(-1, 3, -1, -1).contiguous() if x.shape[1] == 1 else x)
 
 
 def density_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = 5, chunk: int = 1024) -> tuple[float, float]:
@@ -199,14 +191,13 @@ def per_class_metrics(real: torch.Tensor, real_labels: torch.Tensor, fake: torch
     """Per-class precision, recall, density, coverage (lists indexed by class,
     ``None`` where a class has fewer than two images on a side) and FID where
     both sides hold more images than the feature dimension."""
-    out: dict[str, list] = {name: [] for name in ("fid", "precision", "recall", "density", "coverage", "n_real",
-                                                  "n_fake")}
+    out: dict[str, list] = {name: [] for name in (*PER_CLASS_NAMES, "n_real", "n_fake")}
     dim = real.shape[1]
     for c in range(num_classes):
         r, f = real[real_labels == c], fake[fake_labels == c]
         m = feature_metrics(r, f, k, kid_seed, with_fid=min(len(r), len(f)) > dim, with_kid=False) \
             if min(len(r), len(f)) >= 2 else {}
-        for name in ("fid", "precision", "recall", "density", "coverage"):
+        for name in PER_CLASS_NAMES:
             value = m.get(name)
             out[name].append(None if value is None else round(float(value), 6))
         out["n_real"].append(int(len(r)))

@@ -25,10 +25,7 @@ LAYER = "block4"
 def fixed_indices(labels: torch.Tensor, num_classes: int, per_class: int = 1) -> list[int]:
     """The first ``per_class`` test images of every class, in class order: the
     same images for every generator and seed, so their maps can be compared."""
-    out: list[int] = []
-    for c in range(num_classes):
-        out.extend(torch.nonzero(labels == c).flatten()[:per_class].tolist())
-    return out
+    return [i for c in range(num_classes) for i in torch.nonzero(labels == c).flatten()[:per_class].tolist()]
 
 
 def grad_cam(model: torch.nn.Module, images: torch.Tensor, classes: torch.Tensor,

@@ -52,19 +52,9 @@ def _autocast(device: torch.device):
     return torch.autocast("cpu", enabled=False)
 
 
-def train_classifier(
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    num_classes: int,
-    preset: Preset,
-    seed: int,
-    device: torch.device,
-    hflip: bool,
-    desc: str = "train classifier",
-    epochs: int | None = None,
-    max_steps: int | None = None,
-    augment: bool = True,
-) -> nn.Module:
+def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, preset: Preset, seed: int,
+                     device: torch.device, hflip: bool, desc: str = "train classifier", epochs: int | None = None,
+                     max_steps: int | None = None, augment: bool = True) -> nn.Module:
     """Train ``preset.classifier`` on ``images`` and return it in eval mode.
 
     ``images`` are uint8 images, or float inputs already in the model's input

@@ -60,8 +60,8 @@ from synthbench.benchmark.seeding import derive_seed, torch_generator
 from synthbench.errors import UserError, corrupt_cache
 from synthbench.generators.distribution_matching import MMD_WEIGHT_PAPER, distribution_matching_loss
 from synthbench.generators.sd import (
-    APPENDIX_E_NEGATIVE_PROMPT, T_RECON, SDRunner, autocast, image_generators, load_pipeline, native_size,
-    quiet_libraries, split_templates, to_dataset_images, to_pipeline_images, weights_fingerprint,
+    APPENDIX_E_NEGATIVE_PROMPT, SDRunner, autocast, image_generators, load_pipeline, native_size, quiet_libraries,
+    split_templates, to_dataset_images, to_pipeline_images, valid_templates, weights_fingerprint,
 )
 
 VERSION = 1
@@ -124,7 +124,7 @@ class RealFakeSDConfig:
                     values[f.name] = opts[key]
                     break
         cfg = cls(**values)
-        if not split_templates(cfg.prompt) or any(t.count("{}") != 1 for t in split_templates(cfg.prompt)):
+        if not valid_templates(cfg.prompt):
             raise UserError(f"realfake prompt {cfg.prompt!r}: give templates separated by |, each with one {{}}.")
         if not 0 < cfg.strength <= 1:
             raise UserError(f"realfake strength={cfg.strength} must be in (0, 1].")
@@ -143,12 +143,12 @@ def resolve_encoder(image_encoder: str) -> tuple[Path, Path]:
                             f"patch14 --local-dir DIR` on a machine with network).")
         from huggingface_hub import snapshot_download
 
+        patterns = ["*.json", "*.safetensors", "*.txt"]
         try:
-            path = Path(snapshot_download(image_encoder, allow_patterns=["*.json", "*.safetensors", "*.txt"],
-                                          local_files_only=True))
+            path = Path(snapshot_download(image_encoder, allow_patterns=patterns, local_files_only=True))
         except Exception:
             try:
-                path = Path(snapshot_download(image_encoder, allow_patterns=["*.json", "*.safetensors", "*.txt"]))
+                path = Path(snapshot_download(image_encoder, allow_patterns=patterns))
             except Exception as exc:
                 raise UserError(f"realfake.image_encoder={image_encoder!r} is neither a folder nor a hub id in "
                                 f"the local cache, and the hub is out of reach ({type(exc).__name__}). Download it "
@@ -437,27 +437,21 @@ class RealFakeSD:
         return self.train.images[picks]
 
     # -- generation ------------------------------------------------------
+    @staticmethod
+    def _conds(labels: list[int], seeds: Sequence[int]) -> list[tuple[int, int]]:
+        return list(zip(labels, [int(s) for s in seeds]))
+
     def sample(self, labels: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
-        labels = torch.as_tensor(labels, dtype=torch.long)
-        conds = list(zip(labels.tolist(), [int(s) for s in seeds]))
+        labels = torch.as_tensor(labels, dtype=torch.long).tolist()
+        conds = self._conds(labels, seeds)
         gens = image_generators(seeds, "realfake-sd-sample")
-        if self.cfg.prior_init:
-            init = to_pipeline_images(self.prior_images(labels.tolist(), seeds), self.size)
-            x = self.runner.generate(conds, gens, self.encode, init_images=init, strength=self.cfg.strength,
-                                     desc="sample realfake sd")
-        else:
-            x = self.runner.generate(conds, gens, self.encode, desc="sample realfake sd")
+        # Without the prior init, text-to-image from noise (``strength`` then unused).
+        init = to_pipeline_images(self.prior_images(labels, seeds), self.size) if self.cfg.prior_init else None
+        x = self.runner.generate(conds, gens, self.encode, init_images=init, strength=self.cfg.strength,
+                                 desc="sample realfake sd")
         return to_dataset_images(x, self.image_shape)
 
     def reconstruct(self, images: torch.Tensor, labels: torch.Tensor, t_re: int,
                     seeds: Sequence[int]) -> torch.Tensor:
-        if not 0 <= int(t_re) <= T_RECON:
-            raise UserError(f"t_re={t_re} is outside 0..{T_RECON} (img2img strength = t_re / {T_RECON}).")
-        if t_re == 0:
-            return images.clone()
-        labels = torch.as_tensor(labels, dtype=torch.long)
-        conds = list(zip(labels.tolist(), [int(s) for s in seeds]))
-        x = self.runner.generate(conds, image_generators(seeds, "realfake-sd-recon"), self.encode,
-                                 init_images=to_pipeline_images(images, self.size), strength=t_re / T_RECON,
-                                 desc=f"reconstruct t_re={t_re}")
-        return to_dataset_images(x, self.image_shape)
+        return self.runner.reconstruct(images, labels, t_re, seeds, self._conds, self.encode, "realfake-sd-recon",
+                                       self.image_shape)

@@ -164,11 +164,8 @@ def class_prompts(template_text: str, class_names: Sequence[str], labels: Sequen
     """One prompt per image: its class name (underscores as spaces) in a
     template drawn by its seed when several are given."""
     templates = split_templates(template_text)
-    out = []
-    for label, seed in zip(labels, seeds):
-        t = templates[derive_seed("sd-prompt", seed) % len(templates)] if len(templates) > 1 else templates[0]
-        out.append(t.format(str(class_names[int(label)]).replace("_", " ")))
-    return out
+    return [templates[derive_seed("sd-prompt", seed) % len(templates)].format(
+        str(class_names[int(label)]).replace("_", " ")) for label, seed in zip(labels, seeds)]
 
 
 # -- images ----------------------------------------------------------------
@@ -286,14 +283,18 @@ class SDRunner:
             outs.append(out.float().cpu()[:k])
         return torch.cat(outs)
 
-
-def encode_text(pipe, prompts: list[str], negative: str, guidance: float) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The pipeline's own CLIP text encoding of ``prompts`` and of the negative
-    prompt (None without classifier-free guidance)."""
-    do_cfg = guidance > 1.0
-    cond, neg = pipe.encode_prompt(prompts, pipe._execution_device, 1, do_cfg,
-                                   negative_prompt=[negative] * len(prompts) if do_cfg else None)
-    return cond, (neg if do_cfg else None)
+    def reconstruct(self, images: torch.Tensor, labels: torch.Tensor, t_re: int, seeds: Sequence[int], conds: Callable,
+                    encode: Callable, purpose: str, image_shape: Sequence[int]) -> torch.Tensor:
+        """The adapters' ``reconstruct`` (module docstring): img2img of ``images``
+        under ``conds(labels, seeds)`` with generators for ``purpose``."""
+        if not 0 <= int(t_re) <= T_RECON:
+            raise UserError(f"t_re={t_re} is outside 0..{T_RECON} (img2img strength = t_re / {T_RECON}).")
+        if t_re == 0:
+            return images.clone()
+        x = self.generate(conds(torch.as_tensor(labels, dtype=torch.long).tolist(), seeds),
+                          image_generators(seeds, purpose), encode, init_images=to_pipeline_images(images, self.size),
+                          strength=t_re / T_RECON, desc=f"reconstruct t_re={t_re}")
+        return to_dataset_images(x, image_shape)
 
 
 class StableDiffusionGenerator(Generator):
@@ -339,25 +340,24 @@ class StableDiffusionGenerator(Generator):
         return {"weights": fingerprint, "dataset_digest": ctx.dataset_digest, "class_names": self.class_names,
                 "image_shape": list(self.image_shape)}
 
-    def _encode(self, prompts: list[str]):
-        return encode_text(self.pipe, prompts, self.opts["negative_prompt"], self.opts["guidance"])
+    def _prompts(self, labels: list[int], seeds: Sequence[int]) -> list[str]:
+        return class_prompts(self.opts["prompt"], self.class_names, labels, seeds)
+
+    def _encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The pipeline's own CLIP text encoding of ``prompts`` and of the negative
+        prompt (None without classifier-free guidance)."""
+        do_cfg = self.opts["guidance"] > 1.0
+        negative = [self.opts["negative_prompt"]] * len(prompts) if do_cfg else None
+        cond, neg = self.pipe.encode_prompt(prompts, self.pipe._execution_device, 1, do_cfg, negative_prompt=negative)
+        return cond, (neg if do_cfg else None)
 
     def sample(self, labels: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
-        labels = torch.as_tensor(labels, dtype=torch.long)
-        prompts = class_prompts(self.opts["prompt"], self.class_names, labels.tolist(), seeds)
+        prompts = self._prompts(torch.as_tensor(labels, dtype=torch.long).tolist(), seeds)
         x = self.runner.generate(prompts, image_generators(seeds, "sd-sample"), self._encode, desc="sample sd")
         return to_dataset_images(x, self.image_shape)
 
     def reconstruct(self, images: torch.Tensor, labels: torch.Tensor, t_re: int,
                     seeds: Sequence[int]) -> torch.Tensor:
-        if not 0 <= int(t_re) <= T_RECON:
-            raise UserError(f"t_re={t_re} is outside 0..{T_RECON} (img2img strength = t_re / {T_RECON}).")
-        if t_re == 0:
-            return images.clone()
-        labels = torch.as_tensor(labels, dtype=torch.long)
-        prompts = class_prompts(self.opts["prompt"], self.class_names, labels.tolist(), seeds)
-        x = self.runner.generate(prompts, image_generators(seeds, "sd-recon"), self._encode,
-                                 init_images=to_pipeline_images(images, self.runner.size),
-                                 strength=t_re / T_RECON, desc=f"reconstruct t_re={t_re}")
-        return to_dataset_images(x, self.image_shape)
+        return self.runner.reconstruct(images, labels, t_re, seeds, self._prompts, self._encode, "sd-recon",
+                                       self.image_shape)
 

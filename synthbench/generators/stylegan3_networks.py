@@ -45,30 +45,22 @@ from torch import nn
 # Signal processing: windowed-sinc low-pass filters and upfirdn2d.
 
 
-def kaiser_beta(attenuation_db: float) -> float:
-    """Kaiser's window parameter for a stopband attenuation in dB (Kaiser 1974;
-    the formula of ``scipy.signal.kaiser_beta``)."""
-    a = attenuation_db
-    if a > 50:
-        return 0.1102 * (a - 8.7)
-    if a > 21:
-        return 0.5842 * (a - 21) ** 0.4 + 0.07886 * (a - 21)
-    return 0.0
-
-
 def design_lowpass_filter(numtaps: int, cutoff: float, width: float, fs: float) -> torch.Tensor | None:
     """A 1-D Kaiser-windowed sinc low-pass filter (``scipy.signal.firwin`` with
     ``width``), normalised to unit DC gain: StyleGAN3 Sec. 3.2 and Appendix C
-    ("we use a Kaiser window ... for a transition band of 2 * half-width").
+    ("we use a Kaiser window ... for a transition band of 2 * half-width"); the
+    window's beta from the stopband attenuation that ``numtaps`` and ``width``
+    allow (Kaiser 1974, ``scipy.signal.kaiser_atten`` and ``kaiser_beta``).
 
     ``cutoff`` and ``width`` are in the units of ``fs`` (the sampling rate), so a
     cutoff of fs/4 keeps the lower half of the band. ``numtaps == 1`` means no
     filtering (returns None)."""
     if numtaps == 1:
         return None
+    from scipy.signal import kaiser_atten, kaiser_beta
+
     nyq = fs / 2
-    attenuation = 2.285 * (numtaps - 1) * math.pi * (width / nyq) + 7.95  # scipy.signal.kaiser_atten
-    beta = kaiser_beta(attenuation)
+    beta = kaiser_beta(kaiser_atten(numtaps, width / nyq))
     m = torch.arange(numtaps, dtype=torch.float64) - (numtaps - 1) / 2
     c = cutoff / nyq
     h = c * torch.special.sinc(c * m)
@@ -103,31 +95,25 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up: int = 1, down: int = 
     return x
 
 
-def upfirdn1d(x: torch.Tensor, f: torch.Tensor | None, up: int = 1, down: int = 1, pad0: int = 0, pad1: int = 0,
-              gain: float = 1.0) -> torch.Tensor:
-    """:func:`upfirdn2d` along the last axis of ``x`` [B, L] only (one axis of the
-    separable op), with the 1-D share ``gain`` of the gain."""
-    b, n = x.shape
+def resample_matrix(n_in: int, f: torch.Tensor | None, up: int = 1, down: int = 1, pad0: int = 0, pad1: int = 0,
+                    gain: float = 1.0) -> torch.Tensor:
+    """The linear map [n_out, n_in] of :func:`upfirdn2d` along one axis (with the
+    1-D share ``gain`` of the gain) on signals of length ``n_in``, computed in
+    float64 by applying that op to the identity. Upsampling, filtering and
+    downsampling along one axis is linear, so the separable 2-D op is
+    ``M_y @ x @ M_x^T``: the same numbers as :func:`upfirdn2d`, as two small
+    batched matmuls (a CPU runs these far faster than depthwise convolutions
+    with 12-tap kernels)."""
+    x = torch.eye(n_in, dtype=torch.float64)
     if up > 1:
-        x = F.pad(x.reshape(b, n, 1), [0, up - 1]).reshape(b, n * up)
+        x = F.pad(x.reshape(n_in, n_in, 1), [0, up - 1]).reshape(n_in, n_in * up)
     x = F.pad(x, [max(pad0, 0), max(pad1, 0)])
     x = x[:, max(-pad0, 0): x.shape[1] - max(-pad1, 0)]
     if f is not None:
-        x = F.conv1d(x.unsqueeze(1), (f * gain).to(x.dtype).flip(0).view(1, 1, -1)).squeeze(1)
+        x = F.conv1d(x.unsqueeze(1), (f.double() * gain).flip(0).view(1, 1, -1)).squeeze(1)
     elif gain != 1:
         x = x * gain
-    return x[:, ::down]
-
-
-def resample_matrix(n_in: int, f: torch.Tensor | None, up: int = 1, down: int = 1, pad0: int = 0, pad1: int = 0,
-                    gain: float = 1.0) -> torch.Tensor:
-    """The linear map [n_out, n_in] of :func:`upfirdn1d` on signals of length
-    ``n_in``. Upsampling, filtering and downsampling along one axis is linear, so
-    the separable 2-D op is ``M_y @ x @ M_x^T``: the same numbers as
-    :func:`upfirdn2d`, as two small batched matmuls (a CPU runs these far faster
-    than depthwise convolutions with 12-tap kernels)."""
-    return upfirdn1d(torch.eye(n_in, dtype=torch.float64), None if f is None else f.double(), up, down,
-                     pad0, pad1, gain).t().contiguous().float()
+    return x[:, ::down].t().contiguous().float()
 
 
 def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor | None, fd: torch.Tensor | None, b: torch.Tensor,
@@ -327,10 +313,9 @@ class SynthesisLayer(nn.Module):
     :func:`filtered_lrelu` at ``tmp_sampling_rate`` = 2 x max(in, out) rate, with
     up- and down-filters designed for the layer's cutoff and transition band."""
 
-    def __init__(self, w_dim: int, is_torgb: bool, is_critically_sampled: bool, in_channels: int,
-                 out_channels: int, in_size: int, out_size: int, in_sampling_rate: float,
-                 out_sampling_rate: float, in_cutoff: float, out_cutoff: float, in_half_width: float,
-                 out_half_width: float, filter_size: int = 6, lrelu_upsampling: int = 2,
+    def __init__(self, w_dim: int, is_torgb: bool, in_channels: int, out_channels: int, in_size: int, out_size: int,
+                 in_sampling_rate: float, out_sampling_rate: float, in_cutoff: float, out_cutoff: float,
+                 in_half_width: float, out_half_width: float, filter_size: int = 6, lrelu_upsampling: int = 2,
                  conv_clamp: float | None = 256, magnitude_ema_beta: float = 0.999):
         super().__init__()
         self.is_torgb, self.in_channels, self.out_channels = is_torgb, in_channels, out_channels
@@ -355,7 +340,6 @@ class SynthesisLayer(nn.Module):
         pad_total += up_taps + down_taps - 2
         pad_lo = (pad_total + self.up_factor) // 2
         self.padding = (pad_lo, pad_total - pad_lo, pad_lo, pad_total - pad_lo)
-        self.is_critically_sampled = is_critically_sampled
         mu = resample_matrix(in_size + self.conv_kernel - 1, self.up_filter, self.up_factor, 1, pad_lo,
                              pad_total - pad_lo, gain=self.up_factor)
         md = resample_matrix(mu.shape[0], self.down_filter, 1, self.down_factor)
@@ -422,12 +406,11 @@ class SynthesisNetwork(nn.Module):
         for idx in range(num_layers + 1):
             prev = max(idx - 1, 0)
             layers.append(SynthesisLayer(
-                w_dim, is_torgb=idx == num_layers, is_critically_sampled=idx >= num_layers - num_critical,
-                in_channels=int(widths[prev]), out_channels=int(widths[idx]),
-                in_size=int(s["sizes"][prev]), out_size=int(s["sizes"][idx]),
-                in_sampling_rate=float(s["rates"][prev]), out_sampling_rate=float(s["rates"][idx]),
-                in_cutoff=float(s["cutoffs"][prev]), out_cutoff=float(s["cutoffs"][idx]),
-                in_half_width=float(s["half_widths"][prev]), out_half_width=float(s["half_widths"][idx])))
+                w_dim, is_torgb=idx == num_layers, in_channels=int(widths[prev]), out_channels=int(widths[idx]),
+                in_size=int(s["sizes"][prev]), out_size=int(s["sizes"][idx]), in_sampling_rate=float(s["rates"][prev]),
+                out_sampling_rate=float(s["rates"][idx]), in_cutoff=float(s["cutoffs"][prev]),
+                out_cutoff=float(s["cutoffs"][idx]), in_half_width=float(s["half_widths"][prev]),
+                out_half_width=float(s["half_widths"][idx])))
         self.layers = nn.ModuleList(layers)
 
     def forward(self, ws: torch.Tensor, update_emas: bool = False) -> torch.Tensor:

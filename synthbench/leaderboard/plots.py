@@ -73,34 +73,34 @@ def _figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), layout="constrained")
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _numbers(values: Any) -> list[float] | None:
     """A list of numbers (None/NaN kept as NaN), or None when it is not one."""
-    if not isinstance(values, (list, tuple)) or not values:
+    if not isinstance(values, (list, tuple)) or not values or not all(v is None or _is_number(v) for v in values):
         return None
-    out = []
-    for v in values:
-        if v is None:
-            out.append(math.nan)
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            out.append(float(v))
-        else:
-            return None
-    return out
+    return [math.nan if v is None else float(v) for v in values]
+
+
+def _floats(values: Any) -> np.ndarray | None:
+    """``values`` as a float64 array, or None when they are not a (regular) array of numbers."""
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
 
 
 def _matrix(values: Any) -> np.ndarray | None:
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        return None
-    return arr if arr.ndim == 2 and arr.size and arr.shape[0] == arr.shape[1] else None
+    arr = _floats(values)
+    return arr if arr is not None and arr.ndim == 2 and arr.size and arr.shape[0] == arr.shape[1] else None
 
 
 def _images(values: Any) -> np.ndarray | None:
     """``[N, C, H, W]`` or ``[N, H, W]`` uint8-range images as ``[N, H, W, C]`` floats in [0, 1]."""
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
+    arr = _floats(values)
+    if arr is None:
         return None
     if arr.ndim == 3:
         arr = arr[:, None]
@@ -110,13 +110,12 @@ def _images(values: Any) -> np.ndarray | None:
     return np.clip(arr.transpose(0, 2, 3, 1) / scale, 0.0, 1.0)
 
 
-def _show(ax, image: np.ndarray, **kw) -> None:
+def _show(ax, image: np.ndarray) -> None:
     if image.shape[-1] == 1:
-        ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest", **kw)
+        ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     else:
-        ax.imshow(image, interpolation="nearest", **kw)
-    ax.set_xticks([])
-    ax.set_yticks([])
+        ax.imshow(image, interpolation="nearest")
+    ax.set(xticks=[], yticks=[])
 
 
 def mean_of(values: Sequence[Any]) -> Any:
@@ -134,10 +133,9 @@ def mean_of(values: Sequence[Any]) -> Any:
         if all(isinstance(v, (list, tuple)) and len(v) == len(first) for v in values):
             return [mean_of([v[i] for v in values]) for i in range(len(first))]
         return first
-    nums = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    if len(nums) != len(values):
+    if not all(_is_number(v) for v in values):
         return first
-    finite = [v for v in nums if math.isfinite(v)]
+    finite = [float(v) for v in values if math.isfinite(v)]
     return sum(finite) / len(finite) if finite else math.nan
 
 
@@ -151,13 +149,29 @@ def sum_of(values: Sequence[Any]) -> Any:
         if all(isinstance(v, dict) and v.keys() == first.keys() for v in values):
             return {k: sum_of([v[k] for v in values]) for k in first}
         return first
-    try:
-        arrays = [np.asarray(v, dtype=np.float64) for v in values]
-    except (TypeError, ValueError):
-        return first
-    if any(a.shape != arrays[0].shape for a in arrays):
+    arrays = [_floats(v) for v in values]
+    if any(a is None or a.shape != arrays[0].shape for a in arrays):
         return first
     return np.sum(arrays, axis=0).tolist()
+
+
+def _entries(data: Any, parse: Callable[[Any], Any]) -> dict[str, Any]:
+    """``parse`` of ``data``, or of each value of a mapping (keys in natural order),
+    keeping what parses (not None)."""
+    parsed = {str(k): parse(v) for k, v in _natural(data).items()} if isinstance(data, dict) else {"": parse(data)}
+    return {k: v for k, v in parsed.items() if v is not None}
+
+
+def _grid(n: int, max_cols: int, width: float, height: float, **kw: Any) -> tuple[Figure, np.ndarray]:
+    """A figure of ``n`` panels of ``width`` x ``height``, at most ``max_cols`` a row
+    (``kw`` for ``subplots``): the figure and its axes, flat, the spare ones hidden."""
+    cols = min(max_cols, n)
+    rows = math.ceil(n / cols)
+    fig = _figure(width * cols, height * rows)
+    axes = fig.subplots(rows, cols, squeeze=False, **kw).flatten()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes
 
 
 # --------------------------------------------------------------------------- curves
@@ -178,8 +192,7 @@ def split_curve(curve: Any) -> tuple[str, list[float], dict[str, list[float]], d
         return None
     x = _numbers(curve[xname]) if xname else list(range(len(next(iter(lists.values())))))
     series = {k: v for k, v in lists.items() if len(v) == len(x) and any(math.isfinite(y) for y in v)}
-    scalars = {k: float(v) for k, v in curve.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    scalars = {k: float(v) for k, v in curve.items() if _is_number(v) and math.isfinite(v)}
     if not series:
         return None
     return xname or "index", x, series, scalars
@@ -209,10 +222,7 @@ def curves_figure(lines: dict[str, Any], path: Path, title: str = "", order: Seq
     # Panels in the order of the table's metrics (``top1`` before ``coverage``).
     rank = {n: next((i for i, m in enumerate(order) if m == n or m.startswith(f"{n}_")), len(order)) for n in names}
     names.sort(key=lambda n: rank[n])
-    cols = min(3, len(names))
-    rows = math.ceil(len(names) / cols)
-    fig = _figure(3.2 * cols, 2.4 * rows)
-    axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    fig, axes = _grid(len(names), 3, 3.2, 2.4)
     drawn_refs: set[tuple[str, str]] = set()
     for ax, name in zip(axes, names):
         for label, (xname, x, series, scalars) in parsed.items():
@@ -230,10 +240,7 @@ def curves_figure(lines: dict[str, Any], path: Path, title: str = "", order: Seq
                 ax.minorticks_off()
         ax.set_title(name)
         ax.grid(alpha=0.3)
-    for ax in axes[len(names):]:
-        ax.set_visible(False)
-    handles, labels = axes[0].get_legend_handles_labels()
-    if len(labels) > 1:
+    if len(axes[0].get_legend_handles_labels()[1]) > 1:
         axes[0].legend(fontsize=7, frameon=False)
     if title:
         fig.suptitle(title)
@@ -247,11 +254,7 @@ def curves_figure(lines: dict[str, Any], path: Path, title: str = "", order: Seq
 def per_class_figure(per_class: Any, path: Path, title: str = "per-class accuracy") -> Path | None:
     """Grouped bars of per-class accuracy: one list, or one list per arm/step
     (``{"x1": [...], "x10": [...]}``)."""
-    if isinstance(per_class, dict):
-        groups = {str(k): _numbers(v) for k, v in _natural(per_class).items()}
-    else:
-        groups = {"": _numbers(per_class)}
-    groups = {k: v for k, v in groups.items() if v is not None}
+    groups = _entries(per_class, _numbers)
     if not groups:
         return None
     n = max(len(v) for v in groups.values())
@@ -260,12 +263,8 @@ def per_class_figure(per_class: Any, path: Path, title: str = "per-class accurac
     width = 0.8 / len(groups)
     for i, (name, vals) in enumerate(groups.items()):
         ax.bar(np.arange(len(vals)) + (i - (len(groups) - 1) / 2) * width, vals, width=width, label=name or None)
-    ax.set_xticks(np.arange(n))
-    ax.set_xlabel("class")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(0, 1.05)
+    ax.set(xticks=np.arange(n), xlabel="class", ylabel="accuracy", ylim=(0, 1.05), title=title)
     ax.grid(axis="y", alpha=0.3)
-    ax.set_title(title)
     if len(groups) > 1:
         ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
@@ -300,8 +299,7 @@ def per_class_fidelity_figure(space: Any, path: Path) -> Path | None:
         ax.set_ylabel(name + (" (lower better)" if name == "fid" else ""), fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    axes[-1].set_xticks(x)
-    axes[-1].set_xlabel("class")
+    axes[-1].set(xticks=x, xlabel="class")
     return _save(fig, path)
 
 
@@ -337,10 +335,7 @@ def corruption_figure(per_corruption: Any, severities: Any, path: Path) -> Path 
         kinds += [k for k in table if k not in kinds and _numbers(table[k])]
     if not kinds:
         return None
-    cols = min(4, len(kinds))
-    rows = math.ceil(len(kinds) / cols)
-    fig = _figure(2.5 * cols, 2.0 * rows)
-    axes = fig.subplots(rows, cols, squeeze=False, sharey=True).flatten()
+    fig, axes = _grid(len(kinds), 4, 2.5, 2.0, sharey=True)
     for ax, kind in zip(axes, kinds):
         for arm, table in arms.items():
             ys = _numbers(table.get(kind))
@@ -348,11 +343,8 @@ def corruption_figure(per_corruption: Any, severities: Any, path: Path) -> Path 
                 continue
             xs = _numbers(severities) if _numbers(severities) and len(severities) == len(ys) else range(1, len(ys) + 1)
             ax.plot(list(xs), ys, marker="o", ms=3, label=arm, color=REAL_COLOR if arm == "real" else None)
-        ax.set_title(kind)
-        ax.set_xlabel("severity")
+        ax.set(title=kind, xlabel="severity")
         ax.grid(alpha=0.3)
-    for ax in axes[len(kinds):]:
-        ax.set_visible(False)
     axes[0].legend(fontsize=7, frameon=False)
     return _save(fig, path)
 
@@ -364,15 +356,10 @@ def corruption_figure(per_corruption: Any, severities: Any, path: Path) -> Path 
 def confusion_figure(confusion: Any, path: Path) -> Path | None:
     """Row-normalised confusion matrix (true class down, predicted across), or one
     per arm when the record holds a mapping of them."""
-    mats = ({str(k): _matrix(v) for k, v in _natural(confusion).items()} if isinstance(confusion, dict)
-            else {"": _matrix(confusion)})
-    mats = {k: v for k, v in mats.items() if v is not None}
+    mats = _entries(confusion, _matrix)
     if not mats:
         return None
-    cols = min(4, len(mats))
-    rows = math.ceil(len(mats) / cols)
-    fig = _figure(3.0 * cols, 2.9 * rows)
-    axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    fig, axes = _grid(len(mats), 4, 3.0, 2.9)
     for ax, (name, m) in zip(axes, mats.items()):
         norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1e-12)
         im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
@@ -384,13 +371,7 @@ def confusion_figure(confusion: Any, path: Path) -> Path | None:
                         ax.text(j, i, f"{m[i, j]:g}", ha="center", va="center", fontsize=6,
                                 color="white" if norm[i, j] > 0.5 else "black")
         ticks = np.arange(n) if n <= 20 else np.arange(0, n, max(1, n // 10))
-        ax.set_xticks(ticks)
-        ax.set_yticks(ticks)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(name or "confusion matrix")
-    for ax in axes[len(mats):]:
-        ax.set_visible(False)
+        ax.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true", title=name or "confusion matrix")
     fig.colorbar(im, ax=axes[: len(mats)].tolist(), shrink=0.8)
     return _save(fig, path)
 
@@ -408,11 +389,8 @@ def pca_sets(pca: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | 
             if isinstance(value, dict):
                 walk(f"{name}/", value)
                 continue
-            try:
-                arr = np.asarray(value, dtype=np.float64)
-            except (TypeError, ValueError):
-                continue
-            if arr.ndim == 2 and arr.shape[1] == 2 and len(arr):
+            arr = _floats(value)
+            if arr is not None and arr.ndim == 2 and arr.shape[1] == 2 and len(arr):
                 sets[name] = arr
 
     walk("", pca)
@@ -438,10 +416,7 @@ def pca_figure(pca: Any, path: Path) -> Path | None:
     sets, labels = parsed
     ref = "real" if "real" in sets else None
     others = [n for n in sets if n != ref] or [ref]
-    cols = min(3, len(others))
-    rows = math.ceil(len(others) / cols)
-    fig = _figure(3.0 * cols, 2.8 * rows)
-    axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    fig, axes = _grid(len(others), 3, 3.0, 2.8)
     for ax, name in zip(axes, others):
         if ref is not None and name != ref:
             ax.scatter(*sets[ref].T, s=4, c="#bbbbbb", label="real", linewidths=0)
@@ -451,33 +426,22 @@ def pca_figure(pca: Any, path: Path) -> Path | None:
         else:
             ax.scatter(*pts.T, s=5, linewidths=0, label=name)
         ax.set_title(name if name == ref else f"{name} over real (grey)" if ref else name)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for ax in axes[len(others):]:
-        ax.set_visible(False)
+        ax.set(xticks=[], yticks=[])
     return _save(fig, path)
-
-
-def _gradcam_entries(gradcam: Any) -> dict[str, dict[str, Any]] | None:
-    if not isinstance(gradcam, dict):
-        return None
-    if "maps" in gradcam:
-        return {"": gradcam}
-    entries = {str(k): v for k, v in _natural(gradcam).items() if isinstance(v, dict) and "maps" in v}
-    return entries or None
 
 
 @styled
 def gradcam_figure(gradcam: Any, path: Path) -> Path | None:
     """Grad-CAM maps of the fixed test images (one per class), one row per
     classifier (e.g. per t_re), so attention can be compared at a glance."""
-    entries = _gradcam_entries(gradcam)
-    if not entries:
+    if not isinstance(gradcam, dict):
         return None
+    entries = ({"": gradcam} if "maps" in gradcam
+               else {str(k): v for k, v in _natural(gradcam).items() if isinstance(v, dict) and "maps" in v})
     rows_data = []
     for name, entry in entries.items():
-        maps = np.asarray(entry.get("maps"), dtype=np.float64) if entry.get("maps") is not None else None
-        if maps is None or maps.ndim != 3 or not len(maps):
+        maps = np.asarray(entry["maps"], dtype=np.float64)
+        if maps.ndim != 3 or not len(maps):
             continue
         rows_data.append((name, maps, entry.get("labels") or list(range(len(maps)))))
     if not rows_data:
@@ -488,8 +452,7 @@ def gradcam_figure(gradcam: Any, path: Path) -> Path | None:
     for r, (name, maps, labels) in enumerate(rows_data):
         for c in range(cols):
             ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set(xticks=[], yticks=[])
             if c >= len(maps):
                 ax.set_visible(False)
                 continue
@@ -509,9 +472,8 @@ def pairs_figure(pairs: Any, path: Path) -> Path | None:
         return None
     good = []
     for p in pairs:
-        if not isinstance(p, dict):
-            continue
-        imgs = _images([p.get("synthetic"), p.get("member")]) if p.get("synthetic") is not None else None
+        # Not a dict, or a side missing (None in a list of images does not parse): left out.
+        imgs = _images([p.get("synthetic"), p.get("member")]) if isinstance(p, dict) else None
         if imgs is not None:
             good.append((imgs, p.get("distance"), p.get("label")))
     if not good:
@@ -534,16 +496,9 @@ def samples_figure(samples: Any, path: Path, labels: Any = None) -> Path | None:
     imgs = _images(samples)
     if imgs is None:
         return None
-    n = min(len(imgs), 64)
-    cols = min(n, 10)
-    rows = math.ceil(n / cols)
-    fig = _figure(0.7 * cols, 0.75 * rows)
-    axes = fig.subplots(rows, cols, squeeze=False).flatten()
-    for i, ax in enumerate(axes):
-        if i < n:
-            _show(ax, imgs[i])
-            if isinstance(labels, list) and i < len(labels):
-                ax.set_title(str(labels[i]), fontsize=6)
-        else:
-            ax.set_visible(False)
+    fig, axes = _grid(min(len(imgs), 64), 10, 0.7, 0.75)
+    for i, (ax, img) in enumerate(zip(axes, imgs[:64])):
+        _show(ax, img)
+        if isinstance(labels, list) and i < len(labels):
+            ax.set_title(str(labels[i]), fontsize=6)
     return _save(fig, path)

@@ -63,13 +63,9 @@ class SiteBuild:
 def _environment():
     import jinja2
 
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(PACKAGE_DIR / "templates"),
-        autoescape=True,  # every value is text unless a template says otherwise (none does)
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(PACKAGE_DIR / "templates"),
+                             autoescape=True,  # every value is text unless a template says otherwise (none does)
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.globals.update(fmt=fmt, gen_slug=slug, proto_slug=slug)
     return env
 
@@ -178,7 +174,7 @@ def _table_figures(table: Table, out: Path) -> list[Figure]:
         entries = [(r.label, r.stats[table.headline].mean, r.stats[table.headline].half, r.oracle)
                    for r in table.rows if table.headline in r.stats and not r.stale]
         rel = f"img/{table.anchor}/compare-headline.svg"
-        if len(entries) >= 1 and _draw(lambda: plots.interval_bars_figure(
+        if entries and _draw(lambda: plots.interval_bars_figure(
                 entries, out / rel, table.headline, table.higher_is_better(table.headline)), rel):
             figures.append(Figure(rel, f"{table.headline} by generator, mean ± 95% interval", "headline"))
     lines = {r.label: plots.mean_of([d.get("curve") for d in _details(r)]) for r in table.rows if r.ok_records}

@@ -19,7 +19,7 @@ from synthbench.generators.edm import EDMGenerator
 def _untrained_edm(shape=(1, 8, 8), preset="fast") -> EDMGenerator:
     p = PRESETS[preset]
     gen = EDMGenerator(sampler_steps=None, churn=0.0, train_steps=None, train_seed=0, lr=1e-3, eval_batch=256)
-    gen.preset, gen.image_shape = p, shape
+    gen.steps, gen.image_shape = p.gen_sampler_steps, shape
     gen.net = EDMDenoiser(build_unet(shape, 10, p.gen_channels, p.gen_layers_per_block)).eval()
     return gen
 

@@ -150,7 +150,7 @@ class CellContext:
         ``generator`` defaults to the cell's; protocols pass another fitted one
         (e.g. fitted on MIA members). For the ``real`` oracle the first
         ``len(like)`` images are ``like`` itself; an unconditional generator's
-        samples are pseudo-labelled by the reference classifier (seed 003)."""
+        samples are pseudo-labelled by the reference classifier (Basu et al.)."""
         real = self.dataset.train if like is None else like
         gen = self.generator if generator is None else generator
         with self.phase("sample_s"):
@@ -203,13 +203,14 @@ class CellContext:
 
     def reference_classifier(self) -> torch.nn.Module:
         """The classifier trained on the real train split with this cell's seed:
-        the same (cached) model the ``real`` x ``replace`` cell trains. Seed 000
-        Sec. 4.2 treats it as the ideal classifier for judging synthetic samples."""
+        the same (cached) model the ``real`` x ``replace`` cell trains. Yamaguchi &
+        Fukuda 2023 (arXiv 2311.13090, Sec. 4.2) treat it as the ideal classifier
+        for judging synthetic samples."""
         return self.train(self.dataset.train, desc=f"reference classifier seed {self.seed}")
 
     def pseudo_label(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Labels and confidences (max softmax) from the reference classifier, for
-        an unconditional generator's samples (seed 003 Sec. 3.3.2)."""
+        an unconditional generator's samples (Basu et al. Sec. 3.3.2)."""
         from synthbench.benchmark.trainer import predict_logits
 
         with self.phase("pseudo_label_s"):

@@ -239,6 +239,7 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
 @click.argument("kind", required=False, type=click.Choice(["generators", "protocols", "datasets"]))
 def list_plugins(kind: str | None) -> None:
     """Every plugin with its options, defaults and what it needs."""
+    from synthbench.benchmark.presets import PRESETS
     from synthbench.plugins import DATASETS, GENERATORS, PROTOCOLS
 
     kinds = [kind] if kind else ["datasets", "generators", "protocols"]
@@ -258,6 +259,8 @@ def list_plugins(kind: str | None) -> None:
                 click.echo(f"      metrics: {metrics}")
             for opt in getattr(cls, "options", {}).values():
                 default = ",".join(map(str, opt.default)) if isinstance(opt.default, tuple) else repr(opt.default)
+                if opt.default is None and opt.per_preset is not None:
+                    default = " / ".join(f"{p} {opt.effective(None, preset)}" for p, preset in PRESETS.items())
                 click.echo(f"      --option {opt.name}=...  (default {default}) {opt.help}")
         click.echo("")
 

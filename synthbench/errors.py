@@ -25,6 +25,6 @@ class Unsupported(Exception):
 def corrupt_cache(what: str, path, exc: BaseException) -> UserError:
     """The error for a cached file that cannot be read: name it and say how to recover."""
     return UserError(
-        f"The cached {what} {path} is unreadable ({type(exc).__name__}: {exc}). Delete that file "
+        f"The cached {what} {path} is unreadable or damaged ({type(exc).__name__}: {exc}). Delete that file "
         f"and run again to recompute it; finished records are kept."
     )

@@ -141,6 +141,32 @@ def test_an_unreadable_cached_file_is_a_clear_error_naming_it(tmp_path, fmt):
     assert len(calls) == 1 and str(first) == str(second)
     path = cache.path("things", "thing", ("id", 1), fmt)
     path.write_bytes(path.read_bytes()[:10])  # truncated
-    with pytest.raises(api.UserError, match=f"cached thing file {path} is unreadable.*Delete that file"):
+    with pytest.raises(api.UserError, match=f"cached thing file {path} is unreadable or damaged.*Delete that file"):
         cache.load_or_compute("things", "thing", ("id", 1), fmt, "thing file", compute)
     assert len(calls) == 1  # never silently recomputed
+
+
+def test_a_flipped_byte_in_cached_weights_is_caught(tmp_path):
+    """torch's reader loads a weights file with one flipped bit in a tensor without
+    complaint; the digest written with the file catches it before use."""
+    cache = DiskCache(tmp_path)
+    weights = {"ema": {"w": torch.full((512,), 7.0), "b": torch.zeros(3)}}
+    cache.load_or_compute("generators", "net", "id", TORCH, "net weights file", lambda: weights)
+    path = cache.path("generators", "net", "id", TORCH)
+    blob = bytearray(path.read_bytes())
+    at = blob.find(torch.full((8,), 7.0).numpy().tobytes())
+    assert at > 0
+    blob[at + 1] ^= 0x01
+    path.write_bytes(bytes(blob))
+    flipped = torch.load(path, weights_only=True)["ema"]["w"]
+    assert not torch.equal(flipped, weights["ema"]["w"])  # loads silently, with a changed value
+    with pytest.raises(api.UserError, match="does not match the digest written with it"):
+        cache.load_or_compute("generators", "net", "id", TORCH, "net weights file", lambda: weights)
+
+
+def test_a_cached_file_without_its_digest_is_refused(tmp_path):
+    cache = DiskCache(tmp_path)
+    path = cache.path("ood", "suite-accuracy", "id", JSON)
+    JSON.save(path, {"clean": 0.5})  # written by hand, not through the cache
+    with pytest.raises(api.UserError, match="carries no digest"):
+        cache.load_or_compute("ood", "suite-accuracy", "id", JSON, "accuracies", lambda: {"clean": 0.5})

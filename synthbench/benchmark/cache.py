@@ -8,10 +8,15 @@ that determines the file's content: data digests, recipe, seeds, versions,
 ``provenance.compute_tag``). A hit loads the file; a miss computes it and
 writes it atomically (``atomic.py``), so a killed run leaves no half file.
 
+Every cached file carries the digest of its own content (tensor and array
+values, JSON values), written in the same atomic write, and is checked against
+it on every read: a flipped byte in a weights file, which torch's reader loads
+without complaint, is caught before the weights are used.
+
 Policy for a cached file that exists but cannot be read (truncated, edited,
-written by an incompatible version): the run stops with one paragraph naming the
-file and saying to delete it (:func:`synthbench.errors.corrupt_cache`), never a
-silent recompute. A bad file means a failing disk, a copy gone wrong or someone
+changed on disk, written by an incompatible version): the run stops with one
+paragraph naming the file and saying to delete it
+(:func:`synthbench.errors.corrupt_cache`), never a silent recompute. A bad file means a failing disk, a copy gone wrong or someone
 else's hand in the cache; recomputing over it would hide that, and could cost
 hours (an EDM fit, a fashion-mnist reconstruction sweep) without the user
 knowing why. Deleting the one file is the recovery, and finished records are
@@ -91,6 +96,35 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def content_digest(content: Any) -> str:
+    """SHA-256 (hex) of a cached file's content: mappings by sorted key, tensors and
+    arrays by dtype, shape and bytes, anything else as canonical JSON. What is
+    read back must digest to what was written."""
+    h = hashlib.sha256()
+
+    def walk(obj: Any) -> None:
+        if isinstance(obj, dict):
+            for key in sorted(obj):
+                h.update(f"<{key}>".encode())
+                walk(obj[key])
+        elif hasattr(obj, "detach"):  # a tensor of any dtype, by its bytes
+            t = obj.detach().cpu().contiguous()
+            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(__import__("torch").uint8).numpy().tobytes())
+        elif hasattr(obj, "tobytes") and hasattr(obj, "dtype"):  # a numpy array
+            h.update(f"{obj.dtype}{tuple(obj.shape)}".encode())
+            h.update(obj.tobytes())
+        else:
+            h.update(canonical_json(obj).encode())
+
+    walk(content)
+    return h.hexdigest()
+
+
+DIGEST_KEY = "__digest__"
+"""The entry of a cached file that holds the digest of the rest of it."""
+
+
 def cache_key(identity: Any) -> str:
     """The key of a cached file: the first :data:`KEY_CHARS` hex characters of its
     identity's digest (a tuple identity is digested part by part, so tensors may
@@ -113,22 +147,43 @@ def _npz_load(path: Path) -> dict[str, Any]:
     import numpy as np
 
     with np.load(path, allow_pickle=False) as z:
-        return {name: z[name] for name in z.files}
+        content = {name: z[name] for name in z.files}
+    if DIGEST_KEY in content:
+        content[DIGEST_KEY] = str(content[DIGEST_KEY])
+    return content
 
 
-def _safetensors_save(path: Path, tensors: dict[str, Any]) -> None:
+def _npz_save(path: Path, content: dict[str, Any]) -> None:
+    import numpy as np
+
+    arrays = {k: np.asarray(v) for k, v in content.items()}  # the digest: a 0-d unicode array, not a pickle
+    atomic.atomic_save_npz(path, **arrays)
+
+
+def _safetensors_save(path: Path, content: dict[str, Any]) -> None:
     from safetensors.torch import save
 
-    blob = save({k: v.contiguous() for k, v in tensors.items()})
+    tensors = {k: v.contiguous() for k, v in content.items() if k != DIGEST_KEY}
+    blob = save(tensors, metadata={DIGEST_KEY: content[DIGEST_KEY]} if DIGEST_KEY in content else None)
     atomic.atomic_write(path, lambda fh: fh.write(blob))
+
+
+def _safetensors_load(path: Path) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        content = {k: f.get_tensor(k) for k in f.keys()}
+        metadata = f.metadata() or {}
+    if DIGEST_KEY in metadata:
+        content[DIGEST_KEY] = metadata[DIGEST_KEY]
+    return content
 
 
 TORCH = Format(".pt", atomic.atomic_torch_save,  # a dict of tensors; weights_only: never runs code
                lambda path: __import__("torch").load(path, map_location="cpu", weights_only=True))
-NPZ = Format(".npz", lambda path, arrays: atomic.atomic_save_npz(path, **arrays), _npz_load)
+NPZ = Format(".npz", _npz_save, _npz_load)
 JSON = Format(".json", atomic.atomic_write_json, lambda path: json.loads(path.read_text()))
-SAFETENSORS = Format(".safetensors", _safetensors_save,
-                     lambda path: __import__("safetensors.torch", fromlist=["load_file"]).load_file(str(path)))
+SAFETENSORS = Format(".safetensors", _safetensors_save, _safetensors_load)
 
 
 class DiskCache:
@@ -142,11 +197,22 @@ class DiskCache:
         return self.root / folder / f"{prefix}-{cache_key(identity)}{fmt.suffix}"
 
     @staticmethod
+    def save(path: Path, fmt: Format, content: dict[str, Any]) -> None:
+        """Write ``content`` (a mapping) with the digest of its values, atomically."""
+        fmt.save(path, {**content, DIGEST_KEY: content_digest(content)})
+
+    @staticmethod
     def read(path: Path, fmt: Format, what: str, build: Callable[[Any], T] | None = None) -> T:
-        """``build(fmt.load(path))`` (or the raw content); any failure, in reading or
-        in building from it, is the cache's one error (see the module docstring)."""
+        """``build(content)`` (or the content) of the file at ``path`` once its
+        digest checks; any failure, in reading, checking or building from it, is
+        the cache's one error (see the module docstring)."""
         try:
             content = fmt.load(path)
+            stored = content.pop(DIGEST_KEY, None) if isinstance(content, dict) else None
+            if stored is None:
+                raise ValueError("it carries no digest of its content")
+            if stored != content_digest(content):
+                raise ValueError("its content does not match the digest written with it (changed on disk)")
             return build(content) if build is not None else content
         except Exception as exc:
             raise corrupt_cache(what, path, exc) from None
@@ -161,5 +227,5 @@ class DiskCache:
         if path.exists():
             return self.read(path, fmt, what, build)
         content = compute()
-        fmt.save(path, content)
+        self.save(path, fmt, content)
         return build(content) if build is not None else content

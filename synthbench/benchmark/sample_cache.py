@@ -54,7 +54,7 @@ class SampleCache:
                 imgs = generator.sample(labels[start:stop], sample_seeds(run_seed, start, stop))
                 parts.append(imgs.numpy())
                 all_x = np.concatenate(parts)
-                NPZ.save(path, {"images": all_x, "labels": labels[:stop].numpy()})
+                self.cache.save(path, NPZ, {"images": all_x, "labels": labels[:stop].numpy()})
                 parts = [all_x]
             have_x = parts[0]
         return Split(torch.from_numpy(np.ascontiguousarray(have_x[:n])), labels.clone())

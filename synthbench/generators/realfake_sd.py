@@ -251,7 +251,7 @@ class RealFakeSD:
                 pixels = processor(images=list(x), return_tensors="pt")["pixel_values"].to(ctx.device)
                 out.append(model(pixel_values=pixels).image_embeds.float().cpu())
         embeds = torch.cat(out)
-        SAFETENSORS.save(path, {"embeds": embeds})
+        ctx.cache.save(path, SAFETENSORS, {"embeds": embeds})
         return embeds
 
     # -- fine-tuning -----------------------------------------------------
@@ -292,7 +292,7 @@ class RealFakeSD:
             start = time.perf_counter()
             self.train_steps(ctx.train, ident["steps"])
             ctx.cost["fit_train_s"] = time.perf_counter() - start
-            SAFETENSORS.save(path, self.trainable_state())
+            ctx.cache.save(path, SAFETENSORS, self.trainable_state())
         self.pipe.unet.eval()
         cfg = self.cfg
         self._identity = {

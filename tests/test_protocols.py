@@ -110,3 +110,44 @@ def test_numbers_do_not_depend_on_how_the_grid_was_split(smoke_digits, tmp_path)
         assert c.record.metrics == by_seed[c.spec.seed].metrics
         assert c.record.details == by_seed[c.spec.seed].details
         assert c.record.cell_hash == by_seed[c.spec.seed].cell_hash
+
+
+class FloatGenerator(RealGenerator):
+    """Breaks the contract the way a user's adapter might: float images in [0, 1]."""
+
+    name = "float-test"
+    oracle = False
+
+    def sample(self, labels, seeds):
+        return super().sample(labels, seeds).float() / 255.0
+
+
+class FitFailsGenerator(RealGenerator):
+    name = "fit-fails-test"
+
+    def fit(self, ctx):
+        raise ValueError("no GPU memory left")
+
+
+def test_contract_violations_and_fit_errors_are_failed_cells(smoke_digits, tmp_path):
+    """A float-returning adapter gets failed records with the contract in the
+    message (not ok records at chance accuracy), and an exception in fit fails
+    that generator's cells while the grid goes on."""
+    for cls in (FloatGenerator, FitFailsGenerator):
+        GENERATORS.register(cls.name, cls)
+    try:
+        store = ResultStore(tmp_path)
+        cells = run_cells(smoke_digits, ["real", "float-test", "fit-fails-test"], "replace", [0, 1], store)
+    finally:
+        for cls in (FloatGenerator, FitFailsGenerator):
+            GENERATORS.unregister(cls.name)
+    by_gen = {}
+    for c in cells:
+        by_gen.setdefault(c.spec.generator, []).append(c.record)
+    assert [r.status for r in by_gen["real"]] == ["ok", "ok"]
+    for r in by_gen["float-test"]:
+        assert r.status == "failed" and "torch.float32 images; the contract is torch.uint8" in r.error
+    for r in by_gen["fit-fails-test"]:
+        assert r.status == "failed" and "fit-fails-test.fit failed: ValueError: no GPU memory left" in r.error
+        assert "no GPU memory left" in r.traceback
+    assert all(store.path_for(c.spec).exists() for c in cells)

@@ -17,7 +17,7 @@ from synthbench.benchmark.cache import TORCH, DiskCache, cache_key, digest
 from synthbench.benchmark.datasets import Dataset, Split
 from synthbench.benchmark.presets import Preset
 from synthbench.benchmark.provenance import compute_tag
-from synthbench.benchmark.sample_cache import SampleCache
+from synthbench.benchmark.sample_cache import SampleCache, check_samples
 from synthbench.benchmark.seeding import sample_seeds
 from synthbench.benchmark.trainer import Evaluation, evaluate, init_model, train_classifier
 from synthbench.errors import UserError
@@ -161,8 +161,9 @@ class CellContext:
                     return real.subset(slice(0, n))
                 labels = real.labels[torch.arange(have, n) % len(real)]
                 extra = gen.sample(labels, sample_seeds(self.seed, have, n))
+                check_samples(gen.name, extra, n - have, self.dataset.image_shape)
                 return Split(torch.cat([real.images[:have], extra]), torch.cat([real.labels[:have], labels]))
-            pool = self.samples.pool(gen, self.seed, real.labels, n)
+            pool = self.samples.pool(gen, self.seed, real.labels, n, self.dataset.image_shape)
         if not gen.conditional:
             return self._pseudo_labelled(gen, pool, n, real)
         return pool
@@ -190,7 +191,7 @@ class CellContext:
                     f"option) or train the generator longer.")
             drawn = min(20 * n, max(drawn + 1, int(drawn * n / max(1, int(keep.sum())) * 1.2)))
             with self.phase("sample_s"):
-                pool = self.samples.pool(gen, self.seed, real.labels, drawn)
+                pool = self.samples.pool(gen, self.seed, real.labels, drawn, self.dataset.image_shape)
             labels, conf = self.pseudo_label(pool.images)
 
     def train(self, split: Split, desc: str, seed: int | None = None, **kwargs: Any) -> torch.nn.Module:

@@ -115,26 +115,35 @@ def run_protocol(grid: Grid, proto: PluginChoice, store: ResultStore) -> list[Ce
         # trained first (minutes for stylegan3 under recon, for nothing), and a
         # protocol that fits its own (mia: on the members) skips the full fit
         # (half an hour for the fashion-mnist EDM on one core).
+        fit_error: Exception | None = None
         if protocol.unsupported_reason(generator) is None and protocol.needs_fitted_generator():
             say(f"{g.name}: fitting on {dataset.name} ({len(dataset.train)} train images, preset {preset.name})")
-            generator.fitted(fit_ctx)
+            try:
+                generator.fitted(fit_ctx)
+            except UserError:
+                raise
+            except Exception as exc:  # every cell of this generator is recorded as failed; the grid goes on
+                fit_error = RuntimeError(f"{g.name}.fit failed: {type(exc).__name__}: {exc}")
+                fit_error.__cause__ = exc
         # The fit is paid once, charged to the first cell computed.
         fit_cost = {"fit_s": time.perf_counter() - start, **fit_ctx.cost}
         for cell in todo:
-            cell.record = _run_cell(cell.spec, protocol, generator, grid, samples, store, fit_cost)
+            cell.record = _run_cell(cell.spec, protocol, generator, grid, samples, store, fit_cost, fit_error)
             store.write(cell.record)
             fit_cost = {"fit_s": 0.0}
     return cells
 
 
 def _run_cell(spec: CellSpec, protocol: Any, generator: Any, grid: Grid, samples: SampleCache, store: ResultStore,
-              fit_cost: dict[str, float]) -> Record:
+              fit_cost: dict[str, float], fit_error: Exception | None = None) -> Record:
     ctx = CellContext(dataset=grid.dataset, generator=generator, preset=grid.preset, seed=spec.seed,
                       device=grid.device, options=spec.protocol_options, samples=samples, cache_dir=store.cache_dir)
     say(f"{spec.generator} x {spec.protocol} x {spec.dataset}, seed {spec.seed}")
     start = time.perf_counter()
     outcome: dict[str, Any] = {}
     try:
+        if fit_error is not None:
+            raise fit_error
         result = protocol.run(ctx)
         outcome = dict(status=Status.OK, metrics=result.metrics, details=result.details)
     except UserError:

@@ -16,11 +16,11 @@ without complaint, is caught before the weights are used.
 Policy for a cached file that exists but cannot be read (truncated, edited,
 changed on disk, written by an incompatible version): the run stops with one
 paragraph naming the file and saying to delete it
-(:func:`synthbench.errors.corrupt_cache`), never a silent recompute. A bad file means a failing disk, a copy gone wrong or someone
-else's hand in the cache; recomputing over it would hide that, and could cost
-hours (an EDM fit, a fashion-mnist reconstruction sweep) without the user
-knowing why. Deleting the one file is the recovery, and finished records are
-never touched.
+(:func:`synthbench.errors.corrupt_cache`), never a silent recompute. A bad file
+means a failing disk, a copy gone wrong or someone else's hand in the cache;
+recomputing over it would hide that, and could cost hours (an EDM fit, a
+fashion-mnist reconstruction sweep) without the user knowing why. Deleting the
+one file is the recovery, and finished records are never touched.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """``ddpm``: improved DDPM (Nichol & Dhariwal 2021, "Improved Denoising Diffusion
-Probabilistic Models"), seed 003's generator, trained in-suite and cached;
+Probabilistic Models"), the generator of Basu, Karanam & Ramadwar ("Exploring
+Synthetic Data Generation using Diffusion Models"), trained in-suite and cached;
 class-conditional, or unconditional with samples pseudo-labelled by the
-classifier trained on real data (seed 003 Sec. 3.3.2), optionally keeping only
+classifier trained on real data (Basu et al. Sec. 3.3.2), optionally keeping only
 confident ones (``confidence_threshold``).
 
 What makes it "improved" (their Sec. 3), all kept:
@@ -19,7 +20,8 @@ What makes it "improved" (their Sec. 3), all kept:
   timesteps (diffusers' ``linspace`` spacing), the variances re-derived for
   the respaced chain by the scheduler.
 
-``reconstruct``: seed 000's Algorithm 1 in DDPM's own terms: diffuse the real
+``reconstruct``: the real-sample reconstruction of Yamaguchi & Fukuda 2023
+(arXiv 2311.13090, Algorithm 1) in DDPM's own terms: diffuse the real
 image to step t = t_re / 100 * T in one draw of q(x_t | x_0), then run the
 respaced reverse chain from there.
 
@@ -131,7 +133,7 @@ class DDPMGenerator(Generator):
     description = "improved DDPM (Nichol & Dhariwal 2021): cosine schedule, learned variances, hybrid loss"
     options = {
         "conditional": Option("conditional", True, "Class-conditional (True) or unconditional (False: "
-                              "samples are pseudo-labelled by the real-trained classifier, seed 003).", bool),
+                              "samples are pseudo-labelled by the real-trained classifier, Basu et al.).", bool),
         "confidence_threshold": Option("confidence_threshold", 0.0, "Unconditional only: keep samples whose "
                                        "pseudo-label confidence (max softmax) is at least this; 0 keeps all.",
                                        float, check=lambda v: 0 <= v < 1, check_help="must be in [0, 1)"),

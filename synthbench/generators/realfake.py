@@ -1,4 +1,5 @@
-"""``realfake``: the Real-Fake recipe (Yuan et al., ICLR 2024; seed 004, Sec. 3
+"""``realfake``: the Real-Fake recipe (Yuan et al. 2024, "Real-Fake: Effective
+Training Data Synthesis Through Distribution Matching", ICLR, arXiv 2310.10402; Sec. 3
 and Appendix E), each component switchable so Table 2's ablation can be rerun.
 
 The three components (all on by default):
@@ -126,7 +127,8 @@ class RealFakeGenerator(Generator):
     can_reconstruct = True
     needs = ("nothing on CPU (the recipe on the in-suite EDM backbone, trained and fine-tuned here); "
              "Stable Diffusion weights (--option sd_model=DIR) and a GPU for the paper's backbone")
-    description = "Real-Fake (seed 004): MMD-augmented fine-tuning, visual guidance, latent prior init"
+    description = ("Real-Fake (Yuan et al. 2024, arXiv 2310.10402): MMD-augmented fine-tuning, visual guidance, "
+                   "latent prior init")
     options = {
         "mmd": Option("mmd", True, "Fine-tune with the MMD term of Eq. 21 (off: gamma = 0).", bool),
         "mmd_weight": Option("mmd_weight", MMD_WEIGHT_PAPER, "gamma of Eq. 21 (paper text 0.05; released "

@@ -1,5 +1,5 @@
 """The Stable Diffusion backbone of ``realfake``: the Real-Fake recipe (Yuan et
-al., ICLR 2024; seed 004 Sec. 3, Appendix E, Tables 6 and 7) on a diffusers
+al. 2024, ICLR, arXiv 2310.10402; Sec. 3, Appendix E, Tables 6 and 7) on a diffusers
 Stable Diffusion folder, fine-tuned with peft LoRA. ``realfake.py`` holds the
 adapter (options, the in-suite backbone) and hands over to :class:`RealFakeSD`
 when SD weights are configured; the pipeline helpers are shared with the
@@ -171,7 +171,7 @@ class RealFakeSD:
         self.cfg = RealFakeSDConfig.from_opts(opts)
         if self.cfg.visual_guidance and not self.image_encoder:
             raise UserError(
-                "realfake: visual guidance (seed 004 Sec. 3.2) on Stable Diffusion needs a CLIP image encoder: "
+                "realfake: visual guidance (Real-Fake Sec. 3.2) on Stable Diffusion needs a CLIP image encoder: "
                 "pass --option realfake.image_encoder=DIR (the folder of a CLIPVisionModelWithProjection, e.g. "
                 "openai/clip-vit-large-patch14 downloaded with `huggingface-cli download ... --local-dir DIR`), "
                 "or run without it: --option realfake.visual_guidance=false.")

@@ -1,8 +1,9 @@
 """``sd``: vanilla Stable Diffusion prompted with class names, the "FakeIt"-style
-baseline (Sariyildiz et al. 2023) that seed 004 improves on; and the helpers its
-Real-Fake backbone (``realfake_sd.py``) shares: loading a pipeline from a local
-diffusers folder, prompts, fixed-size padded chunks with per-image generators,
-and the conversions between the dataset's images and the pipeline's.
+baseline (Sariyildiz et al. 2023) that Real-Fake (Yuan et al. 2024, arXiv
+2310.10402) improves on; and the helpers its Real-Fake backbone
+(``realfake_sd.py``) shares: loading a pipeline from a local diffusers folder,
+prompts, fixed-size padded chunks with per-image generators, and the
+conversions between the dataset's images and the pipeline's.
 
 - Weights: option ``model`` = a local diffusers folder (loaded with
   ``local_files_only`` and safetensors only, nothing is unpickled) or a hub id
@@ -11,10 +12,10 @@ and the conversions between the dataset's images and the pipeline's.
   that says how to fetch a folder on a machine with network.
 - Prompts: ``prompt`` is a template with ``{}`` for the class name ("a photo of
   a {}" by default); several templates separated by ``|`` are drawn per image
-  from its seed. ``negative_prompt`` is empty by default (vanilla SD); seed 004
+  from its seed. ``negative_prompt`` is empty by default (vanilla SD); Real-Fake
   Appendix E's is "distorted, unrealistic, blurry, out of frame".
 - Sampler: diffusers' ``UniPCMultistepScheduler``, 30 steps, classifier-free
-  guidance 2.0: seed 004 Table 6's generation settings, so that ``sd`` and
+  guidance 2.0: Real-Fake Table 6's generation settings, so that ``sd`` and
   ``realfake`` differ only in the recipe. 2.0, not diffusers' 7.5, also because
   low guidance trades prompt fidelity for diversity, which training data needs
   (Sariyildiz et al. 2023 report low scales, around 2, training better ImageNet
@@ -29,7 +30,7 @@ and the conversions between the dataset's images and the pipeline's.
   fixed-size chunks of ``eval_batch`` images (the last one padded), so image i
   depends on its own seed and label only, never on the batch it was drawn in.
 - ``reconstruct(images, labels, t_re, seeds)``: img2img (SDEdit, Meng et al.
-  2021) at strength t_re / 100, the latent-model equivalent of seed 000's
+  2021) at strength t_re / 100, the latent-model equivalent of Yamaguchi & Fukuda's
   Algorithm 1; t_re = 0 returns the input exactly.
 """
 
@@ -53,7 +54,7 @@ from synthbench.generators.base import Generator
 
 T_RECON = 100
 APPENDIX_E_NEGATIVE_PROMPT = "distorted, unrealistic, blurry, out of frame"
-"""Seed 004 Appendix E: "all generations use a uniform set of negative prompts"."""
+"""Real-Fake (Yuan et al. 2024) Appendix E: "all generations use a uniform set of negative prompts"."""
 SD15_HUB_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _WEIGHT_SUFFIXES = (".json", ".txt", ".safetensors")
@@ -313,10 +314,10 @@ class StableDiffusionGenerator(Generator):
         "prompt": Option("prompt", "a photo of a {}", "Prompt template, {} = class name; several separated by "
                          "| are drawn per image by its seed.", str, check=valid_templates,
                          check_help="give one or more templates separated by |, each with exactly one {}"),
-        "negative_prompt": Option("negative_prompt", "", "Negative prompt (seed 004 Appendix E uses "
+        "negative_prompt": Option("negative_prompt", "", "Negative prompt (Real-Fake Appendix E uses "
                                   f"'{APPENDIX_E_NEGATIVE_PROMPT}').", str),
         "sampler_steps": Option.positive_int("sampler_steps", "UniPC steps (Real-Fake Table 6: 30).", default=30),
-        "guidance": Option("guidance", 2.0, "Classifier-free guidance scale (seed 004 Table 6: 2.0; "
+        "guidance": Option("guidance", 2.0, "Classifier-free guidance scale (Real-Fake Table 6: 2.0; "
                            "diffusers' default 7.5); <= 1 turns guidance off.", float,
                            check=lambda v: v >= 0, check_help="must be >= 0"),
         "resolution": Option.positive_int("resolution", "Generation size in pixels; default: the pipeline's "

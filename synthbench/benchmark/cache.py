@@ -100,6 +100,8 @@ def content_digest(content: Any) -> str:
     """SHA-256 (hex) of a cached file's content: mappings by sorted key, tensors and
     arrays by dtype, shape and bytes, anything else as canonical JSON. What is
     read back must digest to what was written."""
+    import torch
+
     h = hashlib.sha256()
 
     def walk(obj: Any) -> None:
@@ -110,7 +112,7 @@ def content_digest(content: Any) -> str:
         elif hasattr(obj, "detach"):  # a tensor of any dtype, by its bytes
             t = obj.detach().cpu().contiguous()
             h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-            h.update(t.reshape(-1).view(__import__("torch").uint8).numpy().tobytes())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
         elif hasattr(obj, "tobytes") and hasattr(obj, "dtype"):  # a numpy array
             h.update(f"{obj.dtype}{tuple(obj.shape)}".encode())
             h.update(obj.tobytes())
@@ -141,6 +143,12 @@ class Format:
     suffix: str
     save: Callable[[Path, Any], Any]
     load: Callable[[Path], Any]
+
+
+def _torch_load(path: Path) -> dict[str, Any]:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)  # tensors only: never runs code
 
 
 def _npz_load(path: Path) -> dict[str, Any]:
@@ -179,8 +187,7 @@ def _safetensors_load(path: Path) -> dict[str, Any]:
     return content
 
 
-TORCH = Format(".pt", atomic.atomic_torch_save,  # a dict of tensors; weights_only: never runs code
-               lambda path: __import__("torch").load(path, map_location="cpu", weights_only=True))
+TORCH = Format(".pt", atomic.atomic_torch_save, _torch_load)
 NPZ = Format(".npz", _npz_save, _npz_load)
 JSON = Format(".json", atomic.atomic_write_json, lambda path: json.loads(path.read_text()))
 SAFETENSORS = Format(".safetensors", _safetensors_save, _safetensors_load)

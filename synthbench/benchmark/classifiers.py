@@ -1,6 +1,7 @@
 """Classifier architectures: a small fast CNN for the CPU presets and ResNet-18/50
 from timm with a small-image stem (3x3 stride-1 first convolution, no max-pool),
-the usual CIFAR adaptation used by seed 000 (Sec. 4.2) and seed 004.
+the usual CIFAR adaptation used by Yamaguchi & Fukuda 2023 (arXiv 2311.13090,
+Sec. 4.2) and Real-Fake (Yuan et al. 2024, arXiv 2310.10402).
 
 Every model exposes ``feature_map(x)`` (the last conv block: ResNet's block4),
 ``pooled(map)``, ``features(x)`` (penultimate activations, block4 after pooling)

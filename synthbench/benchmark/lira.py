@@ -1,5 +1,6 @@
 """The Likelihood Ratio Attack (LiRA) of Carlini et al. 2022, "Membership
-Inference Attacks From First Principles" (IEEE S&P), as seed 004 Sec. 4.5 uses it.
+Inference Attacks From First Principles" (IEEE S&P), as Real-Fake (Yuan et al. 2024,
+arXiv 2310.10402) Sec. 4.5 uses it.
 
 For every candidate example (x, y) the attack looks at the logit-scaled
 confidence phi = log(p_y / (1 - p_y)) of the target model and of shadow models

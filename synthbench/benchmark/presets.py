@@ -3,8 +3,8 @@ in-suite generators' training budget, so a protocol runs at three scales.
 
 - ``smoke``: seconds, for tests;
 - ``fast``: minutes on a 2-core CPU, the default;
-- ``paper``: seed 000's recipe (Sec. 4.2: ResNet-18, SGD lr 0.01, x0.1 every 30
-  epochs, 100 epochs), for a GPU.
+- ``paper``: the recipe of Yamaguchi & Fukuda 2023 (arXiv 2311.13090, Sec. 4.2:
+  ResNet-18, SGD lr 0.01, x0.1 every 30 epochs, 100 epochs), for a GPU.
 """
 
 from __future__ import annotations

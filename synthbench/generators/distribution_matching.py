@@ -1,5 +1,5 @@
-"""The Real-Fake fine-tuning objective (seed 004, Sec. 3.1, Eq. 7 and Eq. 21),
-shared by both ``realfake`` backbones (Stable Diffusion + LoRA, and the in-suite
+"""The Real-Fake fine-tuning objective (Yuan et al. 2024, arXiv 2310.10402,
+Sec. 3.1, Eq. 7 and Eq. 21), shared by both ``realfake`` backbones (Stable Diffusion + LoRA, and the in-suite
 EDM network).
 
 Eq. 21:  L = 1/N sum_i ||eps_0 - eps_theta(x_t, t)||^2

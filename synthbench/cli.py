@@ -334,3 +334,35 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(UserError.exit_code)
     except SystemExit:
         raise
+
+
+@cli.group()
+def records() -> None:
+    """Maintain the record files of a result store."""
+
+
+@records.command()
+@click.option("--results", required=True, metavar="DIR", type=click.Path(file_okay=False, exists=True),
+              help="Result store whose records to migrate (records under DIR/records).")
+@click.option("--dry-run", is_flag=True, help="Report what would be migrated; write nothing.")
+def migrate(results: str, dry_run: bool) -> None:
+    """Add `record_digest` to records written before records carried one.
+
+    One-off: each record without a digest that passes the record schema and whose
+    cell_hash matches its spec is rewritten atomically with its digest added and
+    nothing else changed. Records that fail validation, or whose digest does not
+    match, are listed and left untouched (exit 2).
+    """
+    from synthbench.benchmark.store import ResultStore
+
+    report = ResultStore(results).migrate(dry_run=dry_run)
+    verb = "would migrate" if dry_run else "migrated"
+    click.echo(f"{verb} {len(report.migrated)} records, {len(report.current)} already carried a valid digest, "
+               f"{len(report.refused)} refused")
+    for path, reason in report.refused:
+        click.echo(f"refused {path}: {reason}", err=True)
+    if report.refused:
+        raise UserError(f"{len(report.refused)} record file(s) in {results} could not be migrated (listed above): "
+                        f"they are not valid records, so no digest was added to them. Restore each from version "
+                        f"control, or delete it and run `synthbench evaluate --results {results}` to recompute "
+                        f"that cell.")

@@ -12,10 +12,10 @@ from html.parser import HTMLParser
 
 import pytest
 
-from synthbench.benchmark.cell import Record, cell_hash
+from synthbench.benchmark.cell import Record, cell_hash, seal
 from synthbench.benchmark.store import ResultStore
 from test_cli import run_cli
-from synthbench.leaderboard.aggregate import Z95, build_tables, fmt, mean_interval, read_records, store_digest
+from synthbench.leaderboard.aggregate import Z95, build_tables, fmt, mean_interval, read_store, store_digest
 from synthbench.leaderboard.site import build_site
 
 PAYLOAD_NAME = '<script>window.__pwned = "name"</script>'
@@ -44,7 +44,7 @@ def make_record(generator: str, protocol: str, seed: int, metrics: dict[str, tup
             "generator_options": generator_options or {}, "generator_extra": {}, "protocol": protocol,
             "protocol_version": protocol_version, "protocol_options": {}, "preset": {"name": "smoke"},
             "seed": seed, "device_type": "cpu"}
-    return Record.from_json({
+    return Record.from_json(seal({
         "schema_version": 1, "cell_hash": cell_hash(spec), "spec": spec, "status": status, "error": error,
         "traceback": "Traceback (most recent call last):\n  " + (error or "") if status == "failed" else None,
         "metrics": {k: {"value": v, "stderr": se, "n": 100, "higher_is_better": hib}
@@ -52,7 +52,7 @@ def make_record(generator: str, protocol: str, seed: int, metrics: dict[str, tup
         "details": details or {},
         "cost": {"wall_s": {"cell_s": wall, "fit_s": 0.0}, "device": "cpu (test)"},
         "provenance": {"created": f"2024-01-01T00:00:0{seed}+00:00"},
-    })
+    }))
 
 
 def write(store_dir, *records) -> ResultStore:
@@ -121,24 +121,28 @@ def test_unknown_protocol_renders_every_metric_and_old_versions_are_superseded()
     assert "installed replace" in replace[0].stale
 
 
-def test_read_records_refuses_corrupt_files_with_the_path(tmp_path):
+def test_strict_read_refuses_corrupt_files_with_the_path(tmp_path):
     store = write(tmp_path, make_record("real", "replace", 0, {"top1": (0.9, 0.01, True)}))
     bad = tmp_path / "records" / "digits" / "replace" / "real" / "seed9-broken.json"
     bad.write_text("{ not json")
     from synthbench.errors import UserError
 
     with pytest.raises(UserError, match="seed9-broken.json"):
-        read_records(store.root)
+        read_store(store.root, strict=True)
     bad.write_text(json.dumps({"spec": {"dataset": "digits"}}))
     with pytest.raises(UserError, match="seed9-broken.json is not a valid synthbench record"):
-        read_records(store.root)
+        read_store(store.root, strict=True)
     edited = make_record("real", "replace", 9, {"top1": (0.9, 0.01, True)}).to_json()
     edited["spec"]["seed"] = 8  # the spec no longer matches its cell_hash
     bad.write_text(json.dumps(edited))
     with pytest.raises(UserError, match="cell_hash does not match"):
-        read_records(store.root)
+        read_store(store.root, strict=True)
+    read = read_store(store.root)  # by default: left out and listed
+    assert [r.spec.seed for r in read.records] == [0]
+    assert [(item.path, "cell_hash does not match" in item.reason) for item in read.left_out] == [
+        ("records/digits/replace/real/seed9-broken.json", True)]
     bad.unlink()
-    assert [r.spec.seed for r in read_records(store.root)] == [0]
+    assert [r.spec.seed for r in read_store(store.root, strict=True).records] == [0]
 
 
 def test_store_digest_names_the_records_not_their_files(tmp_path):
@@ -147,7 +151,7 @@ def test_store_digest_names_the_records_not_their_files(tmp_path):
     assert store_digest([a, b]) == store_digest([b, a])
     changed = copy.deepcopy(b.to_json())
     changed["metrics"]["top1"]["value"] = 0.81
-    changed = Record.from_json(changed)
+    changed = Record.from_json(seal(changed))
     assert store_digest([a, changed]) != store_digest([a, b])
 
 

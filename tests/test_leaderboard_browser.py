@@ -14,7 +14,7 @@ import shutil
 
 import pytest
 
-from synthbench.benchmark.cell import Record, cell_hash
+from synthbench.benchmark.cell import Record, cell_hash, seal
 from synthbench.benchmark.store import ResultStore
 from synthbench.leaderboard.site import build_site
 
@@ -59,11 +59,11 @@ def site(smoke_digits, session_cache, tmp_path_factory):
         cells = run_cells(smoke_digits, gens, {name: opts}, [0], store)
         replace_edm = replace_edm or cells[1].record
     spec = dict(replace_edm.spec.to_json(), generator=PAYLOAD_NAME, generator_options={"prompt": PAYLOAD_OPTION})
-    store.write(Record.from_json({
+    store.write(Record.from_json(seal({
         "schema_version": 1, "cell_hash": cell_hash(spec), "spec": spec, "status": "failed", "error": PAYLOAD_ERROR,
         "traceback": f"Traceback (most recent call last):\n{PAYLOAD_ERROR}", "metrics": {}, "details": {},
         "cost": {"wall_s": {"cell_s": 0.1, "fit_s": 0.0}, "device": "cpu"},
-        "provenance": {"created": "2024-01-01T00:00:00+00:00"}}))
+        "provenance": {"created": "2024-01-01T00:00:00+00:00"}})))
     return build_site(store.root, root / "site")
 
 

@@ -7,7 +7,7 @@ import torch
 
 from synthbench.benchmark.atomic import atomic_write_json
 from synthbench.benchmark.sample_cache import SampleCache
-from synthbench.benchmark.cell import CellSpec, Record, Status, cell_hash
+from synthbench.benchmark.cell import CellSpec, Record, Status, cell_hash, seal
 from synthbench.benchmark.store import ResultStore
 from synthbench.errors import UserError
 from synthbench.generators.base import Generator
@@ -19,7 +19,9 @@ SPEC = {"schema_version": 1, "synthbench_version": "0.1.0", "dataset": "digits",
 
 
 def record(status: str, spec: dict = SPEC, **fields) -> Record:
-    return Record.from_json({"spec": spec, "cell_hash": cell_hash(spec), "status": status, **fields})
+    body = {"schema_version": 1, "spec": spec, "cell_hash": cell_hash(spec), "status": status, "error": None,
+            "metrics": {}, "details": {}, "cost": {}, "provenance": {}}
+    return Record.from_json(seal({**body, **fields}))
 
 
 def test_cell_hash_covers_every_field():

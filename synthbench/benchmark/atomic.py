@@ -28,7 +28,7 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+    text = json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n"
     return atomic_write(path, lambda fh: fh.write(text), mode="w")
 
 
@@ -44,7 +44,8 @@ def atomic_save_npz(path: str | Path, **arrays: Any) -> Path:
     return atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """How a kept JSON file writes numpy scalars and arrays, tuples, sets and paths."""
     import numpy as np
 
     if isinstance(obj, (np.integer,)):

@@ -9,11 +9,18 @@ spec's canonical JSON, and a finished record with that hash is a cache hit. The
 spec's JSON is the record format's: changing a field's name or value changes
 every key, so :meth:`CellSpec.to_json` must stay byte-identical across releases
 (``tests/test_conformance.py`` recomputes the key of every committed record).
+
+A record also carries ``record_digest``, ``sha256:<hex>`` of the canonical JSON
+of everything else in it, written by :meth:`Record.to_json` and checked by
+:meth:`Record.from_json` after the schema (``record_schema.py``) and the
+``cell_hash``: a record whose body was edited by hand is never a cache hit and
+never published.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Iterator, Mapping
@@ -21,12 +28,12 @@ from typing import Any, Iterator, Mapping
 import torch
 
 import synthbench
+from synthbench.benchmark.atomic import json_default
 from synthbench.benchmark.cache import canonical_json
 from synthbench.benchmark.datasets import Dataset
 from synthbench.benchmark.options import resolve_options
 from synthbench.benchmark.presets import Preset
-
-SCHEMA_VERSION = 1
+from synthbench.benchmark.record_schema import DIGEST_FIELD, SCHEMA_VERSION, check_record, check_spec
 
 
 class Status(str, Enum):
@@ -45,6 +52,31 @@ class Status(str, Enum):
 def cell_hash(spec_json: Mapping[str, Any]) -> str:
     """The key of a cell: SHA-256 of its spec's canonical JSON."""
     return hashlib.sha256(canonical_json(spec_json).encode()).hexdigest()
+
+
+def body_digest(data: Mapping[str, Any]) -> str:
+    """``sha256:<hex>`` of the canonical JSON of a record's body: every field but
+    the digest itself."""
+    body = {k: v for k, v in data.items() if k != DIGEST_FIELD}
+    return "sha256:" + hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
+def seal(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's JSON with its ``record_digest`` (re)computed."""
+    return {**{k: v for k, v in data.items() if k != DIGEST_FIELD}, DIGEST_FIELD: body_digest(data)}
+
+
+def check_digest(data: Mapping[str, Any]) -> None:
+    """``ValueError`` unless the record's ``record_digest`` matches its body."""
+    given = data.get(DIGEST_FIELD)
+    if DIGEST_FIELD not in data:
+        raise ValueError(f"it has no `{DIGEST_FIELD}` (it was written before records carried one); run "
+                         f"`synthbench records migrate --results DIR` once on its store to add it")
+    if not (isinstance(given, str) and given.startswith("sha256:") and len(given) == 71):
+        raise ValueError(f"field `{DIGEST_FIELD}`: {given!r:.60} is not sha256:<64 hex digits>")
+    if given != body_digest(data):
+        raise ValueError(f"its body was edited after it was written (`{DIGEST_FIELD}` does not match its "
+                         f"content)")
 
 
 @dataclass(frozen=True)
@@ -102,20 +134,9 @@ class CellSpec:
 
     @classmethod
     def from_json(cls, data: Any) -> "CellSpec":
-        """The spec of a stored record; ``ValueError`` says what is wrong."""
-        if not isinstance(data, dict):
-            raise ValueError("no spec mapping")
-        missing = [name for name in cls.__dataclass_fields__ if name not in data]
-        if missing:
-            raise ValueError(f"spec has no {', '.join(map(repr, missing))}")
-        extra = sorted(set(data) - set(cls.__dataclass_fields__))
-        if extra:
-            raise ValueError(f"spec has unknown fields {', '.join(map(repr, extra))}")
-        for name in ("dataset", "generator", "protocol"):
-            if not isinstance(data[name], str):
-                raise ValueError(f"spec {name} is not a name")
-        if not isinstance(data["seed"], int) or isinstance(data["seed"], bool):
-            raise ValueError("spec seed is not an integer")
+        """The spec of a stored record, checked by the record schema; ``ValueError``
+        names the field and what is wrong."""
+        check_spec(data)
         return cls(**data)
 
     @property
@@ -141,36 +162,40 @@ class Record:
     def cell_hash(self) -> str:
         return self.spec.key
 
-    def to_json(self) -> dict[str, Any]:
+    def body(self) -> dict[str, Any]:
+        """The record's JSON without its digest, exactly as a reader parses it
+        back (numpy scalars, tuples and paths made plain)."""
         out = {"schema_version": SCHEMA_VERSION, "cell_hash": self.cell_hash, "spec": self.spec.to_json(),
                "status": self.status.value, "error": self.error, "metrics": self.metrics, "details": self.details,
                "cost": self.cost, "provenance": self.provenance}
         if self.traceback is not None:
             out["traceback"] = self.traceback
-        return out
+        return json.loads(json.dumps(out, default=json_default))
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as stored: its body and the body's ``record_digest``."""
+        return seal(self.body())
 
     @classmethod
     def from_json(cls, data: Any) -> "Record":
-        """A stored record, checked: the one policy of the store and the
-        leaderboard. ``ValueError`` says what is wrong."""
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-        spec = CellSpec.from_json(data.get("spec"))
-        try:
-            status = Status(data.get("status"))
-        except ValueError:
-            raise ValueError(f"status {data.get('status')!r} is not ok, failed or unsupported") from None
-        if data.get("cell_hash") != spec.key:
+        """A stored record, checked: the one policy of the store, the leaderboard
+        and ``regress``. The schema first, then ``cell_hash`` against the spec,
+        then ``record_digest`` against the body; ``ValueError`` says what is wrong."""
+        record = cls.from_unsealed_json(data)
+        check_digest(data)
+        return record
+
+    @classmethod
+    def from_unsealed_json(cls, data: Any) -> "Record":
+        """:meth:`from_json` without the digest check: only for the migration
+        that adds digests to records written before they carried one."""
+        check_record(data)
+        spec = CellSpec.from_json(data["spec"])
+        if data["cell_hash"] != spec.key:
             raise ValueError("its cell_hash does not match its spec (the spec was edited, or the hash)")
-        metrics = data.get("metrics") or {}
-        if not isinstance(metrics, dict) or not all(isinstance(m, dict) and "value" in m for m in metrics.values()):
-            raise ValueError("metrics is not a mapping of {value, stderr, n, higher_is_better}")
-        for name in ("details", "cost", "provenance"):
-            if not isinstance(data.get(name) or {}, dict):
-                raise ValueError(f"{name} is not a mapping")
-        return cls(spec=spec, status=status, metrics=metrics, details=data.get("details") or {},
-                   error=data.get("error"), traceback=data.get("traceback"), cost=data.get("cost") or {},
-                   provenance=data.get("provenance") or {})
+        return cls(spec=spec, status=Status(data["status"]), metrics=data["metrics"], details=data["details"],
+                   error=data["error"], traceback=data.get("traceback"), cost=data["cost"],
+                   provenance=data["provenance"])
 
 
 @dataclass(frozen=True)

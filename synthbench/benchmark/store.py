@@ -5,19 +5,22 @@ A record lives at
 ``RESULTS/records/<dataset>/<protocol>/<generator>/seed<seed>-<cell_hash[:16]>.json``
 and is read and written as a :class:`~synthbench.benchmark.cell.Record`. An ``ok``
 or ``unsupported`` record with the same hash is a cache hit; a ``failed`` one is
-retried. The record schema is documented in the README ("Result records").
+retried. The record schema is documented in the README ("Result records") and
+checked on every read (``record_schema.py``, then the record's digest): an invalid
+record is never a cache hit.
 """
 
 from __future__ import annotations
 
-import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from synthbench.benchmark.atomic import atomic_write_json
-from synthbench.benchmark.cell import CellSpec, Record
+from synthbench.benchmark.cell import DIGEST_FIELD, CellSpec, Record, seal
 from synthbench.benchmark.progress import say
+from synthbench.benchmark.record_schema import parse_record
 from synthbench.errors import UserError
 
 
@@ -26,12 +29,25 @@ def _safe(name: str) -> str:
 
 
 def read_record(path: Path) -> Record:
-    """The record at ``path``; ``ValueError`` when it is unreadable or malformed."""
+    """The record at ``path``; ``ValueError`` when it is unreadable or invalid."""
+    return Record.from_json(parse_record(_read_bytes(path)))
+
+
+def _read_bytes(path: Path) -> bytes:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"unreadable ({type(exc).__name__}: {exc})") from None
-    return Record.from_json(data)
+        return path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"unreadable ({exc.strerror or type(exc).__name__})") from None
+
+
+@dataclass
+class Migration:
+    """What :meth:`ResultStore.migrate` did: records given their digest, records
+    that already had a valid one, and records it refused (path, reason)."""
+
+    migrated: list[Path] = field(default_factory=list)
+    current: list[Path] = field(default_factory=list)
+    refused: list[tuple[Path, str]] = field(default_factory=list)
 
 
 class ResultStore:
@@ -49,14 +65,16 @@ class ResultStore:
 
     def lookup(self, spec: CellSpec) -> Record | None:
         """The finished (``ok`` or ``unsupported``) record of this cell, or None.
-        An unreadable or malformed file is recomputed (and overwritten), with a warning."""
+        An unreadable or invalid file (schema, ``cell_hash`` or digest) is never a
+        cache hit: the cell is recomputed and the file overwritten, with a warning."""
         path = self.path_for(spec)
         if not path.exists():
             return None
         try:
             record = read_record(path)
         except ValueError as exc:
-            say(f"warning: record {path} is not a valid record ({exc}); the cell will be recomputed.")
+            say(f"warning: record {path} is not a valid record ({exc}); recomputing the cell, which "
+                f"overwrites it.")
             return None
         if record.spec.key != spec.key or not record.status.finished:
             return None
@@ -65,15 +83,51 @@ class ResultStore:
     def write(self, record: Record) -> Path:
         return atomic_write_json(self.path_for(record.spec), record.to_json())
 
+    def paths(self) -> list[Path]:
+        return sorted((self.root / "records").rglob("*.json"))
+
+    def scan(self) -> Iterator[tuple[Path, Record | ValueError]]:
+        """Every file of the store in path order, with its record or why it is not one."""
+        for path in self.paths():
+            try:
+                yield path, read_record(path)
+            except ValueError as exc:
+                yield path, exc
+
     def records(self, strict: bool = False) -> Iterator[Record]:
         """Every record, in path order. Invalid files are skipped, or with
         ``strict`` (a published table must not lose a cell silently) stop the read
         with their path and the fix."""
-        for path in sorted((self.root / "records").rglob("*.json")):
+        for path, record in self.scan():
+            if isinstance(record, Record):
+                yield record
+            elif strict:
+                raise invalid_record_error(path, record)
+
+    def migrate(self, dry_run: bool = False) -> Migration:
+        """Add ``record_digest`` to every record written before records carried one,
+        rewriting it atomically with nothing else changed. Only a record that passes
+        the schema and whose ``cell_hash`` matches its spec is migrated; the others
+        (and records whose digest does not match) are refused, untouched."""
+        report = Migration()
+        for path in self.paths():
             try:
-                yield read_record(path)
+                data = parse_record(_read_bytes(path))
+                if isinstance(data, dict) and DIGEST_FIELD in data:
+                    Record.from_json(data)
+                    report.current.append(path)
+                    continue
+                Record.from_unsealed_json(data)
             except ValueError as exc:
-                if strict:
-                    raise UserError(f"The record {path} is not a valid synthbench record ({exc}). Restore it "
-                                    f"from version control, or delete it and run `synthbench evaluate` again to "
-                                    f"recompute that cell.") from None
+                report.refused.append((path, str(exc)))
+                continue
+            if not dry_run:
+                atomic_write_json(path, seal(data))
+            report.migrated.append(path)
+        return report
+
+
+def invalid_record_error(path: Path, reason: BaseException | str) -> UserError:
+    """The one-paragraph error for a record a strict read cannot skip."""
+    return UserError(f"The record {path} is not a valid synthbench record ({reason}). Restore it from version "
+                     f"control, or delete it and run `synthbench evaluate` again to recompute that cell.")

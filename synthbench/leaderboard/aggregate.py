@@ -34,7 +34,7 @@ from typing import Any, Iterable
 from synthbench.benchmark.cache import canonical_json
 from synthbench.benchmark.cell import CellSpec, Record, Status
 from synthbench.benchmark.metrics import match
-from synthbench.benchmark.store import ResultStore
+from synthbench.benchmark.store import ResultStore, invalid_record_error
 from synthbench.errors import UserError
 
 Z95 = 1.959963984540054
@@ -44,30 +44,58 @@ Z95 = 1.959963984540054
 # --------------------------------------------------------------------------- reading
 
 
-def read_records(results: str | Path) -> list[Record]:
-    """Every record of the store at ``results``, in the store's layout and order.
+@dataclass
+class LeftOut:
+    """A file of the store that is not a valid record: shown, never rendered."""
 
-    A published table must not lose a cell silently, so an unreadable or
-    malformed record stops the build with its path and the fix (the store's
-    strict read: the same validation :meth:`Record.from_json` applies everywhere)."""
+    path: str
+    """Relative to the store's root (the site must not publish local folders)."""
+    reason: str
+
+
+@dataclass
+class StoreRead:
+    records: list[Record]
+    left_out: list[LeftOut]
+
+
+def read_store(results: str | Path, strict: bool = False) -> StoreRead:
+    """Every valid record of the store at ``results``, in the store's layout and
+    order, and the files left out with why (the validation :meth:`Record.from_json`
+    applies everywhere: schema, ``cell_hash``, digest).
+
+    By default one bad file does not stop the build: the site renders every valid
+    record and lists the left-out ones. ``strict`` (a publishing job that must not
+    lose a cell silently) stops at the first one instead with its path and the fix."""
     store = ResultStore(results)
     root = store.root
     if not root.is_dir():
         raise UserError(f"--results {root}: no such folder. Point it at a result store (the folder "
                         f"`synthbench evaluate --results DIR` writes), e.g. --results results.")
-    records = list(store.records(strict=True))
+    records, left_out = [], []
+    for path, record in store.scan():
+        if isinstance(record, Record):
+            records.append(record)
+        elif strict:
+            raise invalid_record_error(path, record)
+        else:
+            left_out.append(LeftOut(str(path.relative_to(root)), str(record)))
     if not records:
-        raise UserError(f"The result store {root} holds no records (nothing under {root / 'records'}). Run "
+        found = (f"no valid records (only {len(left_out)} invalid file(s), e.g. {left_out[0].path}: "
+                 f"{left_out[0].reason})" if left_out else f"no records (nothing under {root / 'records'})")
+        raise UserError(f"The result store {root} holds {found}. Run "
                         f"`synthbench evaluate --results {root}` first, or give --results the folder "
                         f"that holds records/.")
-    return records
+    return StoreRead(records, left_out)
 
 
 def store_digest(records: Iterable[Record]) -> str:
     """SHA-256 over the records' canonical JSON, in a fixed order: names the exact
-    store a site was built from, independent of file names and formatting."""
+    store a site was built from, independent of file names and formatting. Taken
+    over each record's body without its ``record_digest``, so migrating a store
+    to digests does not change the name of what it holds."""
     h = hashlib.sha256()
-    for text in sorted(canonical_json(r.to_json()) for r in records):
+    for text in sorted(canonical_json(r.body()) for r in records):
         h.update(text.encode())
         h.update(b"\n")
     return h.hexdigest()
@@ -90,10 +118,20 @@ def mean_interval(values: list[float], stderr: float | None = None) -> tuple[flo
         return None, None
     k = len(vals)
     mean = sum(vals) / k
+    if not math.isfinite(mean):  # values near the float limit: a record may hold any finite number
+        mean = sum(v / k for v in vals)
     if k == 1:
-        return mean, (abs(float(stderr)) * Z95 if _finite(stderr) else None)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (k - 1))
-    return mean, t_quantile(k - 1) * sd / math.sqrt(k)
+        return mean, _finite_or_none(abs(float(stderr)) * Z95 if _finite(stderr) else None)
+    try:
+        sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (k - 1))
+    except OverflowError:
+        return mean, None
+    return mean, _finite_or_none(t_quantile(k - 1) * sd / math.sqrt(k))
+
+
+def _finite_or_none(v: float | None) -> float | None:
+    """An interval too wide for a float is shown as no interval, not as ``inf``."""
+    return v if v is not None and math.isfinite(v) else None
 
 
 def _finite(v: Any) -> bool:

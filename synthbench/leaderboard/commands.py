@@ -8,6 +8,7 @@ paragraph, exit status 2); ``regress`` exits 1 when a score drifted.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -19,13 +20,19 @@ DEFAULT_SUITE = "configs/regress.yaml"
               help="Result store to read (records under DIR/records).")
 @click.option("--out", default="site", metavar="DIR", show_default=True,
               help="Folder to write the site to; a folder from an earlier build is cleared first.")
+@click.option("--strict", is_flag=True,
+              help="Stop at the first invalid record (exit 2) instead of leaving it out and listing it.")
 @click.option("--quiet", "-q", is_flag=True, help="No status lines.")
-def leaderboard(results: str, out: str, quiet: bool) -> None:
+def leaderboard(results: str, out: str, strict: bool, quiet: bool) -> None:
     """Render the static leaderboard site from a result store.
 
     One table per dataset x protocol (mean ± 95% interval over seeds, best and ties
     marked, cost beside the score), a page per protocol and per generator with
     the figures the records hold. Opens from disk: no server, no network.
+
+    A file that is not a valid record (unreadable, failing the record schema, or
+    edited after it was written) is left out of every table and listed, here and
+    on the index page; --strict stops the build on it instead.
     """
     from synthbench.benchmark import progress
 
@@ -33,7 +40,12 @@ def leaderboard(results: str, out: str, quiet: bool) -> None:
         progress.set_enabled(False)
     from synthbench.leaderboard.site import build_site
 
-    build = build_site(results, out)
+    build = build_site(results, out, strict=strict)
+    for item in build.left_out:
+        click.echo(f"warning: left out {Path(results) / item.path}: {item.reason}", err=True)
+    if build.left_out:
+        click.echo(f"warning: {len(build.left_out)} invalid record file(s) in {results} left out of the "
+                   f"leaderboard (listed on its index page); --strict stops on them instead.", err=True)
     click.echo(f"{build.records} records -> {build.tables} tables, {len(build.pages)} pages, "
                f"{build.figures} figures in {build.seconds:.1f} s")
     click.echo(f"open {(build.out / 'index.html').resolve().as_uri()}")

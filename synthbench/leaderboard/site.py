@@ -18,6 +18,7 @@ Layout of ``--out DIR``::
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import time
@@ -30,8 +31,8 @@ import synthbench
 from synthbench.benchmark.progress import say
 from synthbench.errors import UserError
 from synthbench.leaderboard import plots
-from synthbench.leaderboard.aggregate import (PluginInfo, Row, Table, build_tables, by_dataset, fmt,
-                                              read_records, slug, store_digest)
+from synthbench.leaderboard.aggregate import (LeftOut, PluginInfo, Row, Table, build_tables, by_dataset, fmt,
+                                              read_store, slug, store_digest)
 
 PACKAGE_DIR = Path(__file__).parent
 MARKER = ".synthbench-site"
@@ -56,11 +57,15 @@ class SiteBuild:
     figures: int = 0
     tables: int = 0
     records: int = 0
+    left_out: list[LeftOut] = field(default_factory=list)
+    """Files of the store that are not valid records: listed, not rendered."""
     digest: str = ""
     seconds: float = 0.0
 
 
+@functools.lru_cache(maxsize=1)
 def _environment():
+    """The template environment, compiled once per process (its templates are cached in it)."""
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(PACKAGE_DIR / "templates"),
@@ -145,10 +150,11 @@ names, not by protocol, so any protocol that records e.g. a ``curve`` gets one."
 
 def _draw(draw: Callable[[], Path | None], what: str) -> Path | None:
     """A figure that cannot be drawn from odd ``details`` is left out, with a
-    warning; it must not take the whole site down."""
+    warning; it must not take the whole site down (``details`` is free-form JSON,
+    so anything from a ``TypeError`` to a float overflow in matplotlib may come)."""
     try:
         return draw()
-    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+    except Exception as exc:
         say(f"warning: figure {what} skipped ({type(exc).__name__}: {exc})")
         return None
 
@@ -198,17 +204,22 @@ def _scalar_details(row: Row) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------- pages
 
 
-def build_site(results: str | Path, out: str | Path) -> SiteBuild:
-    """Read the store at ``results`` and write the site to ``out``."""
+def build_site(results: str | Path, out: str | Path, strict: bool = False) -> SiteBuild:
+    """Read the store at ``results`` and write the site to ``out``. Invalid records
+    are left out and listed on the index page, or with ``strict`` stop the build
+    (:func:`~synthbench.leaderboard.aggregate.read_store`)."""
     start = time.perf_counter()
-    records = read_records(results)
+    read = read_store(results, strict=strict)
+    records = read.records
     out = Path(out)
     _prepare_out(out)
     tables = build_tables(records, PluginInfo())
-    build = SiteBuild(out=out, tables=len(tables), records=len(records), digest=store_digest(records))
+    build = SiteBuild(out=out, tables=len(tables), records=len(records), left_out=read.left_out,
+                      digest=store_digest(records))
     env = _environment()
     footer = {"version": synthbench.__version__, "digest": build.digest, "records": len(records),
-              "date": _build_date().strftime("%Y-%m-%d %H:%M UTC"), "results": str(results)}
+              "left_out": len(read.left_out), "date": _build_date().strftime("%Y-%m-%d %H:%M UTC"),
+              "results": str(results)}
 
     row_figures: dict[tuple[str, str], list[Figure]] = {}
     table_figures: dict[str, list[Figure]] = {}
@@ -232,7 +243,7 @@ def build_site(results: str | Path, out: str | Path) -> SiteBuild:
     protocols = sorted({t.protocol for t in tables})
     generators = sorted({r.generator for t in tables for r in t.rows})
     page("index.html", "index.html", datasets=by_dataset(tables), stale=[t for t in tables if t.stale],
-         protocols=protocols, generators=generators, title="synthbench leaderboard")
+         left_out=read.left_out, protocols=protocols, generators=generators, title="synthbench leaderboard")
     for name in protocols:
         mine = [t for t in tables if t.protocol == name]
         page("protocol.html", f"protocols/{slug(name)}.html", name=name, tables=mine,

@@ -17,7 +17,7 @@ from synthbench.benchmark.cache import TORCH, DiskCache, cache_key, digest
 from synthbench.benchmark.datasets import Dataset, Split
 from synthbench.benchmark.presets import Preset
 from synthbench.benchmark.provenance import compute_tag
-from synthbench.benchmark.sample_cache import SampleCache, check_samples
+from synthbench.benchmark.sample_cache import SampleCache
 from synthbench.benchmark.seeding import sample_seeds
 from synthbench.benchmark.trainer import Evaluation, evaluate, init_model, train_classifier
 from synthbench.errors import UserError
@@ -124,7 +124,7 @@ class FitContext:
 @dataclass
 class CellContext:
     dataset: Dataset
-    generator: Any  # a fitted Generator (synthbench.api)
+    generator: Any  # a fitted Generator behind the harness's checks (benchmark/guard.py: Guarded)
     preset: Preset
     seed: int
     device: torch.device
@@ -161,9 +161,8 @@ class CellContext:
                     return real.subset(slice(0, n))
                 labels = real.labels[torch.arange(have, n) % len(real)]
                 extra = gen.sample(labels, sample_seeds(self.seed, have, n))
-                check_samples(gen.name, extra, n - have, self.dataset.image_shape)
                 return Split(torch.cat([real.images[:have], extra]), torch.cat([real.labels[:have], labels]))
-            pool = self.samples.pool(gen, self.seed, real.labels, n, self.dataset.image_shape)
+            pool = self.samples.pool(gen, self.seed, real.labels, n)
         if not gen.conditional:
             return self._pseudo_labelled(gen, pool, n, real)
         return pool
@@ -191,7 +190,7 @@ class CellContext:
                     f"option) or train the generator longer.")
             drawn = min(20 * n, max(drawn + 1, int(drawn * n / max(1, int(keep.sum())) * 1.2)))
             with self.phase("sample_s"):
-                pool = self.samples.pool(gen, self.seed, real.labels, drawn, self.dataset.image_shape)
+                pool = self.samples.pool(gen, self.seed, real.labels, drawn)
             labels, conf = self.pseudo_label(pool.images)
 
     def train(self, split: Split, desc: str, seed: int | None = None, **kwargs: Any) -> torch.nn.Module:
@@ -223,10 +222,23 @@ class CellContext:
         """A fresh instance of this cell's generator, fitted on ``train`` (a subset
         of the real train split, e.g. MIA members or a long-tailed split), with
         some options overridden (e.g. ``conditional=False``). Cached like any fit."""
-        gen = type(self.generator)(**{**self.generator.opts, **option_overrides})
+        gen = self.generator.spawn(**option_overrides)
         with self.phase("fit_s"):
             gen.fitted(FitContext.from_dataset(self.dataset, self.preset, self.device, self.cache_dir, train=train))
         return gen
+
+    def held_out_generator(self) -> Any | None:
+        """A separate instance of this cell's generator, fitted like it on the real
+        train split (from the weights cache), for work on held-out images: ``recon``
+        reconstructs test images with it and discards it with the cell, so the
+        instance that samples never receives a test image. None for a third-party
+        adapter, whose code the harness cannot vouch for (it could keep what it is
+        handed in global state): held-out images reach only built-in adapters."""
+        if not getattr(self.generator, "trusted", False):
+            return None
+        gen = self.generator.spawn()
+        with self.phase("fit_s"):
+            return gen.fitted(FitContext.from_dataset(self.dataset, self.preset, self.device, self.cache_dir))
 
     def evaluate(self, model: torch.nn.Module) -> Evaluation:
         with self.phase("eval_s"):

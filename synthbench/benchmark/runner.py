@@ -12,6 +12,7 @@ already written.
 
 from __future__ import annotations
 
+import errno
 import time
 import traceback
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from synthbench.benchmark.atomic import remove_orphans
 from synthbench.benchmark.cell import (
     CellOutcome,
     CellSpec,
@@ -29,6 +31,7 @@ from synthbench.benchmark.cell import (
 )
 from synthbench.benchmark.context import CellContext, FitContext
 from synthbench.benchmark.datasets import Dataset, load_dataset
+from synthbench.benchmark.guard import DEFAULT_TIMEOUT_S, Guarded
 from synthbench.benchmark.presets import Preset, get_preset
 from synthbench.benchmark.progress import say
 from synthbench.benchmark.provenance import device_name, provenance
@@ -36,6 +39,9 @@ from synthbench.benchmark.sample_cache import SampleCache
 from synthbench.benchmark.store import ResultStore
 from synthbench.errors import Unsupported, UserError
 from synthbench.plugins import GENERATORS, PROTOCOLS
+
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+"""Disk full, quota, read-only: a problem of the store, not of the cell."""
 
 PluginsGiven = Mapping[str, Mapping[str, Any]] | Sequence[str] | str
 
@@ -98,9 +104,14 @@ def plan(grid: Grid, protocol: PluginChoice, store: ResultStore) -> list[CellOut
     return out
 
 
-def run_protocol(grid: Grid, proto: PluginChoice, store: ResultStore) -> list[CellOutcome]:
-    """Compute every cell of one protocol that the store does not hold."""
+def run_protocol(grid: Grid, proto: PluginChoice, store: ResultStore,
+                 adapter_timeout_s: float | None = DEFAULT_TIMEOUT_S) -> list[CellOutcome]:
+    """Compute every cell of one protocol that the store does not hold. Adapters
+    are called through :class:`~synthbench.benchmark.guard.Guarded` (contract
+    checks, ``adapter_timeout_s`` per call, None for no limit)."""
     cells = plan(grid, proto, store)
+    if store.root.is_dir() and remove_orphans(store.root):
+        say(f"removed temporary files that killed writes left in {store.root}")
     dataset, preset, device = grid.dataset, grid.preset, grid.device
     samples = SampleCache(store.cache_dir)
     protocol = proto.instance()
@@ -108,7 +119,7 @@ def run_protocol(grid: Grid, proto: PluginChoice, store: ResultStore) -> list[Ce
         todo = [c for c in cells if c.spec.generator == g.name and not c.cached]
         if not todo:
             continue
-        generator = g.instance()
+        generator = Guarded(g.instance(), adapter_timeout_s, trusted=GENERATORS.origin(g.name) == "built-in")
         fit_ctx = FitContext.from_dataset(dataset, preset, device, store.cache_dir)
         start = time.perf_counter()
         # A generator the protocol cannot use is recorded as such without being
@@ -123,6 +134,8 @@ def run_protocol(grid: Grid, proto: PluginChoice, store: ResultStore) -> list[Ce
             except UserError:
                 raise
             except Exception as exc:  # every cell of this generator is recorded as failed; the grid goes on
+                if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+                    raise
                 fit_error = RuntimeError(f"{g.name}.fit failed: {type(exc).__name__}: {exc}")
                 fit_error.__cause__ = exc
         # The fit is paid once, charged to the first cell computed.
@@ -152,6 +165,8 @@ def _run_cell(spec: CellSpec, protocol: Any, generator: Any, grid: Grid, samples
         outcome = dict(status=Status.UNSUPPORTED, error=str(exc))
         say(f"not supported: {exc}")
     except Exception as exc:  # recorded, never silently dropped
+        if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:  # every later cell would fail alike: stop
+            raise
         outcome = dict(status=Status.FAILED, error=f"{type(exc).__name__}: {exc}",
                        traceback=traceback.format_exc(limit=8))
         say(f"cell failed: {outcome['error']}")
@@ -164,19 +179,20 @@ def _run_cell(spec: CellSpec, protocol: Any, generator: Any, grid: Grid, samples
                   provenance=provenance(grid.device), **outcome)
 
 
-def run_grid(grid: Grid, store: ResultStore) -> list[CellOutcome]:
+def run_grid(grid: Grid, store: ResultStore, adapter_timeout_s: float | None = DEFAULT_TIMEOUT_S) -> list[CellOutcome]:
     """Every protocol of the grid in turn; the outcomes of all its cells."""
-    return [cell for proto in grid.protocols for cell in run_protocol(grid, proto, store)]
+    return [cell for proto in grid.protocols for cell in run_protocol(grid, proto, store, adapter_timeout_s)]
 
 
 def evaluate(generators: PluginsGiven, protocols: PluginsGiven = "replace", dataset: str = "digits",
              preset: str = "fast", seeds: Sequence[int] = (0, 1, 2), results: str | Path = "runs",
              device: str = "auto", threads: int | None = None, data_root: str | None = None,
-             with_real: bool = True) -> list[Record]:
+             with_real: bool = True, adapter_timeout_s: float | None = DEFAULT_TIMEOUT_S) -> list[Record]:
     """Run a grid from Python and return its records (cached ones included), e.g.
     ``evaluate({"edm": {"churn": 0.5}}, ["replace", "fidelity"], preset="smoke")``.
-    The same cells, keys and records as ``synthbench evaluate``."""
+    The same cells, keys and records as ``synthbench evaluate``; each call into an
+    adapter may last ``adapter_timeout_s`` seconds (None: no limit)."""
     if threads:
         torch.set_num_threads(int(threads))
     grid = make_grid(generators, protocols, dataset, preset, seeds, device, data_root, with_real)
-    return [c.record for c in run_grid(grid, ResultStore(results)) if c.record is not None]
+    return [c.record for c in run_grid(grid, ResultStore(results), adapter_timeout_s) if c.record is not None]

@@ -14,11 +14,13 @@ from typing import Any
 import click
 
 from synthbench import __version__
+from synthbench.benchmark.guard import DEFAULT_TIMEOUT_S, timeout_option
 from synthbench.errors import UserError
 
 DEFAULTS = {
     "generator": "edm", "protocol": "replace", "dataset": "digits", "preset": "fast", "seeds": 3,
     "results": "runs", "device": "auto", "data_root": None, "option": (), "threads": None,
+    "adapter_timeout": DEFAULT_TIMEOUT_S,
 }
 
 
@@ -60,27 +62,34 @@ def _merged(ctx: click.Context, params: dict[str, Any]) -> dict[str, Any]:
 
 def _validated(p: dict[str, Any]) -> dict[str, Any]:
     """Values from a YAML file skip click's checks: check them here."""
-    try:
-        p["seeds"] = int(p["seeds"])
-    except (TypeError, ValueError):
-        raise UserError(f"seeds={p['seeds']!r} is not a whole number; give e.g. seeds: 3.") from None
+    p["seeds"] = _whole_number("seeds", p["seeds"], "seeds: 3")
     if not 1 <= p["seeds"] <= 100:
         raise UserError(f"seeds={p['seeds']} is out of range: give 1 to 100.")
     if p["device"] not in ("auto", "cpu", "cuda"):
         raise UserError(f"device={p['device']!r}: choose auto, cpu or cuda.")
     if p["threads"] is not None:
-        try:
-            p["threads"] = int(p["threads"])
-        except (TypeError, ValueError):
-            raise UserError(f"threads={p['threads']!r} is not a whole number; give e.g. threads: 1.") from None
+        p["threads"] = _whole_number("threads", p["threads"], "threads: 1")
         if p["threads"] < 1:
             raise UserError(f"threads={p['threads']}: give 1 or more.")
     if not isinstance(p["option"], (list, tuple)):
         raise UserError("options in a config file must be a mapping (key: value) or a list of KEY=VALUE.")
     p["option"] = tuple(str(o) for o in p["option"])
     for key in ("generator", "protocol", "dataset", "preset", "results"):
+        if not isinstance(p[key], (str, int)) or isinstance(p[key], bool):
+            raise UserError(f"{key}={p[key]!r} in the config is not a name; give e.g. {key}: {DEFAULTS[key]}.")
         p[key] = str(p[key])
+    p["adapter_timeout"] = timeout_option(p["adapter_timeout"])
     return p
+
+
+def _whole_number(key: str, value: Any, example: str) -> int:
+    """A count from a flag or a YAML value: an int or a string of digits, never a
+    bool (YAML ``true`` is 1 to ``int``) or a float (``2.7`` would become 2)."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise UserError(f"{key}={value!r} is not a whole number; give e.g. {example}.")
 
 
 def _fmt(mean: float, se: float | None) -> str:
@@ -173,6 +182,9 @@ def cli() -> None:
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, metavar="N",
               help="CPU threads for torch (default: torch's choice). On a CPU, trained weights differ "
                    "between thread counts; the published results/ used 1.")
+@click.option("--adapter-timeout", type=click.FloatRange(min=0), default=DEFAULTS["adapter_timeout"],
+              metavar="SECONDS", help="Longest one call into the generator (fit, or one block of samples) may "
+                                      "take; past it the cell is failed with 'timed out'. 0: no limit.")
 @click.option("--config", metavar="FILE.yaml", help="YAML with any of these options; flags override it.")
 @click.option("--dry-run", is_flag=True, help="Show the cells and which are cached; compute nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or status lines.")
@@ -223,7 +235,7 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
         raise UserError(f"Cannot write results to {store.root} ({exc.strerror}). Give --results a "
                         f"folder you can write to.") from None
     try:
-        cells = run_protocol(grid, proto, store)
+        cells = run_protocol(grid, proto, store, p["adapter_timeout"])
     except KeyboardInterrupt:
         raise UserError(f"Interrupted. Every finished cell is kept in {store.root}/records; "
                         f"run the same command again to resume.") from None
@@ -249,7 +261,7 @@ def list_plugins(kind: str | None) -> None:
         click.echo(f"{k}:")
         for name in reg.names():
             cls = reg.get(name)
-            desc = getattr(cls, "description", "") or (cls.__doc__ or "").strip().splitlines()[0]
+            desc = getattr(cls, "description", "") or ((cls.__doc__ or "").strip().splitlines() or ["(no description)"])[0]
             click.echo(f"  {name} (v{getattr(cls, 'version', 1)}, {reg.origin(name)}): {desc}")
             needs = getattr(cls, "needs", None)
             if needs:
@@ -331,6 +343,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(UserError.exit_code)
+    except OSError as exc:  # disk full, read-only store, permissions: the system's words and what to do
+        where = f" on {exc.filename}" if exc.filename else ""
+        click.echo(f"error: the operating system refused a file operation{where}: {exc.strerror or exc}. Free "
+                   f"disk space or fix the permissions, then run the same command again: every record "
+                   f"already written is kept and the run resumes from there.", err=True)
         sys.exit(UserError.exit_code)
     except SystemExit:
         raise

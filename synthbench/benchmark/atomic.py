@@ -1,12 +1,15 @@
 """The one atomic-write helper every kept file goes through: write to a temporary
 file in the same folder, fsync, then rename over the target. A killed run leaves
-either the old file or the new one, never half of one."""
+either the old file or the new one, never half of one, plus at most a hidden
+``.NAME.XXXX.tmp`` that :func:`remove_orphans` deletes on the next run."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,6 +28,27 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+ORPHAN_AGE_S = 900.0
+"""A temporary file older than this is an orphan: no single write takes 15
+minutes, and a younger one may belong to another run writing to the same store."""
+
+_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{6,}\.tmp$")
+
+
+def remove_orphans(root: str | Path, min_age_s: float = ORPHAN_AGE_S) -> int:
+    """Delete the temporary files killed writes left under ``root``; how many."""
+    removed = 0
+    cutoff = time.time() - min_age_s
+    for tmp in Path(root).rglob(".*.tmp"):
+        try:
+            if _TEMP_NAME.match(tmp.name) and tmp.is_file() and tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+                removed += 1
+        except OSError:  # gone meanwhile, or not ours to delete: leave it
+            continue
+    return removed
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:

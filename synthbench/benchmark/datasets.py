@@ -301,7 +301,7 @@ class ImageFolder(DatasetLoader):
 
         if not argument:
             raise UserError("The imagefolder dataset needs a path: --dataset imagefolder:PATH.")
-        root = Path(argument).expanduser()
+        root = Path(argument).expanduser().resolve()  # one name (and cell key) for ./x and /abs/x
         if not root.is_dir():
             raise UserError(f"imagefolder: {root} is not a folder. Give --dataset imagefolder:PATH "
                             f"with PATH holding class sub-folders (or train/ and test/ of them).")
@@ -312,12 +312,15 @@ class ImageFolder(DatasetLoader):
         if len(class_names) < 2 or not all_files:
             raise UserError(f"imagefolder: {root} needs at least two class sub-folders with images "
                             f"({', '.join(sorted(IMAGE_SUFFIXES))}).")
-        with Image.open(all_files[0]) as first:
-            size = first.size
-        modes = set()
-        for f in all_files:
-            with Image.open(f) as im:
-                modes.add("L" if im.mode in ("L", "1", "I;16", "I") else "RGB")
+        def header(f: Path) -> tuple[tuple[int, int], str]:
+            try:
+                with Image.open(f) as im:
+                    return im.size, im.mode
+            except Exception as exc:  # PIL raises many kinds on a damaged file
+                raise _unreadable(f, exc) from None
+
+        size = header(all_files[0])[0]
+        modes = {"L" if header(f)[1] in ("L", "1", "I;16", "I") else "RGB" for f in all_files}
         mode = "L" if modes == {"L"} else "RGB"
 
         def read(files_by_class: dict[str, list[Path]]):
@@ -328,7 +331,7 @@ class ImageFolder(DatasetLoader):
                         with Image.open(f) as im:
                             arr = np.asarray(im.convert(mode).resize(size, Image.BICUBIC))
                     except Exception as exc:
-                        raise UserError(f"imagefolder: cannot read {f} ({exc}). Remove or replace it.") from None
+                        raise _unreadable(f, exc) from None
                     imgs.append(arr if mode == "RGB" else arr[..., None])
                     labs.append(class_names.index(c))
             return np.stack(imgs).transpose(0, 3, 1, 2), np.asarray(labs)
@@ -343,6 +346,11 @@ class ImageFolder(DatasetLoader):
         return Dataset(name=f"imagefolder:{root}", class_names=class_names,
                        train=_as_split(tr_x, tr_y), test=_as_split(te_x, te_y), hflip=True,
                        source=f"image folder {root}")
+
+
+def _unreadable(path: Path, exc: BaseException) -> UserError:
+    return UserError(f"imagefolder: cannot read the image {path} ({type(exc).__name__}: {exc}). Remove or replace "
+                     f"that file and run again.")
 
 
 def load_dataset(spec: str, data_root: str | None = None) -> Dataset:

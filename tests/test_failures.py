@@ -1,0 +1,114 @@
+"""Every failure a user can meet is one paragraph with exit status 2, never a
+traceback, and never loses a finished record (issue 13, item 6): malformed config
+values, a full or read-only disk, an unreadable image, a plugin without a
+description; temporary files a killed write left are removed on the next run;
+one image folder reached by two paths is one dataset."""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from synthbench.api import GENERATORS, Generator
+from synthbench.benchmark.atomic import atomic_write_json, remove_orphans
+from synthbench.benchmark.datasets import load_dataset
+from synthbench.benchmark.store import ResultStore
+from synthbench.cli import main
+from synthbench.errors import UserError
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return exit_info.value.code or 0, out.out, out.err
+
+
+@pytest.mark.parametrize("line, words", [
+    ("seeds: true", "seeds=True is not a whole number"),
+    ("seeds: 2.7", "seeds=2.7 is not a whole number"),
+    ("seeds: [1, 2]", "is not a whole number"),
+    ("threads: yes", "threads=True is not a whole number"),
+    ("adapter_timeout: -3", "--adapter-timeout -3"),
+    ("adapter_timeout: soon", "--adapter-timeout 'soon'"),
+    ("generator: [edm]", "is not a name"),
+])
+def test_malformed_config_values_are_refused(line, words, tmp_path, capsys):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(line + "\n")
+    code, _, err = run_cli(["evaluate", "--config", str(cfg), "--results", str(tmp_path), "--dry-run"], capsys)
+    assert code == 2 and words in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("code_name", ["ENOSPC", "EROFS"])
+def test_a_full_or_read_only_disk_stops_with_exit_2_keeping_records(code_name, tmp_path, capsys, monkeypatch):
+    args = ["evaluate", "-g", "real", "--preset", "smoke", "--seeds", "2", "--results", str(tmp_path), "-q"]
+    written = []
+    original = ResultStore.write
+
+    def write_once(self, record):  # the first record lands, then the disk is full
+        if written:
+            raise OSError(getattr(errno, code_name), os.strerror(getattr(errno, code_name)), str(self.path_for(record.spec)))
+        written.append(record)
+        return original(self, record)
+
+    monkeypatch.setattr(ResultStore, "write", write_once)
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and "Traceback" not in err and "every record already written is kept" in err
+    assert os.strerror(getattr(errno, code_name)) in err
+    assert len(list(ResultStore(tmp_path).records())) == 1
+
+
+def test_a_plugin_without_a_description_is_listed(capsys):
+    class Bare(Generator):
+        name = "bare"
+
+    GENERATORS.register("bare", Bare)
+    try:
+        code, out, err = run_cli(["list", "generators"], capsys)
+    finally:
+        GENERATORS.unregister("bare")
+    assert code == 0 and "bare (v1, registered at run time): (no description)" in out, err
+
+
+def test_orphan_temporary_files_are_removed_on_the_next_run(tmp_path):
+    kept = atomic_write_json(tmp_path / "records" / "a.json", {"x": 1})
+    orphan = tmp_path / "cache" / "generators" / ".edm-abc.pt.k2j3h4g5.tmp"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"\0" * 1000)
+    fresh = tmp_path / "cache" / ".pool.npz.q8w7e6r5.tmp"  # may be another run's write in progress
+    fresh.write_bytes(b"\0")
+    old = time.time() - 3600
+    os.utime(orphan, (old, old))
+    assert remove_orphans(tmp_path) == 1
+    assert not orphan.exists() and fresh.exists() and kept.exists()
+
+
+def _folder(root, classes=("a", "b"), per_class=4):
+    rng = np.random.default_rng(0)
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(root / c / f"{i}.png")
+    return root
+
+
+def test_an_unreadable_image_names_the_file(tmp_path):
+    root = _folder(tmp_path / "imgs")
+    bad = root / "b" / "2.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage")
+    with pytest.raises(UserError, match=r"cannot read the image .*2\.png.*Remove or replace that file"):
+        load_dataset(f"imagefolder:{root}")
+
+
+def test_one_folder_by_two_paths_is_one_dataset(tmp_path, monkeypatch):
+    root = _folder(tmp_path / "imgs")
+    monkeypatch.chdir(tmp_path)
+    relative, absolute = load_dataset("imagefolder:imgs"), load_dataset(f"imagefolder:{root}")
+    assert relative.name == absolute.name and relative.digest == absolute.digest

@@ -7,6 +7,8 @@ from contextlib import nullcontext
 from types import SimpleNamespace
 
 import numpy as np
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -160,8 +162,19 @@ def test_inception_features_use_the_given_file_and_never_download(digits, tmp_pa
     weights = tmp_path / INCEPTION_FILE
     torch.save(net.state_dict(), weights)
     del net
+    handed = []
+    original_init = inc.FeatureExtractorInceptionV3.__init__
+
+    def spy(self, *args, feature_extractor_weights_path=None, **kwargs):
+        handed.append(feature_extractor_weights_path)
+        original_init(self, *args, feature_extractor_weights_path=feature_extractor_weights_path, **kwargs)
+
+    monkeypatch.setattr(inc.FeatureExtractorInceptionV3, "__init__", spy)
     out = fidelity.inception_features(digits.test.images[:3], weights, CPU)
     assert out.shape == (3, 2048) and torch.isfinite(out).all()
+    # torch-fidelity (which unpickles without weights_only) gets a private copy of
+    # the checked bytes, never the user's file, which could change after the check
+    assert len(handed) == 1 and handed[0] != str(weights) and not Path(handed[0]).exists()
 
 
 def test_real_feature_cache_and_corrupt_file(smoke_digits, tmp_path):

@@ -6,6 +6,8 @@ through torch-fidelity and density/coverage (Naeem et al. 2020). See
 
 from __future__ import annotations
 
+import io
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -111,18 +113,24 @@ def inception_features(images: torch.Tensor, weights: Path, device: torch.device
     repeated to RGB. The weights path is passed explicitly, so torch-fidelity
     never reaches ``load_state_dict_from_url``."""
     # torch-fidelity reads the file with torch.load(weights_only=False), which can
-    # run code from a crafted pickle. Only hand it a file that loads as plain
-    # tensors under the restricted unpickler first.
+    # run code from a crafted pickle. The bytes are read once, checked to load as
+    # plain tensors under the restricted unpickler, and those same bytes go to
+    # torch-fidelity through a private copy: the user's file is never read twice,
+    # so it cannot be swapped between the check and the load.
+    data = Path(weights).read_bytes()
     try:
-        torch.load(weights, map_location="cpu", weights_only=True)
+        torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise UserError(
             f"inception_weights {weights} is not a plain tensor state dict ({type(exc).__name__}: {exc}). "
             f"synthbench only loads weights files that need no code execution; give torch-fidelity's "
             f"{INCEPTION_FILE}."
         ) from None
-    ext = FeatureExtractorInceptionV3(INCEPTION_EXTRACTOR, ["2048"], feature_extractor_weights_path=str(weights),
-                                      verbose=False).to(device).eval()
+    with tempfile.TemporaryDirectory(prefix="synthbench-inception-") as private:
+        checked = Path(private) / INCEPTION_FILE
+        checked.write_bytes(data)
+        ext = FeatureExtractorInceptionV3(INCEPTION_EXTRACTOR, ["2048"], feature_extractor_weights_path=str(checked),
+                                          verbose=False).to(device).eval()
     return _extract(ext, images, device, batch,
                     lambda x: x.expand(-1, 3, -1, -1).contiguous() if x.shape[1] == 1 else x)
 

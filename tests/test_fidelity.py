@@ -4,10 +4,10 @@ runs offline on the registered classifier extractor, and a smoke run records."""
 
 import itertools
 from contextlib import nullcontext
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-from pathlib import Path
 
 import pytest
 import torch

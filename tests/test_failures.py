@@ -112,3 +112,26 @@ def test_one_folder_by_two_paths_is_one_dataset(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     relative, absolute = load_dataset("imagefolder:imgs"), load_dataset(f"imagefolder:{root}")
     assert relative.name == absolute.name and relative.digest == absolute.digest
+
+
+def test_a_non_finite_metric_is_a_failed_cell_not_an_unreadable_record(smoke_digits, tmp_path):
+    from synthbench.api import PROTOCOLS, Protocol, ProtocolResult, metric
+    from synthbench.benchmark.runner import resolve_grid, run_protocol
+
+    class NaNScore(Protocol):
+        name = "nan-score"
+        description = "returns NaN"
+        metrics = {"score": True}
+
+        def run(self, ctx):
+            return ProtocolResult({"score": metric(float("nan"), None, 1, True)}, {})
+
+    PROTOCOLS.register(NaNScore.name, NaNScore)
+    try:
+        grid = resolve_grid(smoke_digits, ["real"], NaNScore.name, "smoke", (0,), "cpu")
+        [cell] = run_protocol(grid, grid.protocols[0], ResultStore(tmp_path))
+    finally:
+        PROTOCOLS.unregister(NaNScore.name)
+    assert cell.record.status.value == "failed" and "metrics.score.value" in cell.record.error
+    [stored] = ResultStore(tmp_path).records(strict=True)  # written, and readable by every reader
+    assert stored.status.value == "failed"

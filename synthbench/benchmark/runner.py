@@ -12,6 +12,7 @@ already written.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import time
 import traceback
@@ -35,6 +36,7 @@ from synthbench.benchmark.guard import DEFAULT_TIMEOUT_S, Guarded
 from synthbench.benchmark.presets import Preset, get_preset
 from synthbench.benchmark.progress import say
 from synthbench.benchmark.provenance import device_name, provenance
+from synthbench.benchmark.record_schema import check_record
 from synthbench.benchmark.sample_cache import SampleCache
 from synthbench.benchmark.store import ResultStore
 from synthbench.errors import Unsupported, UserError
@@ -175,8 +177,16 @@ def _run_cell(spec: CellSpec, protocol: Any, generator: Any, grid: Grid, samples
         timings[key] = timings.get(key, 0.0) + seconds
     timings = {k: round(v, 3) for k, v in timings.items()}
     timings["cell_s"] = round(time.perf_counter() - start, 3)
-    return Record(spec=spec, cost={"wall_s": timings, "device": device_name(grid.device)},
-                  provenance=provenance(grid.device), **outcome)
+    record = Record(spec=spec, cost={"wall_s": timings, "device": device_name(grid.device)},
+                    provenance=provenance(grid.device), **outcome)
+    try:  # what every reader will check: a record that fails it would be recomputed on every run
+        check_record(record.body())
+    except ValueError as exc:
+        say(f"cell failed: its result is not a valid record ({exc})")
+        return dataclasses.replace(record, status=Status.FAILED, metrics={}, details={}, traceback=None,
+                                   error=f"protocol {spec.protocol} returned a result that is not a valid record "
+                                         f"({exc}); a metric must be a finite number")
+    return record
 
 
 def run_grid(grid: Grid, store: ResultStore, adapter_timeout_s: float | None = DEFAULT_TIMEOUT_S) -> list[CellOutcome]:

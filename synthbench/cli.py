@@ -364,19 +364,22 @@ def records() -> None:
               help="Result store whose records to migrate (records under DIR/records).")
 @click.option("--dry-run", is_flag=True, help="Report what would be migrated; write nothing.")
 def migrate(results: str, dry_run: bool) -> None:
-    """Add `record_digest` to records written before records carried one.
+    """Bring a store's records to the current record format.
 
-    One-off: each record without a digest that passes the record schema and whose
+    Each record without a digest that passes the record schema and whose
     cell_hash matches its spec is rewritten atomically with its digest added and
-    nothing else changed. Records that fail validation, or whose digest does not
-    match, are listed and left untouched (exit 2).
+    nothing else changed. A valid record whose spec holds an option that no longer
+    belongs to a cell's key (e.g. eval_batch, which does not change the images) is
+    moved to its current key. Records that fail validation, or whose digest does
+    not match, are listed and left untouched (exit 2).
     """
+    from synthbench.benchmark.cell import current_spec
     from synthbench.benchmark.store import ResultStore
 
-    report = ResultStore(results).migrate(dry_run=dry_run)
+    report = ResultStore(results).migrate(dry_run=dry_run, rekey=current_spec)
     verb = "would migrate" if dry_run else "migrated"
-    click.echo(f"{verb} {len(report.migrated)} records, {len(report.current)} already carried a valid digest, "
-               f"{len(report.refused)} refused")
+    click.echo(f"{verb} {len(report.migrated)} records, re-keyed {len(report.rekeyed)}, "
+               f"{len(report.current)} already current, {len(report.refused)} refused")
     for path, reason in report.refused:
         click.echo(f"refused {path}: {reason}", err=True)
     if report.refused:

@@ -66,9 +66,11 @@ def test_generator_passes_validate(name, request, smoke_digits, session_cache):
     report = {c.name: (c.passed, c.detail) for c in checks}
     assert [c.name for c in checks if c.passed is False] == [], report
     expected = {"declaration", "fit", "shape, dtype, range", "determinism", "batch-size independence",
-                "label adherence", "reconstruct", "speed"}
+                "label adherence", "reconstruct", "options outside the key", "speed"}
     assert set(report) == expected, report  # every check ran: none was cut short by a failed fit
     assert report["reconstruct"][0] is (True if cls.can_reconstruct else None)
+    keyless = any(not opt.in_key for opt in cls.options.values())
+    assert report["options outside the key"][0] is (True if keyless else None), report
 
 
 # ------------------------------------------------------------------- protocols

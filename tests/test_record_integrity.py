@@ -138,11 +138,11 @@ def test_migration_adds_the_digest_and_changes_nothing_else(tmp_path, capsys):
                                                                           "n": 1, "higher_is_better": True}}))
 
     code, out, err = run_cli(["records", "migrate", "--results", str(tmp_path), "--dry-run"], capsys)
-    assert code == 2 and "would migrate 3 records, 1 already carried a valid digest, 1 refused" in out
+    assert code == 2 and "would migrate 3 records, re-keyed 0, 1 already current, 1 refused" in out
     assert [p.read_text() for p in paths] == texts  # a dry run writes nothing
 
     code, out, err = run_cli(["records", "migrate", "--results", str(tmp_path)], capsys)
-    assert code == 2 and "migrated 3 records, 1 already carried a valid digest, 1 refused" in out
+    assert code == 2 and "migrated 3 records, re-keyed 0, 1 already current, 1 refused" in out
     assert f"refused {broken}: field `metrics.top1.value`: NaN is not a finite number" in err
     assert "error: 1 record file(s)" in err and "Traceback" not in err
     for path, text, b in zip(paths, texts, old):
@@ -155,7 +155,7 @@ def test_migration_adds_the_digest_and_changes_nothing_else(tmp_path, capsys):
 
     broken.unlink()
     code, out, _ = run_cli(["records", "migrate", "--results", str(tmp_path)], capsys)
-    assert code == 0 and "migrated 0 records, 4 already carried a valid digest, 0 refused" in out
+    assert code == 0 and "migrated 0 records, re-keyed 0, 4 already current, 0 refused" in out
     assert read_record(current) == record("ddpm")
 
 
@@ -166,6 +166,28 @@ def test_migration_refuses_an_edited_record(tmp_path):
     report = store.migrate()
     assert report.migrated == [] and report.refused[0][0] == edm_path(store)
     assert "edited after it was written" in report.refused[0][1]  # never re-sealed by the migration
+
+
+def test_migration_moves_records_keyed_by_an_option_that_left_the_key(tmp_path, capsys):
+    """``eval_batch`` does not change the images (``Option.in_key``), so it left
+    cell keys: a record written with it in its spec moves to its current key (the
+    key a run computes today) with its numbers unchanged, digest or not."""
+    store = ResultStore(tmp_path)
+    keyed = {**SPEC, "generator_options": {**SPEC["generator_options"], "eval_batch": 64, "churn": 0.0}}
+    old_body = {**body("edm"), "spec": keyed, "cell_hash": cell_hash(keyed)}
+    unsealed = atomic_write_json(store.path_for(CellSpec.from_json(keyed)), old_body)
+    sealed_spec = {**keyed, "seed": 1}
+    sealed = store.write(Record.from_json(seal({**old_body, "spec": sealed_spec, "cell_hash": cell_hash(sealed_spec)})))
+
+    code, out, _ = run_cli(["records", "migrate", "--results", str(tmp_path)], capsys)
+    assert code == 0 and "migrated 0 records, re-keyed 2, 0 already current, 0 refused" in out
+    assert not unsealed.exists() and not sealed.exists()
+    for seed in (0, 1):
+        want = CellSpec.from_json({**SPEC, "seed": seed, "generator_options": {"churn": 0.0}})
+        moved = store.lookup(want)  # found at the key a run computes today, and valid
+        assert moved is not None and moved.metrics == old_body["metrics"]
+    code, out, _ = run_cli(["records", "migrate", "--results", str(tmp_path)], capsys)
+    assert "re-keyed 0, 2 already current" in out
 
 
 # --------------------------------------------------------------------------- malformed records

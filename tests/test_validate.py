@@ -8,6 +8,7 @@ from importlib.metadata import entry_points
 import pytest
 import torch
 
+from synthbench.benchmark.options import Option
 from synthbench.plugins import GENERATORS
 from synthbench.generators.base import Generator
 
@@ -66,10 +67,20 @@ class _NoIdentity(_Stamp):
         super().fit(ctx)
 
 
+class _KeylessBrightness(_Stamp):
+    """Broken: declares an option outside the cell key that changes the images."""
+
+    name = "stamp-keyless"
+    options = {"brightness": Option("brightness", 0, "Added to every pixel.", int, in_key=False)}
+
+    def sample(self, labels, seeds):
+        return (super().sample(labels, seeds).int() + self.opts["brightness"]).clamp(0, 255).to(torch.uint8)
+
+
 @pytest.fixture
 def registered():
     names = []
-    for cls in (_Stamp, _BatchDependent, _Ignores, _NoIdentity):
+    for cls in (_Stamp, _BatchDependent, _Ignores, _NoIdentity, _KeylessBrightness):
         GENERATORS.register(cls.name, cls)
         names.append(cls.name)
     yield
@@ -81,7 +92,7 @@ def _report(out: str) -> dict[str, str]:
     rows = {}
     for line in out.splitlines():
         for check in ("declaration", "fit", "shape, dtype, range", "determinism", "batch-size independence",
-                      "label adherence", "reconstruct", "speed"):
+                      "label adherence", "reconstruct", "options outside the key", "speed"):
             if line.startswith(check + " "):
                 rows[check] = line[len(check):].split()[0]
     return rows
@@ -105,6 +116,10 @@ def test_each_broken_promise_is_named(registered, tmp_path, capsys):
     code, out, _ = run_cli(["validate", "stamp-anonymous", "-q", "--results", str(tmp_path)], capsys)
     rows = _report(out)
     assert code == 1 and rows["fit"] == "FAIL" and "not its identity" in out
+    code, out, _ = run_cli(["validate", "stamp-keyless", "-o", "brightness=9", "-q", "--results", str(tmp_path)],
+                           capsys)
+    rows = _report(out)
+    assert code == 1 and rows["options outside the key"] == "FAIL" and "brightness=4: DIFFERENT" in out
 
 
 def test_unknown_adapter_and_bad_option_are_one_paragraph(tmp_path, capsys):

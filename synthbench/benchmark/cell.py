@@ -19,6 +19,7 @@ never published.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ import synthbench
 from synthbench.benchmark.atomic import json_default
 from synthbench.benchmark.cache import canonical_json
 from synthbench.benchmark.datasets import Dataset
-from synthbench.benchmark.options import resolve_options
+from synthbench.benchmark.options import keyed_options, resolve_options
 from synthbench.benchmark.presets import Preset
 from synthbench.benchmark.record_schema import DIGEST_FIELD, SCHEMA_VERSION, check_record, check_spec
 
@@ -124,8 +125,9 @@ class CellSpec:
         return cls(
             schema_version=SCHEMA_VERSION, synthbench_version=synthbench.__version__, dataset=dataset.name,
             dataset_digest=dataset.digest, generator=generator.name, generator_version=generator.cls.version,
-            generator_options=generator.options, generator_extra=generator.cls.spec_extras(generator.options),
-            protocol=protocol.name, protocol_version=protocol.cls.version, protocol_options=protocol.options,
+            generator_options=keyed_options(generator.cls.options, generator.options),
+            generator_extra=generator.cls.spec_extras(generator.options), protocol=protocol.name,
+            protocol_version=protocol.cls.version, protocol_options=keyed_options(protocol.cls.options, protocol.options),
             preset=preset.as_dict(), seed=int(seed), device_type=device.type,
         )
 
@@ -142,6 +144,25 @@ class CellSpec:
     @property
     def key(self) -> str:
         return cell_hash(self.to_json())
+
+
+def current_spec(spec: CellSpec) -> CellSpec:
+    """``spec`` with the options its installed plugins leave out of a cell's key
+    (``Option.in_key``) removed: the key a run would give that cell today, for
+    ``synthbench records migrate``. A plugin that is not installed leaves its
+    options as they are."""
+    from synthbench.plugins import GENERATORS, PROTOCOLS
+    from synthbench.errors import UserError
+
+    changes = {}
+    for registry, name, field_name in ((GENERATORS, spec.generator, "generator_options"),
+                                       (PROTOCOLS, spec.protocol, "protocol_options")):
+        try:
+            declared = registry.get(name).options
+        except UserError:
+            continue
+        changes[field_name] = keyed_options(declared, getattr(spec, field_name))
+    return dataclasses.replace(spec, **changes)
 
 
 @dataclass(frozen=True)

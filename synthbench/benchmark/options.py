@@ -53,13 +53,18 @@ class Option:
     """The value a ``None`` setting takes under a preset (see :func:`by_preset`):
     the option stays ``None`` in the cell's spec, so the spec names the choice
     "the preset's default" rather than a number."""
+    in_key: bool = True
+    """False for an option that does not change outputs (a fixed network batch
+    the adapter pads to): it is left out of the cell's key and the generator's
+    fingerprint, so changing it reuses records and caches. The conformance tests
+    check that each such option leaves the samples bit-identical."""
 
     @classmethod
     def positive_int(cls, name: str, help: str, default: int | None = None,
-                     per_preset: Callable[["Preset"], Any] | None = None) -> "Option":
+                     per_preset: Callable[["Preset"], Any] | None = None, in_key: bool = True) -> "Option":
         """An integer option that must be > 0 (``None``: the preset's value)."""
         return cls(name, default, help, int, check=lambda v: v is None or v > 0,
-                   check_help="must be a positive integer", per_preset=per_preset)
+                   check_help="must be a positive integer", per_preset=per_preset, in_key=in_key)
 
     def effective(self, value: Any, preset: "Preset") -> Any:
         """``value``, or the preset's default when it is ``None`` and one is declared."""
@@ -112,6 +117,12 @@ class Configurable:
         """The option's value, or its preset-dependent default when it is ``None``."""
         opt = self.options[name]
         return opt.effective(self.opts.get(name, opt.default), preset)
+
+
+def keyed_options(declared: dict[str, Option], values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` without the options declared ``in_key=False``: what a cell's key
+    and a fitted generator's fingerprint hold."""
+    return {name: value for name, value in values.items() if name not in declared or declared[name].in_key}
 
 
 def resolve_options(spec: dict[str, Option], given: dict[str, Any], owner: str) -> dict[str, Any]:

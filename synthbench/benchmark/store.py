@@ -12,10 +12,11 @@ record is never a cache hit.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from synthbench.benchmark.atomic import atomic_write_json
 from synthbench.benchmark.cell import DIGEST_FIELD, CellSpec, Record, seal
@@ -48,6 +49,10 @@ class Migration:
     migrated: list[Path] = field(default_factory=list)
     current: list[Path] = field(default_factory=list)
     refused: list[tuple[Path, str]] = field(default_factory=list)
+    rekeyed: list[tuple[Path, Path]] = field(default_factory=list)
+    """(old path, new path) of records whose spec held options that are no longer
+    part of a cell's key (``Option.in_key``); a duplicate of a record already at
+    the new path is removed."""
 
 
 class ResultStore:
@@ -104,26 +109,39 @@ class ResultStore:
             elif strict:
                 raise invalid_record_error(path, record)
 
-    def migrate(self, dry_run: bool = False) -> Migration:
+    def migrate(self, dry_run: bool = False, rekey: Callable[[CellSpec], CellSpec] | None = None) -> Migration:
         """Add ``record_digest`` to every record written before records carried one,
         rewriting it atomically with nothing else changed. Only a record that passes
         the schema and whose ``cell_hash`` matches its spec is migrated; the others
-        (and records whose digest does not match) are refused, untouched."""
+        (and records whose digest does not match) are refused, untouched.
+
+        ``rekey`` maps a valid record's spec to the spec the current plugins give
+        that cell (:func:`~synthbench.benchmark.cell.current_spec`); a record whose
+        spec changes is written under its new key and path, the old file removed."""
         report = Migration()
         for path in self.paths():
             try:
                 data = parse_record(_read_bytes(path))
-                if isinstance(data, dict) and DIGEST_FIELD in data:
-                    Record.from_json(data)
-                    report.current.append(path)
-                    continue
-                Record.from_unsealed_json(data)
+                sealed = isinstance(data, dict) and DIGEST_FIELD in data
+                record = Record.from_json(data) if sealed else Record.from_unsealed_json(data)
             except ValueError as exc:
                 report.refused.append((path, str(exc)))
                 continue
-            if not dry_run:
-                atomic_write_json(path, seal(data))
-            report.migrated.append(path)
+            spec = rekey(record.spec) if rekey is not None else record.spec
+            if spec != record.spec:
+                target = self.path_for(spec)
+                if not dry_run:
+                    if not (target.exists() and target != path):  # else: that cell is already there
+                        atomic_write_json(target, dataclasses.replace(record, spec=spec).to_json())
+                    if target != path:
+                        path.unlink()
+                report.rekeyed.append((path, target))
+            elif sealed:
+                report.current.append(path)
+            else:
+                if not dry_run:
+                    atomic_write_json(path, seal(data))
+                report.migrated.append(path)
         return report
 
 

@@ -15,6 +15,9 @@ The checks are the ones ``tests/test_conformance.py`` runs on every built-in:
   real train split agrees with the requested label, against ``min_adherence``;
 - reconstruction (when ``can_reconstruct``): t_re = 0 returns the input and the
   output has the input's shape and dtype;
+- options outside the key: every option declared ``in_key=False`` (left out of
+  cell keys because it does not change outputs, e.g. ``eval_batch``) gives
+  bit-identical samples at another value;
 - speed: samples per second over ``n`` samples (reported, never judged: it
   depends on the machine).
 """
@@ -128,11 +131,35 @@ def validate_generator(name: str, cls: type, options: dict[str, Any], dataset: D
         return ok, (f"t_re=0 returns the input: {torch.equal(same, imgs)}; t_re=50 shape {tuple(half.shape)}, "
                     f"same seeds identical: {again}")
 
+    def outside_key() -> tuple[bool | None, str]:
+        names = [o.name for o in getattr(cls, "options", {}).values() if not o.in_key]
+        if not names:
+            return None, "none declared"
+        k = min(n, 12)
+        results = []
+        for opt in names:
+            other = _another_value(options[opt])
+            twin = cls(**{**options, opt: other}).fitted(fit_ctx)
+            results.append((opt, other, torch.equal(first()[:k], twin.sample(labels[:k], seeds[:k]))))
+        return all(same for *_, same in results), "; ".join(
+            f"{opt}={other}: {'identical' if same else 'DIFFERENT'} samples" for opt, other, same in results)
+
     checks += [_check("shape, dtype, range", shape), _check("determinism", determinism),
                _check("batch-size independence", batches), _check("label adherence", adherence),
-               _check("reconstruct", reconstruct)]
+               _check("reconstruct", reconstruct), _check("options outside the key", outside_key)]
     if "t" in state:
         secs = float(state["t"])
         checks.append(Check("speed", None, f"{n / max(secs, 1e-9):.1f} samples/s ({n} samples in {secs:.2f} s, "
                                            f"{device.type})"))
     return checks
+
+
+def _another_value(value: Any) -> Any:
+    """A different valid value for an option left out of cell keys: half (at least
+    1) or one more of an integer (the batch sizes such options are), the flip of a
+    bool."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value // 2 if value > 1 else value + 1
+    raise TypeError(f"cannot choose another value for {value!r}; only int and bool options may be in_key=False")

@@ -28,7 +28,7 @@ import torch
 
 from synthbench.benchmark.cache import digest
 from synthbench.benchmark.context import FitContext
-from synthbench.benchmark.options import Configurable
+from synthbench.benchmark.options import Configurable, keyed_options
 from synthbench.errors import UserError
 
 __all__ = ["FitContext", "Generator"]  # FitContext: re-exported for one version (it moved to the harness)
@@ -92,8 +92,10 @@ class Generator(Configurable):
         return self
 
     def fit_identity(self) -> dict[str, Any]:
-        """Everything that determines this fitted generator's outputs."""
-        return {"name": self.name, "version": self.version, "options": self.opts, **self.identity}
+        """Everything that determines this fitted generator's outputs (options
+        declared ``in_key=False``, which do not, are left out)."""
+        return {"name": self.name, "version": self.version, "options": keyed_options(self.options, self.opts),
+                **self.identity}
 
     def fingerprint(self) -> str:
         return digest(self.fit_identity())

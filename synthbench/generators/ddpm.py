@@ -149,7 +149,7 @@ class DDPMGenerator(Generator):
         "vlb_weight": Option("vlb_weight", HYBRID_LAMBDA, "lambda of the hybrid loss (Eq. 16: 0.001).", float,
                              check=lambda v: v >= 0, check_help="must be >= 0"),
         "eval_batch": Option.positive_int("eval_batch", "Fixed network batch of the sampler (does not change the "
-                                          "images).", default=256),
+                                          "images).", default=256, in_key=False),
     }
 
     @classmethod

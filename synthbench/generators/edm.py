@@ -86,7 +86,7 @@ class EDMGenerator(Generator):
         "conditional": Option("conditional", True, "Class-conditional (True) or unconditional "
                               "(False: samples are pseudo-labelled by the reference classifier).", bool),
         "eval_batch": Option.positive_int("eval_batch", "Fixed network batch of the sampler (does not "
-                                          "change the images).", default=256),
+                                          "change the images).", default=256, in_key=False),
         "network_pkl": Option("network_pkl", "", "An official NVlabs EDM network pickle to sample from "
                               "instead of training (needs trust_pickle=true).", str),
         "trust_pickle": Option("trust_pickle", False, "Opt in to unpickling network_pkl (pickles run code).",

@@ -157,7 +157,7 @@ class RealFakeGenerator(Generator):
                                              per_preset=lambda p: p.gen_sampler_steps),
         "train_seed": Option("train_seed", 0, "Seed of the base training and the fine-tuning.", int),
         "eval_batch": Option.positive_int("eval_batch", "Fixed network batch of the sampler (does not change "
-                                          "the images).", default=256),
+                                          "the images).", default=256, in_key=False),
         "sd_model": Option("sd_model", "", "Stable Diffusion: a local diffusers folder or a hub id; empty: "
                            "the in-suite backbone.", str),
         "image_encoder": Option("image_encoder", "", "CLIP vision model folder for SD's visual guidance.", str),

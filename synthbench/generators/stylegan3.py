@@ -117,7 +117,7 @@ class StyleGAN3Generator(Generator):
                              "(StyleGAN: 0.01).", float, check=lambda v: v > 0, check_help="must be > 0"),
         "train_seed": Option("train_seed", 0, "Seed of the in-suite training run.", int),
         "eval_batch": Option.positive_int("eval_batch", "Fixed network batch when sampling (does not change the "
-                                          "images).", default=256),
+                                          "images).", default=256, in_key=False),
         "network_pkl": Option("network_pkl", None, "Path of an official NVlabs StyleGAN3 network pickle "
                               "(.pkl): skips in-suite training. Needs trust_pickle=true.", str),
         "trust_pickle": Option("trust_pickle", False, "Opt in to unpickling network_pkl: pickles run code "

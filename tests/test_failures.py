@@ -135,3 +135,18 @@ def test_a_non_finite_metric_is_a_failed_cell_not_an_unreadable_record(smoke_dig
     assert cell.record.status.value == "failed" and "metrics.score.value" in cell.record.error
     [stored] = ResultStore(tmp_path).records(strict=True)  # written, and readable by every reader
     assert stored.status.value == "failed"
+
+
+def test_openmp_threads_wait_passively_unless_the_user_says_otherwise():
+    """Set before torch loads its OpenMP runtime (which reads it once), so a
+    fresh process that imports synthbench first gets it; a user's setting wins."""
+    import subprocess
+    import sys
+
+    probe = "import synthbench, os, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", probe], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ACTIVE"

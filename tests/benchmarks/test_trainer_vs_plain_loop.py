@@ -1,0 +1,128 @@
+"""The classifier trainer against the loop a user would write, in one run (issue
+14). Off by default (it trains three classifiers for minutes); measure with
+
+    python -m pytest tests/benchmarks/test_trainer_vs_plain_loop.py --benchmark-enable -s
+
+Both train the same SmallCNN from the same initial weights with the `fast`
+recipe (AdamW, lr 3e-3, cosine schedule, batch 128, 30 epochs, random crop with
+padding 4 and a horizontal flip) on the same 3,000 fashion-mnist images (the
+`fast` cap), and are tested on the 10,000 test images. The plain loop is the
+textbook one: a torchvision dataset of PIL images, ``RandomCrop`` and
+``RandomHorizontalFlip`` transforms and a ``DataLoader`` with 0 or 2 workers.
+The printed report gives images per second, the ratio, test accuracy, and the
+trainer's achieved GFLOP/s against the fp32 matmul rate measured in the same
+process. ``SYNTHBENCH_BENCH_EPOCHS`` shortens the recipe for a quick look (the
+accuracies are then not comparable to the 30-epoch ones).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from synthbench.benchmark.datasets import load_dataset
+from synthbench.benchmark.presets import PRESETS
+from synthbench.benchmark.trainer import evaluate, init_model, train_classifier
+from synthbench.errors import UserError
+
+CPU = torch.device("cpu")
+
+
+def _fashion():
+    try:
+        return load_dataset("fashion-mnist").capped(PRESETS["fast"].max_train_per_class)
+    except UserError as exc:
+        pytest.skip(f"fashion-mnist is not available here: {exc}")
+
+
+def _plain_loop(ds, epochs: int, workers: int) -> tuple[torch.nn.Module, float]:
+    """The loop a user would write with torchvision; returns (model, images/s)."""
+    from PIL import Image
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision import transforms
+
+    class Images(Dataset):
+        def __init__(self, images, labels, transform):
+            self.images, self.labels, self.transform = images, labels, transform
+
+        def __len__(self):
+            return len(self.labels)
+
+        def __getitem__(self, i):
+            return self.transform(Image.fromarray(self.images[i, 0].numpy(), mode="L")), int(self.labels[i])
+
+    p = PRESETS["fast"]
+    tf = transforms.Compose([transforms.RandomCrop(28, padding=4), transforms.RandomHorizontalFlip(),
+                             transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
+    loader = DataLoader(Images(ds.train.images, ds.train.labels, tf), batch_size=p.batch_size, shuffle=True,
+                        drop_last=True, num_workers=workers, generator=torch.Generator().manual_seed(0),
+                        persistent_workers=workers > 0)
+    model = init_model(p, 1, 10, 0)
+    opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=5e-4)
+    total = epochs * len(loader)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    model.train()
+    seen, start = 0, time.perf_counter()
+    for _ in range(epochs):
+        for x, y in loader:
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            seen += len(y)
+    return model.eval(), seen / (time.perf_counter() - start)
+
+
+def _matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def _train_flops_per_image(model: torch.nn.Module) -> float:
+    """Forward and backward FLOPs of one training image (torch's FLOP counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randn(128, 1, 28, 28)
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    return counter.get_total_flops() / 128
+
+
+def test_trainer_against_a_plain_pytorch_loop(benchmark):
+    if benchmark.disabled:
+        pytest.skip("a measurement of minutes: run with --benchmark-enable")
+    ds = _fashion()
+    epochs = int(os.environ.get("SYNTHBENCH_BENCH_EPOCHS", PRESETS["fast"].epochs))
+    p = PRESETS["fast"]
+    peak = _matmul_gflops()
+
+    def ours() -> tuple[torch.nn.Module, float]:
+        start = time.perf_counter()
+        model = train_classifier(ds.train.images, ds.train.labels, 10, p, 0, CPU, hflip=True, epochs=epochs)
+        steps = epochs * (len(ds.train) // p.batch_size)
+        return model, steps * p.batch_size / (time.perf_counter() - start)
+
+    model, rate = benchmark.pedantic(ours, rounds=1, iterations=1)
+    rows = [("synthbench trainer", rate, evaluate(model, ds.test.images, ds.test.labels, 10, CPU).top1)]
+    for workers in (0, 2):
+        plain, plain_rate = _plain_loop(ds, epochs, workers)
+        rows.append((f"plain loop, {workers} workers", plain_rate,
+                     evaluate(plain, ds.test.images, ds.test.labels, 10, CPU).top1))
+    flops = _train_flops_per_image(init_model(p, 1, 10, 0))
+    print(f"\nthreads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, "
+          f"{epochs} epochs, fp32 matmul {peak:.0f} GFLOP/s")
+    for name, r, acc in rows:
+        print(f"{name:<24} {r:8.0f} images/s  x{r / rows[1][1]:.2f} of the plain loop (0 workers)  top1 {acc:.4f}")
+    print(f"trainer: {flops * rate / 1e9:.1f} GFLOP/s = {flops * rate / 1e9 / peak:.0%} of the fp32 matmul rate")
+    benchmark.extra_info.update({name: {"images_per_s": r, "top1": acc} for name, r, acc in rows})
+    assert all(r > 0 for _, r, _ in rows)

@@ -261,7 +261,8 @@ def list_plugins(kind: str | None) -> None:
         click.echo(f"{k}:")
         for name in reg.names():
             cls = reg.get(name)
-            desc = getattr(cls, "description", "") or ((cls.__doc__ or "").strip().splitlines() or ["(no description)"])[0]
+            doc_lines = (cls.__doc__ or "").strip().splitlines()
+            desc = getattr(cls, "description", "") or (doc_lines[0] if doc_lines else "(no description)")
             click.echo(f"  {name} (v{getattr(cls, 'version', 1)}, {reg.origin(name)}): {desc}")
             needs = getattr(cls, "needs", None)
             if needs:

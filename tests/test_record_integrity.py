@@ -21,6 +21,7 @@ from synthbench.benchmark.atomic import atomic_write_json
 from synthbench.benchmark.cell import DIGEST_FIELD, CellSpec, Record, body_digest, cell_hash, seal
 from synthbench.benchmark.store import ResultStore, read_record
 from synthbench.errors import UserError
+from synthbench.plugins import GENERATORS
 from synthbench.leaderboard.aggregate import build_tables, read_store, store_digest
 from synthbench.leaderboard import site
 from synthbench.leaderboard.site import build_site
@@ -128,13 +129,14 @@ def test_a_record_without_a_digest_says_to_migrate(tmp_path):
 
 
 def test_migration_adds_the_digest_and_changes_nothing_else(tmp_path, capsys):
+    # generators that are not installed: their specs are taken as they are (no re-keying)
     store = ResultStore(tmp_path)
-    old = [body("real", 0.95), body("edm", 0.8), body("edm", 0.7, seed=1)]
+    old = [body("real", 0.95), body("gan", 0.8), body("gan", 0.7, seed=1)]
     paths = [atomic_write_json(store.path_for(CellSpec.from_json(b["spec"])), b) for b in old]
     texts = [p.read_text() for p in paths]
-    current = store.write(record("ddpm"))
+    current = store.write(record("gan2"))
     broken = paths[2].with_name("seed1-broken.json")
-    atomic_write_json(broken, dict(body("edm", seed=1), metrics={"top1": {"value": float("nan"), "stderr": None,
+    atomic_write_json(broken, dict(body("gan", seed=1), metrics={"top1": {"value": float("nan"), "stderr": None,
                                                                           "n": 1, "higher_is_better": True}}))
 
     code, out, err = run_cli(["records", "migrate", "--results", str(tmp_path), "--dry-run"], capsys)
@@ -156,7 +158,7 @@ def test_migration_adds_the_digest_and_changes_nothing_else(tmp_path, capsys):
     broken.unlink()
     code, out, _ = run_cli(["records", "migrate", "--results", str(tmp_path)], capsys)
     assert code == 0 and "migrated 0 records, re-keyed 0, 4 already current, 0 refused" in out
-    assert read_record(current) == record("ddpm")
+    assert read_record(current) == record("gan2")
 
 
 def test_migration_refuses_an_edited_record(tmp_path):
@@ -170,8 +172,9 @@ def test_migration_refuses_an_edited_record(tmp_path):
 
 def test_migration_moves_records_keyed_by_an_option_that_left_the_key(tmp_path, capsys):
     """``eval_batch`` does not change the images (``Option.in_key``), so it left
-    cell keys: a record written with it in its spec moves to its current key (the
-    key a run computes today) with its numbers unchanged, digest or not."""
+    cell keys, and ``precision`` joined them later with a default that reproduces
+    the old images: a record written before moves to its current key (the key a
+    run computes today) with its numbers unchanged, digest or not."""
     store = ResultStore(tmp_path)
     keyed = {**SPEC, "generator_options": {**SPEC["generator_options"], "eval_batch": 64, "churn": 0.0}}
     old_body = {**body("edm"), "spec": keyed, "cell_hash": cell_hash(keyed)}
@@ -182,8 +185,12 @@ def test_migration_moves_records_keyed_by_an_option_that_left_the_key(tmp_path, 
     code, out, _ = run_cli(["records", "migrate", "--results", str(tmp_path)], capsys)
     assert code == 0 and "migrated 0 records, re-keyed 2, 0 already current, 0 refused" in out
     assert not unsealed.exists() and not sealed.exists()
+    # today's key: eval_batch gone, options declared since the record added at their defaults
+    declared = GENERATORS.get("edm").options
+    today = {name: opt.default for name, opt in declared.items() if opt.in_key}
+    assert "eval_batch" not in today and "precision" in today
     for seed in (0, 1):
-        want = CellSpec.from_json({**SPEC, "seed": seed, "generator_options": {"churn": 0.0}})
+        want = CellSpec.from_json({**SPEC, "seed": seed, "generator_options": {**today, "churn": 0.0}})
         moved = store.lookup(want)  # found at the key a run computes today, and valid
         assert moved is not None and moved.metrics == old_body["metrics"]
     code, out, _ = run_cli(["records", "migrate", "--results", str(tmp_path)], capsys)

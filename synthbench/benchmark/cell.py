@@ -127,7 +127,8 @@ class CellSpec:
             dataset_digest=dataset.digest, generator=generator.name, generator_version=generator.cls.version,
             generator_options=keyed_options(generator.cls.options, generator.options),
             generator_extra=generator.cls.spec_extras(generator.options), protocol=protocol.name,
-            protocol_version=protocol.cls.version, protocol_options=keyed_options(protocol.cls.options, protocol.options),
+            protocol_version=protocol.cls.version,
+            protocol_options=keyed_options(protocol.cls.options, protocol.options),
             preset=preset.as_dict(), seed=int(seed), device_type=device.type,
         )
 
@@ -147,10 +148,12 @@ class CellSpec:
 
 
 def current_spec(spec: CellSpec) -> CellSpec:
-    """``spec`` with the options its installed plugins leave out of a cell's key
-    (``Option.in_key``) removed: the key a run would give that cell today, for
-    ``synthbench records migrate``. A plugin that is not installed leaves its
-    options as they are."""
+    """``spec`` as its installed plugins would key that cell today, for
+    ``synthbench records migrate``: options left out of a cell's key
+    (``Option.in_key``) removed, and options declared since the record was written
+    added at their defaults (a plugin adds an option without bumping its
+    version only when the default reproduces the old outputs). A plugin that is
+    not installed leaves its options as they are."""
     from synthbench.plugins import GENERATORS, PROTOCOLS
     from synthbench.errors import UserError
 
@@ -161,7 +164,9 @@ def current_spec(spec: CellSpec) -> CellSpec:
             declared = registry.get(name).options
         except UserError:
             continue
-        changes[field_name] = keyed_options(declared, getattr(spec, field_name))
+        given = getattr(spec, field_name)
+        added = {name: opt.default for name, opt in declared.items() if name not in given}
+        changes[field_name] = keyed_options(declared, {**given, **added})
     return dataclasses.replace(spec, **changes)
 
 

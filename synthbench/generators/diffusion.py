@@ -16,6 +16,15 @@ and nothing else.
 Batch independence: networks run on fixed-size chunks (:func:`denoise_in_chunks`,
 the last one padded), so image i is computed the same way whatever batch the
 caller asked for, and depends on its own seed alone.
+
+Precision (the adapters' ``precision`` option): the network may run under bf16
+autocast while the sampler's state stays float64. On a 2-core CPU with AMX the
+fashion-mnist-sized denoiser then does 1.7x (1 thread) to 1.9x (2 threads) the
+evaluations per CPU-second of fp32, and one evaluation moves by at most 9e-3
+(``tests/benchmarks/test_edm_sampling_precision.py`` measures both and the change
+in finished images). Chunks keep their fixed size in either precision, so
+determinism and batch-size independence hold in both (the conformance suite
+checks each).
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import torch
 from torch import nn
 
 from synthbench.benchmark.context import FitContext
+from synthbench.benchmark.options import Option
 from synthbench.benchmark.progress import bar
 from synthbench.benchmark.seeding import derive_seed, per_sample_normal, torch_generator
 from synthbench.errors import UserError
@@ -123,12 +133,24 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def precision_option() -> Option:
+    """The ``precision`` option of the adapters that sample through
+    :func:`denoise_in_chunks`."""
+    return Option("precision", "fp32", "Network arithmetic when sampling and reconstructing: fp32, or bf16 "
+                  "autocast (about 1.8x the speed on a CPU with AMX, and the usual choice on a GPU; pixels "
+                  "move by a few levels). A different precision is a different cell.", str, choices=PRECISIONS)
+
+
 @torch.no_grad()
 def denoise_in_chunks(net: nn.Module, x: torch.Tensor, sigma: float | torch.Tensor, cond: torch.Tensor | None,
-                      chunk: int, device: torch.device) -> torch.Tensor:
+                      chunk: int, device: torch.device, precision: str = "fp32") -> torch.Tensor:
     """``net(x, sigma, cond)`` on fixed ``chunk``-sized batches (the last padded),
     so a row's result never depends on the batch it came in. ``cond`` is None for
-    an unconditional network."""
+    an unconditional network; ``precision`` ``bf16`` runs it under bf16 autocast
+    and returns float32 either way."""
     sig = torch.as_tensor(sigma, dtype=torch.float32).reshape(-1)
     sig = sig.expand(x.shape[0]) if sig.numel() == 1 else sig
     outs = []
@@ -141,7 +163,8 @@ def denoise_in_chunks(net: nn.Module, x: torch.Tensor, sigma: float | torch.Tens
             sb = torch.cat([sb, sb.new_ones(chunk - k)])
             yb = None if yb is None else torch.cat([yb, yb.new_zeros(chunk - k)])
         yb = None if yb is None else yb.to(device)
-        outs.append(net(xb.to(device), sb.to(device), yb).float().cpu()[:k])
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            outs.append(net(xb.to(device), sb.to(device), yb).float().cpu()[:k])
     return torch.cat(outs)
 
 

@@ -42,7 +42,7 @@ from synthbench.errors import UserError
 from synthbench.generators.base import Generator
 from synthbench.generators.pickles import pickle_spec_extras
 from synthbench.generators.diffusion import (
-    EDMDenoiser, denoise_in_chunks, fit_edm_unet, reconstruct_images, sample_images, unet_recipe,
+    EDMDenoiser, denoise_in_chunks, fit_edm_unet, precision_option, reconstruct_images, sample_images, unet_recipe,
 )
 
 
@@ -87,6 +87,7 @@ class EDMGenerator(Generator):
                               "(False: samples are pseudo-labelled by the reference classifier).", bool),
         "eval_batch": Option.positive_int("eval_batch", "Fixed network batch of the sampler (does not "
                                           "change the images).", default=256, in_key=False),
+        "precision": precision_option(),
         "network_pkl": Option("network_pkl", "", "An official NVlabs EDM network pickle to sample from "
                               "instead of training (needs trust_pickle=true).", str),
         "trust_pickle": Option("trust_pickle", False, "Opt in to unpickling network_pkl (pickles run code).",
@@ -141,7 +142,8 @@ class EDMGenerator(Generator):
     # -- generation ------------------------------------------------------
     def _denoiser(self, labels: torch.Tensor):
         cond = torch.as_tensor(labels, dtype=torch.long) if self.conditional else None
-        return lambda x, sigma: denoise_in_chunks(self.net, x, sigma, cond, self.opts["eval_batch"], self.device)
+        return lambda x, sigma: denoise_in_chunks(self.net, x, sigma, cond, self.opts["eval_batch"], self.device,
+                                                   self.opts["precision"])
 
     def sample(self, labels: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
         return sample_images(self._denoiser(labels), seeds, self.image_shape, self.steps, self.opts["churn"],

@@ -63,7 +63,7 @@ from synthbench.benchmark.seeding import derive_seed, per_sample_normal, torch_g
 from synthbench.generators.base import Generator
 from synthbench.generators.diffusion import (
     RHO, SIGMA_DATA, SIGMA_MIN, EDMDenoiser, denoise_in_chunks, edm_loss_terms, fit_edm_unet, heun_sample,
-    karras_sigmas, reconstruct_images, step_with_ema, to_uint8, unet_recipe,
+    karras_sigmas, precision_option, reconstruct_images, step_with_ema, to_uint8, unet_recipe,
 )
 from synthbench.generators.distribution_matching import MMD_WEIGHT_PAPER, distribution_matching_loss
 
@@ -158,6 +158,7 @@ class RealFakeGenerator(Generator):
         "train_seed": Option("train_seed", 0, "Seed of the base training and the fine-tuning.", int),
         "eval_batch": Option.positive_int("eval_batch", "Fixed network batch of the sampler (does not change "
                                           "the images).", default=256, in_key=False),
+        "precision": precision_option(),
         "sd_model": Option("sd_model", "", "Stable Diffusion: a local diffusers folder or a hub id; empty: "
                            "the in-suite backbone.", str),
         "image_encoder": Option("image_encoder", "", "CLIP vision model folder for SD's visual guidance.", str),
@@ -279,7 +280,8 @@ class RealFakeGenerator(Generator):
             gens = [torch_generator(derive_seed("realfake-guidance", s)) for s in seeds]
             emb.set_rows(labels.to(self.device), self._guidance_vectors(labels, gens).to(self.device))
             cond = torch.arange(len(labels))
-        return lambda x, sigma: denoise_in_chunks(self.net, x, sigma, cond, self.opts["eval_batch"], self.device)
+        return lambda x, sigma: denoise_in_chunks(self.net, x, sigma, cond, self.opts["eval_batch"], self.device,
+                                                   self.opts["precision"])
 
     def sample(self, labels: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
         labels = torch.as_tensor(labels, dtype=torch.long)

@@ -82,9 +82,10 @@ class Guarded:
         self._abandoned: str | None = None
 
     def __getattr__(self, attr: str) -> Any:
-        if attr.startswith("__"):
+        adapter = self.__dict__.get("adapter")  # absent while unpickling: no recursion
+        if adapter is None or attr.startswith("__"):
             raise AttributeError(attr)
-        return getattr(self.adapter, attr)
+        return getattr(adapter, attr)
 
     def __repr__(self) -> str:
         return f"Guarded({self.adapter!r})"

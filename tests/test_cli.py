@@ -149,3 +149,16 @@ def test_threads_pins_torch_and_keys_the_classifier_cache(tmp_path, capsys):
         assert code == 2 and "--threads" in err
     finally:
         torch.set_num_threads(before)
+
+
+def test_precision_is_part_of_the_cell(tmp_path, capsys):
+    """--precision bf16 trains the classifiers in bf16: a different cell from the
+    preset's fp32 one, recorded in the spec's preset."""
+    args = ["evaluate", "-g", "real", "--preset", "smoke", "--seeds", "1", "--results", str(tmp_path), "-q"]
+    assert run_cli(args, capsys)[0] == 0
+    code, out, _ = run_cli(args + ["--precision", "bf16", "--dry-run"], capsys)
+    assert code == 0 and "to compute" in out
+    assert run_cli(args + ["--precision", "bf16"], capsys)[0] == 0
+    presets = sorted(json.loads(p.read_text())["spec"]["preset"]["precision"]
+                     for p in (tmp_path / "records").rglob("*.json"))
+    assert presets == ["bf16", "fp32"]

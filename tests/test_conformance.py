@@ -25,7 +25,7 @@ import torch
 from synthbench.benchmark.cell import CellSpec
 from synthbench.benchmark.datasets import load_dataset
 from synthbench.benchmark.options import resolve_options
-from synthbench.benchmark.presets import PRESETS
+from synthbench.benchmark.presets import PRECISIONS, PRESETS, get_preset
 from synthbench.benchmark.validate import validate_generator
 from synthbench.errors import UserError
 from synthbench.plugins import DATASETS, GENERATORS, PROTOCOLS
@@ -87,6 +87,25 @@ def test_generator_passes_validate_in_every_precision(name, smoke_digits, sessio
         report = {c.name: (c.passed, c.detail) for c in checks}
         assert [c.name for c in checks if c.passed is False] == [], (precision, report)
         assert report["determinism"][0] and report["batch-size independence"][0], (precision, report)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_classifiers_are_deterministic_in_every_precision(precision, smoke_digits, tmp_path):
+    """The classifier contract in each precision a preset may ask for: the same
+    seed gives the same weights; an image's logits do not depend on the batch it
+    is evaluated in; a classifier read back from the cache evaluates exactly as
+    the one that was trained (it keeps its precision)."""
+    from synthbench.benchmark.context import cached_classifier
+    from synthbench.benchmark.trainer import PRECISION_ATTR, predict_logits
+
+    preset, cpu = get_preset("smoke", precision), torch.device("cpu")
+    train, test = smoke_digits.train, smoke_digits.test
+    a, b = (cached_classifier(train, 10, preset, 0, cpu, False, tmp_path / name, "conformance") for name in "ab")
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+    full = predict_logits(a, test.images, cpu)
+    assert torch.equal(full[:37], predict_logits(a, test.images[:37], cpu))
+    again = cached_classifier(train, 10, preset, 0, cpu, False, tmp_path / "a", "conformance")  # from the cache
+    assert getattr(again, PRECISION_ATTR) == precision and torch.equal(full, predict_logits(again, test.images, cpu))
 
 
 # ------------------------------------------------------------------- protocols

@@ -29,7 +29,8 @@ from test_cli import run_cli
 
 SPEC = {"schema_version": 1, "synthbench_version": "0.1.0", "dataset": "digits", "dataset_digest": "d" * 64,
         "generator": "edm", "generator_version": 1, "generator_options": {}, "generator_extra": {},
-        "protocol": "replace", "protocol_version": 1, "protocol_options": {}, "preset": {"name": "smoke"},
+        "protocol": "replace", "protocol_version": 1, "protocol_options": {},
+        "preset": {"name": "smoke", "precision": "fp32"},
         "seed": 0, "device_type": "cpu"}
 
 

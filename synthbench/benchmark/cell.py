@@ -148,12 +148,11 @@ class CellSpec:
 
 
 def current_spec(spec: CellSpec) -> CellSpec:
-    """``spec`` as its installed plugins would key that cell today, for
-    ``synthbench records migrate``: options left out of a cell's key
-    (``Option.in_key``) removed, and options declared since the record was written
-    added at their defaults (a plugin adds an option without bumping its
-    version only when the default reproduces the old outputs). A plugin that is
-    not installed leaves its options as they are."""
+    """``spec`` as today's code would key that cell, for ``synthbench records
+    migrate``: options left out of a cell's key (``Option.in_key``) removed, and
+    options and preset fields declared since the record was written added at their
+    defaults (one is added without a version bump only when its default reproduces
+    the old outputs). A plugin that is not installed leaves its options as they are."""
     from synthbench.plugins import GENERATORS, PROTOCOLS
     from synthbench.errors import UserError
 
@@ -167,7 +166,10 @@ def current_spec(spec: CellSpec) -> CellSpec:
         given = getattr(spec, field_name)
         added = {name: opt.default for name, opt in declared.items() if name not in given}
         changes[field_name] = keyed_options(declared, {**given, **added})
-    return dataclasses.replace(spec, **changes)
+    # a preset field added since (e.g. precision) takes its default, which reproduces older records
+    added = {f.name: f.default for f in dataclasses.fields(Preset)
+             if f.default is not dataclasses.MISSING and f.name not in spec.preset}
+    return dataclasses.replace(spec, preset={**spec.preset, **added}, **changes)
 
 
 @dataclass(frozen=True)

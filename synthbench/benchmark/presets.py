@@ -4,12 +4,13 @@ in-suite generators' training budget, so a protocol runs at three scales.
 - ``smoke``: seconds, for tests;
 - ``fast``: minutes on a 2-core CPU, the default;
 - ``paper``: the recipe of Yamaguchi & Fukuda 2023 (arXiv 2311.13090, Sec. 4.2:
-  ResNet-18, SGD lr 0.01, x0.1 every 30 epochs, 100 epochs), for a GPU.
+  ResNet-18, SGD lr 0.01, x0.1 every 30 epochs, 100 epochs), for a GPU, where
+  its classifiers train in bf16 (as they always have on CUDA).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from synthbench.errors import UserError
 
@@ -43,6 +44,11 @@ class Preset:
     """ResNet layers per UNet level of in-suite diffusion generators."""
     gen_sampler_steps: int
     """Heun steps of the EDM sampler: 18 steps = 35 network evaluations (Karras et al.)."""
+    precision: str = "fp32"
+    """Classifier arithmetic, training and evaluation: ``fp32``, or ``bf16``
+    (autocast and channels_last). A field added after records were first
+    written: its default reproduces them (``synthbench records migrate`` adds it
+    to older specs). ``--precision`` overrides a preset's."""
 
     def as_dict(self) -> dict:
         """JSON-shaped (lists, not tuples), as it is stored in records."""
@@ -68,12 +74,19 @@ PRESETS: dict[str, Preset] = {
         name="paper", classifier="resnet18", epochs=100, batch_size=128, optimizer="sgd",
         lr=0.01, lr_schedule="step", lr_step_epochs=30, max_train_per_class=None,
         gen_train_steps=200_000, gen_batch_size=512, gen_channels=(128, 256, 256, 256),
-        gen_channels_large=(128, 256, 256, 256), gen_layers_per_block=2, gen_sampler_steps=18,
+        gen_channels_large=(128, 256, 256, 256), gen_layers_per_block=2, gen_sampler_steps=18, precision="bf16",
     ),
 }
 
+PRECISIONS = ("fp32", "bf16")
 
-def get_preset(name: str) -> Preset:
+
+def get_preset(name: str, precision: str | None = None) -> Preset:
+    """The preset ``name``, with its classifier ``precision`` replaced when given."""
     if name not in PRESETS:
         raise UserError(f"Unknown preset {name!r}: choose one of {', '.join(PRESETS)}.")
-    return PRESETS[name]
+    if precision is None:
+        return PRESETS[name]
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}.")
+    return replace(PRESETS[name], precision=precision)

@@ -86,11 +86,12 @@ def resolve_grid(dataset: Dataset, generators: PluginsGiven, protocols: PluginsG
 
 def make_grid(generators: PluginsGiven, protocols: PluginsGiven, dataset: str = "digits", preset: str = "fast",
               seeds: Sequence[int] = (0, 1, 2), device: str = "auto", data_root: str | None = None,
-              with_real: bool = True, where: str = "") -> Grid:
+              with_real: bool = True, where: str = "", precision: str | None = None) -> Grid:
     """:func:`resolve_grid` on the dataset named ``dataset``, loaded and capped by
-    the preset; the plugins and options are checked before the data is read."""
+    the preset (its classifier ``precision`` replaced when given); the plugins
+    and options are checked before the data is read."""
     gens, protos = _choices(generators, protocols, with_real, where)
-    the_preset = get_preset(preset)
+    the_preset = get_preset(preset, precision)
     dev = resolve_device(device)
     say(f"loading dataset {dataset}")
     data = load_dataset(dataset, data_root).capped(the_preset.max_train_per_class)
@@ -197,12 +198,14 @@ def run_grid(grid: Grid, store: ResultStore, adapter_timeout_s: float | None = D
 def evaluate(generators: PluginsGiven, protocols: PluginsGiven = "replace", dataset: str = "digits",
              preset: str = "fast", seeds: Sequence[int] = (0, 1, 2), results: str | Path = "runs",
              device: str = "auto", threads: int | None = None, data_root: str | None = None,
-             with_real: bool = True, adapter_timeout_s: float | None = DEFAULT_TIMEOUT_S) -> list[Record]:
+             with_real: bool = True, adapter_timeout_s: float | None = DEFAULT_TIMEOUT_S,
+             precision: str | None = None) -> list[Record]:
     """Run a grid from Python and return its records (cached ones included), e.g.
     ``evaluate({"edm": {"churn": 0.5}}, ["replace", "fidelity"], preset="smoke")``.
     The same cells, keys and records as ``synthbench evaluate``; each call into an
     adapter may last ``adapter_timeout_s`` seconds (None: no limit)."""
     if threads:
         torch.set_num_threads(int(threads))
-    grid = make_grid(generators, protocols, dataset, preset, seeds, device, data_root, with_real)
+    grid = make_grid(generators, protocols, dataset, preset, seeds, device, data_root, with_real,
+                     precision=precision)
     return [c.record for c in run_grid(grid, ResultStore(results), adapter_timeout_s) if c.record is not None]

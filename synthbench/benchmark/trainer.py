@@ -3,14 +3,16 @@
 Data stays as uint8 tensors on the device; augmentation (random crop with
 padding, horizontal flip where the dataset allows it) happens there, batched.
 Every random draw (init, shuffling, crops, flips) comes from generators seeded
-by the caller's seed. On CUDA, bf16 autocast and channels_last are on. On the
-CPU both are off. Autocast made training slower on a 2-core CPU with AMX
-(SmallCNN 0.43x, ResNet-18 0.48x). channels_last would make a SmallCNN step 1.28x
-faster there, but it changes the float rounding (logits by 7e-9) and so every
-trained classifier. It is left for the change that recomputes the published
-results. Measured at the `fast` recipe on 3,000 fashion-mnist images
-(``tests/benchmarks/test_trainer_vs_plain_loop.py``), this trainer reaches about
-95% of the CPU's fp32 matmul rate and 1.44x a torchvision DataLoader loop.
+by the caller's seed.
+
+The preset's ``precision`` sets the arithmetic, on any device. ``fp32`` is plain
+float32 in NCHW. ``bf16`` trains and evaluates under bf16 autocast in
+channels_last, which is what AMX and tensor cores are fast at. The model is
+tagged with its precision, so a classifier is always evaluated the way it was
+trained, including one read back from the cache. Measured at the `fast` recipe
+on 3,000 fashion-mnist images (``tests/benchmarks/test_trainer_vs_plain_loop.py``),
+the fp32 trainer reaches about 95% of the CPU's fp32 matmul rate and 1.44x a
+torchvision DataLoader loop, so only bf16 can go faster.
 """
 
 from __future__ import annotations
@@ -46,16 +48,30 @@ def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator
     return x
 
 
+PRECISION_ATTR = "synthbench_precision"
+"""The attribute that tags a classifier with the precision it was trained in."""
+
+
 def init_model(preset: Preset, in_chans: int, num_classes: int, seed: int) -> nn.Module:
+    """The preset's classifier with seeded initial weights, tagged with the
+    preset's precision (and in channels_last for bf16)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed("classifier-init", seed) & 0xFFFF_FFFF)
-        return build_classifier(preset.classifier, in_chans, num_classes)
+        model = build_classifier(preset.classifier, in_chans, num_classes)
+    setattr(model, PRECISION_ATTR, preset.precision)
+    return model.to(memory_format=torch.channels_last) if preset.precision == "bf16" else model
 
 
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+def _bf16(model: nn.Module) -> bool:
+    return getattr(model, PRECISION_ATTR, "fp32") == "bf16"
+
+
+def _autocast(device: torch.device, bf16: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def _layout(x: torch.Tensor, bf16: bool) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if bf16 and x.ndim == 4 else x
 
 
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, preset: Preset, seed: int,
@@ -71,8 +87,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
     that crops would blur)."""
     epochs = preset.epochs if epochs is None else epochs
     model = init_model(preset, images.shape[1], num_classes, seed).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    bf16 = _bf16(model)
     x_all = images.to(device)
     y_all = labels.to(device)
     n = x_all.shape[0]
@@ -109,10 +124,8 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
             x = to_input(x) if x.dtype == torch.uint8 else x
             if augment:
                 x = random_crop_flip(x, pad, hflip, gen)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device):
-                loss = F.cross_entropy(model(x), y_all[idx])
+            with _autocast(device, bf16):
+                loss = F.cross_entropy(model(_layout(x, bf16)), y_all[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -128,14 +141,16 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: torch.Tensor, device: torch.device, batch: int = 512) -> torch.Tensor:
     """Logits for uint8 images, in float32 on the CPU (evaluation in fixed-size
-    batches, no autograd graph kept across them)."""
+    batches, no autograd graph kept across them), in the precision the model
+    was trained in."""
     model.eval()
+    bf16 = _bf16(model)
     out = []
     for i in range(0, images.shape[0], batch):
         x = images[i:i + batch].to(device)
         x = to_input(x) if x.dtype == torch.uint8 else x
-        with _autocast(device):
-            out.append(model(x).float().cpu())
+        with _autocast(device, bf16):
+            out.append(model(_layout(x, bf16)).float().cpu())
     return torch.cat(out)
 
 

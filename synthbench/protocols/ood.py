@@ -139,7 +139,7 @@ class OODProtocol(Protocol):
                         "per_type": {kind: [accuracy(model, shifted[(kind, s)], test.labels) for s in SEVERITIES]
                                      for kind in CORRUPTIONS}}
 
-            # the device is in the key too: on CUDA, evaluation runs in bfloat16
+            # the device is in the key too: the same weights may evaluate differently on another device
             identity = (state_digest(model), suite, ctx.device.type)
             return DiskCache(ctx.cache_dir).load_or_compute("ood", "suite-accuracy", identity, JSON,
                                                             "corruption-suite accuracies", compute)

@@ -10,8 +10,8 @@ padding 4 and a horizontal flip) on the same 3,000 fashion-mnist images (the
 textbook one: a torchvision dataset of PIL images, ``RandomCrop`` and
 ``RandomHorizontalFlip`` transforms and a ``DataLoader`` with 0 or 2 workers.
 The printed report gives images per second, the ratio, test accuracy, and the
-trainer's achieved GFLOP/s against the fp32 matmul rate measured in the same
-process. ``SYNTHBENCH_BENCH_EPOCHS`` shortens the recipe for a quick look (the
+trainer's achieved GFLOP/s against the matmul rate measured in the same process,
+for the trainer in fp32 and in bf16 (``--precision bf16``). ``SYNTHBENCH_BENCH_EPOCHS`` shortens the recipe for a quick look (the
 accuracies are then not comparable to the 30-epoch ones).
 """
 
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from synthbench.benchmark.datasets import load_dataset
-from synthbench.benchmark.presets import PRESETS
+from synthbench.benchmark.presets import PRESETS, get_preset
 from synthbench.benchmark.trainer import evaluate, init_model, train_classifier
 from synthbench.errors import UserError
 
@@ -79,8 +79,8 @@ def _plain_loop(ds, epochs: int, workers: int) -> tuple[torch.nn.Module, float]:
     return model.eval(), seen / (time.perf_counter() - start)
 
 
-def _matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def _matmul_gflops(size: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     a @ b
     start = time.perf_counter()
     for _ in range(repeats):
@@ -103,26 +103,30 @@ def test_trainer_against_a_plain_pytorch_loop(benchmark):
         pytest.skip("a measurement of minutes: run with --benchmark-enable")
     ds = _fashion()
     epochs = int(os.environ.get("SYNTHBENCH_BENCH_EPOCHS", PRESETS["fast"].epochs))
-    p = PRESETS["fast"]
-    peak = _matmul_gflops()
+    peak = {"fp32": _matmul_gflops(), "bf16": _matmul_gflops(dtype=torch.bfloat16)}
 
-    def ours() -> tuple[torch.nn.Module, float]:
+    def ours(precision: str) -> tuple[torch.nn.Module, float]:
+        p = get_preset("fast", precision)
         start = time.perf_counter()
         model = train_classifier(ds.train.images, ds.train.labels, 10, p, 0, CPU, hflip=True, epochs=epochs)
         steps = epochs * (len(ds.train) // p.batch_size)
         return model, steps * p.batch_size / (time.perf_counter() - start)
 
-    model, rate = benchmark.pedantic(ours, rounds=1, iterations=1)
-    rows = [("synthbench trainer", rate, evaluate(model, ds.test.images, ds.test.labels, 10, CPU).top1)]
+    model, rate = benchmark.pedantic(ours, args=("fp32",), rounds=1, iterations=1)
+    rows = [("synthbench trainer, fp32", rate, evaluate(model, ds.test.images, ds.test.labels, 10, CPU).top1)]
+    model, rate_bf16 = ours("bf16")
+    rows.append(("synthbench trainer, bf16", rate_bf16, evaluate(model, ds.test.images, ds.test.labels, 10, CPU).top1))
     for workers in (0, 2):
         plain, plain_rate = _plain_loop(ds, epochs, workers)
         rows.append((f"plain loop, {workers} workers", plain_rate,
                      evaluate(plain, ds.test.images, ds.test.labels, 10, CPU).top1))
-    flops = _train_flops_per_image(init_model(p, 1, 10, 0))
+    flops = _train_flops_per_image(init_model(PRESETS["fast"], 1, 10, 0))
     print(f"\nthreads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, "
-          f"{epochs} epochs, fp32 matmul {peak:.0f} GFLOP/s")
+          f"{epochs} epochs, matmul fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
     for name, r, acc in rows:
-        print(f"{name:<24} {r:8.0f} images/s  x{r / rows[1][1]:.2f} of the plain loop (0 workers)  top1 {acc:.4f}")
-    print(f"trainer: {flops * rate / 1e9:.1f} GFLOP/s = {flops * rate / 1e9 / peak:.0%} of the fp32 matmul rate")
+        print(f"{name:<26} {r:8.0f} images/s  x{r / rows[2][1]:.2f} of the plain loop (0 workers)  top1 {acc:.4f}")
+    for precision, r in (("fp32", rate), ("bf16", rate_bf16)):
+        print(f"trainer {precision}: {flops * r / 1e9:.1f} GFLOP/s = {flops * r / 1e9 / peak[precision]:.0%} of the "
+              f"{precision} matmul rate")
     benchmark.extra_info.update({name: {"images_per_s": r, "top1": acc} for name, r, acc in rows})
     assert all(r > 0 for _, r, _ in rows)

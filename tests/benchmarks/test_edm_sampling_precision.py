@@ -15,6 +15,7 @@ import time
 import pytest
 import torch
 
+from synthbench.benchmark.options import resolve_options
 from synthbench.benchmark.presets import PRESETS
 from synthbench.generators.diffusion import EDMDenoiser, build_unet
 from synthbench.generators.edm import EDMGenerator
@@ -24,8 +25,8 @@ N = 256
 
 def _generator(precision: str, eval_batch: int) -> EDMGenerator:
     p = PRESETS["fast"]
-    gen = EDMGenerator(sampler_steps=None, churn=0.0, train_steps=None, train_seed=0, lr=1e-3, conditional=True,
-                       eval_batch=eval_batch, precision=precision, network_pkl="", trust_pickle=False, code_dir="")
+    given = {"eval_batch": str(eval_batch), "precision": precision}
+    gen = EDMGenerator(**resolve_options(EDMGenerator.options, given, "edm"))
     gen.steps, gen.image_shape = p.gen_sampler_steps, (1, 28, 28)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from synthbench.benchmark.options import resolve_options
 from synthbench.benchmark.presets import PRESETS
 from synthbench.benchmark.trainer import train_classifier
 from synthbench.generators.diffusion import EDMDenoiser, build_unet
@@ -18,7 +19,7 @@ from synthbench.generators.edm import EDMGenerator
 
 def _untrained_edm(shape=(1, 8, 8), preset="fast") -> EDMGenerator:
     p = PRESETS[preset]
-    gen = EDMGenerator(sampler_steps=None, churn=0.0, train_steps=None, train_seed=0, lr=1e-3, eval_batch=256)
+    gen = EDMGenerator(**resolve_options(EDMGenerator.options, {}, "edm"))
     gen.steps, gen.image_shape = p.gen_sampler_steps, shape
     gen.net = EDMDenoiser(build_unet(shape, 10, p.gen_channels, p.gen_layers_per_block)).eval()
     return gen

@@ -90,10 +90,6 @@ class Guarded:
     def __repr__(self) -> str:
         return f"Guarded({self.adapter!r})"
 
-    @property
-    def generator_class(self) -> type:
-        return type(self.adapter)
-
     def spawn(self, **option_overrides: Any) -> "Guarded":
         adapter = type(self.adapter)(**{**self.adapter.opts, **option_overrides})
         return Guarded(adapter, self.timeout_s, self.trusted)

@@ -493,3 +493,16 @@ def test_records_read_back_unchanged_after_a_round_trip(tmp_path):
     path = ResultStore(tmp_path).write(rec)
     assert read_record(path).details == {"sizes": [3, 0.5], "matrix": [[1.0, 0.0], [0.0, 1.0]]}
     assert read_record(path).to_json() == json.loads(path.read_text())
+
+
+def test_a_table_names_a_precision_that_is_not_its_presets():
+    """fp32 and bf16 records of one preset land in two tables that do not look alike."""
+    from synthbench.benchmark.presets import preset_label
+
+    assert preset_label({"name": "fast", "precision": "fp32"}) == "fast"
+    assert preset_label({"name": "fast"}) == "fast"
+    assert preset_label({"name": "fast", "precision": "bf16"}) == "fast, bf16"
+    assert preset_label({"name": "paper", "precision": "bf16"}) == "paper"
+    bf16 = {**SPEC, "preset": {**SPEC["preset"], "precision": "bf16"}}
+    records = [record("real"), Record.from_json(seal({**body("real"), "spec": bf16, "cell_hash": cell_hash(bf16)}))]
+    assert sorted(t.preset for t in build_tables(records)) == ["smoke", "smoke, bf16"]

@@ -90,3 +90,12 @@ def get_preset(name: str, precision: str | None = None) -> Preset:
     if precision not in PRECISIONS:
         raise UserError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}.")
     return replace(PRESETS[name], precision=precision)
+
+
+def preset_label(preset: dict) -> str:
+    """How a table names a record's preset: its name, and its precision when that
+    is not the preset's own (``fast, bf16``), so the two never look alike."""
+    name = str(preset.get("name", "?"))
+    precision = preset.get("precision")
+    own = PRESETS[name].precision if name in PRESETS else None
+    return name if precision in (None, own) else f"{name}, {precision}"

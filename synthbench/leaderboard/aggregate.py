@@ -34,6 +34,7 @@ from typing import Any, Iterable
 from synthbench.benchmark.cache import canonical_json
 from synthbench.benchmark.cell import CellSpec, Record, Status
 from synthbench.benchmark.metrics import match
+from synthbench.benchmark.presets import preset_label
 from synthbench.benchmark.store import ResultStore, invalid_record_error
 from synthbench.errors import UserError
 
@@ -407,7 +408,7 @@ def _make_table(tkey: str, spec: CellSpec, rows: list[Row], plugins: PluginInfo)
     rows.sort(key=lambda r: _row_order(r, headline))
     return Table(dataset=spec.dataset, dataset_digest=spec.dataset_digest,
                  protocol=name, protocol_version=spec.protocol_version,
-                 preset=str(spec.preset.get("name", "?")), protocol_options=options,
+                 preset=preset_label(spec.preset), protocol_options=options,
                  columns=cols, all_metrics=ordered, headline=headline, description=description, source=source,
                  stale=stale, rows=rows, key=tkey)
 

@@ -46,7 +46,9 @@ from synthbench.benchmark.progress import bar
 from synthbench.benchmark.seeding import derive_seed, per_sample_normal, torch_generator
 from synthbench.errors import UserError
 from synthbench.generators.base import Generator
-from synthbench.generators.diffusion import T_RECON, build_unet, step_with_ema, to_uint8, unet_recipe, warmup_lr
+from synthbench.generators.diffusion import (
+    T_RECON, build_unet, precision_option, step_with_ema, to_uint8, unet_recipe, warmup_lr,
+)
 
 T_TRAIN = 1000
 HYBRID_LAMBDA = 0.001
@@ -150,6 +152,7 @@ class DDPMGenerator(Generator):
                              check=lambda v: v >= 0, check_help="must be >= 0"),
         "eval_batch": Option.positive_int("eval_batch", "Fixed network batch of the sampler (does not change the "
                                           "images).", default=256, in_key=False),
+        "precision": precision_option(),
     }
 
     @classmethod
@@ -240,7 +243,8 @@ class DDPMGenerator(Generator):
             xb = xb.to(self.device)
             cond = yb.to(self.device) if self.conditional else None
             for t in bar(sched.timesteps, desc=desc, unit="step"):
-                model_out = self.unet(xb, t.to(self.device), class_labels=cond).sample
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.opts["precision"] == "bf16"):
+                    model_out = self.unet(xb, t.to(self.device), class_labels=cond).sample.float()
                 # one generator per row: diffusers draws each row's noise from its own
                 xb = sched.step(model_out, t, xb, generator=gens).prev_sample
             out.append(xb.cpu()[:k])

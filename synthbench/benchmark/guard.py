@@ -18,7 +18,7 @@ Every call (``fit``, ``sample``, ``reconstruct``):
 
 The thread only separates call stacks. Code in the same process can still reach
 any object through the garbage collector; an untrusted adapter belongs in a
-separate process or machine (the executors of ``synthbench run``).
+separate process or machine.
 """
 
 from __future__ import annotations

@@ -18,16 +18,8 @@ from synthbench.api import GENERATORS, Generator
 from synthbench.benchmark.atomic import atomic_write_json, remove_orphans
 from synthbench.benchmark.datasets import load_dataset
 from synthbench.benchmark.store import ResultStore
-from synthbench.cli import main
 from synthbench.errors import UserError
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return exit_info.value.code or 0, out.out, out.err
+from test_cli import run_cli
 
 
 @pytest.mark.parametrize("line, words", [

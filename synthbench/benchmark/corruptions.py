@@ -1,7 +1,8 @@
 """A deterministic corruption suite computed from the test split, for the ``ood``
-protocol (seed 004 Sec. 4.4 / Table 4 measures OOD generalisation on shifted
-ImageNet test sets; at the scale we can run, shifts are computed in the style of
-Hendrycks & Dietterich 2019, "CIFAR-10-C").
+protocol. Real-Fake (Yuan et al. 2024, arXiv 2310.10402, Sec. 4.4 / Table 4)
+measures OOD generalisation on shifted ImageNet test sets; at the scale we can
+run, shifts are computed in the style of Hendrycks & Dietterich 2019
+("CIFAR-10-C").
 
 Eight corruption types at five severities each. Noise is drawn from generators
 seeded by (type, severity), so the shifted test sets are the same bytes on every

@@ -1,5 +1,5 @@
 """Feature-space fidelity metrics, shared by the ``fidelity`` protocol and the
-``recon`` sweep (seed 000 Fig. 3b): the reference classifier as a torch-fidelity
+``recon`` sweep (Yamaguchi & Fukuda 2023, arXiv 2311.13090, Fig. 3b): the reference classifier as a torch-fidelity
 feature extractor, Inception-v3 from local weights, FID/KID/precision/recall
 through torch-fidelity and density/coverage (Naeem et al. 2020). See
 ``synthbench/protocols/fidelity.py`` for how the metrics are read."""

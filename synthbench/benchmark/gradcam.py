@@ -1,6 +1,7 @@
 """Grad-CAM (Selvaraju et al. 2017) on a classifier's last conv block, for a fixed
-set of real test images: seed 000 Fig. 4 compares these attention maps between
-classifiers trained on real data and on reconstructions (Sec. 4.2: ResNet-18's
+set of real test images: Yamaguchi & Fukuda 2023 (arXiv 2311.13090), Fig. 4,
+compares these attention maps between classifiers trained on real data and on
+reconstructions (Sec. 4.2: ResNet-18's
 ``block4``; here ``feature_map``, which is block4 for the ResNets and the last
 conv block for SmallCNN).
 

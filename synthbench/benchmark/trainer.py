@@ -102,7 +102,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
     else:
         opt = torch.optim.AdamW(model.parameters(), lr=preset.lr, weight_decay=5e-4)
     if preset.lr_schedule == "step":
-        # x0.1 every lr_step_epochs epochs (seed 000, Sec. 4.2), applied per step.
+        # x0.1 every lr_step_epochs epochs (Yamaguchi & Fukuda 2023, arXiv 2311.13090, Sec. 4.2), applied per step.
         step_len = preset.lr_step_epochs * steps_per_epoch
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.1 ** (s // step_len))
     else:

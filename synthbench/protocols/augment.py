@@ -30,7 +30,9 @@ class AugmentProtocol(Protocol):
     name = "augment"
     version = 1
     description = "real + synthetic (ratio), optionally with a fraction of real replaced"
-    source = "seed 002; seed 003 Table 4; seed 004 Sec. 4.2"
+    source = (
+              "Yamaguchi & Fukuda, ACML 2025; Basu, Karanam & Ramadwar, Exploring Synthetic Data Generation using "
+              "Diffusion Models Table 4; Yuan et al. 2024 (Real-Fake), arXiv 2310.10402 Sec. 4.2")
     metrics = {"top1": True, "worst_class_acc": True}
     options = {
         "ratio": Option("ratio", 1.0, "Synthetic samples added, as a multiple of the real train size (0..10).",

@@ -98,7 +98,7 @@ class DetectProtocol(Protocol):
     name = "detect"
     version = 2  # v2: trained by the shared trainer with the preset's recipe
     description = "real-vs-synthetic classifier accuracy in the pixel and DCT domains (0.5 = indistinguishable)"
-    source = "seed 000 Sec. 4.1, Table 1; Frank et al. 2020"
+    source = "Yamaguchi & Fukuda 2023, arXiv 2311.13090 Sec. 4.1, Table 1; Frank et al. 2020"
     metrics = {"pixel_acc": False, "dct_acc": False}
     headline = "pixel_acc"
 

@@ -103,7 +103,7 @@ class FidelityProtocol(Protocol):
     version = 2
     description = ("FID, KID, precision/recall, density/coverage of the samples vs the real train split, "
                    "overall and per class, with the real-test floor")
-    source = "seed 000 Sec. 4.1, Fig. 3b; Kynkaanniemi et al. 2019; Naeem et al. 2020"
+    source = "Yamaguchi & Fukuda 2023, arXiv 2311.13090 Sec. 4.1, Fig. 3b; Kynkaanniemi et al. 2019; Naeem et al. 2020"
     metrics = {
         **HIGHER_IS_BETTER,
         **{f"floor_{m}": hib for m, hib in HIGHER_IS_BETTER.items()},

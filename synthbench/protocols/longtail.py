@@ -53,7 +53,9 @@ class LongTailProtocol(Protocol):
     name = "longtail"
     version = 1
     description = "long-tailed split: alone, balanced, targeted top-up, and the unconditional control"
-    source = "seed 003 Sec. 3, Eq. 1, Fig. 2-6"
+    source = (
+              "Basu, Karanam & Ramadwar, Exploring Synthetic Data Generation using Diffusion Models Sec. 3, Eq. 1, "
+              "Fig. 2-6")
     metrics = {f"{arm}_{m}": True for arm in ARMS for m in ("top1", "worst_class_acc", "target_acc")}
     headline = "lt_top1"
     options = {

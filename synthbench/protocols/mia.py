@@ -63,7 +63,7 @@ class MIAProtocol(Protocol):
     name = "mia"
     version = 1
     description = "LiRA membership inference (online/offline) and a nearest-neighbour copy check"
-    source = "seed 004 Sec. 4.5; Carlini et al. 2022"
+    source = "Yuan et al. 2024 (Real-Fake), arXiv 2310.10402 Sec. 4.5; Carlini et al. 2022"
     metrics = {
         **{f"{who}_{kind}_{m}": False for who in ("synthetic", "members")
            for kind in ("online", "offline") for m in ("auc", "tpr@0.001", "tpr@0.01")},

@@ -91,7 +91,7 @@ class OODProtocol(Protocol):
     name = "ood"
     version = 1
     description = "replace/augment classifiers on corrupted test sets and OOD folders"
-    source = "seed 004 Sec. 4.4, Table 4"
+    source = "Yuan et al. 2024 (Real-Fake), arXiv 2310.10402 Sec. 4.4, Table 4"
     metrics = {
         "replace_clean_top1": True, "replace_corrupt_top1": True, "replace_corrupt_ratio_to_real": True,
         "augment_clean_top1": True, "augment_corrupt_top1": True, "augment_corrupt_ratio_to_real": True,

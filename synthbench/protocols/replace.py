@@ -23,7 +23,9 @@ class ReplaceProtocol(Protocol):
     name = "replace"
     version = 2
     description = "synthetic train set of the real size and class balance; test on real"
-    source = "seed 000 Sec. 4.2; seed 004 Sec. 4.2"
+    source = (
+              "Yamaguchi & Fukuda 2023, arXiv 2311.13090 Sec. 4.2; Yuan et al. 2024 (Real-Fake), arXiv 2310.10402 "
+              "Sec. 4.2")
     metrics = {"top1": True, "worst_class_acc": True}
 
     def run(self, ctx: CellContext) -> ProtocolResult:

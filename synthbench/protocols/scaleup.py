@@ -32,7 +32,7 @@ class ScaleUpProtocol(Protocol):
     name = "scaleup"
     version = 1
     description = "synthetic only at x1..x10 the real size: the curve and where it reaches real"
-    source = "seed 004 Sec. 4.3, Table 3, Fig. 2"
+    source = "Yuan et al. 2024 (Real-Fake), arXiv 2310.10402 Sec. 4.3, Table 3, Fig. 2"
     metrics = {"top1_x{m}": True, "top1": True, "best_top1": True, "real_top1": True, "reached_real": True,
                "multiple_reaching_real": False}
     options = {

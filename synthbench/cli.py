@@ -334,8 +334,12 @@ def validate(name: str, dataset: str, preset: str, option: tuple[str, ...], n: i
 
 from synthbench.leaderboard.commands import leaderboard, regress  # noqa: E402  (click only: cheap)
 
+from synthbench.suite_cli import run, status  # noqa: E402  (click only: cheap)
+
 cli.add_command(leaderboard)
 cli.add_command(regress)
+cli.add_command(run)
+cli.add_command(status)
 
 
 def main(argv: list[str] | None = None) -> None:

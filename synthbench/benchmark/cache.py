@@ -29,10 +29,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from synthbench.benchmark import atomic
+from synthbench.benchmark.worklog import log_computed
 from synthbench.errors import corrupt_cache
+
+if TYPE_CHECKING:
+    from synthbench.benchmark.lease import LeaseBoard
 
 KEY_CHARS = 24
 """Hex characters of a cache key (96 bits: no collision among any store's files)."""
@@ -233,6 +237,18 @@ class DiskCache:
         path = self.path(folder, prefix, identity, fmt)
         if path.exists():
             return self.read(path, fmt, what, build)
-        content = compute()
-        self.save(path, fmt, content)
-        return build(content) if build is not None else content
+        with self.leases.exclusive(f"cache-{path.stem}", path.exists, task=f"{what} {path.name}") as mine:
+            if mine:
+                content = compute()
+                self.save(path, fmt, content)
+                log_computed(self.root.parent, "cache", path.name)
+                return build(content) if build is not None else content
+        return self.read(path, fmt, what, build)  # another worker computed it meanwhile
+
+    @property
+    def leases(self) -> "LeaseBoard":
+        """Claims on files being computed, shared with the store's cells (``lease.py``):
+        two workers that miss the same file compute it once; the second waits and reads."""
+        from synthbench.benchmark.lease import LeaseBoard
+
+        return LeaseBoard(self.root.parent / "leases")

@@ -30,8 +30,7 @@ def cached_classifier(split: Split, num_classes: int, preset: Preset, seed: int,
     seed and the training options: protocols and generators (e.g. ``realfake``'s
     visual guidance, through :meth:`FitContext.classifier`) that ask for the same
     classifier share one file."""
-    identity = (split.images, split.labels, sorted(preset.as_dict().items()), seed, hflip, compute_tag(device),
-                sorted(kwargs.items()))
+    identity = _classifier_identity(split, preset, seed, device, hflip, kwargs)
 
     def build(state: dict[str, torch.Tensor]) -> torch.nn.Module:
         model = init_model(preset, split.images.shape[1], num_classes, seed)
@@ -45,6 +44,52 @@ def cached_classifier(split: Split, num_classes: int, preset: Preset, seed: int,
 
     return DiskCache(cache_dir).load_or_compute("classifiers", "classifier", identity, TORCH, "classifier", train,
                                                 build)
+
+
+def _classifier_identity(split: Split, preset: Preset, seed: int, device: torch.device, hflip: bool,
+                         kwargs: dict[str, Any]) -> tuple:
+    return (split.images, split.labels, sorted(preset.as_dict().items()), seed, hflip, compute_tag(device),
+            sorted(kwargs.items()))
+
+
+def reference_classifier_path(ds: Dataset, preset: Preset, seed: int, device: torch.device, cache_dir: Any) -> Path:
+    """Where the seed's reference classifier (:meth:`CellContext.reference_classifier`)
+    is cached, so a plan can tell whether it exists without loading it."""
+    identity = _classifier_identity(ds.train, preset, seed, device, ds.hflip, {})
+    return DiskCache(cache_dir).path("classifiers", "classifier", identity, TORCH)
+
+
+def reference_classifier(ds: Dataset, preset: Preset, seed: int, device: torch.device, cache_dir: Any) -> torch.nn.Module:
+    """The classifier trained on the real train split with ``seed``: the judge of
+    synthetic samples, shared by every protocol of the seed (and the ``real`` x
+    ``replace`` cell's model)."""
+    return cached_classifier(ds.train, ds.num_classes, preset, seed, device, ds.hflip, cache_dir,
+                             desc=f"reference classifier seed {seed}")
+
+
+@dataclass(frozen=True)
+class GeneratorFit:
+    """A fit of the cell's generator that a protocol's ``run`` will ask for
+    (:meth:`Protocol.generator_fits`): the planner runs it as a task of its own,
+    before the cells, so that workers share one fit instead of each training it.
+
+    ``train`` is the split to fit on (None: the full real train split, the fit
+    every cell's generator gets); ``overrides`` are generator options replaced for
+    this fit (e.g. the unconditional control of ``longtail``)."""
+
+    name: str
+    train: Split | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_full(self) -> bool:
+        """The cell's own generator, fitted on the whole train split."""
+        return self.train is None and not self.overrides
+
+
+def fit_data_digest(ds: Dataset, train: Split | None) -> str:
+    """The digest a fit on ``train`` (a subset of ``ds.train``, None: all of it) is keyed by."""
+    return ds.digest if train is None else digest(ds.digest, train.images, train.labels)
 
 
 @dataclass
@@ -113,11 +158,8 @@ class FitContext:
                      train: Split | None = None) -> "FitContext":
         """Fit on ``ds.train``, or on ``train`` (a subset of it, e.g. the members
         of a membership-inference split); the digest then names that subset."""
-        data_digest = ds.digest
-        if train is not None:
-            data_digest = digest(ds.digest, train.images, train.labels)
         return cls(train=ds.train if train is None else train, class_names=ds.class_names,
-                   image_shape=ds.image_shape, dataset_digest=data_digest, preset=preset, device=device,
+                   image_shape=ds.image_shape, dataset_digest=fit_data_digest(ds, train), preset=preset, device=device,
                    cache_dir=Path(cache_dir), hflip=ds.hflip)
 
 
@@ -206,7 +248,8 @@ class CellContext:
         the same (cached) model the ``real`` x ``replace`` cell trains. Yamaguchi &
         Fukuda 2023 (arXiv 2311.13090, Sec. 4.2) treat it as the ideal classifier
         for judging synthetic samples."""
-        return self.train(self.dataset.train, desc=f"reference classifier seed {self.seed}")
+        with self.phase("train_s"):
+            return reference_classifier(self.dataset, self.preset, self.seed, self.device, self.cache_dir)
 
     def pseudo_label(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Labels and confidences (max softmax) from the reference classifier, for

@@ -21,7 +21,6 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from synthbench.benchmark.atomic import remove_orphans
 from synthbench.benchmark.cell import (
     CellOutcome,
     CellSpec,
@@ -30,9 +29,9 @@ from synthbench.benchmark.cell import (
     Record,
     Status,
 )
-from synthbench.benchmark.context import CellContext, FitContext
+from synthbench.benchmark.context import CellContext
 from synthbench.benchmark.datasets import Dataset, load_dataset
-from synthbench.benchmark.guard import DEFAULT_TIMEOUT_S, Guarded
+from synthbench.benchmark.guard import DEFAULT_TIMEOUT_S
 from synthbench.benchmark.presets import Preset, get_preset
 from synthbench.benchmark.progress import say
 from synthbench.benchmark.provenance import device_name, provenance
@@ -109,48 +108,11 @@ def plan(grid: Grid, protocol: PluginChoice, store: ResultStore) -> list[CellOut
 
 def run_protocol(grid: Grid, proto: PluginChoice, store: ResultStore,
                  adapter_timeout_s: float | None = DEFAULT_TIMEOUT_S) -> list[CellOutcome]:
-    """Compute every cell of one protocol that the store does not hold. Adapters
-    are called through :class:`~synthbench.benchmark.guard.Guarded` (contract
-    checks, ``adapter_timeout_s`` per call, None for no limit)."""
-    cells = plan(grid, proto, store)
-    if store.root.is_dir() and remove_orphans(store.root):
-        say(f"removed temporary files that killed writes left in {store.root}")
-    dataset, preset, device = grid.dataset, grid.preset, grid.device
-    samples = SampleCache(store.cache_dir)
-    protocol = proto.instance()
-    for g in grid.generators:
-        todo = [c for c in cells if c.spec.generator == g.name and not c.cached]
-        if not todo:
-            continue
-        generator = Guarded(g.instance(), adapter_timeout_s, trusted=GENERATORS.origin(g.name) == "built-in")
-        fit_ctx = FitContext.from_dataset(dataset, preset, device, store.cache_dir)
-        start = time.perf_counter()
-        # A generator the protocol cannot use is recorded as such without being
-        # trained first (minutes for stylegan3 under recon, for nothing), and a
-        # protocol that fits its own (mia: on the members) skips the full fit
-        # (half an hour for the fashion-mnist EDM on one core).
-        fit_error: Exception | None = None
-        if protocol.unsupported_reason(generator) is None and protocol.needs_fitted_generator():
-            say(f"{g.name}: fitting on {dataset.name} ({len(dataset.train)} train images, preset {preset.name})")
-            try:
-                generator.fitted(fit_ctx)
-            except UserError:
-                raise
-            except Exception as exc:  # every cell of this generator is recorded as failed; the grid goes on
-                if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
-                    raise
-                fit_error = RuntimeError(f"{g.name}.fit failed: {type(exc).__name__}: {exc}")
-                fit_error.__cause__ = exc
-        # The fit is paid once, charged to the first cell computed.
-        fit_cost = {"fit_s": time.perf_counter() - start, **fit_ctx.cost}
-        for cell in todo:
-            cell.record = _run_cell(cell.spec, protocol, generator, grid, samples, store, fit_cost, fit_error)
-            store.write(cell.record)
-            fit_cost = {"fit_s": 0.0}
-    return cells
+    """Compute every cell of one protocol that the store does not hold (inline)."""
+    return run_grid(dataclasses.replace(grid, protocols=(proto,)), store, adapter_timeout_s)
 
 
-def _run_cell(spec: CellSpec, protocol: Any, generator: Any, grid: Grid, samples: SampleCache, store: ResultStore,
+def run_cell(spec: CellSpec, protocol: Any, generator: Any, grid: Grid, samples: SampleCache, store: ResultStore,
               fit_cost: dict[str, float], fit_error: Exception | None = None) -> Record:
     ctx = CellContext(dataset=grid.dataset, generator=generator, preset=grid.preset, seed=spec.seed,
                       device=grid.device, options=spec.protocol_options, samples=samples, cache_dir=store.cache_dir)
@@ -190,9 +152,19 @@ def _run_cell(spec: CellSpec, protocol: Any, generator: Any, grid: Grid, samples
     return record
 
 
-def run_grid(grid: Grid, store: ResultStore, adapter_timeout_s: float | None = DEFAULT_TIMEOUT_S) -> list[CellOutcome]:
-    """Every protocol of the grid in turn; the outcomes of all its cells."""
-    return [cell for proto in grid.protocols for cell in run_protocol(grid, proto, store, adapter_timeout_s)]
+def run_grid(grid: Grid, store: ResultStore, adapter_timeout_s: float | None = DEFAULT_TIMEOUT_S,
+             executor: Any = None) -> list[CellOutcome]:
+    """Every cell of the grid, as a plan of tasks (``plan.py``) run by ``executor``
+    (default: inline, in this process); the outcomes of all its cells, protocol by
+    protocol, generator by generator, seed by seed."""
+    from synthbench.benchmark.driver import run_plan
+    from synthbench.benchmark.plan import Setting
+
+    setting = Setting(dataset=grid.dataset.name, preset=grid.preset.name, results=str(store.root),
+                      device=str(grid.device), precision=grid.preset.precision,
+                      threads=torch.get_num_threads() if grid.device.type == "cpu" else None,
+                      adapter_timeout_s=adapter_timeout_s)
+    return run_plan([(setting, grid)], executor)
 
 
 def evaluate(generators: PluginsGiven, protocols: PluginsGiven = "replace", dataset: str = "digits",

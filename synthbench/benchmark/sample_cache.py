@@ -21,6 +21,7 @@ from synthbench.benchmark.cache import NPZ, DiskCache
 from synthbench.benchmark.datasets import Split
 from synthbench.benchmark.progress import say
 from synthbench.benchmark.seeding import sample_seeds
+from synthbench.benchmark.worklog import log_computed
 from synthbench.errors import UserError
 
 BLOCK = 1024
@@ -40,23 +41,41 @@ class SampleCache:
         block against the adapter contract before it is kept."""
         labels = label_stream[torch.arange(n) % len(label_stream)]
         path = self.path(generator, run_seed, label_stream)
-        have_x = np.zeros((0,), dtype=np.uint8)
-        have = 0
-        if path.exists():
-            have_x, have_y = self.cache.read(path, NPZ, "sample pool", lambda z: (z["images"], z["labels"]))
-            have = len(have_x)
-            m = min(have, n)
-            if not np.array_equal(have_y[:m], labels[:m].numpy()):
-                raise UserError(f"The cached sample pool {path} does not match its key. Delete it and run again.")
-        if have < n:
-            say(f"{generator.name}: generating samples {have}..{n - 1} (cached pool: {path.name})")
-            parts = [have_x] if have else []
-            for start in range(have, n, BLOCK):
-                stop = min(n, start + BLOCK)
-                imgs = generator.sample(labels[start:stop], sample_seeds(run_seed, start, stop))
-                parts.append(imgs.numpy())
-                all_x = np.concatenate(parts)
-                self.cache.save(path, NPZ, {"images": all_x, "labels": labels[:stop].numpy()})
-                parts = [all_x]
-            have_x = parts[0]
+        have_x = self._read(path, labels, n)
+        if len(have_x) < n:
+            # One worker extends a pool at a time; another that needs it waits and reads.
+            with self.cache.leases.exclusive(f"pool-{path.stem}", lambda: len(self._read(path, labels, n)) >= n,
+                                             task=f"sample pool {path.name}") as mine:
+                if mine:
+                    have_x = self._extend(generator, run_seed, path, labels, self._read(path, labels, n), n)
+            if len(have_x) < n:
+                have_x = self._read(path, labels, n)
         return Split(torch.from_numpy(np.ascontiguousarray(have_x[:n])), labels.clone())
+
+    def _read(self, path: Path, labels: torch.Tensor, n: int) -> np.ndarray:
+        """The pool's images as far as they are on disk (none: an empty array);
+        the labels must match the request's."""
+        if not path.exists():
+            return np.zeros((0,), dtype=np.uint8)
+        have_x, have_y = self.cache.read(path, NPZ, "sample pool", lambda z: (z["images"], z["labels"]))
+        m = min(len(have_x), n)
+        if not np.array_equal(have_y[:m], labels[:m].numpy()):
+            raise UserError(f"The cached sample pool {path} does not match its key. Delete it and run again.")
+        return have_x
+
+    def _extend(self, generator, run_seed: int, path: Path, labels: torch.Tensor, have_x: np.ndarray,
+                n: int) -> np.ndarray:
+        have = len(have_x)
+        if have >= n:
+            return have_x
+        say(f"{generator.name}: generating samples {have}..{n - 1} (cached pool: {path.name})")
+        parts = [have_x] if have else []
+        for start in range(have, n, BLOCK):
+            stop = min(n, start + BLOCK)
+            imgs = generator.sample(labels[start:stop], sample_seeds(run_seed, start, stop))
+            parts.append(imgs.numpy())
+            all_x = np.concatenate(parts)
+            self.cache.save(path, NPZ, {"images": all_x, "labels": labels[:stop].numpy()})
+            log_computed(self.cache.root.parent, "samples", f"{path.name}[{start}:{stop}]")
+            parts = [all_x]
+        return parts[0]

@@ -35,8 +35,6 @@ from typing import Any
 from synthbench.benchmark.cache import canonical_json
 from synthbench.errors import UserError
 
-SUITE_KEYS = {"name", "description", "dataset", "preset", "seeds", "device", "threads", "generators", "protocols",
-              "tolerance"}
 BASELINE_FORMAT = 1
 
 
@@ -106,51 +104,22 @@ def _tolerance(path: Path, where: str, raw: Any) -> Tolerance:
     return tol
 
 
-def _plugin_map(path: Path, key: str, raw: Any) -> dict[str, dict[str, Any]]:
-    if isinstance(raw, list):
-        raw = {name: {} for name in raw}
-    if not isinstance(raw, dict) or not raw:
-        raise _bad(path, f"{key} must be a non-empty mapping of names to option mappings")
-    out = {}
-    for name, opts in raw.items():
-        opts = {} if opts is None else opts
-        if not isinstance(opts, dict):
-            raise _bad(path, f"{key}.{name} must be a mapping of options (or empty)")
-        out[str(name)] = {str(k): v for k, v in opts.items()}
-    return out
-
-
 def load_suite(path: str | Path) -> Suite:
-    """Read and check a suite file; every problem is a :class:`UserError`."""
-    import yaml
+    """Read and check a regression suite (a suite file, ``benchmark/suite.py``,
+    with one dataset and tolerances); every problem is a :class:`UserError`."""
+    from synthbench.benchmark.suite import load_suite as load_any_suite
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"--suite {path}: no such file. Run from the repository root (the default is "
-                        f"configs/regress.yaml) or give --suite the suite's path.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"--suite {path} cannot be read ({exc}). Give a readable YAML file.") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"--suite {path} is not valid YAML ({' '.join(str(exc).split())}). Fix the file.") from None
-    if not isinstance(data, dict):
-        raise _bad(path, "it must hold a mapping (dataset, preset, seeds, generators, protocols, tolerance)")
-    unknown = sorted(set(map(str, data)) - SUITE_KEYS)
-    if unknown:
-        raise _bad(path, f"unknown keys {', '.join(unknown)} (known: {', '.join(sorted(SUITE_KEYS))})")
-    seeds = data.get("seeds", [0])
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        seeds = list(range(seeds))
-    if (not isinstance(seeds, list) or not seeds
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
-        raise _bad(path, "seeds must be a list of non-negative integers (or a count)")
-    device = str(data.get("device", "cpu"))
-    if device not in ("cpu", "cuda", "auto"):
-        raise _bad(path, f"device {device!r} must be cpu, cuda or auto")
-    threads = data.get("threads")
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-        raise _bad(path, "threads must be a positive integer")
+        base = load_any_suite(path, flag="--suite")
+    except UserError as exc:
+        if "no such file" in str(exc):
+            raise UserError(f"--suite {path}: no such file. Run from the repository root (the default is "
+                            f"configs/regress.yaml) or give --suite the suite's path.") from None
+        raise
+    if len(base.datasets) != 1:
+        raise _bad(path, "a regression suite names one dataset")
+    data = base.raw
     tol = data.get("tolerance") or {}
     if not isinstance(tol, dict) or set(tol) - {"default", "metrics"}:
         raise _bad(path, "tolerance must be a mapping with default and metrics")
@@ -159,11 +128,9 @@ def load_suite(path: str | Path) -> Suite:
     if not isinstance(patterns, dict):
         raise _bad(path, "tolerance.metrics must map metric patterns to {abs, rel}")
     return Suite(
-        path=path, name=str(data.get("name") or path.stem), dataset=str(data.get("dataset", "digits")),
-        preset=str(data.get("preset", "smoke")), seeds=tuple(seeds), device=device, threads=threads,
-        generators=_plugin_map(path, "generators", data.get("generators")),
-        protocols=_plugin_map(path, "protocols", data.get("protocols")),
-        default_tolerance=default,
+        path=path, name=base.name, dataset=base.datasets[0], preset=str(data.get("preset", "smoke")),
+        seeds=base.seeds, device=str(data.get("device", "cpu")), threads=base.threads,
+        generators=base.generators, protocols=base.protocols, default_tolerance=default,
         tolerances=tuple((str(p), _tolerance(path, f"tolerance.metrics[{p!r}]", t)) for p, t in patterns.items()),
     )
 

@@ -17,6 +17,8 @@ often: the reference a generator's augmentation has to beat.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from synthbench.benchmark.context import CellContext
@@ -34,6 +36,7 @@ class AugmentProtocol(Protocol):
               "Yamaguchi & Fukuda, ACML 2025; Basu, Karanam & Ramadwar, Exploring Synthetic Data Generation using "
               "Diffusion Models Table 4; Yuan et al. 2024 (Real-Fake), arXiv 2310.10402 Sec. 4.2")
     metrics = {"top1": True, "worst_class_acc": True}
+    uses_reference_classifier = False
     options = {
         "ratio": Option("ratio", 1.0, "Synthetic samples added, as a multiple of the real train size (0..10).",
                         float, check=lambda v: 0 <= v <= 10, check_help="must be between 0 and 10"),
@@ -41,6 +44,9 @@ class AugmentProtocol(Protocol):
                                    "synthetic ones of the same class (seed 003 Table 4), 0..1.", float,
                                    check=lambda v: 0 <= v < 1, check_help="must be in [0, 1)"),
     }
+
+    def sample_pool_size(self, n_train: int, preset: Any) -> int:
+        return int(round(self.opts["ratio"] * n_train)) + int(round(self.opts["replace_fraction"] * n_train))
 
     def run(self, ctx: CellContext) -> ProtocolResult:
         train, n_add, n_swap = augmented_train_set(ctx, self.opts["ratio"], self.opts["replace_fraction"])

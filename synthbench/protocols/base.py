@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from synthbench.benchmark.context import CellContext
+from synthbench.benchmark.context import CellContext, GeneratorFit
+from synthbench.benchmark.datasets import Dataset
 from synthbench.benchmark.metrics import declared_key, metric
 from synthbench.benchmark.options import Configurable
 from synthbench.benchmark.trainer import Evaluation
@@ -52,6 +53,26 @@ class Protocol(Configurable):
         split. A protocol that fits its own (``mia`` fits on the members only)
         says False, so the runner does not train a model nobody samples from."""
         return True
+
+    def generator_fits(self, dataset: Dataset, generator: Any) -> list[GeneratorFit]:
+        """Every fit of the cell's generator (an unfitted instance) that ``run``
+        will ask for, so a suite's plan runs each once, as a task before the cells
+        (``benchmark/plan.py``). Default: the full fit, when
+        :meth:`needs_fitted_generator`. A protocol that fits on a subset
+        (``mia``) or with other options (``longtail``'s control) lists those; one
+        it leaves out is still fitted by ``run`` through ``ctx.fit_generator``,
+        only not shared ahead of time."""
+        return [GeneratorFit("full")] if self.needs_fitted_generator() else []
+
+    uses_reference_classifier: ClassVar[bool] = True
+    """Whether ``run`` asks for ``ctx.reference_classifier()`` (the plan trains it
+    once per seed before the cells that need it)."""
+
+    def sample_pool_size(self, n_train: int, preset: Any) -> int:
+        """How many images of the seed's shared synthetic pool (labels cycling
+        through the real train labels) ``run`` draws, so the plan generates the
+        largest such pool once before the cells; 0: none."""
+        return 0
 
     def run(self, ctx: CellContext) -> ProtocolResult:
         raise NotImplementedError

@@ -28,6 +28,8 @@ for), its initialisation and batches seeded from the run seed.
 
 from __future__ import annotations
 
+from typing import Any
+
 import math
 
 import numpy as np
@@ -99,8 +101,12 @@ class DetectProtocol(Protocol):
     version = 2  # v2: trained by the shared trainer with the preset's recipe
     description = "real-vs-synthetic classifier accuracy in the pixel and DCT domains (0.5 = indistinguishable)"
     source = "Yamaguchi & Fukuda 2023, arXiv 2311.13090 Sec. 4.1, Table 1; Frank et al. 2020"
+    uses_reference_classifier = False
     metrics = {"pixel_acc": False, "dct_acc": False}
     headline = "pixel_acc"
+
+    def sample_pool_size(self, n_train: int, preset: Any) -> int:
+        return n_train
 
     def run(self, ctx: CellContext) -> ProtocolResult:
         train = ctx.dataset.train

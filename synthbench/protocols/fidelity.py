@@ -179,6 +179,9 @@ class FidelityProtocol(Protocol):
             "per_class": per_class, "floor_per_class": floor_per_class,
         }
 
+    def sample_pool_size(self, n_train: int, preset: Any) -> int:
+        return n_train
+
     def run(self, ctx: CellContext) -> ProtocolResult:
         train = ctx.dataset.train
         synth = ctx.synthetic(len(train))

@@ -25,10 +25,12 @@ pseudo-labelled, which ``details.control_generator`` says.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from synthbench.benchmark.context import CellContext
-from synthbench.benchmark.datasets import Split
+from synthbench.benchmark.context import CellContext, GeneratorFit
+from synthbench.benchmark.datasets import Dataset, Split
 from synthbench.benchmark.options import Option, parse_int_list
 from synthbench.benchmark.seeding import derive_seed, torch_generator
 from synthbench.benchmark.metrics import metric
@@ -81,12 +83,34 @@ class LongTailProtocol(Protocol):
             return targets
         return sorted(range(len(counts)), key=lambda c: (counts[c], -c))[:3]
 
+    def _long_tail(self, dataset: Dataset) -> tuple[int, list[int], Split]:
+        """n_max, the per-class counts and the long-tailed split of the train split."""
+        train = dataset.train
+        n_max = int(torch.bincount(train.labels, minlength=dataset.num_classes).min())
+        counts = long_tail_counts(n_max, dataset.num_classes, self.opts["lam"])
+        return n_max, counts, long_tail_split(train, counts)
+
+    def generator_fits(self, dataset: Dataset, generator: Any) -> list[GeneratorFit]:
+        """The top-up generator (on the full or the long-tailed split) and the
+        unconditional control; the full fit only where ``run`` samples from it
+        (the top-up with ``fit_on=full``, or the random-label control of an
+        adapter without an unconditional mode)."""
+        if generator.oracle:
+            return [GeneratorFit("full")]  # its top-up is the real images the tail left out
+        overrides = generator.unconditional_options()
+        fits = []
+        if self.opts["fit_on"] == "full" or overrides is None:
+            fits.append(GeneratorFit("full"))
+        if self.opts["fit_on"] == "longtail":
+            fits.append(GeneratorFit("longtail", self._long_tail(dataset)[2]))
+        if overrides is not None:
+            fits.append(GeneratorFit("unconditional", None, dict(overrides)))
+        return fits
+
     def run(self, ctx: CellContext) -> ProtocolResult:
         train = ctx.dataset.train
         num_classes = ctx.dataset.num_classes
-        n_max = int(torch.bincount(train.labels, minlength=num_classes).min())
-        counts = long_tail_counts(n_max, num_classes, self.opts["lam"])
-        lt = long_tail_split(train, counts)
+        n_max, counts, lt = self._long_tail(ctx.dataset)
         targets = self._targets(counts)
 
         generator = ctx.generator

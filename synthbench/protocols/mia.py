@@ -28,12 +28,14 @@ Lower is better for every attack and copy metric: they measure leakage.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
 from synthbench.benchmark.analysis import penultimate_features
-from synthbench.benchmark.context import CellContext
-from synthbench.benchmark.datasets import Split
+from synthbench.benchmark.context import CellContext, GeneratorFit
+from synthbench.benchmark.datasets import Dataset, Split
 from synthbench.benchmark.lira import lira_scores, logit_confidence, paired_halves, roc_summary
 from synthbench.benchmark.options import Option, by_preset
 from synthbench.benchmark.seeding import derive_seed, numpy_rng
@@ -91,12 +93,23 @@ class MIAProtocol(Protocol):
     def needs_fitted_generator(self) -> bool:
         return False  # the generator is fitted on the members only, below
 
-    def run(self, ctx: CellContext) -> ProtocolResult:
-        train, test = ctx.dataset.train, ctx.dataset.test
-        n = len(train)
+    def _is_member(self, n: int) -> np.ndarray:
+        """The members half of the train split (fixed by ``split_seed``, the same for every run seed)."""
         rng = numpy_rng("mia-split", self.opts["split_seed"])
         is_member = np.zeros(n, dtype=bool)
         is_member[rng.permutation(n)[: n // 2]] = True
+        return is_member
+
+    def generator_fits(self, dataset: Dataset, generator: Any) -> list[GeneratorFit]:
+        if self.unsupported_reason(generator) is not None or generator.oracle:
+            return []
+        members = dataset.train.subset(torch.from_numpy(self._is_member(len(dataset.train))))
+        return [GeneratorFit("members", members)]
+
+    def run(self, ctx: CellContext) -> ProtocolResult:
+        train, test = ctx.dataset.train, ctx.dataset.test
+        n = len(train)
+        is_member = self._is_member(n)
         members = train.subset(torch.from_numpy(is_member))
         non_members = train.subset(torch.from_numpy(~is_member))
 

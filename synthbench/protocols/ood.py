@@ -28,6 +28,8 @@ replace arm, which is the reference classifier itself, costs nothing.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +108,9 @@ class OODProtocol(Protocol):
     def table_metrics(self) -> list[str]:
         return ["replace_corrupt_top1", "replace_corrupt_ratio_to_real", "augment_corrupt_top1",
                 "augment_corrupt_ratio_to_real"]
+
+    def sample_pool_size(self, n_train: int, preset: Any) -> int:
+        return n_train
 
     def run(self, ctx: CellContext) -> ProtocolResult:
         folders = _folders(self.opts["ood_folder"])

@@ -14,6 +14,8 @@ leaderboard's sample grid."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from synthbench.benchmark.context import CellContext
 from synthbench.benchmark.gradcam import fixed_indices, gradcam_details
 from synthbench.protocols.base import Protocol, ProtocolResult
@@ -27,6 +29,9 @@ class ReplaceProtocol(Protocol):
               "Yamaguchi & Fukuda 2023, arXiv 2311.13090 Sec. 4.2; Yuan et al. 2024 (Real-Fake), arXiv 2310.10402 "
               "Sec. 4.2")
     metrics = {"top1": True, "worst_class_acc": True}
+
+    def sample_pool_size(self, n_train: int, preset: Any) -> int:
+        return n_train
 
     def run(self, ctx: CellContext) -> ProtocolResult:
         synth = ctx.synthetic(len(ctx.dataset.train))

@@ -18,6 +18,8 @@ Training budget (option ``budget``, recorded in ``details``):
 
 from __future__ import annotations
 
+from typing import Any
+
 from synthbench.benchmark.context import CellContext
 from synthbench.benchmark.options import Option, parse_int_list
 from synthbench.benchmark.metrics import metric
@@ -49,6 +51,9 @@ class ScaleUpProtocol(Protocol):
 
     def table_metrics(self) -> list[str]:
         return [f"top1_x{m}" for m in self._multiples()] + ["real_top1", "multiple_reaching_real"]
+
+    def sample_pool_size(self, n_train: int, preset: Any) -> int:
+        return max(self._multiples()) * n_train
 
     def run(self, ctx: CellContext) -> ProtocolResult:
         n = len(ctx.dataset.train)

@@ -1,0 +1,81 @@
+"""``ray``: each task a Ray task, with ``num_cpus`` = the threads it uses and
+``num_gpus`` = the GPUs it needs; a task's dependencies are passed as the
+object references of the tasks it waits for, so Ray starts it when they are
+done. ``--ray-address auto`` (or ``ray://HOST:10001``) joins a running
+cluster; without it Ray starts on this machine with ``--workers`` x
+``--threads`` CPUs. Ray runs a task again when its worker dies (up to
+:data:`RETRIES` times); the lease of the dead attempt expires first.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from synthbench.benchmark.executors import need_cluster_extra
+from synthbench.benchmark.executors.processes import forwarded_env
+from synthbench.benchmark.plan import Plan, Task
+from synthbench.benchmark.progress import say
+from synthbench.benchmark.tasks import TaskResult, run_task, worker_init
+
+RETRIES = 3
+
+
+def _ray_task(task: Task, threads: int, dep_keys: list[str], *deps: TaskResult) -> TaskResult:
+    """What a Ray worker runs: the results of the tasks it depends on arrive
+    as arguments (Ray resolved them), their errors go to the task."""
+    worker_init(threads)
+    errors = {r.key: r.error or "failed" for r in deps if r.outcome == "failed"}
+    return run_task(task, errors)
+
+
+class RayExecutor:
+    def __init__(self, address: str | None = None, workers: int | None = None, threads: int | None = None,
+                 gpus_per_task: float | None = None):
+        self.address = address
+        self.threads = int(threads or 1)
+        self.workers = workers
+        self.gpus_per_task = gpus_per_task
+
+    def run(self, plan: Plan, done: Callable[[TaskResult], None]) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise need_cluster_extra("ray", "ray") from None
+        started = False
+        if not ray.is_initialized():
+            env = {"env_vars": forwarded_env()}
+            if self.address:
+                say(f"ray executor: joining the cluster at {self.address}")
+                ray.init(address=self.address, runtime_env=env, log_to_driver=False)
+            else:
+                cpus = (self.workers or max(1, (os.cpu_count() or 1) // self.threads)) * self.threads
+                say(f"ray executor: starting Ray on this machine with {cpus} CPUs")
+                ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, runtime_env=env)
+            started = True
+        try:
+            self._submit_and_collect(ray, plan, done)
+        finally:
+            if started:
+                ray.shutdown()
+
+    def _gpus(self, task: Task) -> float:
+        if self.gpus_per_task is not None:
+            return float(self.gpus_per_task)
+        import torch
+
+        return 1.0 if task.setting.device != "cpu" and torch.cuda.is_available() else 0.0
+
+    def _submit_and_collect(self, ray: Any, plan: Plan, done: Callable[[TaskResult], None]) -> None:
+        remote = ray.remote(_ray_task)
+        refs: dict[str, Any] = {}
+        for task in plan.tasks:
+            dep_keys = [d for d in task.deps if d in refs]
+            refs[task.key] = remote.options(num_cpus=self.threads, num_gpus=self._gpus(task), max_retries=RETRIES,
+                                            name=task.label[:60]).remote(task, self.threads, dep_keys,
+                                                                         *(refs[d] for d in dep_keys))
+        pending = list(refs.values())
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                done(ray.get(ref))  # a task's UserError is raised here (Ray's error derives from it)

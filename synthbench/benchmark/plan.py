@@ -1,0 +1,243 @@
+"""A grid as a plan: tasks with dependencies, which any executor can run
+(``benchmark/executors``), rather than a loop (DESIGN.md section 7).
+
+For each dataset of a suite the plan holds, in the order they can run:
+
+1. **fit** tasks: every fit of a generator that some cell will ask for: the full
+   fit, ``mia``'s members-only fit, ``longtail``'s long-tailed and unconditional
+   fits (``Protocol.generator_fits``), each once however many protocols want it;
+2. **classifier** tasks: each seed's reference classifier (the judge of synthetic
+   samples), for the seeds whose protocols use it;
+3. **pool** tasks: each (generator, seed)'s shared synthetic pool at the largest
+   size any protocol draws (``Protocol.sample_pool_size``), after its fit;
+4. **cell** tasks: one per record, after the fit, classifier and pool it uses.
+
+A task is plain data (names, options, a seed), so it pickles to a worker process,
+a Ray task or a SLURM job; the worker rebuilds what it needs from the
+:class:`Setting`. Every task is idempotent and claims a lease on the store
+(``lease.py``) before computing, so two workers, or two runs on one store, never
+do the same work at once; dependencies only order the work, they are not needed
+for correctness: a cell whose fit is not cached yet fits (or waits for the worker
+fitting) itself.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from synthbench.benchmark.cache import cache_key, canonical_json
+from synthbench.benchmark.cell import CellSpec, Grid, PluginChoice, Record, Status
+from synthbench.benchmark.context import fit_data_digest, reference_classifier_path
+from synthbench.benchmark.guard import DEFAULT_TIMEOUT_S
+from synthbench.benchmark.options import keyed_options
+from synthbench.benchmark.store import ResultStore
+
+KINDS = ("fit", "classifier", "pool", "cell")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What a worker needs to rebuild a grid's context: everything but the
+    plugins, as plain values (it is pickled with every task)."""
+
+    dataset: str
+    preset: str
+    results: str
+    device: str = "auto"
+    precision: str | None = None
+    data_root: str | None = None
+    threads: int | None = None
+    adapter_timeout_s: float | None = DEFAULT_TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work. ``key`` names it on the store (its lease, its marker);
+    ``deps`` are the keys of the tasks it should run after."""
+
+    kind: str
+    key: str
+    label: str
+    setting: Setting
+    generator: tuple[str, dict[str, Any]] | None = None
+    protocol: tuple[str, dict[str, Any]] | None = None
+    seed: int | None = None
+    fit: str | None = None
+    """For a fit task: the name of the :class:`GeneratorFit` in ``protocol``'s list."""
+    n: int = 0
+    """For a pool task: how many images."""
+    full_fit: str | None = None
+    """For a pool or cell task: the key of its generator's full fit, when it uses one."""
+    deps: tuple[str, ...] = ()
+    spec: CellSpec | None = field(default=None, compare=False)
+    """For a cell task: the cell's spec (its key is the record's)."""
+
+
+@dataclass
+class Plan:
+    """The tasks of one run, in an order that respects every dependency."""
+
+    tasks: list[Task]
+    grids: dict[Setting, Grid] = field(default_factory=dict, repr=False)
+
+    def by_kind(self, kind: str) -> list[Task]:
+        return [t for t in self.tasks if t.kind == kind]
+
+    def stages(self) -> list[list[Task]]:
+        """The tasks in waves: each wave needs only earlier ones (for executors
+        that submit job arrays, such as SLURM)."""
+        level: dict[str, int] = {}
+        for task in self.tasks:
+            level[task.key] = 1 + max((level[d] for d in task.deps if d in level), default=-1)
+        waves: list[list[Task]] = [[] for _ in range(1 + max(level.values(), default=-1))]
+        for task in self.tasks:
+            waves[level[task.key]].append(task)
+        return waves
+
+
+def task_marker(results: str | Path, key: str) -> Path:
+    """The file a finished fit or pool task leaves (under the cache: deleting the
+    cache deletes the work it records)."""
+    return Path(results) / "cache" / "tasks" / f"{key}.json"
+
+
+def fit_key(grid: Grid, gen: PluginChoice, overrides: dict[str, Any], data_digest: str, threads: int) -> str:
+    options = keyed_options(gen.cls.options, {**gen.options, **overrides})
+    ident = {"generator": gen.name, "version": gen.cls.version, "options": options, "data": data_digest,
+             "preset": grid.preset.as_dict(), "device": grid.device.type, "threads": threads}
+    return "fit-" + cache_key(canonical_json(ident))
+
+
+def build_plan(grids: Iterable[tuple[Setting, Grid]]) -> Plan:
+    """Every task of the grids (see the module docstring), deduplicated by key."""
+    plan = Plan([])
+    seen: set[str] = set()
+
+    def add(task: Task) -> None:
+        if task.key not in seen:
+            seen.add(task.key)
+            plan.tasks.append(task)
+
+    fits, classifiers, pools, cells = [], [], [], []
+    for setting, grid in grids:
+        plan.grids[setting] = grid
+        ds = grid.dataset
+        threads = setting.threads or torch.get_num_threads()
+        for proto in grid.protocols:
+            protocol = proto.instance()
+            for gen in grid.generators:
+                generator = gen.instance()
+                unsupported = protocol.unsupported_reason(generator) is not None
+                fit_keys: dict[str, str] = {}
+                if not unsupported:
+                    for need in protocol.generator_fits(ds, generator):
+                        key = fit_key(grid, gen, need.overrides, fit_data_digest(ds, need.train), threads)
+                        fit_keys[need.name] = key
+                        what = "" if need.is_full else f" ({need.name})"
+                        fits.append(Task("fit", key, f"fit {gen.name}{what} on {ds.name}", setting,
+                                         (gen.name, gen.options), (proto.name, proto.options), fit=need.name))
+                pool_n = 0 if unsupported or generator.oracle else protocol.sample_pool_size(len(ds.train),
+                                                                                              grid.preset)
+                for seed in grid.seeds:
+                    deps = []
+                    if "full" in fit_keys:
+                        deps.append(fit_keys["full"])
+                    deps += [k for name, k in fit_keys.items() if name != "full"]
+                    if protocol.uses_reference_classifier and not unsupported:
+                        ckey = f"classifier-{ds.digest[:12]}-{cache_key(grid.preset.as_dict())[:12]}-s{seed}"
+                        classifiers.append(Task("classifier", ckey, f"reference classifier seed {seed} on {ds.name}",
+                                                setting, seed=seed))
+                        deps.append(ckey)
+                    if pool_n and "full" in fit_keys:
+                        pools.append(Task("pool", f"pool-{fit_keys['full']}-s{seed}",
+                                          f"{gen.name} samples seed {seed} on {ds.name}", setting,
+                                          (gen.name, gen.options), seed=seed, n=pool_n, deps=(fit_keys["full"],),
+                                          full_fit=fit_keys["full"]))
+                        deps.append(f"pool-{fit_keys['full']}-s{seed}")
+                    spec = CellSpec.of(ds, gen, proto, grid.preset, seed, grid.device)
+                    cells.append(Task("cell", f"cell-{spec.key[:32]}",
+                                      f"{gen.name} x {proto.name} x {ds.name} seed {seed}", setting,
+                                      (gen.name, gen.options), (proto.name, proto.options), seed,
+                                      deps=tuple(deps), full_fit=fit_keys.get("full"), spec=spec))
+    # a pool wanted at several sizes: the largest one, under one key
+    largest: dict[str, Task] = {}
+    for task in pools:
+        if task.key not in largest or task.n > largest[task.key].n:
+            largest[task.key] = task
+    for task in fits + classifiers + list(largest.values()) + cells:
+        add(task)
+    return plan
+
+
+# --------------------------------------------------------------------------- what is done
+
+
+def task_state(task: Task, grid: Grid, store: ResultStore) -> str:
+    """``cached``, ``failed`` (a cell whose record is a failure), ``running``
+    (a live lease) or ``to run``, from the store alone."""
+    from synthbench.benchmark.lease import LeaseBoard
+
+    if task.kind == "cell":
+        path = store.path_for(task.spec)
+        if path.exists():
+            rec = store.lookup(task.spec)
+            if rec is not None:
+                return "cached"
+            running = LeaseBoard(store.root / "leases").holder(task.key)
+            return "running" if running else "failed"
+    elif task.kind == "fit" and task_marker(store.root, task.key).exists():
+        return "cached"
+    elif task.kind == "classifier":
+        if reference_classifier_path(grid.dataset, grid.preset, task.seed, grid.device, store.cache_dir).exists():
+            return "cached"
+    elif task.kind == "pool":
+        if _pool_length(task, store) >= task.n:
+            return "cached"
+    return "running" if LeaseBoard(store.root / "leases").holder(task.key) else "to run"
+
+
+def _pool_length(task: Task, store: ResultStore) -> int:
+    """Images the pool task recorded in its marker (the pool's file name holds
+    the fitted generator's fingerprint, known only after the fit)."""
+    marker = task_marker(store.root, task.key)
+    if not marker.exists():
+        return 0
+    try:
+        return int(json.loads(marker.read_text()).get("n", 0))
+    except (OSError, ValueError):
+        return 0
+
+
+def estimate_s(task: Task, comparable: dict[tuple, list[float]]) -> float | None:
+    """Seconds a task is likely to take, from the ``cost`` of comparable records
+    in the store (same dataset, preset, generator and protocol; a fit from the
+    ``fit_s`` charged to cells of the same generator); None when there are none."""
+    if task.kind == "cell":
+        values = comparable.get(("cell", task.spec.dataset, task.spec.preset["name"], task.generator[0],
+                                 task.protocol[0]))
+    elif task.kind == "fit":
+        values = comparable.get(("fit", task.setting.dataset, task.setting.preset, task.generator[0]))
+    else:
+        values = None
+    return statistics.median(values) if values else None
+
+
+def comparable_costs(records: Iterable[Record]) -> dict[tuple, list[float]]:
+    out: dict[tuple, list[float]] = {}
+    for rec in records:
+        if rec.status is not Status.OK:
+            continue
+        wall = rec.cost.get("wall_s", {})
+        s = rec.spec
+        fit_s = float(wall.get("fit_s", 0.0))
+        out.setdefault(("cell", s.dataset, s.preset.get("name"), s.generator, s.protocol), []).append(
+            float(wall.get("cell_s", 0.0)))
+        if fit_s > 1.0:
+            out.setdefault(("fit", s.dataset, s.preset.get("name"), s.generator), []).append(fit_s)
+    return out

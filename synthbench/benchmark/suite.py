@@ -1,0 +1,142 @@
+"""Suite files: a whole benchmark grid in YAML (``synthbench run SUITE.yaml``,
+``synthbench status``, and ``synthbench regress``, whose suites add tolerances).
+
+A suite names datasets x generators (each with options) x protocols (each with
+options) x seeds x preset::
+
+    name: fashion-fast
+    datasets: [fashion-mnist]      # or `dataset: digits`
+    preset: fast
+    seeds: [0, 1, 2]               # or a count (3), or a range ("0-2")
+    threads: 1                     # optional: CPU threads per task
+    generators: {real: {}, edm: {}, ddpm: {churn: 0.5}}
+    protocols: {replace: {}, scaleup: {multiples: "1,2,5,10"}}
+
+``configs/`` holds the shipped suites.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from synthbench.errors import UserError
+
+KEYS = {"name", "description", "dataset", "datasets", "preset", "precision", "seeds", "device", "threads",
+        "data_root", "generators", "protocols", "tolerance"}
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A parsed, checked suite file (plugin names and options are checked when
+    its grids are made, against the installed plugins)."""
+
+    path: Path
+    name: str
+    datasets: tuple[str, ...]
+    preset: str
+    seeds: tuple[int, ...]
+    device: str
+    threads: int | None
+    precision: str | None
+    data_root: str | None
+    generators: dict[str, dict[str, Any]]
+    protocols: dict[str, dict[str, Any]]
+    raw: dict[str, Any]
+    """The file's mapping, for readers that add keys (``regress``: tolerances)."""
+
+
+def parse_seeds(value: Any, where: str = "--seeds") -> tuple[int, ...]:
+    """Seeds as given: a count N (seeds 0..N-1), a range ``A-B`` (inclusive), a
+    comma-separated list ``0,3,7``, or a YAML list."""
+    if isinstance(value, bool):
+        value = None
+    if isinstance(value, int):
+        if not 1 <= value <= 100:
+            raise UserError(f"{where} {value}: give a count from 1 to 100, a range like 0-2, or a list like 0,3.")
+        return tuple(range(value))
+    if isinstance(value, (list, tuple)) and value and all(isinstance(s, int) and not isinstance(s, bool)
+                                                          and s >= 0 for s in value):
+        return tuple(dict.fromkeys(int(s) for s in value))
+    text = str(value).strip() if isinstance(value, str) else ""
+    if re.fullmatch(r"\d+", text):
+        return parse_seeds(int(text), where)
+    m = re.fullmatch(r"(\d+)\s*-\s*(\d+)", text)
+    if m and int(m.group(1)) <= int(m.group(2)) and int(m.group(2)) - int(m.group(1)) < 1000:
+        return tuple(range(int(m.group(1)), int(m.group(2)) + 1))
+    if re.fullmatch(r"\d+(\s*,\s*\d+)+", text):
+        return tuple(dict.fromkeys(int(s) for s in text.split(",")))
+    raise UserError(f"{where} {value!r}: give a count (3 = seeds 0, 1, 2), a range (0-2) or a list (0,3,7) of "
+                    f"non-negative integers.")
+
+
+def _bad(path: Path, what: str) -> UserError:
+    return UserError(f"The suite {path} is invalid: {what}. Fix the file (configs/fashion-fast.yaml shows the "
+                     f"format).")
+
+
+def _plugin_map(path: Path, key: str, raw: Any) -> dict[str, dict[str, Any]]:
+    if isinstance(raw, list):
+        raw = {name: {} for name in raw}
+    if not isinstance(raw, dict) or not raw:
+        raise _bad(path, f"{key} must be a non-empty mapping of names to option mappings")
+    out = {}
+    for name, opts in raw.items():
+        opts = {} if opts is None else opts
+        if not isinstance(opts, dict):
+            raise _bad(path, f"{key}.{name} must be a mapping of options (or empty)")
+        out[str(name)] = {str(k): v for k, v in opts.items()}
+    return out
+
+
+def load_suite(path: str | Path, flag: str = "suite") -> Suite:
+    """Read and check a suite file; every problem is a :class:`UserError` that
+    names the file (``flag`` says how it was given, for the message)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{flag} {path}: no such file. Give the suite's path (configs/ holds the shipped "
+                        f"suites).") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{flag} {path} cannot be read ({exc}). Give a readable YAML file.") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{flag} {path} is not valid YAML ({' '.join(str(exc).split())}). Fix the file.") from None
+    if not isinstance(data, dict):
+        raise _bad(path, "it must hold a mapping (datasets, preset, seeds, generators, protocols)")
+    unknown = sorted(set(map(str, data)) - KEYS)
+    if unknown:
+        raise _bad(path, f"unknown keys {', '.join(unknown)} (known: {', '.join(sorted(KEYS))})")
+    if "dataset" in data and "datasets" in data:
+        raise _bad(path, "give either dataset or datasets, not both")
+    datasets = data.get("datasets", data.get("dataset", "digits"))
+    datasets = [datasets] if isinstance(datasets, str) else datasets
+    if not isinstance(datasets, list) or not datasets or not all(isinstance(d, str) for d in datasets):
+        raise _bad(path, "datasets must be a dataset name or a list of them")
+    seeds = data.get("seeds", [0])
+    try:
+        seeds = parse_seeds(seeds, "seeds:")
+    except UserError:
+        raise _bad(path, "seeds must be a count, a range (0-2) or a list of non-negative integers") from None
+    device = str(data.get("device", "auto"))
+    if device not in ("cpu", "cuda", "auto"):
+        raise _bad(path, f"device {device!r} must be cpu, cuda or auto")
+    threads = data.get("threads")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise _bad(path, "threads must be a positive integer")
+    precision = data.get("precision")
+    if precision is not None and precision not in ("fp32", "bf16"):
+        raise _bad(path, f"precision {precision!r} must be fp32 or bf16 (or left out for the preset's)")
+    preset = str(data.get("preset", "fast"))
+    if preset not in ("smoke", "fast", "paper"):
+        raise _bad(path, f"preset {preset!r} must be smoke, fast or paper")
+    data_root = data.get("data_root")
+    return Suite(path=path, name=str(data.get("name") or path.stem), datasets=tuple(dict.fromkeys(datasets)),
+                 preset=preset, seeds=seeds, device=device, threads=threads, precision=precision,
+                 data_root=str(data_root) if data_root is not None else None,
+                 generators=_plugin_map(path, "generators", data.get("generators")),
+                 protocols=_plugin_map(path, "protocols", data.get("protocols")), raw=data)

@@ -1,0 +1,249 @@
+"""Running one task of a plan (``plan.py``) in whatever process an executor put
+it in: the same code for ``inline``, worker processes, Ray and SLURM.
+
+A worker rebuilds the grid's context from the task's :class:`Setting` once per
+process (the dataset is loaded and its digest checked against the plan's, so a
+worker that sees other data fails loudly instead of writing records under the
+wrong key), claims the task's lease on the store, does the work unless another
+worker finished it meanwhile, and returns a small :class:`TaskResult`. The
+record, the fitted weights and the sample pool are on the store; nothing large
+travels back.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+
+from synthbench.benchmark.cell import Grid, PluginChoice, Status
+from synthbench.benchmark.context import FitContext, reference_classifier, reference_classifier_path
+from synthbench.benchmark.guard import Guarded
+from synthbench.benchmark.lease import LeaseBoard
+from synthbench.benchmark.plan import Setting, Task, task_marker
+from synthbench.benchmark.progress import say
+from synthbench.benchmark.sample_cache import SampleCache
+from synthbench.benchmark.store import ResultStore
+from synthbench.benchmark.atomic import atomic_write_json
+from synthbench.benchmark.worklog import log_computed
+from synthbench.errors import UserError
+from synthbench.plugins import GENERATORS, PROTOCOLS
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """What came of a task: ``computed``, ``cached`` (done before, by this run's
+    other workers or an earlier run), ``failed`` (with ``error``) or ``busy``
+    (another worker holds it; only when asked not to wait)."""
+
+    key: str
+    kind: str
+    outcome: str
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class _State:
+    setting: Setting
+    grid: Grid
+    store: ResultStore
+    samples: SampleCache
+    fitted: "OrderedDict[str, tuple[Guarded, dict[str, float]]]"
+
+
+_STATES: dict[Setting, _State] = {}
+_KEEP_FITTED = 2
+"""Fitted generators kept per process (the cells of a plan come generator by
+generator; an SD pipeline is large)."""
+
+
+def prime(setting: Setting, grid: Grid) -> None:
+    """Give this process a grid already loaded (``inline``: the driver's own)."""
+    if setting not in _STATES:
+        store = ResultStore(setting.results)
+        _STATES[setting] = _State(setting, grid, store, SampleCache(store.cache_dir), OrderedDict())
+
+
+def _state(setting: Setting, dataset_digest: str | None) -> _State:
+    if setting not in _STATES:
+        from synthbench.benchmark.runner import make_grid
+
+        if setting.threads:
+            torch.set_num_threads(setting.threads)
+        grid = make_grid({}, {}, setting.dataset, setting.preset, (0,), setting.device, setting.data_root,
+                         with_real=False, precision=setting.precision)
+        prime(setting, grid)
+    state = _STATES[setting]
+    if dataset_digest is not None and state.grid.dataset.digest != dataset_digest:
+        raise UserError(f"This worker loaded dataset {setting.dataset} with digest {state.grid.dataset.digest[:12]}, "
+                        f"but the plan was made with {dataset_digest[:12]}: workers must see the same data as the "
+                        f"machine that planned the run. Give every machine the same files (--data-root).")
+    return state
+
+
+def _choice(registry: Any, given: tuple[str, Mapping[str, Any]]) -> PluginChoice:
+    name, options = given
+    return PluginChoice(name, registry.get(name), dict(options))
+
+
+def _guarded(state: _State, gen: PluginChoice, overrides: Mapping[str, Any] | None = None) -> Guarded:
+    adapter = gen.cls(**{**gen.options, **(overrides or {})})
+    return Guarded(adapter, state.setting.adapter_timeout_s, trusted=GENERATORS.origin(gen.name) == "built-in")
+
+
+def run_task(task: Task, dep_errors: Mapping[str, str] | None = None, wait: bool = True) -> TaskResult:
+    """Do ``task`` unless the store already holds its result. ``dep_errors`` are
+    the errors of failed tasks it depends on (a cell whose fit failed is recorded
+    as failed with that error). With ``wait=False`` a task another worker holds
+    returns ``busy`` at once instead of waiting for it."""
+    start = time.perf_counter()
+    state = _state(task.setting, task.spec.dataset_digest if task.spec is not None else None)
+    board = LeaseBoard(state.store.root / "leases")
+    if not wait and board.holder(task.key) is not None and board.holder(task.key).get("owner") != _own():
+        return TaskResult(task.key, task.kind, "busy")
+    try:
+        outcome, error = {"fit": _fit, "classifier": _classifier, "pool": _pool, "cell": _cell}[task.kind](
+            task, state, board, dict(dep_errors or {}))
+    except UserError:
+        raise
+    except OSError:
+        raise
+    except Exception as exc:  # a fit or pool that failed: its cells record it
+        outcome, error = "failed", f"{type(exc).__name__}: {exc}"
+        say(f"{task.label}: failed: {error}")
+    return TaskResult(task.key, task.kind, outcome, error, time.perf_counter() - start)
+
+
+def _own() -> str:
+    from synthbench.benchmark.lease import owner_id
+
+    return owner_id()
+
+
+def _full_need(task: Task, state: _State) -> Any:
+    proto = _choice(PROTOCOLS, task.protocol).instance()
+    gen = _choice(GENERATORS, task.generator).instance()
+    needs = {need.name: need for need in proto.generator_fits(state.grid.dataset, gen)}
+    return needs[task.fit]
+
+
+def _fit(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, str]) -> tuple[str, str | None]:
+    marker = task_marker(state.store.root, task.key)
+    need = _full_need(task, state)
+    gen = _choice(GENERATORS, task.generator)
+    with board.exclusive(task.key, marker.exists, task=task.label) as mine:
+        if not mine:
+            return "cached", None
+        say(f"{task.label} ({len(need.train or state.grid.dataset.train)} train images, preset "
+            f"{state.grid.preset.name})")
+        guarded = _guarded(state, gen, need.overrides)
+        ctx = FitContext.from_dataset(state.grid.dataset, state.grid.preset, state.grid.device,
+                                      state.store.cache_dir, train=need.train)
+        start = time.perf_counter()
+        guarded.fitted(ctx)
+        cost = {"fit_s": time.perf_counter() - start, **ctx.cost}
+        if need.is_full:
+            _remember(state, task.key, guarded, cost)
+        atomic_write_json(marker, {"task": task.label, "fingerprint": guarded.fingerprint(),
+                                   "cost": {k: round(v, 3) for k, v in cost.items()}})
+        log_computed(state.store.root, "fit", task.key)
+    return "computed", None
+
+
+def _remember(state: _State, key: str, guarded: Guarded, cost: dict[str, float]) -> None:
+    state.fitted[key] = (guarded, cost)
+    state.fitted.move_to_end(key)
+    while len(state.fitted) > _KEEP_FITTED:
+        state.fitted.popitem(last=False)
+
+
+def _fitted(task: Task, state: _State) -> tuple[Guarded, dict[str, float]]:
+    """The cell's generator fitted on the full train split: this process's own
+    (its fit cost is charged to the first cell that uses it, once), else fitted
+    now, which reads the weights another worker's fit task cached."""
+    if task.full_fit in state.fitted:
+        guarded, cost = state.fitted[task.full_fit]
+        state.fitted[task.full_fit] = (guarded, {"fit_s": 0.0})
+        return guarded, cost
+    gen = _choice(GENERATORS, task.generator)
+    guarded = _guarded(state, gen)
+    ctx = FitContext.from_dataset(state.grid.dataset, state.grid.preset, state.grid.device, state.store.cache_dir)
+    start = time.perf_counter()
+    guarded.fitted(ctx)
+    cost = {"fit_s": time.perf_counter() - start, **ctx.cost}
+    _remember(state, task.full_fit, guarded, {"fit_s": 0.0})
+    return guarded, cost
+
+
+def _classifier(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, str]) -> tuple[str, str | None]:
+    g = state.grid
+    if reference_classifier_path(g.dataset, g.preset, task.seed, g.device, state.store.cache_dir).exists():
+        return "cached", None
+    reference_classifier(g.dataset, g.preset, task.seed, g.device, state.store.cache_dir)  # leased in the cache
+    return "computed", None
+
+
+def _pool(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, str]) -> tuple[str, str | None]:
+    if dep_errors:
+        return "failed", next(iter(dep_errors.values()))
+    marker = task_marker(state.store.root, task.key)
+    with board.exclusive(task.key, marker.exists, task=task.label) as mine:
+        if not mine:
+            return "cached", None
+        guarded, cost = _fitted(task, state)
+        state.fitted[task.full_fit] = (guarded, cost)  # the fit's cost stays for the first cell
+        state.samples.pool(guarded, task.seed, state.grid.dataset.train.labels, task.n)
+        atomic_write_json(marker, {"task": task.label, "n": task.n})
+    return "computed", None
+
+
+def _cell(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, str]) -> tuple[str, str | None]:
+    from synthbench.benchmark.runner import STORAGE_ERRNOS, run_cell
+
+    spec, store = task.spec, state.store
+    with board.exclusive(task.key, lambda: store.lookup(spec) is not None, task=task.label) as mine:
+        if not mine:
+            return "cached", None
+        protocol = _choice(PROTOCOLS, task.protocol).instance()
+        gen = _choice(GENERATORS, task.generator)
+        fit_errors = [e for key, e in dep_errors.items() if key.startswith("fit-")]
+        fit_error: Exception | None = RuntimeError(f"{gen.name}.fit failed: {fit_errors[0]}") if fit_errors else None
+        generator, fit_cost = _guarded(state, gen), {"fit_s": 0.0}
+        if fit_error is None and task.full_fit is not None:
+            try:
+                generator, fit_cost = _fitted(task, state)
+            except UserError:
+                raise
+            except Exception as exc:
+                if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+                    raise
+                fit_error = RuntimeError(f"{gen.name}.fit failed: {type(exc).__name__}: {exc}")
+                fit_error.__cause__ = exc
+        record = run_cell(spec, protocol, generator, state.grid, state.samples, store, fit_cost, fit_error)
+        store.write(record)
+        log_computed(store.root, "cell", task.key)
+    return ("failed" if record.status is Status.FAILED else "computed"), record.error
+
+
+def worker_init(threads: int | None, gpu_ids: Any = None, env: Mapping[str, str] | None = None) -> None:
+    """Set up a worker process before its first task: the environment the driver
+    passes on (lease TTL, progress), one GPU of the machine's when ``gpu_ids`` (a
+    queue) holds some, and its CPU thread count."""
+    os.environ.update(env or {})
+    if gpu_ids is not None:
+        try:
+            gpu = gpu_ids.get_nowait()
+        except Exception:  # more workers than GPUs: a worker shares the last one handed out
+            gpu = None
+        if gpu is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    if threads:
+        torch.set_num_threads(int(threads))
+    from synthbench.benchmark import progress
+
+    progress.set_enabled(os.environ.get("SYNTHBENCH_PROGRESS", "1") != "0")

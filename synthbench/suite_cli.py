@@ -1,0 +1,211 @@
+"""``synthbench run SUITE.yaml`` and ``synthbench status SUITE.yaml``: a whole
+grid in one command, on any executor, and its progress read from the store."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from synthbench.benchmark.guard import DEFAULT_TIMEOUT_S, timeout_option
+from synthbench.errors import UserError
+
+
+def executor_options(fn: Callable) -> Callable:
+    """The flags that choose and size an executor (``run`` and ``regress``)."""
+    options = [
+        click.option("--executor", type=click.Choice(["inline", "processes", "ray", "slurm"]), default="inline",
+                     show_default=True, help="Who runs the tasks: this process; worker processes on this machine; "
+                                             "a Ray cluster; SLURM job arrays (submitit). ray and slurm need "
+                                             "pip install -e \".[cluster]\"."),
+        click.option("--workers", type=click.IntRange(1, 4096), default=None, metavar="N",
+                     help="processes: worker processes (default: one per GPU, else cores / --threads); ray "
+                          "started here: CPUs = N x --threads."),
+        click.option("--threads", type=click.IntRange(1, 1024), default=None, metavar="N",
+                     help="CPU threads per task (default: the suite's, else cores / workers). Trained weights "
+                          "differ between thread counts, so it is part of every cache key."),
+        click.option("--ray-address", default=None, metavar="ADDR",
+                     help="ray: join a running cluster (auto, or ray://HOST:10001); without it Ray starts here."),
+        click.option("--gpus-per-task", type=click.FloatRange(min=0), default=None, metavar="G",
+                     help="ray / slurm: GPUs each task asks for (default: 1 when the device is a GPU)."),
+        click.option("--slurm-partition", default=None, metavar="NAME", help="slurm: the partition."),
+        click.option("--slurm-time", type=click.IntRange(1), default=None, metavar="MINUTES",
+                     help="slurm: time limit of each job (default 1440)."),
+        click.option("--slurm-array-parallelism", type=click.IntRange(1), default=None, metavar="N",
+                     help="slurm: most jobs of one array running at once."),
+        click.option("--slurm-cluster", type=click.Choice(["slurm", "local"]), default="slurm", show_default=True,
+                     help="slurm: local runs the same job arrays as processes here (submitit's local executor)."),
+        click.option("--lease-ttl", type=click.FloatRange(min=3), default=None, metavar="SECONDS",
+                     help="A task whose worker stopped touching its claim for this long is taken over "
+                          "(default 180; SYNTHBENCH_LEASE_TTL)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def make_executor_from(params: dict[str, Any], results: str) -> Any:
+    """The executor the flags name; the lease TTL goes to workers through the environment."""
+    from synthbench.benchmark.executors import make_executor
+
+    if params.get("lease_ttl"):
+        os.environ["SYNTHBENCH_LEASE_TTL"] = str(params["lease_ttl"])
+    return make_executor(params["executor"], workers=params.get("workers"), threads=params.get("threads"),
+                         ray_address=params.get("ray_address"), gpus_per_task=params.get("gpus_per_task"),
+                         slurm_partition=params.get("slurm_partition"), slurm_time=params.get("slurm_time"),
+                         slurm_array_parallelism=params.get("slurm_array_parallelism"),
+                         slurm_cluster=params.get("slurm_cluster"), folder=Path(results) / "submitit")
+
+
+def _threads_for(params: dict[str, Any], suite: Any) -> int | None:
+    """CPU threads per task: the flag, else the suite's, else for worker
+    processes the cores split between them (inline: torch's choice)."""
+    if params.get("threads") or suite.threads:
+        return params.get("threads") or suite.threads
+    if params["executor"] == "processes" and params.get("workers"):
+        return max(1, (os.cpu_count() or 1) // params["workers"])
+    return None
+
+
+@click.command(name="run")
+@click.argument("suite_file", metavar="SUITE.yaml")
+@click.option("--results", default="runs", show_default=True, metavar="DIR", type=click.Path(file_okay=False),
+              help="Result store shared by every worker (on a cluster: a shared filesystem).")
+@executor_options
+@click.option("--data-root", default=None, metavar="DIR", help="Folder holding the datasets' files (offline use).")
+@click.option("--adapter-timeout", type=click.FloatRange(min=0), default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+              help="Longest one call into a generator may take; 0: no limit.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (each task cached / running / to run, with an "
+                                              "estimated cost); compute nothing.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or status lines.")
+def run(suite_file: str, results: str, data_root: str | None, adapter_timeout: float, dry_run: bool, quiet: bool,
+        **params: Any) -> None:
+    """Run a whole suite: datasets x generators x protocols x seeds.
+
+    The suite expands into a plan (generator fits, reference classifiers, sample
+    pools, then cells); tasks already in the store are skipped, the rest run on
+    the chosen executor, and every worker meets the others only through the store.
+    Prints one table per dataset and protocol.
+    """
+    from synthbench.benchmark import progress
+    from synthbench.benchmark.driver import run_plan, suite_grids
+    from synthbench.benchmark.suite import load_suite
+
+    if quiet:
+        progress.set_enabled(False)
+        os.environ["SYNTHBENCH_PROGRESS"] = "0"
+    suite = load_suite(suite_file)
+    threads = _threads_for(params, suite)
+    grids = suite_grids(suite, results, threads, timeout_option(adapter_timeout), data_root)
+    if dry_run:
+        click.echo(plan_text(grids, results))
+        return
+    _writable(results)
+    executor = make_executor_from({**params, "threads": threads}, results)
+    try:
+        cells = run_plan(grids, executor)
+    except KeyboardInterrupt:
+        raise UserError(f"Interrupted. Every finished cell is kept in {results}/records; run the same command "
+                        f"again to resume.") from None
+    failed = _print_tables(grids, cells)
+    click.echo(f"records: {Path(results) / 'records'}")
+    if failed:
+        click.echo(f"{failed} cells failed; their records hold the error. Fix the cause and run again.", err=True)
+        sys.exit(1)
+
+
+def _writable(results: str) -> None:
+    try:
+        (Path(results) / "records").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"Cannot write results to {results} ({exc.strerror}). Give --results a folder you can "
+                        f"write to.") from None
+
+
+def _print_tables(grids: list, cells: list) -> int:
+    from synthbench.benchmark.cell import Status
+    from synthbench.cli import summary_table
+
+    for setting, grid in grids:
+        for proto in grid.protocols:
+            group = [c for c in cells if c.spec.dataset == grid.dataset.name and c.spec.protocol == proto.name]
+            click.echo(f"\n{proto.name} on {grid.dataset.name}, preset {grid.preset.name}, seeds "
+                       f"{','.join(map(str, grid.seeds))}")
+            click.echo(summary_table(group, proto.instance().table_metrics()))
+    return sum(1 for c in cells if c.record is not None and c.record.status is Status.FAILED)
+
+
+def plan_text(grids: list, results: str) -> str:
+    """The plan, task by task: state and estimated cost from comparable records."""
+    from tabulate import tabulate
+
+    from synthbench.benchmark.plan import build_plan, comparable_costs, estimate_s, task_state
+    from synthbench.benchmark.store import ResultStore
+
+    store = ResultStore(results)
+    plan = build_plan(grids)
+    costs = comparable_costs(store.records())
+    rows, todo_s, unknown, counts = [], 0.0, 0, {}
+    for task in plan.tasks:
+        grid = plan.grids[task.setting]
+        state = task_state(task, grid, store)
+        est = estimate_s(task, costs) if state in ("to run", "failed") else None
+        if state in ("to run", "failed"):
+            if est is None:
+                unknown += 1
+            else:
+                todo_s += est
+        counts[state] = counts.get(state, 0) + 1
+        rows.append([task.kind, task.label, state, "" if est is None else f"{est:.0f}",
+                     ", ".join(d.split("-")[0] for d in task.deps) or "-"])
+    head = (f"plan: {len(plan.tasks)} tasks ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}); "
+            f"estimated {todo_s / 3600:.2f} h of compute for the tasks to run"
+            + (f", {unknown} of them without a comparable record to estimate from" if unknown else ""))
+    return head + "\n" + tabulate(rows, headers=["task", "what", "state", "est. s", "after"], tablefmt="github")
+
+
+@click.command()
+@click.argument("suite_file", metavar="SUITE.yaml")
+@click.option("--results", default="runs", show_default=True, metavar="DIR", type=click.Path(file_okay=False),
+              help="The result store the suite runs into.")
+@click.option("--threads", type=click.IntRange(1, 1024), default=None, metavar="N",
+              help="The threads per task the run uses (part of the fits' keys; default: the suite's).")
+@click.option("--data-root", default=None, metavar="DIR", help="Folder holding the datasets' files.")
+def status(suite_file: str, results: str, threads: int | None, data_root: str | None) -> None:
+    """Progress of a suite, read from the store alone: done / running / failed /
+    to do per generator x protocol. Works from any machine that sees the store
+    (a login node while a cluster runs the suite)."""
+    from tabulate import tabulate
+
+    from synthbench.benchmark import progress
+    from synthbench.benchmark.driver import suite_grids
+    from synthbench.benchmark.plan import build_plan, task_state
+    from synthbench.benchmark.store import ResultStore
+    from synthbench.benchmark.suite import load_suite
+
+    progress.set_enabled(False)
+    suite = load_suite(suite_file)
+    grids = suite_grids(suite, results, threads, None, data_root)
+    plan = build_plan(grids)
+    store = ResultStore(results)
+    table: dict[tuple[str, str, str], dict[str, int]] = {}
+    other: dict[str, dict[str, int]] = {}
+    for task in plan.tasks:
+        state = task_state(task, plan.grids[task.setting], store)
+        state = {"cached": "done"}.get(state, state)
+        if task.kind == "cell":
+            row = table.setdefault((task.spec.dataset, task.generator[0], task.protocol[0]), {})
+        else:
+            row = other.setdefault(task.kind, {})
+        row[state] = row.get(state, 0) + 1
+    states = ["done", "running", "failed", "to run"]
+    rows = [[d, g, p, *(row.get(s, 0) for s in states)] for (d, g, p), row in table.items()]
+    click.echo(tabulate(rows, headers=["dataset", "generator", "protocol", *states], tablefmt="github"))
+    total = {s: sum(r.get(s, 0) for r in table.values()) for s in states}
+    click.echo(f"cells: {total['done']} done, {total['running']} running, {total['failed']} failed, "
+               f"{total['to run']} to do, of {sum(total.values())}")
+    for kind, row in other.items():
+        click.echo(f"{kind} tasks: " + ", ".join(f"{row.get(s, 0)} {s}" for s in states if row.get(s)))

@@ -19,7 +19,7 @@ from synthbench.errors import UserError
 
 DEFAULTS = {
     "generator": "edm", "protocol": "replace", "dataset": "digits", "preset": "fast", "seeds": 3,
-    "results": "runs", "device": "auto", "data_root": None, "option": (), "threads": None,
+    "results": "runs", "device": "auto", "data_root": None, "option": (), "threads": None, "seed": None,
     "adapter_timeout": DEFAULT_TIMEOUT_S, "precision": None,
 }
 
@@ -62,9 +62,14 @@ def _merged(ctx: click.Context, params: dict[str, Any]) -> dict[str, Any]:
 
 def _validated(p: dict[str, Any]) -> dict[str, Any]:
     """Values from a YAML file skip click's checks: check them here."""
-    p["seeds"] = _whole_number("seeds", p["seeds"], "seeds: 3")
-    if not 1 <= p["seeds"] <= 100:
-        raise UserError(f"seeds={p['seeds']} is out of range: give 1 to 100.")
+    from synthbench.benchmark.suite import parse_seeds
+
+    if p["seed"] is not None:
+        p["seeds"] = (_whole_number("seed", p["seed"], "seed: 2"),)
+    else:
+        if isinstance(p["seeds"], float) or isinstance(p["seeds"], bool):
+            _whole_number("seeds", p["seeds"], "seeds: 3")
+        p["seeds"] = parse_seeds(p["seeds"])
     if p["device"] not in ("auto", "cpu", "cuda"):
         raise UserError(f"device={p['device']!r}: choose auto, cpu or cuda.")
     if p["threads"] is not None:
@@ -162,16 +167,19 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--generator", "-g", default=DEFAULTS["generator"], metavar="NAME",
-              help="Generator adapter to score (`synthbench list generators`).")
-@click.option("--protocol", "-p", default=DEFAULTS["protocol"], metavar="NAME",
-              help="Protocol to run (`synthbench list protocols`).")
+@click.option("--generator", "-g", default=DEFAULTS["generator"], metavar="NAME[,NAME]",
+              help="Generator adapter(s) to score, comma-separated (`synthbench list generators`).")
+@click.option("--protocol", "-p", default=DEFAULTS["protocol"], metavar="NAME[,NAME]",
+              help="Protocol(s) to run, comma-separated (`synthbench list protocols`).")
 @click.option("--dataset", "-d", default=DEFAULTS["dataset"], metavar="NAME",
               help="Real dataset (`synthbench list datasets`); imagefolder:PATH for your own.")
 @click.option("--preset", type=click.Choice(["smoke", "fast", "paper"]), default=DEFAULTS["preset"],
               help="Scale: smoke (seconds, tests), fast (minutes on a CPU), paper (the seeds' recipe, GPU).")
-@click.option("--seeds", type=click.IntRange(1, 100), default=DEFAULTS["seeds"], metavar="N",
-              help="Run seeds 0..N-1; the table gives mean ± standard error over them.")
+@click.option("--seeds", default=str(DEFAULTS["seeds"]), metavar="N|A-B|A,B",
+              help="Seeds to run: a count N (0..N-1), a range 0-2 or a list 0,3; the table gives mean ± "
+                   "standard error over them.")
+@click.option("--seed", type=click.IntRange(0), default=None, metavar="K",
+              help="Run seed K alone (e.g. one job of a hand-made array); overrides --seeds.")
 @click.option("--option", "-o", multiple=True, metavar="KEY=VALUE",
               help="Generator or protocol option (prefix with the plugin name if both have it: edm.churn=1). Repeatable.")
 @click.option("--results", default=DEFAULTS["results"], metavar="DIR", type=click.Path(file_okay=False),
@@ -196,9 +204,10 @@ def cli() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or status lines.")
 @click.pass_context
 def evaluate(ctx: click.Context, **params: Any) -> None:
-    """Score a generator under a protocol, beside the `real` reference.
+    """Score generators under protocols, beside the `real` reference.
 
-    Writes one record per (generator, seed) cell; an identical re-run is a cache hit.
+    Writes one record per (generator, protocol, seed) cell; an identical re-run is
+    a cache hit. For a whole suite on several workers, see `synthbench run`.
     """
     from synthbench.benchmark import progress
 
@@ -209,31 +218,39 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
     from synthbench.benchmark.options import split_cli_options
     from synthbench.benchmark.provenance import device_name
     from synthbench.plugins import GENERATORS, PROTOCOLS
-    from synthbench.benchmark.runner import make_grid, plan, run_protocol
+    from synthbench.benchmark.runner import make_grid, plan, run_grid
     from synthbench.benchmark.store import ResultStore
 
-    gen_cls = GENERATORS.get(p["generator"])
-    proto_cls = PROTOCOLS.get(p["protocol"])
-    routed = split_cli_options(tuple(p["option"]), {gen_cls.name: gen_cls.options, proto_cls.name: proto_cls.options})
+    gen_classes = [GENERATORS.get(name) for name in _names(p["generator"], "generator")]
+    proto_classes = [PROTOCOLS.get(name) for name in _names(p["protocol"], "protocol")]
+    targets = {c.name: c.options for c in gen_classes}
+    for c in proto_classes:
+        if c.name in targets:  # a generator and a protocol of one name cannot share one routing table
+            raise UserError(f"{c.name} is both a generator and a protocol here; run them separately.")
+        targets[c.name] = c.options
+    routed = split_cli_options(tuple(p["option"]), targets)
     if p["threads"]:
         import torch
 
         torch.set_num_threads(p["threads"])
-    grid = make_grid({gen_cls.name: routed[gen_cls.name]}, {proto_cls.name: routed[proto_cls.name]}, p["dataset"],
-                     p["preset"], range(p["seeds"]), p["device"], p["data_root"], precision=p["precision"])
-    proto = grid.protocols[0]
+    grid = make_grid({c.name: routed[c.name] for c in gen_classes}, {c.name: routed[c.name] for c in proto_classes},
+                     p["dataset"], p["preset"], p["seeds"], p["device"], p["data_root"], precision=p["precision"])
     dataset, preset = grid.dataset, grid.preset
     store = ResultStore(p["results"])
-    metric_names = proto.instance().table_metrics()
+    seeds = (f"{grid.seeds[0]}..{grid.seeds[-1]}" if grid.seeds == tuple(range(grid.seeds[0], grid.seeds[-1] + 1))
+             else ",".join(map(str, grid.seeds)))
 
-    header = (f"{proto.name} on {dataset.name} (digest {dataset.digest[:12]}, "
-              f"{len(dataset.train)} train / {len(dataset.test)} test), preset {preset.name}, "
-              f"seeds {grid.seeds[0]}..{grid.seeds[-1]}, device {device_name(grid.device)}")
+    def header(proto: Any) -> str:
+        return (f"{proto.name} on {dataset.name} (digest {dataset.digest[:12]}, "
+                f"{len(dataset.train)} train / {len(dataset.test)} test), preset {preset.name}, "
+                f"seeds {seeds}, device {device_name(grid.device)}")
+
     if params["dry_run"]:
-        click.echo(header)
-        for c in plan(grid, proto, store):
-            state = "cached" if c.cached else "to compute"
-            click.echo(f"  {c.spec.generator:<12} seed {c.spec.seed}  {state}  {store.path_for(c.spec)}")
+        for proto in grid.protocols:
+            click.echo(header(proto))
+            for c in plan(grid, proto, store):
+                state = "cached" if c.cached else "to compute"
+                click.echo(f"  {c.spec.generator:<12} seed {c.spec.seed}  {state}  {store.path_for(c.spec)}")
         return
     try:
         (store.root / "records").mkdir(parents=True, exist_ok=True)
@@ -241,16 +258,27 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
         raise UserError(f"Cannot write results to {store.root} ({exc.strerror}). Give --results a "
                         f"folder you can write to.") from None
     try:
-        cells = run_protocol(grid, proto, store, p["adapter_timeout"])
+        cells = run_grid(grid, store, p["adapter_timeout"])
     except KeyboardInterrupt:
         raise UserError(f"Interrupted. Every finished cell is kept in {store.root}/records; "
                         f"run the same command again to resume.") from None
-    click.echo(header)
-    click.echo(summary_table(cells, metric_names))
+    for i, proto in enumerate(grid.protocols):
+        click.echo(("\n" if i else "") + header(proto))
+        click.echo(summary_table([c for c in cells if c.spec.protocol == proto.name],
+                                 proto.instance().table_metrics()))
     click.echo(f"records: {Path(store.root) / 'records'}")
     if any(c.record and c.record.status is Status.FAILED for c in cells):
         click.echo("Some cells failed; their records hold the error. Fix the cause and run again.", err=True)
         sys.exit(1)
+
+
+def _names(value: str, kind: str) -> list[str]:
+    """``edm,ddpm`` as a list, each name once, in the order given."""
+    names = list(dict.fromkeys(n.strip() for n in str(value).split(",") if n.strip()))
+    if not names:
+        raise UserError(f"--{kind} {value!r} names no {kind}; give one or more, comma-separated "
+                        f"(`synthbench list {kind}s`).")
+    return names
 
 
 @cli.command(name="list")

@@ -237,8 +237,8 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
                      p["dataset"], p["preset"], p["seeds"], p["device"], p["data_root"], precision=p["precision"])
     dataset, preset = grid.dataset, grid.preset
     store = ResultStore(p["results"])
-    seeds = (f"{grid.seeds[0]}..{grid.seeds[-1]}" if grid.seeds == tuple(range(grid.seeds[0], grid.seeds[-1] + 1))
-             else ",".join(map(str, grid.seeds)))
+    seeds = (f"{grid.seeds[0]}..{grid.seeds[-1]}" if len(grid.seeds) > 1
+             and grid.seeds == tuple(range(grid.seeds[0], grid.seeds[-1] + 1)) else ",".join(map(str, grid.seeds)))
 
     def header(proto: Any) -> str:
         return (f"{proto.name} on {dataset.name} (digest {dataset.digest[:12]}, "

@@ -157,6 +157,8 @@ class _Heartbeat:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._wake = threading.Event()
+        """Set when a lease is added: the interval may have to shrink to its TTL's."""
 
     def keep(self, lease: Lease) -> None:
         with self._lock:
@@ -165,14 +167,21 @@ class _Heartbeat:
                 self._pid = os.getpid()
                 self._thread = threading.Thread(target=self._run, daemon=True, name="synthbench-lease-heartbeat")
                 self._thread.start()
+        self._wake.set()
 
     def forget(self, lease: Lease) -> None:
         with self._lock:
             self._held.pop(id(lease), None)
 
     def _run(self) -> None:
+        last = time.monotonic()
         while True:
-            time.sleep(min(HEARTBEAT_S, max(0.2, _min_ttl(self) / 6)))
+            interval = min(HEARTBEAT_S, max(0.2, _min_ttl(self) / 6))
+            self._wake.wait(max(0.0, last + interval - time.monotonic()))
+            self._wake.clear()  # woken by a new lease: the interval is recomputed, the schedule kept
+            if time.monotonic() - last < interval:
+                continue
+            last = time.monotonic()
             with self._lock:
                 leases = list(self._held.values())
             for lease in leases:

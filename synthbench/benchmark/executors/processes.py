@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable
@@ -58,13 +59,12 @@ class ProcessExecutor:
             + (f", one of {self.gpus} GPUs each" if self.gpus else ""))
         for attempt in range(RESTARTS + 1):
             ctx = multiprocessing.get_context("spawn")
-            gpu_ids = ctx.Queue()
+            gpu_ids = ctx.Queue() if self.gpus else None
             for i in range(min(self.workers, self.gpus)):
                 gpu_ids.put(i)
             try:
                 with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=worker_init,
-                                         initargs=(self.threads, gpu_ids if self.gpus else None,
-                                                   forwarded_env())) as pool:
+                                         initargs=(self.threads, gpu_ids, forwarded_env())) as pool:
                     self._drive(pool, pending, results, done, dep_errors)
                 return
             except BrokenProcessPool:
@@ -73,8 +73,9 @@ class ProcessExecutor:
                     raise UserError(f"Worker processes died {RESTARTS + 1} times (killed, or out of memory); "
                                     f"{len(pending)} tasks are left. Every finished record is kept: run the same "
                                     f"command again, with fewer --workers if memory ran out.") from None
-                say(f"a worker process died; starting a new pool for the {len(pending)} unfinished tasks (the "
-                    f"dead worker's claims are taken over when their leases expire)")
+                print(f"warning: a worker process died; starting a new pool for the {len(pending)} unfinished tasks "
+                      f"(the dead worker's claims are taken over when their leases expire)", file=sys.stderr,
+                      flush=True)
 
     def _drive(self, pool: ProcessPoolExecutor, pending: list[Task], results: dict[str, TaskResult],
                done: Callable[[TaskResult], None], dep_errors: Callable) -> None:

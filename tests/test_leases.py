@@ -1,0 +1,89 @@
+"""Leases on the store (``benchmark/lease.py``): one holder at a time, taken over
+only after expiry, kept alive by the heartbeat, and a cached file computed once
+by two processes that miss it together."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from synthbench.benchmark import lease as lease_mod
+from synthbench.benchmark.cache import JSON, DiskCache
+from synthbench.benchmark.lease import LeaseBoard
+from synthbench.benchmark.worklog import read_worklog
+
+
+def test_one_holder_at_a_time_and_release(tmp_path):
+    board = LeaseBoard(tmp_path / "leases", ttl_s=60)
+    first = board.try_claim("k", "task k")
+    assert first is not None and board.holder("k")["task"] == "task k"
+    assert board.try_claim("k") is None  # held and live: nobody else gets it
+    first.release()
+    assert board.holder("k") is None
+    again = board.try_claim("k")
+    assert again is not None and again.generation == 1
+    again.release()
+
+
+def test_an_expired_lease_is_taken_over_once(tmp_path):
+    board = LeaseBoard(tmp_path / "leases", ttl_s=5)
+    dead = board.try_claim("k")
+    lease_mod._HEARTBEAT.forget(dead)  # its worker was killed: nobody touches it any more
+    old = time.time() - 60
+    os.utime(dead.path, (old, old))
+    assert board.holder("k") is None
+    taker = board.try_claim("k")
+    assert taker is not None and taker.generation == 2
+    assert not dead.path.exists()  # the expired generation is cleaned up by the new holder
+    assert board.try_claim("k") is None  # a second taker loses to the first
+    taker.release()
+
+
+def test_the_heartbeat_keeps_a_lease_alive_and_notices_a_takeover(tmp_path, monkeypatch):
+    monkeypatch.setattr(lease_mod, "HEARTBEAT_S", 0.2)
+    board = LeaseBoard(tmp_path / "leases", ttl_s=3)
+    held = board.try_claim("k")
+    start = held.path.stat().st_mtime
+    time.sleep(1.0)
+    assert held.path.stat().st_mtime > start  # touched while held
+    # another worker, believing it expired, took it over: the holder learns it lost the lease
+    (tmp_path / "leases" / "k.2.lease").write_text(json.dumps({"owner": "elsewhere"}))
+    time.sleep(1.0)
+    assert held.lost
+    held.release()
+
+
+def _compute_once(root: str, out: str) -> None:
+    def slow() -> dict:
+        time.sleep(1.5)
+        return {"value": 42}
+
+    value = DiskCache(Path(root) / "cache").load_or_compute("things", "thing", "id", JSON, "thing", slow)
+    Path(out).write_text(json.dumps(value["value"]))
+
+
+def test_two_processes_missing_one_cached_file_compute_it_once(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_compute_once, args=(str(tmp_path), str(tmp_path / f"out{i}"))) for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert all(p.exitcode == 0 for p in procs)
+    assert [json.loads((tmp_path / f"out{i}").read_text()) for i in range(2)] == [42, 42]
+    computed = [e for e in read_worklog(tmp_path) if e["kind"] == "cache"]
+    assert len(computed) == 1  # the other process waited on the lease and read the file
+
+
+def test_a_lease_held_by_an_abandoned_call_of_this_process_is_not_waited_for(tmp_path):
+    board = LeaseBoard(tmp_path / "leases", ttl_s=60)
+    held = board.try_claim("k")
+    with pytest.raises(RuntimeError, match="abandoned"):
+        with board.exclusive("k", lambda: False):
+            pass
+    held.release()

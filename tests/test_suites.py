@@ -1,0 +1,258 @@
+"""Suites on every executor (smoke preset, digits, one thread per task): the same
+records whoever runs them, every fit and cell computed exactly once when two
+runs share a store, a worker killed with SIGKILL mid-suite costs nothing but
+time, and `synthbench status` reads progress from the store alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from synthbench.benchmark.store import ResultStore, read_record
+from synthbench.benchmark.suite import load_suite, parse_seeds
+from synthbench.benchmark.worklog import read_worklog
+from synthbench.errors import UserError
+from test_cli import run_cli
+
+SUITE = """
+name: {name}
+dataset: digits
+preset: smoke
+seeds: {seeds}
+device: cpu
+threads: 1
+generators: {generators}
+protocols: {protocols}
+"""
+
+
+def write_suite(tmp_path: Path, name: str = "s", seeds: str = "[0, 1]", generators: str = "{real: {}, edm: {}}",
+                protocols: str = "{replace: {}, fidelity: {}}") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(SUITE.format(name=name, seeds=seeds, generators=generators, protocols=protocols))
+    return path
+
+
+def results_by_cell(root: Path) -> dict[str, str]:
+    """Every record's spec, metrics and details as canonical JSON, by path: what
+    must not depend on who computed it (costs and provenance may)."""
+    out = {}
+    for path in ResultStore(root).paths():
+        data = json.loads(path.read_text())
+        out[str(path.relative_to(root))] = json.dumps(
+            {k: data[k] for k in ("cell_hash", "spec", "status", "metrics", "details")}, sort_keys=True)
+    return out
+
+
+def computed(root: Path) -> Counter:
+    return Counter((e["kind"], e["name"]) for e in read_worklog(root))
+
+
+def cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "synthbench", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "SYNTHBENCH_PROGRESS": "0", **(env or {})})
+
+
+# --------------------------------------------------------------------------- suite files
+
+
+def test_seeds_are_a_count_a_range_or_a_list():
+    assert parse_seeds(3) == (0, 1, 2) and parse_seeds("3") == (0, 1, 2)
+    assert parse_seeds("0-2") == (0, 1, 2) and parse_seeds("4-5") == (4, 5)
+    assert parse_seeds("0,3,7") == (0, 3, 7) and parse_seeds([2, 2, 5]) == (2, 5)
+    for bad in ("2-1", "a", "", -1, 0, "1.5", True):
+        with pytest.raises(UserError, match="seeds"):
+            parse_seeds(bad)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("generators: [real\n", "not valid YAML"),
+    ("generators: {real: {}}\nprotocols: {replace: {}}\ndataset: digits\ndatasets: [digits]\n", "not both"),
+    ("generators: {real: {}}\nprotocols: {replace: {}}\nbogus: 1\n", "unknown keys bogus"),
+    ("generators: {real: {}}\nprotocols: {replace: {}}\nseeds: 0-x\n", "seeds must be"),
+    ("generators: {real: {}}\nprotocols: {replace: {}}\npreset: huge\n", "preset 'huge'"),
+    ("generators: {real: {}}\nprotocols: {nosuch: {}}\n", "nosuch"),
+])
+def test_bad_suites_are_one_paragraph_errors(tmp_path, capsys, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    code, out, err = run_cli(["run", str(path), "--results", str(tmp_path / "r"), "--dry-run"], capsys)
+    assert code == 2 and message in err and "Traceback" not in err, err
+
+
+def test_shipped_suites_parse():
+    root = Path(__file__).resolve().parents[1] / "configs"
+    fashion = load_suite(root / "fashion-fast.yaml")
+    assert fashion.datasets == ("fashion-mnist",) and fashion.seeds == (0, 1, 2) and len(fashion.protocols) == 9
+    assert {"real", "edm", "ddpm", "stylegan3", "realfake"} <= set(fashion.generators)
+    assert load_suite(root / "paper-cifar10.yaml").preset == "paper"
+    assert load_suite(root / "digits-fast.yaml").datasets == ("digits",)
+
+
+def test_evaluate_takes_several_generators_protocols_and_one_seed(tmp_path, capsys):
+    code, out, err = run_cli(["evaluate", "-g", "edm,real", "-p", "replace,detect", "--seed", "1", "--preset",
+                              "smoke", "--results", str(tmp_path), "-q"], capsys)
+    assert code == 0, err
+    specs = [read_record(p).spec for p in ResultStore(tmp_path).paths()]
+    assert sorted((s.generator, s.protocol, s.seed) for s in specs) == [
+        ("edm", "detect", 1), ("edm", "replace", 1), ("real", "detect", 1), ("real", "replace", 1)]
+    assert out.count("seeds 1, device") == 2  # one table per protocol
+    code, out, _ = run_cli(["evaluate", "-g", "edm", "-p", "replace", "--seeds", "0-1", "--preset", "smoke",
+                            "--results", str(tmp_path), "--dry-run"], capsys)
+    assert code == 0 and "seed 0  to compute" in out and "seed 1  cached" in out
+
+
+# --------------------------------------------------------------------------- executors
+
+
+def test_processes_executor_gives_the_inline_records_byte_for_byte(tmp_path, capsys):
+    suite = write_suite(tmp_path)
+    inline, procs = tmp_path / "inline", tmp_path / "procs"
+    code, out, err = run_cli(["run", str(suite), "--results", str(inline), "-q"], capsys)
+    assert code == 0, err
+    code, out2, err = run_cli(["run", str(suite), "--results", str(procs), "-q", "--executor", "processes",
+                               "--workers", "2"], capsys)
+    assert code == 0, err
+    a, b = results_by_cell(inline), results_by_cell(procs)
+    assert len(a) == 8 and a == b
+    assert out.split("records:")[0].replace(" 0.0 ", "") .count("| edm") == 2  # a table per protocol
+    for root in (inline, procs):
+        counts = computed(root)
+        assert max(counts.values()) == 1  # nothing computed twice
+        assert sum(1 for kind, _ in counts if kind == "cell") == 8
+        assert sum(1 for kind, _ in counts if kind == "fit") == 2  # real and edm, once for both protocols
+    # a second run of the finished suite computes nothing
+    code, out, _ = run_cli(["run", str(suite), "--results", str(procs), "-q", "--executor", "processes",
+                            "--workers", "2"], capsys)
+    assert code == 0 and sum(computed(procs).values()) == sum(computed(inline).values())
+
+
+def test_two_runs_on_one_store_compute_every_fit_and_cell_once(tmp_path):
+    suite = write_suite(tmp_path, seeds="[0, 1, 2]", protocols="{replace: {}, augment: {}, fidelity: {}}")
+    store = tmp_path / "shared"
+    env = {**os.environ, "SYNTHBENCH_PROGRESS": "0"}
+    runs = [subprocess.Popen([sys.executable, "-m", "synthbench", "run", str(suite), "--results", str(store), "-q"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    outs = [r.communicate(timeout=600) for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], [o[1][-2000:] for o in outs]
+    counts = computed(store)
+    assert max(counts.values()) == 1, [k for k, n in counts.items() if n > 1]
+    cells = [k for k in counts if k[0] == "cell"]
+    assert len(cells) == 2 * 3 * 3 and len({e["owner"] for e in read_worklog(store)}) == 2  # both did work
+    assert len([k for k in counts if k[0] == "fit"]) == 2
+    assert len(ResultStore(store).paths()) == 18
+    # both printed the full tables, read from the one store
+    assert all(o[0].count("| edm") == 3 and o[0].count("| real") == 3 for o in outs)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"resource_tracker" not in cmd:
+                out.append(int(entry.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds worker processes through /proc")
+def test_kill_9_of_a_worker_mid_suite_loses_and_duplicates_nothing(tmp_path):
+    suite = write_suite(tmp_path, seeds="[0, 1, 2]", protocols="{replace: {}, augment: {}, fidelity: {}}")
+    store = tmp_path / "store"
+    env = {**os.environ, "SYNTHBENCH_PROGRESS": "0", "SYNTHBENCH_LEASE_TTL": "4"}
+    run = subprocess.Popen([sys.executable, "-m", "synthbench", "run", str(suite), "--results", str(store),
+                            "--executor", "processes", "--workers", "2"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(e["kind"] == "cell" for e in read_worklog(store)):
+        time.sleep(0.2)
+    workers = _children(run.pid)
+    assert workers, "no worker processes found"
+    os.kill(workers[0], signal.SIGKILL)
+    out, err = run.communicate(timeout=600)
+    assert run.returncode == 0, err[-3000:]
+    assert "a worker process died" in err
+    paths = ResultStore(store).paths()
+    assert len(paths) == 18
+    for path in paths:  # every record whole and valid, none failed
+        assert read_record(path).status.value == "ok"
+    assert not list(store.rglob("*.tmp"))
+    counts = computed(store)
+    assert len([k for k in counts if k[0] == "cell"]) == 18 and max(n for k, n in counts.items() if k[0] == "cell") == 1
+
+
+def test_submitit_local_executor_runs_a_two_cell_suite(tmp_path, capsys):
+    pytest.importorskip("submitit")
+    suite = write_suite(tmp_path, seeds="[0]", protocols="{replace: {}}")
+    code, out, err = run_cli(["run", str(suite), "--results", str(tmp_path / "r"), "-q", "--executor", "slurm",
+                              "--slurm-cluster", "local"], capsys)
+    assert code == 0, err
+    assert results_by_cell(tmp_path / "r") == _inline_reference(tmp_path, suite, capsys)
+
+
+def test_ray_started_locally_runs_a_two_cell_suite(tmp_path, capsys):
+    pytest.importorskip("ray")
+    suite = write_suite(tmp_path, seeds="[0]", protocols="{replace: {}}")
+    code, out, err = run_cli(["run", str(suite), "--results", str(tmp_path / "r"), "-q", "--executor", "ray",
+                              "--workers", "2"], capsys)
+    assert code == 0, err
+    assert results_by_cell(tmp_path / "r") == _inline_reference(tmp_path, suite, capsys)
+
+
+def _inline_reference(tmp_path: Path, suite: Path, capsys) -> dict[str, str]:
+    code, _, err = run_cli(["run", str(suite), "--results", str(tmp_path / "inline"), "-q"], capsys)
+    assert code == 0, err
+    reference = results_by_cell(tmp_path / "inline")
+    assert len(reference) == 2
+    return reference
+
+
+@pytest.mark.parametrize("engine, module", [("ray", "ray"), ("slurm", "submitit")])
+def test_a_missing_cluster_engine_names_the_extra(tmp_path, capsys, monkeypatch, engine, module):
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    suite = write_suite(tmp_path, seeds="[0]", protocols="{replace: {}}")
+    code, _, err = run_cli(["run", str(suite), "--results", str(tmp_path / "r"), "--executor", engine], capsys)
+    assert code == 2 and ".[cluster]" in err and module in err
+
+
+# --------------------------------------------------------------------------- status and the plan
+
+
+def test_status_and_dry_run_read_progress_from_the_store(tmp_path, capsys):
+    suite = write_suite(tmp_path, seeds="[0, 1]", protocols="{replace: {}}")
+    store = tmp_path / "r"
+    code, out, _ = run_cli(["status", str(suite), "--results", str(store)], capsys)
+    assert code == 0 and "cells: 0 done, 0 running, 0 failed, 4 to do, of 4" in out
+    # one cell finished (seed 0 of edm through evaluate: the same key), one being computed elsewhere
+    code, _, err = run_cli(["evaluate", "-g", "edm", "-p", "replace", "--seed", "0", "--preset", "smoke",
+                            "--results", str(store), "--device", "cpu", "--threads", "1", "-q"], capsys)
+    assert code == 0, err
+    from synthbench.benchmark.driver import suite_grids
+    from synthbench.benchmark.lease import LeaseBoard
+    from synthbench.benchmark.plan import build_plan
+
+    plan = build_plan(suite_grids(load_suite(suite), str(store)))
+    running = next(t for t in plan.by_kind("cell") if t.spec.generator == "edm" and t.spec.seed == 1)
+    held = LeaseBoard(store / "leases").try_claim(running.key)
+    try:
+        code, out, _ = run_cli(["status", str(suite), "--results", str(store)], capsys)
+    finally:
+        held.release()
+    assert "cells: 2 done, 1 running, 0 failed, 1 to do, of 4" in out  # seed 0 of edm and of real (evaluate's)
+    assert "fit tasks: 2 done" in out  # evaluate's fits at one thread are the suite's
+    code, out, _ = run_cli(["run", str(suite), "--results", str(store), "--dry-run"], capsys)
+    assert code == 0 and "plan: " in out and "edm x replace x digits seed 1" in out
+    row = next(line for line in out.splitlines() if "edm x replace x digits seed 1" in line)
+    assert "to run" in row and row.split("|")[4].strip() != ""  # an estimate from the seed-0 record's cost

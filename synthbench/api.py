@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from synthbench.benchmark.cache import digest
 from synthbench.benchmark.cell import CellSpec, Grid, PluginChoice, Record, Status
-from synthbench.benchmark.context import CellContext, FitContext
+from synthbench.benchmark.context import CellContext, FitContext, GeneratorFit
 from synthbench.benchmark.datasets import Dataset, DatasetLoader, Split
 from synthbench.benchmark.metrics import metric
 from synthbench.benchmark.options import Option, by_preset
@@ -50,7 +50,8 @@ from synthbench.protocols.base import Protocol, ProtocolResult
 
 __all__ = [
     # writing plugins
-    "Generator", "FitContext", "Protocol", "CellContext", "ProtocolResult", "metric", "Option", "by_preset",
+    "Generator", "FitContext", "Protocol", "CellContext", "ProtocolResult", "GeneratorFit", "metric", "Option",
+    "by_preset",
     "Split", "Dataset", "DatasetLoader", "Preset", "Unsupported", "UserError", "digest",
     # running and reading
     "evaluate", "make_grid", "run_grid", "Grid", "PluginChoice", "CellSpec", "Record", "Status", "ResultStore",

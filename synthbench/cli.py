@@ -123,6 +123,11 @@ def aggregate(records: list, name: str) -> tuple[float, float | None, int]:
     return mean, math.sqrt(var / k), k
 
 
+OUTSIDE_CELL = ("cell_s", "fit_s", "pool_s", "reference_s")
+"""A record's compute: the cell itself and the shared work charged to it (its
+generator's fit, its sample pool, its seed's reference classifier)."""
+
+
 def summary_table(cells, metric_names: list[str]) -> str:
     from tabulate import tabulate
 
@@ -144,7 +149,7 @@ def summary_table(cells, metric_names: list[str]) -> str:
             elif 0 < k < len(ok):  # e.g. the multiple reaching real, where only some seeds reach it
                 cell += f" ({k} of {len(ok)} seeds)"
             row.append(cell)
-        wall = sum(r.cost["wall_s"].get("cell_s", 0) + r.cost["wall_s"].get("fit_s", 0)
+        wall = sum(sum(r.cost["wall_s"].get(k, 0) for k in OUTSIDE_CELL)
                    for records in by_status.values() for r in records)
         row += [f"{len(ok)}/{len(group)}" + (f" ({len(failed)} failed)" if failed else ""),
                 f"{wall:.1f}", sum(c.cached for c in group)]

@@ -256,3 +256,20 @@ def test_status_and_dry_run_read_progress_from_the_store(tmp_path, capsys):
     assert code == 0 and "plan: " in out and "edm x replace x digits seed 1" in out
     row = next(line for line in out.splitlines() if "edm x replace x digits seed 1" in line)
     assert "to run" in row and row.split("|")[4].strip() != ""  # an estimate from the seed-0 record's cost
+
+
+def test_on_a_machine_with_gpus_each_worker_takes_one(monkeypatch):
+    import queue
+
+    from synthbench.benchmark.executors import processes
+    from synthbench.benchmark.tasks import worker_init
+
+    monkeypatch.setattr(processes, "_gpu_count", lambda: 4)
+    assert processes.ProcessExecutor().workers == 4  # one worker per GPU by default
+    assert processes.ProcessExecutor(workers=2).workers == 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("SYNTHBENCH_LEASE_TTL", "180")
+    ids = queue.Queue()
+    ids.put(3)
+    worker_init(None, ids, {"SYNTHBENCH_LEASE_TTL": "9"})
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "3" and os.environ["SYNTHBENCH_LEASE_TTL"] == "9"

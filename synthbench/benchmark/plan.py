@@ -215,16 +215,18 @@ def _pool_length(task: Task, store: ResultStore) -> int:
 
 
 def estimate_s(task: Task, comparable: dict[tuple, list[float]]) -> float | None:
-    """Seconds a task is likely to take, from the ``cost`` of comparable records
-    in the store (same dataset, preset, generator and protocol; a fit from the
-    ``fit_s`` charged to cells of the same generator); None when there are none."""
+    """Seconds a task is likely to take (the median), from the ``cost`` of
+    comparable records in the store: a cell from cells of the same dataset,
+    preset, generator and protocol; a fit, a pool or a reference classifier from
+    the ``fit_s``, ``pool_s`` or ``reference_s`` charged to such cells. None when
+    there are none."""
     if task.kind == "cell":
         values = comparable.get(("cell", task.spec.dataset, task.spec.preset["name"], task.generator[0],
                                  task.protocol[0]))
-    elif task.kind == "fit":
-        values = comparable.get(("fit", task.setting.dataset, task.setting.preset, task.generator[0]))
+    elif task.kind in ("fit", "pool"):
+        values = comparable.get((task.kind, task.setting.dataset, task.setting.preset, task.generator[0]))
     else:
-        values = None
+        values = comparable.get(("classifier", task.setting.dataset, task.setting.preset))
     return statistics.median(values) if values else None
 
 
@@ -240,4 +242,8 @@ def comparable_costs(records: Iterable[Record]) -> dict[tuple, list[float]]:
             float(wall.get("cell_s", 0.0)))
         if fit_s > 1.0:
             out.setdefault(("fit", s.dataset, s.preset.get("name"), s.generator), []).append(fit_s)
+        if wall.get("pool_s"):
+            out.setdefault(("pool", s.dataset, s.preset.get("name"), s.generator), []).append(float(wall["pool_s"]))
+        if wall.get("reference_s"):
+            out.setdefault(("classifier", s.dataset, s.preset.get("name")), []).append(float(wall["reference_s"]))
     return out

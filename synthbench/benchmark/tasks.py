@@ -54,6 +54,10 @@ class _State:
     store: ResultStore
     samples: SampleCache
     fitted: "OrderedDict[str, tuple[Guarded, dict[str, float]]]"
+    uncharged: dict[str, dict[str, float]]
+    """Seconds of shared work this process did (a sample pool: ``pool_s``, by
+    generator fit; a reference classifier: ``reference_s``, by seed) not yet
+    charged to a cell: the next cell here that uses it carries it in its cost."""
 
 
 _STATES: dict[Setting, _State] = {}
@@ -66,7 +70,7 @@ def prime(setting: Setting, grid: Grid) -> None:
     """Give this process a grid already loaded (``inline``: the driver's own)."""
     if setting not in _STATES:
         store = ResultStore(setting.results)
-        _STATES[setting] = _State(setting, grid, store, SampleCache(store.cache_dir), OrderedDict())
+        _STATES[setting] = _State(setting, grid, store, SampleCache(store.cache_dir), OrderedDict(), {})
 
 
 def _state(setting: Setting, dataset_digest: str | None) -> _State:
@@ -139,7 +143,8 @@ def _fit(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, str
     with board.exclusive(task.key, marker.exists, task=task.label) as mine:
         if not mine:
             return "cached", None
-        say(f"{task.label} ({len(need.train or state.grid.dataset.train)} train images, preset "
+        train = need.train if need.train is not None else state.grid.dataset.train
+        say(f"{task.label} ({len(train)} train images, preset "
             f"{state.grid.preset.name})")
         guarded = _guarded(state, gen, need.overrides)
         ctx = FitContext.from_dataset(state.grid.dataset, state.grid.preset, state.grid.device,
@@ -184,8 +189,15 @@ def _classifier(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[s
     g = state.grid
     if reference_classifier_path(g.dataset, g.preset, task.seed, g.device, state.store.cache_dir).exists():
         return "cached", None
+    start = time.perf_counter()
     reference_classifier(g.dataset, g.preset, task.seed, g.device, state.store.cache_dir)  # leased in the cache
+    _charge(state, f"seed:{task.seed}", "reference_s", time.perf_counter() - start)
     return "computed", None
+
+
+def _charge(state: _State, owner: str, phase: str, seconds: float) -> None:
+    bucket = state.uncharged.setdefault(owner, {})
+    bucket[phase] = bucket.get(phase, 0.0) + seconds
 
 
 def _pool(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, str]) -> tuple[str, str | None]:
@@ -197,8 +209,11 @@ def _pool(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, st
             return "cached", None
         guarded, cost = _fitted(task, state)
         state.fitted[task.full_fit] = (guarded, cost)  # the fit's cost stays for the first cell
+        start = time.perf_counter()
         state.samples.pool(guarded, task.seed, state.grid.dataset.train.labels, task.n)
-        atomic_write_json(marker, {"task": task.label, "n": task.n})
+        seconds = time.perf_counter() - start
+        _charge(state, f"gen:{task.full_fit}:{task.seed}", "pool_s", seconds)
+        atomic_write_json(marker, {"task": task.label, "n": task.n, "cost": {"pool_s": round(seconds, 3)}})
     return "computed", None
 
 
@@ -224,6 +239,11 @@ def _cell(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, st
                     raise
                 fit_error = RuntimeError(f"{gen.name}.fit failed: {type(exc).__name__}: {exc}")
                 fit_error.__cause__ = exc
+        shared = [f"gen:{task.full_fit}:{task.seed}"] + ([f"seed:{task.seed}"] if protocol.uses_reference_classifier
+                                                         else [])
+        for owner in shared:  # shared work done here for this cell and not charged yet
+            for phase, seconds in state.uncharged.pop(owner, {}).items():
+                fit_cost[phase] = fit_cost.get(phase, 0.0) + seconds
         record = run_cell(spec, protocol, generator, state.grid, state.samples, store, fit_cost, fit_error)
         store.write(record)
         log_computed(store.root, "cell", task.key)

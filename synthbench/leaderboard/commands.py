@@ -64,9 +64,14 @@ def leaderboard(results: str, out: str, strict: bool, quiet: bool) -> None:
               help="Compute in this result store (reusing its records and caches) instead of a fresh "
                    "temporary one. For debugging: a stale cache can hide drift.")
 @click.option("--show-all", is_flag=True, help="List every compared metric, not only those that moved.")
+@click.option("--executor", type=click.Choice(["inline", "processes"]), default="inline", show_default=True,
+              help="Compute the suite in this process or over worker processes (at the suite's threads "
+                   "each): the numbers must not depend on it.")
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, metavar="N",
+              help="Worker processes for --executor processes.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or status lines.")
 def regress(suite: str, baseline: str | None, update_baseline: bool, results: str | None, show_all: bool,
-            quiet: bool) -> None:
+            executor: str, workers: int, quiet: bool) -> None:
     """Recompute a small fixed grid and compare every metric with a committed baseline.
 
     Prints what moved; exits 1 when any metric drifted past its tolerance, a cell's
@@ -81,13 +86,16 @@ def regress(suite: str, baseline: str | None, update_baseline: bool, results: st
 
     spec = rg.load_suite(suite)
     baseline_path = rg.baseline_path(spec, baseline)
+    from synthbench.benchmark.executors import make_executor
+
+    runner = make_executor(executor, workers=workers, threads=spec.threads)
     if update_baseline:
-        current = rg.compute(spec, results)
+        current = rg.compute(spec, results, runner)
         rg.write_baseline(baseline_path, spec, current)
         click.echo(f"baseline written: {baseline_path} ({len(current['cells'])} cells)")
         return
     expected = rg.read_baseline(baseline_path)
-    current = rg.compute(spec, results)
+    current = rg.compute(spec, results, runner)
     report = rg.compare(spec, expected, current)
     click.echo(rg.render(report, show_all=show_all))
     if report.drifted:

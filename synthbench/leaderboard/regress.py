@@ -162,8 +162,9 @@ def cell_key(generator: str, protocol: str, seed: int) -> str:
     return f"{generator}/{protocol}/seed{seed}"
 
 
-def compute(suite: Suite, results: str | Path | None = None) -> dict[str, Any]:
-    """Run the suite's grid and return it in the baseline's form (nothing compared yet)."""
+def compute(suite: Suite, results: str | Path | None = None, executor: Any = None) -> dict[str, Any]:
+    """Run the suite's grid (on ``executor``, default inline) and return it in the
+    baseline's form (nothing compared yet)."""
     import torch
 
     from synthbench.benchmark.provenance import device_name
@@ -179,7 +180,7 @@ def compute(suite: Suite, results: str | Path | None = None) -> dict[str, Any]:
     cells: dict[str, Any] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="synthbench-regress-") as tmp:
-            for outcome in run_grid(grid, ResultStore(results if results else tmp)):
+            for outcome in run_grid(grid, ResultStore(results if results else tmp), executor=executor):
                 rec, spec = outcome.record, outcome.spec
                 cells[cell_key(spec.generator, spec.protocol, spec.seed)] = {
                     "status": rec.status.value if rec else "missing",

@@ -14,10 +14,13 @@ line in :func:`make_executor`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synthbench.benchmark.executors.inline import InlineExecutor
 from synthbench.errors import UserError
+
+if TYPE_CHECKING:
+    from synthbench.benchmark.plan import Task
 
 EXECUTORS = ("inline", "processes", "ray", "slurm")
 
@@ -50,3 +53,15 @@ def make_executor(name: str, **options: Any) -> Any:
 def need_cluster_extra(engine: str, module: str) -> UserError:
     return UserError(f"--executor {engine} needs the Python package `{module}`, which is not installed. Install "
                      f"synthbench's cluster extra: pip install -e \".[cluster]\" (or pip install {module}).")
+
+
+def wants_gpu(task: Task) -> bool:
+    """Whether a task's setting asks for a GPU: ``cuda``, or ``auto`` where the
+    driver's machine has one (a head node without GPUs should say ``cuda``)."""
+    if task.setting.device.startswith("cuda"):
+        return True
+    if task.setting.device == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return False

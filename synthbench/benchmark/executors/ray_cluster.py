@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-from synthbench.benchmark.executors import need_cluster_extra
+from synthbench.benchmark.executors import need_cluster_extra, wants_gpu
 from synthbench.benchmark.executors.processes import forwarded_env
 from synthbench.benchmark.plan import Plan, Task
 from synthbench.benchmark.progress import say
@@ -62,9 +62,7 @@ class RayExecutor:
     def _gpus(self, task: Task) -> float:
         if self.gpus_per_task is not None:
             return float(self.gpus_per_task)
-        import torch
-
-        return 1.0 if task.setting.device != "cpu" and torch.cuda.is_available() else 0.0
+        return float(wants_gpu(task))
 
     def _submit_and_collect(self, ray: Any, plan: Plan, done: Callable[[TaskResult], None]) -> None:
         remote = ray.remote(_ray_task)

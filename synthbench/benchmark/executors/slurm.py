@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from synthbench.benchmark.executors import need_cluster_extra
+from synthbench.benchmark.executors import need_cluster_extra, wants_gpu
 from synthbench.benchmark.plan import Plan, Task
 from synthbench.benchmark.progress import say
 from synthbench.benchmark.tasks import TaskResult, run_task, worker_init
@@ -41,7 +41,7 @@ class SlurmExecutor:
         self.array_parallelism = array_parallelism
         self.cluster = cluster or "slurm"
 
-    def _executor(self):
+    def _executor(self, gpus: int):
         try:
             import submitit
         except ImportError:
@@ -53,8 +53,8 @@ class SlurmExecutor:
                             f"on a machine with SLURM's commands (a login node), or give --slurm-cluster local to "
                             f"run the jobs on this machine.") from None
         params = {"timeout_min": self.time_min, "cpus_per_task": self.threads, "name": "synthbench"}
-        if self.gpus_per_task:
-            params["gpus_per_node"] = int(self.gpus_per_task)
+        if gpus:
+            params["gpus_per_node"] = gpus
         if self.partition:
             params["slurm_partition"] = self.partition
         if self.array_parallelism:
@@ -65,7 +65,8 @@ class SlurmExecutor:
     def run(self, plan: Plan, done: Callable[[TaskResult], None]) -> None:
         from synthbench.benchmark.driver import dep_errors
 
-        ex = self._executor()
+        gpus = int(self.gpus_per_task) if self.gpus_per_task is not None else int(any(map(wants_gpu, plan.tasks)))
+        ex = self._executor(gpus)
         results: dict[str, TaskResult] = {}
         for wave in plan.stages():
             jobs = ex.map_array(_slurm_task, wave, [self.threads] * len(wave),

@@ -44,6 +44,7 @@ from synthbench.benchmark.presets import Preset
 from synthbench.plugins import DATASETS, GENERATORS, PROTOCOLS
 from synthbench.benchmark.runner import evaluate, make_grid, run_grid
 from synthbench.benchmark.store import ResultStore
+from synthbench.leaderboard.export import load_results
 from synthbench.errors import Unsupported, UserError
 from synthbench.generators.base import Generator
 from synthbench.protocols.base import Protocol, ProtocolResult
@@ -54,6 +55,6 @@ __all__ = [
     "by_preset",
     "Split", "Dataset", "DatasetLoader", "Preset", "Unsupported", "UserError", "digest",
     # running and reading
-    "evaluate", "make_grid", "run_grid", "Grid", "PluginChoice", "CellSpec", "Record", "Status", "ResultStore",
+    "evaluate", "make_grid", "run_grid", "load_results", "Grid", "PluginChoice", "CellSpec", "Record", "Status", "ResultStore",
     "GENERATORS", "PROTOCOLS", "DATASETS",
 ]

@@ -109,18 +109,17 @@ def _fmt(mean: float, se: float | None) -> str:
 
 
 def aggregate(records: list, name: str) -> tuple[float, float | None, int]:
-    """Mean over seeds and its standard error (std / sqrt(k)); with one seed, the
-    record's own stderr (e.g. binomial over the test set)."""
+    """Mean over seeds and its 95% half-width, the leaderboard's interval
+    (Student's t over seeds; with one seed, 1.96 x the record's own stderr, e.g.
+    binomial over the test set)."""
+    from synthbench.leaderboard.aggregate import mean_interval
+
     have = [r for r in records if name in r.metrics]
     vals = [r.metrics[name]["value"] for r in have]
     if not vals:
         return float("nan"), None, 0
-    k = len(vals)
-    mean = sum(vals) / k
-    if k == 1:
-        return mean, have[0].metrics[name].get("stderr"), 1
-    var = sum((v - mean) ** 2 for v in vals) / (k - 1)
-    return mean, math.sqrt(var / k), k
+    mean, half = mean_interval(vals, have[0].metrics[name].get("stderr") if len(vals) == 1 else None)
+    return (float("nan") if mean is None else mean), half, len(vals)
 
 
 OUTSIDE_CELL = ("cell_s", "fit_s", "pool_s", "reference_s")
@@ -154,7 +153,7 @@ def summary_table(cells, metric_names: list[str]) -> str:
         row += [f"{len(ok)}/{len(group)}" + (f" ({len(failed)} failed)" if failed else ""),
                 f"{wall:.1f}", sum(c.cached for c in group)]
         rows.append(row)
-    headers = ["generator"] + [f"{m} (mean ± se)" for m in metric_names] + ["seeds ok", "compute s", "cached"]
+    headers = ["generator"] + [f"{m} (mean ± 95% CI)" for m in metric_names] + ["seeds ok", "compute s", "cached"]
     return tabulate(rows, headers=headers, tablefmt="github")
 
 
@@ -272,9 +271,20 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
         click.echo(summary_table([c for c in cells if c.spec.protocol == proto.name],
                                  proto.instance().table_metrics()))
     click.echo(f"records: {Path(store.root) / 'records'}")
+    click.echo(next_steps(preset.name, str(store.root)))
     if any(c.record and c.record.status is Status.FAILED for c in cells):
         click.echo("Some cells failed; their records hold the error. Fix the cause and run again.", err=True)
         sys.exit(1)
+
+
+def next_steps(preset: str, results: str) -> str:
+    """What to read the numbers with, printed after every table."""
+    lines = []
+    if preset == "smoke":
+        lines.append("note: `smoke` numbers only check that the machinery runs (tiny models, a few steps); they "
+                     "say nothing about the generators. Compare them at --preset fast or paper.")
+    lines.append(f"compare every record of the store side by side: synthbench leaderboard --results {results}")
+    return "\n".join(lines)
 
 
 def _names(value: str, kind: str) -> list[str]:
@@ -365,12 +375,13 @@ def validate(name: str, dataset: str, preset: str, option: tuple[str, ...], n: i
     sys.exit(1 if failed else 0)
 
 
-from synthbench.leaderboard.commands import leaderboard, regress  # noqa: E402  (click only: cheap)
+from synthbench.leaderboard.commands import export, leaderboard, regress  # noqa: E402  (click only: cheap)
 
 from synthbench.suite_cli import run, status  # noqa: E402  (click only: cheap)
 
 cli.add_command(leaderboard)
 cli.add_command(regress)
+cli.add_command(export)
 cli.add_command(run)
 cli.add_command(status)
 

@@ -112,6 +112,9 @@ def run(suite_file: str, results: str, data_root: str | None, adapter_timeout: f
                         f"again to resume.") from None
     failed = _print_tables(grids, cells)
     click.echo(f"records: {Path(results) / 'records'}")
+    from synthbench.cli import next_steps
+
+    click.echo(next_steps(suite.preset, results))
     if failed:
         click.echo(f"{failed} cells failed; their records hold the error. Fix the cause and run again.", err=True)
         sys.exit(1)

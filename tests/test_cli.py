@@ -95,7 +95,7 @@ def test_bad_config_values_and_unwritable_results(tmp_path, capsys):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("seeds: many\n")
     code, _, err = run_cli(["evaluate", "--config", str(cfg), "--dry-run"], capsys)
-    assert code == 2 and "seeds='many'" in err
+    assert code == 2 and "--seeds 'many'" in err
     blocker = tmp_path / "file"
     blocker.write_text("x")
     code, _, err = run_cli(["evaluate", "--preset", "smoke", "--results", str(blocker / "sub"), "--seeds", "1"], capsys)

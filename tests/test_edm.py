@@ -28,7 +28,7 @@ def edm(smoke_digits, session_cache):
 
 def test_reconstruction_follows_the_reverse_step(edm, smoke_digits):
     """t_re = 0 returns the input; reconstructions drift from it as t_re grows
-    (seed 000, Fig. 2); t_re = T ignores the input (pure noise)."""
+    (Yamaguchi & Fukuda 2023, Fig. 2); t_re = T ignores the input (pure noise)."""
     imgs, labels = smoke_digits.train.images[:16], smoke_digits.train.labels[:16]
     seeds = list(range(16))
     dist = {t: (edm.reconstruct(imgs, labels, t, seeds).float() - imgs.float()).abs().mean().item()

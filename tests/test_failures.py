@@ -25,7 +25,8 @@ from test_cli import run_cli
 @pytest.mark.parametrize("line, words", [
     ("seeds: true", "seeds=True is not a whole number"),
     ("seeds: 2.7", "seeds=2.7 is not a whole number"),
-    ("seeds: [1, 2]", "is not a whole number"),
+    ("seeds: [1, -2]", "give a count"),  # a list of seeds is fine; a negative seed is not
+    ("seeds: 0-x", "give a count"),
     ("threads: yes", "threads=True is not a whole number"),
     ("adapter_timeout: -3", "--adapter-timeout -3"),
     ("adapter_timeout: soon", "--adapter-timeout 'soon'"),

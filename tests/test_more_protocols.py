@@ -87,7 +87,7 @@ def test_longtail_arms(smoke_digits, tmp_path):
     assert counts["balanced"] == [n_max] * 10
     targets = d["target_classes"]
     assert targets == [9, 8, 7]
-    assert sum(counts["targeted"]) == sum(counts["control"])  # equal size, seed 003 Sec. 3.3.2
+    assert sum(counts["targeted"]) == sum(counts["control"])  # equal size, Basu et al. Sec. 3.3.2
     for t in targets:
         assert counts["targeted"][t] == n_max
     assert "conditional=False" in d["control_generator"]

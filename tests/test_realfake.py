@@ -1,4 +1,4 @@
-"""The Real-Fake recipe on the in-suite backbone (seed 004 Sec. 3): each
+"""The Real-Fake recipe on the in-suite backbone (Yuan et al. 2024, Sec. 3): each
 component switchable, each one changing what it should and nothing else."""
 
 import pytest

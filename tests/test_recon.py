@@ -28,7 +28,7 @@ def test_recon_sweep_gives_accuracy_and_entropy_per_t_re(smoke_digits, tmp_path)
         assert len(rec.details["pca"]["reconstructed"][f"t{t}"]) == len(rec.details["pca"]["real"])
     assert rec.details["curve"]["t_re"] == [0, 20, 100]
     # t_re = 0 is the real split: its projection is the real one, and its
-    # feature-space distance to the real split is nil (seed 000 Fig. 3b's start)
+    # feature-space distance to the real split is nil (Yamaguchi & Fukuda 2023, Fig. 3b's start)
     assert rec.details["pca"]["reconstructed"]["t0"] == rec.details["pca"]["real"]
     assert abs(rec.metrics["fid_t0"]["value"]) < 1e-6
     assert rec.metrics["precision_t0"]["value"] == rec.metrics["recall_t0"]["value"] == 1.0

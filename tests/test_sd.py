@@ -1,7 +1,7 @@
 """The Stable Diffusion adapters, offline, on a tiny randomly initialised
 pipeline written to disk (``tests/tiny_sd.py``) and loaded as users load real
 weights: ``sd`` (vanilla SD prompted with class names) and ``RealFakeSD``, the
-Stable Diffusion backbone of ``realfake`` (seed 004 Sec. 3, Appendix E)."""
+Stable Diffusion backbone of ``realfake`` (Yuan et al. 2024, Sec. 3, Appendix E)."""
 
 from __future__ import annotations
 

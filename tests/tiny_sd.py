@@ -7,7 +7,7 @@ Everything is built from configs (no hub): a 2-level ``UNet2DConditionModel``
 are 16x16), a 2-layer ``CLIPTextModel`` with a ``CLIPTokenizer`` over a small
 vocabulary written to ``vocab.json`` + ``merges.txt``, and UniPC. A separate
 folder holds a tiny ``CLIPVisionModelWithProjection`` + ``CLIPImageProcessor``
-(32x32 input, patch 8) for Real-Fake's visual guidance (seed 004 Sec. 3.2).
+(32x32 input, patch 8) for Real-Fake's visual guidance (Yuan et al. 2024, Sec. 3.2).
 """
 
 from __future__ import annotations

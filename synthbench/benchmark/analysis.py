@@ -1,5 +1,5 @@
-"""Analyses shared by protocols: marginal output entropy (seed 000 Eq. 4) and the
-2-D PCA of a classifier's penultimate features (seed 000 Fig. 1b, 6). Their
+"""Analyses shared by protocols: marginal output entropy (Yamaguchi & Fukuda 2023, arXiv 2311.13090, Eq. 4) and the
+2-D PCA of a classifier's penultimate features (Yamaguchi & Fukuda 2023 Fig. 1b, 6). Their
 outputs are plain lists, ready to go into a record for the leaderboard's plots."""
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ PCA_POINTS = 500
 
 
 def output_entropy(model: torch.nn.Module, images: torch.Tensor, device: torch.device) -> tuple[float, float]:
-    """H(y) = -1/N sum_i sum_j p(y=j|x_i) log p(y=j|x_i) (seed 000 Eq. 4), in nats,
+    """H(y) = -1/N sum_i sum_j p(y=j|x_i) log p(y=j|x_i) (Yamaguchi & Fukuda 2023 Eq. 4), in nats,
     and its standard error over the N images (the error of estimating it on a
     subset of them).
 
     Low entropy means the classifier finds the images easy, "typical" of their
-    class: seed 000 Fig. 5 sees it fall as t_re grows (samples drift to modes)."""
+    class: Yamaguchi & Fukuda 2023 Fig. 5 sees it fall as t_re grows (samples drift to modes)."""
     logp = predict_logits(model, images, device).log_softmax(1)
     per_image = -(logp.exp() * logp).sum(1).double()
     stderr = float(per_image.std() / len(per_image) ** 0.5) if len(per_image) > 1 else 0.0

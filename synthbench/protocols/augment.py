@@ -3,12 +3,15 @@
 Two settings, one option each:
 
 - ``ratio`` (default 1.0): the real train split plus ``ratio`` x its size of
-  synthetic samples, same class balance (seed 002: the samples that hurt as a
-  replacement help as an augmentation; seed 004 Sec. 4.2 "Real + Syn").
+  synthetic samples, same class balance. Yamaguchi & Fukuda 2025 (the ACML
+  version of arXiv 2311.13090) find that the samples that hurt as a replacement
+  help as an augmentation; Real-Fake (Yuan et al. 2024, arXiv 2310.10402,
+  Sec. 4.2) reports it as "Real + Syn".
 - ``replace_fraction`` (default 0): before adding, replace this fraction of the
   real images, chosen per class with the seed, by synthetic ones of the same
-  class (seed 003 Sec. 4 Table 4: 2..12% replaced). With ``ratio=0`` this is
-  exactly seed 003's partial replacement at constant size.
+  class (Basu, Karanam & Ramadwar, "Exploring Synthetic Data Generation using
+  Diffusion Models", Sec. 4, Table 4: 2..12% replaced). With ``ratio=0`` this is
+  exactly Basu et al.'s partial replacement at constant size.
 
 For the ``real`` oracle the "synthetic" images are real train images (the pool
 starts with the real split itself), so its row is real data seen twice as
@@ -41,7 +44,7 @@ class AugmentProtocol(Protocol):
         "ratio": Option("ratio", 1.0, "Synthetic samples added, as a multiple of the real train size (0..10).",
                         float, check=lambda v: 0 <= v <= 10, check_help="must be between 0 and 10"),
         "replace_fraction": Option("replace_fraction", 0.0, "Fraction of real train images replaced by "
-                                   "synthetic ones of the same class (seed 003 Table 4), 0..1.", float,
+                                   "synthetic ones of the same class (Basu et al. Table 4), 0..1.", float,
                                    check=lambda v: 0 <= v < 1, check_help="must be in [0, 1)"),
     }
 

@@ -1,5 +1,5 @@
 """``detect``: can a classifier tell the generator's samples from real images?
-(seed 000 Sec. 4.1, Table 1, after Frank et al. 2020, "Leveraging Frequency
+(Yamaguchi & Fukuda 2023, arXiv 2311.13090, Sec. 4.1, Table 1, after Frank et al. 2020, "Leveraging Frequency
 Analysis for Deep Fake Image Recognition".)
 
 A binary real-vs-synthetic classifier is trained on a balanced set and tested
@@ -10,7 +10,7 @@ on a held-out 20% of it, twice:
   (``scipy.fft.dctn(norm="ortho")``, ``log(|c| + 1e-12)``), standardised with
   the training part's per-coefficient mean and standard deviation (Frank et al.
   Sec. 3, 4: generators' upsampling leaves grid artefacts that are plain in the
-  spectrum even when the pixels look right; seed 000 Table 1 finds StyleGAN3
+  spectrum even when the pixels look right; Yamaguchi & Fukuda 2023 Table 1 finds StyleGAN3
   caught in pixels, 89.6%, but EDM samples near chance in both domains).
 
 Accuracy near 0.5 means indistinguishable, so lower is "better" for the

@@ -1,6 +1,6 @@
 """``fidelity``: how close the generator's samples lie to the real data in a
 feature space: FID, KID, precision/recall and density/coverage, overall and per
-class (seed 000 Sec. 4.1, Fig. 3b).
+class (Yamaguchi & Fukuda 2023, arXiv 2311.13090, Sec. 4.1, Fig. 3b).
 
 Compared sets: the real-train-sized synthetic set (``ctx.synthetic(len(train))``,
 the same samples ``replace`` trains on) against the real train split. The
@@ -37,7 +37,7 @@ Feature spaces:
 
 (a) ``classifier`` (always): the penultimate features of the reference
     classifier (trained on the real train split with this cell's seed, the model
-    seed 000 Sec. 4.2 treats as the ideal judge). It is wrapped as a
+    Yamaguchi & Fukuda 2023 Sec. 4.2 treats as the ideal judge). It is wrapped as a
     torch-fidelity ``FeatureExtractorBase`` registered as
     ``"synthbench-classifier"``, so ``torch_fidelity.calculate_metrics(...,
     feature_extractor="synthbench-classifier", synthbench_classifier=model)``
@@ -46,7 +46,7 @@ Feature spaces:
     defaults torch-fidelity computes precision/recall in VGG16's space, whose
     weights it downloads.
 (b) ``inception`` (only when the weights are on disk): torch-fidelity's
-    ``inception-v3-compat`` (the TF-FID network seed 000 and the literature
+    ``inception-v3-compat`` (the TF-FID network Yamaguchi & Fukuda 2023 and the literature
     use; greyscale images are repeated to three channels, the network resizes to
     299x299 itself). Its weights come from ``--option inception_weights=PATH``
     or from torch-fidelity's download cache (torch hub's ``checkpoints``
@@ -58,7 +58,7 @@ Feature spaces:
     as plain tensors under the restricted unpickler and refuses it otherwise.
 
 ``details["pca"]``: the first 500 real and synthetic images' penultimate
-features on the real features' first two principal axes (seed 000 Fig. 1b, 6),
+features on the real features' first two principal axes (Yamaguchi & Fukuda 2023 Fig. 1b, 6),
 for the leaderboard's scatter.
 
 Per class (``details["per_class"]``): precision, recall, density and coverage
@@ -201,7 +201,7 @@ class FidelityProtocol(Protocol):
                         lambda x: inception_features(x, weights, ctx.device), synth, "inception_", metrics, details)
             spaces.append("inception")
         details["feature_spaces"] = spaces
-        # The scatter of seed 000 Fig. 1b/6 for any generator: real and synthetic
+        # The scatter of Yamaguchi & Fukuda 2023 Fig. 1b/6 for any generator: real and synthetic
         # penultimate features on the real features' first two principal axes.
         n = min(PCA_POINTS, len(train), len(synth))
         real_xy, synth_xy = pca_2d(penultimate_features(reference, train.images[:n], ctx.device),

@@ -1,22 +1,22 @@
 """``longtail``: a long-tailed train split, topped up with synthetic samples
-(seed 003 Sec. 3).
+(Basu, Karanam & Ramadwar, "Exploring Synthetic Data Generation using Diffusion Models", Sec. 3).
 
 The long-tailed split keeps N_i = N_max * lambda^(i / (C - 1)) train images of
-class i (seed 003 Eq. 1; lambda = 0.1 by default, option ``lam``), the first
+class i (Basu et al. Eq. 1; lambda = 0.1 by default, option ``lam``), the first
 ones of each class in the split's order. Arms, each a classifier trained with the
 preset's recipe and tested on the real (balanced) test split:
 
 - ``lt``: the long-tailed split alone;
 - ``balanced``: topped up to N_max in every class with conditional samples;
 - ``targeted``: topped up to N_max only in the chosen classes (option
-  ``target_classes``, default the three smallest, like seed 003's dog, ship,
+  ``target_classes``, default the three smallest, like Basu et al.'s dog, ship,
   truck);
 - ``control``: the same number of samples as ``targeted`` adds, drawn from an
   unconditional generator and pseudo-labelled by the classifier trained on real
-  data (seed 003 Sec. 3.3.2), so the comparison is at equal size.
+  data (Basu et al. Sec. 3.3.2), so the comparison is at equal size.
 
 The conditional generator is the cell's, fitted on the full train split as in
-seed 003 (option ``fit_on=longtail`` fits it on the long-tailed split instead,
+Basu et al. (option ``fit_on=longtail`` fits it on the long-tailed split instead,
 the harder, realistic setting). The control's unconditional generator is the
 same adapter made unconditional when it declares how (``Generator.unconditional_options``: ``edm``, ``ddpm``);
 otherwise it is the adapter sampled with uniformly random class labels and then
@@ -40,7 +40,7 @@ ARMS = ("lt", "balanced", "targeted", "control")
 
 
 def long_tail_counts(n_max: int, num_classes: int, lam: float) -> list[int]:
-    """N_i = N_max * lam^(i / (C - 1)) (seed 003 Eq. 1), at least one image a class."""
+    """N_i = N_max * lam^(i / (C - 1)) (Basu et al. Eq. 1), at least one image a class."""
     return [max(1, int(n_max * lam ** (i / (num_classes - 1)))) for i in range(num_classes)]
 
 
@@ -65,7 +65,7 @@ class LongTailProtocol(Protocol):
                       float, check=lambda v: 0 < v <= 1, check_help="must be in (0, 1]"),
         "target_classes": Option("target_classes", "", "Comma-separated class indices for the targeted "
                                  "arm (empty: the three smallest classes).", str),
-        "fit_on": Option("fit_on", "full", "Fit the generator on the full train split (seed 003) or on "
+        "fit_on": Option("fit_on", "full", "Fit the generator on the full train split (Basu et al.) or on "
                          "the long-tailed split.", str, choices=("full", "longtail")),
     }
 

@@ -1,5 +1,5 @@
 """``mia``: membership inference against a classifier trained on synthetic data
-(seed 004 Sec. 4.5, Fig. 3; LiRA of Carlini et al. 2022), plus a copy check.
+(Real-Fake, Yuan et al. 2024, arXiv 2310.10402, Sec. 4.5, Fig. 3; LiRA of Carlini et al. 2022), plus a copy check.
 
 1. The train split is cut into members and non-members, half each, seeded by
    ``split_seed`` (fixed across run seeds, so the generator is fitted on the

@@ -1,5 +1,5 @@
 """``ood``: the classifiers of ``replace`` and ``augment`` on shifted test sets
-(seed 004 Sec. 4.4, Table 4, at the scale we can run).
+(Real-Fake, Yuan et al. 2024, arXiv 2310.10402, Sec. 4.4, Table 4, at the scale we can run).
 
 The classifiers are not retrained: ``ood`` rebuilds the exact training sets of
 ``replace`` and of ``augment`` (default options) for the cell's seed, and the

@@ -1,4 +1,4 @@
-"""``recon``: the t_re sweep of real sample reconstruction (seed 000 Sec. 3.2, 4).
+"""``recon``: the t_re sweep of real sample reconstruction (Yamaguchi & Fukuda 2023, arXiv 2311.13090, Sec. 3.2, 4).
 
 For each reverse step t_re (default 0, 30, 50, 70, 100 of T = 100), every real
 train image is reconstructed (Algorithm 1: diffused to t_re, restored by the
@@ -25,7 +25,7 @@ reverse process), and:
   (Fig. 1b, 6), kept in ``details`` for the leaderboard's plots;
 - FID, precision and recall (and KID, density, coverage) of the reconstructed
   train split against the real train split (Fig. 3b), in the reference
-  classifier's feature space (``benchmark/feature_metrics.py``; seed 000 uses
+  classifier's feature space (``benchmark/feature_metrics.py``; Yamaguchi & Fukuda 2023 uses
   Inception, whose weights need not be present here). At t_re = 0 the two sets
   are the same images: FID 0, precision and recall 1, the start of the curve;
 - Grad-CAM maps of each t_re's classifier on a fixed set of real test images
@@ -107,7 +107,7 @@ class ReconProtocol(Protocol):
         if getattr(generator, "can_reconstruct", False):
             return None
         return (f"generator {generator.name!r} cannot reconstruct real samples "
-                f"(seed 000 Algorithm 1); recon needs one that can, e.g. edm.")
+                f"(Yamaguchi & Fukuda 2023 Algorithm 1); recon needs one that can, e.g. edm.")
 
     def _entropy_test_index(self, ctx: CellContext) -> torch.Tensor | None:
         """Indices of the test images whose reconstructions enter the test entropy;

@@ -3,11 +3,11 @@
 The synthetic set has the real train split's size and exact class balance (the
 pool's labels cycle through the real labels), the classifier is trained with the
 preset's recipe and tested on the real test split. With the ``real`` generator
-this is the oracle: the real train split itself (seed 000 Table 2, t_re = 0;
-seed 004 Table 1, "Real" row).
+this is the oracle: the real train split itself (Yamaguchi & Fukuda 2023, arXiv 2311.13090, Table 2, t_re = 0;
+Real-Fake (Yuan et al. 2024, arXiv 2310.10402) Table 1, "Real" row).
 
 The record also keeps the classifier's Grad-CAM maps on a fixed set of real
-test images (one a class; ``benchmark/gradcam.py``), seed 000 Fig. 4's
+test images (one a class; ``benchmark/gradcam.py``), Yamaguchi & Fukuda 2023 Fig. 4's
 comparison of where real- and synthetic-trained classifiers look, and the first
 two training images of every class (``samples``, ``sample_labels``) for the
 leaderboard's sample grid."""

@@ -1,5 +1,5 @@
 """``scaleup``: synthetic data only, at multiples of the real train size
-(seed 004 Sec. 4.3, Table 3 and Fig. 2: x1..x10).
+(Real-Fake, Yuan et al. 2024, arXiv 2310.10402, Sec. 4.3, Table 3 and Fig. 2: x1..x10).
 
 All sizes are nested prefixes of one sample pool of the largest size, drawn
 once (the sample cache generates the x10 pool and every smaller set is its
@@ -11,7 +11,7 @@ multiple whose accuracy reaches the real one ("not reached" otherwise).
 
 Training budget (option ``budget``, recorded in ``details``):
 - ``epochs`` (default): the real run's number of epochs at every multiple, so
-  compute grows with the data, as in seed 004's scale-up;
+  compute grows with the data, as in Real-Fake's scale-up;
 - ``steps``: the real run's number of optimisation steps at every multiple,
   i.e. a fixed compute budget.
 """

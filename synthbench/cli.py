@@ -317,7 +317,9 @@ def list_plugins(kind: str | None) -> None:
             if needs:
                 click.echo(f"      needs: {needs}")
             if k == "protocols":
-                metrics = ", ".join(f"{m} ({'higher' if hib else 'lower'} is better)" for m, hib in cls.metrics.items())
+                from synthbench.benchmark.metrics import rule_text
+
+                metrics = ", ".join(f"{m} ({rule_text(rule)})" for m, rule in cls.metrics.items())
                 click.echo(f"      metrics: {metrics}")
             for opt in getattr(cls, "options", {}).values():
                 default = ",".join(map(str, opt.default)) if isinstance(opt.default, tuple) else repr(opt.default)

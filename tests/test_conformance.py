@@ -24,6 +24,7 @@ import torch
 
 from synthbench.benchmark.cell import CellSpec
 from synthbench.benchmark.datasets import load_dataset
+from synthbench.benchmark.metrics import Target
 from synthbench.benchmark.options import resolve_options
 from synthbench.benchmark.presets import PRECISIONS, PRESETS, get_preset
 from synthbench.benchmark.validate import validate_generator
@@ -136,8 +137,10 @@ def test_protocol_declaration(name):
     cls = PROTOCOLS.get(name)
     assert cls.name == name
     assert isinstance(cls.version, int) and not isinstance(cls.version, bool)
-    assert cls.metrics and all(isinstance(hib, bool) for hib in cls.metrics.values())
+    # every metric declares how it ranks: higher (True), lower (False), closest to a Target, or None (diagnostic)
+    assert cls.metrics and all(rule is None or isinstance(rule, (bool, Target)) for rule in cls.metrics.values())
     assert cls.declared(cls.headline) is not None, f"headline {cls.headline!r} is not a declared metric"
+    assert cls.metrics[cls.declared(cls.headline)] is not None, "the headline must rank generators"
     defaults = {key: opt.default for key, opt in cls.options.items()}
     opts = resolve_options(cls.options, defaults, name)  # the defaults pass their own checks
     columns = cls(**opts).table_metrics()

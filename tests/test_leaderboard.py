@@ -90,9 +90,9 @@ def test_best_tie_reference_failed_and_unsupported_cells():
     rows = {r.generator: r for r in table.rows}
     assert table.columns[0] == "top1" == table.headline
     assert rows["real"].oracle and table.rows[0].generator == "real"  # the reference row leads
-    assert rows["real"].stats["top1"].mark == "best"  # nobody beats real data here
-    assert rows["alpha"].stats["top1"].mark == "" and rows["beta"].stats["top1"].mark == ""
-    assert rows["gamma"].stats["top1"].mark == "tie"  # [0.915, 0.991] overlaps real's 0.99
+    assert rows["real"].stats["top1"].mark == ""  # the reference is read against, never ranked
+    assert rows["alpha"].stats["top1"].mark == "best" and rows["beta"].stats["top1"].mark == ""
+    assert rows["gamma"].stats["top1"].mark == "tie"  # [0.915, 0.991] overlaps alpha's [0.935, 0.985]
     assert rows["broken"].status == "failed" and rows["broken"].problems[0]["error"] == "RuntimeError: boom"
     assert rows["halfway"].status == "partial" and rows["halfway"].stats["top1"].seeds == 1
     assert table.rows[-1].generator == "broken"  # rows without a value sort last, never vanish
@@ -100,13 +100,57 @@ def test_best_tie_reference_failed_and_unsupported_cells():
 
 
 def test_ties_are_overlapping_intervals_and_lower_is_better_is_respected():
-    recs = [make_record("a", "detect", 0, {"pixel_acc": (0.50, 0.02, False)}),
-            make_record("b", "detect", 0, {"pixel_acc": (0.53, 0.02, False)}),
-            make_record("c", "detect", 0, {"pixel_acc": (0.90, 0.02, False)})]
+    recs = [make_record("a", "fidelity", 0, {"fid": (10.0, 0.5, False)}),
+            make_record("b", "fidelity", 0, {"fid": (10.5, 0.5, False)}),
+            make_record("c", "fidelity", 0, {"fid": (30.0, 0.5, False)})]
     (table,) = build_tables(recs)
-    marks = {r.generator: r.stats["pixel_acc"].mark for r in table.rows}
+    marks = {r.generator: r.stats["fid"].mark for r in table.rows}
     assert marks == {"a": "best", "b": "tie", "c": ""}
     assert [r.generator for r in table.rows] == ["a", "b", "c"]  # lower is better: best first
+
+
+def test_detect_stars_the_accuracy_closest_to_one_half():
+    """A detector at 0.5 cannot tell real from synthetic: 0.509 beats 0.486 only
+    if it is nearer 0.5, and 0.40 (worse than chance, still separable) is not best."""
+    recs = [make_record("a", "detect", 0, {"pixel_acc": (0.486, 0.001, False)}),
+            make_record("b", "detect", 0, {"pixel_acc": (0.509, 0.001, False)}),
+            make_record("c", "detect", 0, {"pixel_acc": (0.40, 0.001, False)}),
+            make_record("real", "detect", 0, {"pixel_acc": (0.5, 0.001, False)})]
+    (table,) = build_tables(recs)
+    marks = {r.generator: r.stats["pixel_acc"].mark for r in table.rows}
+    assert marks == {"a": "", "b": "best", "c": "", "real": ""}
+    assert [r.generator for r in table.rows] == ["real", "b", "a", "c"]  # by distance to 0.5
+    assert table.arrow("pixel_acc") == " →0.5" and "closest to 0.5" in table.rule_text("pixel_acc")
+
+
+def test_constant_columns_diagnostics_variants_and_memorisers_are_not_starred():
+    recs = []
+    for gen, fid, opts in (("a", 10.0, {}), ("b", 20.0, {}), ("a", 5.0, {"steps": 3})):
+        recs.append(make_record(gen, "fidelity", 0, {"fid": (fid, 0.1, False), "floor_fid": (1.0, 0.1, False)},
+                                generator_options=opts))
+    recs.append(make_record("real", "fidelity", 0, {"fid": (0.0, 0.0, False), "floor_fid": (1.0, 0.1, False)}))
+    for gen, top1 in (("a", 0.9), ("b", 0.85), ("c", 0.95)):  # lt_top1 is the same for all: context
+        recs.append(make_record(gen, "longtail", 0, {"lt_top1": (0.7, 0.01, True), "balanced_top1": (top1, 0.001,
+                                                                                                      True)}))
+    # c copies its training images: the mia copy check flags it everywhere
+    recs.append(make_record("c", "mia", 0, {"copy_fraction_pixel": (0.93, None, False),
+                                            "synthetic_online_auc": (0.5, None, False)}))
+    recs.append(make_record("b", "mia", 0, {"copy_fraction_pixel": (0.01, None, False),
+                                            "synthetic_online_auc": (0.6, None, False)}))
+    tables = {t.protocol: t for t in build_tables(recs)}
+    fid = {(r.generator, r.options_label): r for r in tables["fidelity"].rows}
+    assert fid[("real", "")].stats["fid"].mark == ""  # FID 0 against itself: the reference is not ranked
+    assert fid[("a", "steps=3")].variant and fid[("a", "steps=3")].stats["fid"].mark == ""  # a variant, not a rival
+    assert fid[("a", "")].stats["fid"].mark == "best"
+    assert all(r.stats["floor_fid"].mark == "" for r in fid.values())  # a diagnostic
+    assert tables["fidelity"].arrow("floor_fid") == ""
+    lt = {r.generator: r for r in tables["longtail"].rows}
+    assert all(r.stats["lt_top1"].mark == "" for r in lt.values())  # one value in every row
+    assert lt["c"].flags and "memorises" in lt["c"].flags[0] and lt["c"].stats["balanced_top1"].mark == ""
+    assert lt["a"].stats["balanced_top1"].mark == "best"  # c scored higher, but c is a memoriser
+    mia = {r.generator: r for r in tables["mia"].rows}
+    assert mia["c"].flags and mia["c"].stats["synthetic_online_auc"].mark == ""  # never best on privacy
+    assert not mia["b"].flags
 
 
 def test_unknown_protocol_renders_every_metric_and_old_versions_are_superseded():

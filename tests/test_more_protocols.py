@@ -10,6 +10,7 @@ from PIL import Image
 
 from synthbench.benchmark.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from synthbench.benchmark.store import ResultStore
+from synthbench.benchmark.worklog import read_worklog
 from synthbench.errors import UserError
 from synthbench.plugins import GENERATORS
 from synthbench.protocols.longtail import long_tail_counts
@@ -119,7 +120,10 @@ def test_mia_edm_runs_and_reports(smoke_digits, tmp_path, monkeypatch):
 
     monkeypatch.setattr(cls, "fit", counting_fit)
     rec = _run(smoke_digits, ResultStore(tmp_path), "edm", "mia", shadows=2)
-    assert fitted_on == [len(smoke_digits.train) // 2]
+    # every fit is on the members: the plan's fit task trains, the cell reads its weights from the cache
+    assert fitted_on and set(fitted_on) == {len(smoke_digits.train) // 2}
+    trained = [e for e in read_worklog(tmp_path) if e["kind"] == "cache" and e["name"].startswith("edm-")]
+    assert len(trained) == 1
     wall = rec.cost["wall_s"]
     assert 0 < wall["fit_s"] <= wall["cell_s"]  # the members' fit is counted, not overwritten by the runner's
     m = rec.metrics

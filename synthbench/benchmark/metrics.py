@@ -1,6 +1,11 @@
-"""Metric entries and metric-name templates.
+"""Metric entries, metric-name templates and ranking rules.
 
-A protocol declares each metric it may report with its direction. A name that
+A protocol declares each metric it may report with its ranking rule: ``True``
+(higher is better), ``False`` (lower is better), :class:`Target` (closest to a
+value is best: a real-vs-synthetic detector at 0.5 cannot tell them apart) or
+``None`` (a diagnostic with no better or worse: an entropy, the real-data floor
+of a fidelity score, the members-only baseline of a membership attack). The
+leaderboard ranks by the declared rule, never by guessing from the values. A name that
 depends on options is declared as a *template*: ``top1_x{m}`` stands for
 ``top1_x1``, ``top1_x2.5``...; ``{arm}_folder{i}_top1`` for ``replace_folder0_top1``.
 A placeholder matches one run of letters, digits, dots and minus signs; the
@@ -11,13 +16,43 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Union
 
 
 def metric(value: float, stderr: float | None, n: int, higher_is_better: bool) -> dict[str, Any]:
     """The record's metric entry: ``{value, stderr, n, higher_is_better}``."""
     return {"value": float(value), "stderr": None if stderr is None else float(stderr), "n": int(n),
             "higher_is_better": bool(higher_is_better)}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A ranking rule: the value closest to ``value`` is best."""
+
+    value: float
+
+
+Rule = Union[bool, Target, None]
+
+
+def rule_text(rule: Rule) -> str:
+    """How a rule reads in ``synthbench list`` and on the site."""
+    if isinstance(rule, Target):
+        return f"closest to {rule.value:g} is best"
+    if rule is None:
+        return "diagnostic, not ranked"
+    return "higher is better" if rule else "lower is better"
+
+
+def distance(rule: Rule, value: float) -> float | None:
+    """How far ``value`` is from the best under ``rule`` (smaller is better), or
+    None when the rule ranks nothing."""
+    if isinstance(rule, Target):
+        return abs(value - rule.value)
+    if rule is None:
+        return None
+    return -value if rule else value
 
 
 @functools.lru_cache(maxsize=256)

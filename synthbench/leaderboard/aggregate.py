@@ -6,11 +6,15 @@ Choices a reader of the leaderboard should know (the index page repeats them):
 - The interval is the t-distribution's over seeds (``t_{0.975, k-1} * sd / sqrt(k)``);
   with one seed it is the metric's own standard error x 1.96 (e.g. binomial over
   the test set), and none when the record has no standard error.
-- *Best* is marked per column among the current rows, the oracle (``real``)
-  included: "no generator beats real data" and "this generator ties with real"
-  are the answers the benchmark exists for. A row whose interval overlaps the
-  best one's is marked as a *tie*. Nothing is marked when fewer than two rows
-  have a value.
+- *Best* is marked per column by the metric's declared ranking rule
+  (``benchmark/metrics.py``: higher, lower, closest to a target such as 0.5 for
+  a real-vs-synthetic detector, or none for a diagnostic), never guessed from
+  the values. Only generators compete: the reference row (``real``) is shown
+  and never ranked, and nor are a generator's variants (rows with non-default
+  options, e.g. ablation arms, grouped under the generator's default row). A
+  column with one value in every competing row is context, not a contest, and
+  carries no mark. A row whose interval overlaps the best one's is a *tie*.
+  Nothing is marked when fewer than two rows compete.
 - Rows from a generator version older than the installed one, and tables from an
   older protocol version, are kept and labelled *superseded*, never dropped and
   never ranked; so are failed and unsupported cells (shown with their error).
@@ -33,7 +37,7 @@ from typing import Any, Iterable
 
 from synthbench.benchmark.cache import canonical_json
 from synthbench.benchmark.cell import CellSpec, Record, Status
-from synthbench.benchmark.metrics import match
+from synthbench.benchmark.metrics import Target, declared_key, distance, match, rule_text
 from synthbench.benchmark.presets import preset_label
 from synthbench.benchmark.store import ResultStore, invalid_record_error
 from synthbench.errors import UserError
@@ -147,6 +151,8 @@ class Stat:
     half: float | None = None
     seeds: int = 0
     higher_is_better: bool | None = None
+    rule: Any = None
+    """The metric's ranking rule (``metrics.Rule``): True, False, a Target or None."""
     mark: str = ""
     """``best``, ``tie`` (interval overlaps the best one's) or empty."""
 
@@ -193,6 +199,12 @@ class Row:
     """One record per seed (the newest), ordered by seed."""
     key: str
     stats: dict[str, Stat] = field(default_factory=dict)
+    variant: bool = False
+    """Non-default options of a generator whose default row is in the same table
+    (an ablation arm): shown under that row, never ranked beside it."""
+    flags: list[str] = field(default_factory=list)
+    """Why this row must not be trusted as a score (a memoriser), shown in every
+    table it appears in; a flagged row is never starred."""
 
     @property
     def ok_records(self) -> list[Record]:
@@ -225,7 +237,8 @@ class Row:
         total = 0.0
         for r in self.records:
             wall = r.cost.get("wall_s") or {}
-            total += sum(float(wall.get(k) or 0.0) for k in ("cell_s", "fit_s") if _finite(wall.get(k)))
+            total += sum(float(wall.get(k) or 0.0) for k in ("cell_s", "fit_s", "pool_s", "reference_s")
+                         if _finite(wall.get(k)))
         return total
 
     @property
@@ -258,6 +271,8 @@ class Table:
     """Why this table is superseded (an older protocol version), or empty."""
     rows: list[Row]
     key: str
+    rules: dict[str, Any] = field(default_factory=dict)
+    """Each column's ranking rule (declared by the protocol, else the records' direction)."""
 
     @property
     def anchor(self) -> str:
@@ -268,11 +283,22 @@ class Table:
         return _options_text(self.protocol_options)
 
     def higher_is_better(self, name: str) -> bool | None:
-        for row in self.rows:
-            stat = row.stats.get(name)
-            if stat is not None and stat.higher_is_better is not None:
-                return stat.higher_is_better
-        return None
+        rule = self.rules.get(name)
+        return rule if isinstance(rule, bool) else None
+
+    def rule_text(self, name: str) -> str:
+        return rule_text(self.rules.get(name))
+
+    def arrow(self, name: str) -> str:
+        """↑, ↓, →0.5 (closest to), or nothing for a diagnostic."""
+        rule = self.rules.get(name)
+        if isinstance(rule, Target):
+            return f" →{rule.value:g}"
+        return "" if rule is None else " ↑" if rule else " ↓"
+
+    def variants(self, row: Row) -> list[Row]:
+        """The rows shown under ``row`` (its generator's other options)."""
+        return [r for r in self.rows if r.variant and r.generator == row.generator] if not row.variant else []
 
 
 def slug(name: str, key: str = "") -> str:
@@ -340,15 +366,47 @@ def build_tables(records: list[Record], plugins: PluginInfo | None = None) -> li
         group = groups.setdefault(tkey, {"spec": spec, "rows": {}})
         group["rows"].setdefault(rkey, {}).setdefault(spec.seed, []).append(rec)
 
+    flags = memorisation_flags(records)
     tables = []
     for tkey, group in groups.items():
         spec = group["spec"]
         rows = [_make_row(rkey, {seed: _newest(recs) for seed, recs in by_seed.items()}, plugins)
                 for rkey, by_seed in group["rows"].items()]
+        for row in rows:
+            row.flags = list(flags.get((spec.dataset_digest, canonical_json(spec.preset), row.key), []))
         tables.append(_make_table(tkey, spec, rows, plugins))
     tables.sort(key=lambda t: (bool(t.stale), t.dataset, t.protocol, t.preset, t.options_label,
                                str(t.protocol_version)))
     return tables
+
+
+COPY_MARGIN = 0.5
+"""A generator is flagged as a memoriser when, in ``mia``'s copy check (pixel or
+feature space), at least this fraction of its samples lie nearer a training
+image than 99% of held-out real images do (the check's ``copy_quantile``, 0.01
+by default). A generator that copies nothing scores about 0.01; one that returns
+its training images scores 1.0."""
+
+
+def memorisation_flags(records: list[Record]) -> dict[tuple[str, str, str], list[str]]:
+    """Flags by (dataset digest, preset, row key) from the ``mia`` records' copy
+    check, mean over seeds; the reference row (``real``, whose "samples" are
+    the members themselves) is never flagged."""
+    values: dict[tuple[str, str, str], list[float]] = {}
+    for rec in records:
+        s = rec.spec
+        if s.protocol != "mia" or rec.status is not Status.OK or s.generator == "real":
+            continue
+        frac = max((rec.metrics[k]["value"] for k in ("copy_fraction_pixel", "copy_fraction_feature")
+                    if k in rec.metrics and _finite(rec.metrics[k]["value"])), default=None)
+        if frac is None:
+            continue
+        rkey = slug(s.generator, canonical_json([s.generator, s.generator_version, s.generator_options,
+                                                 s.generator_extra]))
+        values.setdefault((s.dataset_digest, canonical_json(s.preset), rkey), []).append(frac)
+    return {key: [f"memorises: {sum(v) / len(v):.0%} of its samples are nearer a training image than 99% of "
+                  f"held-out real images are (mia copy check; flagged from {COPY_MARGIN:.0%})"]
+            for key, v in values.items() if sum(v) / len(v) >= COPY_MARGIN}
 
 
 def _make_row(rkey: str, by_seed: dict[int, Record], plugins: PluginInfo) -> Row:
@@ -383,6 +441,7 @@ def _make_table(tkey: str, spec: CellSpec, rows: list[Row], plugins: PluginInfo)
                     metric_names.append(m)
     cls = plugins.protocol(name)
     headline, columns, declared, stale = None, None, [], ""
+    declared_rules: dict[str, Any] = dict(getattr(cls, "metrics", {}) or {}) if cls is not None else {}
     description = source = ""
     if cls is not None:
         description, source = getattr(cls, "description", ""), getattr(cls, "source", "")
@@ -402,15 +461,18 @@ def _make_table(tkey: str, spec: CellSpec, rows: list[Row], plugins: PluginInfo)
     if headline is not None:
         cols = [headline] + [c for c in cols if c != headline]
         ordered = [headline] + [c for c in ordered if c != headline]
+    rules = {m: _rule(m, declared_rules, rows) for m in ordered}
+    defaults = {r.generator for r in rows if not r.options_label and not r.stale}
     for row in rows:
-        _fill_stats(row, ordered)
-    _mark(rows, ordered)
+        _fill_stats(row, ordered, rules)
+        row.variant = bool(row.options_label) and row.generator in defaults and not row.oracle
+    _mark(rows, ordered, rules)
     rows.sort(key=lambda r: _row_order(r, headline))
     return Table(dataset=spec.dataset, dataset_digest=spec.dataset_digest,
                  protocol=name, protocol_version=spec.protocol_version,
                  preset=preset_label(spec.preset), protocol_options=options,
                  columns=cols, all_metrics=ordered, headline=headline, description=description, source=source,
-                 stale=stale, rows=rows, key=tkey)
+                 stale=stale, rows=rows, key=tkey, rules=rules)
 
 
 def _declared_order(names: list[str], declared: list[str]) -> list[str]:
@@ -425,28 +487,51 @@ def _declared_order(names: list[str], declared: list[str]) -> list[str]:
     return sorted(names, key=rank)
 
 
-def _fill_stats(row: Row, metric_names: list[str]) -> None:
+def _rule(name: str, declared: dict[str, Any], rows: list[Row]) -> Any:
+    """The declared ranking rule of ``name`` (a template's for its instances),
+    else the direction its records carry (a protocol that is not installed)."""
+    key = declared_key(declared, name) if declared else None
+    if key is not None:
+        return declared[key]
+    for row in rows:
+        for rec in row.ok_records:
+            if name in rec.metrics and rec.metrics[name].get("higher_is_better") is not None:
+                return bool(rec.metrics[name]["higher_is_better"])
+    return None
+
+
+def _fill_stats(row: Row, metric_names: list[str], rules: dict[str, Any]) -> None:
     for name in metric_names:
         entries = [r.metrics[name] for r in row.ok_records if name in r.metrics]
         if not entries:
             continue
         mean, half = mean_interval([e.get("value") for e in entries], entries[0].get("stderr"))
         hib = entries[0].get("higher_is_better")
+        rule = rules.get(name)
         row.stats[name] = Stat(mean=mean, half=half, seeds=sum(_finite(e.get("value")) for e in entries),
-                               higher_is_better=None if hib is None else bool(hib))
+                               higher_is_better=rule if isinstance(rule, bool) else None, rule=rule)
+        del hib
 
 
-def _mark(rows: list[Row], metric_names: list[str]) -> None:
-    """Best per column among current rows (oracle included); ties overlap the best interval."""
+def competing(row: Row) -> bool:
+    """Whether a row takes part in a ranking: not the reference, not superseded,
+    not a variant of a generator whose default row is there, not flagged."""
+    return not (row.oracle or row.stale or row.variant or row.flags)
+
+
+def _mark(rows: list[Row], metric_names: list[str], rules: dict[str, Any]) -> None:
+    """Best per column among competing rows under the column's rule; ties overlap
+    the best interval; a diagnostic or a constant column marks nothing."""
     for name in metric_names:
+        rule = rules.get(name)
         candidates = [r.stats[name] for r in rows
-                      if not r.stale and name in r.stats and r.stats[name].mean is not None]
-        if len(candidates) < 2 or candidates[0].higher_is_better is None:
+                      if competing(r) and name in r.stats and r.stats[name].mean is not None]
+        if rule is None or len(candidates) < 2 or len({s.mean for s in candidates}) == 1:
             continue
-        sign = 1.0 if candidates[0].higher_is_better else -1.0
-        best = max(candidates, key=lambda s: sign * s.mean)
-        for stat in candidates:  # equal means share "best"; overlapping intervals tie
-            stat.mark = "best" if stat.mean == best.mean else "tie" if stat.overlaps(best) else ""
+        best = min(candidates, key=lambda s: distance(rule, s.mean))
+        for stat in candidates:  # equally close share "best"; overlapping intervals tie
+            stat.mark = ("best" if distance(rule, stat.mean) == distance(rule, best.mean)
+                         else "tie" if stat.overlaps(best) else "")
 
 
 def _row_order(row: Row, headline: str | None) -> tuple:
@@ -456,8 +541,8 @@ def _row_order(row: Row, headline: str | None) -> tuple:
     has = stat is not None and stat.mean is not None
     score = 0.0
     if has:
-        score = -stat.mean if stat.higher_is_better is not False else stat.mean
-    return (not row.oracle, bool(row.stale), not has, score, row.generator, row.options_label)
+        score = distance(stat.rule, stat.mean) if stat.rule is not None else -stat.mean
+    return (not row.oracle, bool(row.stale), row.variant, not has, score, row.generator, row.options_label)
 
 
 def by_dataset(tables: list[Table]) -> list[tuple[str, list[Table]]]:

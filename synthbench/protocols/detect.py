@@ -40,7 +40,7 @@ from synthbench.benchmark.classifiers import to_input
 from synthbench.benchmark.context import CellContext
 from synthbench.benchmark.presets import Preset
 from synthbench.benchmark.seeding import derive_seed, numpy_rng
-from synthbench.benchmark.metrics import metric
+from synthbench.benchmark.metrics import Target, metric
 from synthbench.benchmark.trainer import predict_logits, train_classifier
 from synthbench.protocols.base import Protocol, ProtocolResult
 
@@ -102,7 +102,7 @@ class DetectProtocol(Protocol):
     description = "real-vs-synthetic classifier accuracy in the pixel and DCT domains (0.5 = indistinguishable)"
     source = "Yamaguchi & Fukuda 2023, arXiv 2311.13090 Sec. 4.1, Table 1; Frank et al. 2020"
     uses_reference_classifier = False
-    metrics = {"pixel_acc": False, "dct_acc": False}
+    metrics = {"pixel_acc": Target(0.5), "dct_acc": Target(0.5)}
     headline = "pixel_acc"
 
     def sample_pool_size(self, n_train: int, preset: Any) -> int:

@@ -97,7 +97,7 @@ class OODProtocol(Protocol):
     metrics = {
         "replace_clean_top1": True, "replace_corrupt_top1": True, "replace_corrupt_ratio_to_real": True,
         "augment_clean_top1": True, "augment_corrupt_top1": True, "augment_corrupt_ratio_to_real": True,
-        "real_corrupt_top1": True, "{arm}_folder{i}_top1": True,
+        "real_corrupt_top1": None, "{arm}_folder{i}_top1": True,
     }
     headline = "replace_corrupt_top1"
     options = {

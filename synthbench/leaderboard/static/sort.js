@@ -47,5 +47,20 @@
     });
   }
 
+  // A generator's variants (non-default options, e.g. ablation arms) are
+  // hidden under its row until its "variants" button is pressed.
+  function toggleVariants(button) {
+    var open = button.getAttribute("aria-expanded") !== "true";
+    button.setAttribute("aria-expanded", open ? "true" : "false");
+    button.textContent = (open ? "▾" : "▸") + button.textContent.slice(1);
+    var key = button.getAttribute("data-variants");
+    Array.prototype.forEach.call(document.querySelectorAll("tr[data-variant-of]"), function (tr) {
+      if (tr.getAttribute("data-variant-of") === key) { tr.hidden = !open; }
+    });
+  }
+
   Array.prototype.forEach.call(document.querySelectorAll("table.sortable"), init);
+  Array.prototype.forEach.call(document.querySelectorAll("button.variants-toggle"), function (b) {
+    b.addEventListener("click", function () { toggleVariants(b); });
+  });
 }());

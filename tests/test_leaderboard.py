@@ -278,3 +278,30 @@ def test_fmt_prints_a_numerically_negative_zero_as_zero():
     assert fmt(-0.25) == "-0.2500"
     assert _fmt(-1e-13, 0.0) == "0.0000 ± 0.0000"
     assert _fmt(-0.25, None) == "-0.2500"
+
+
+def test_headline_ranks_generators_with_the_range_their_intervals_allow():
+    from synthbench.leaderboard.aggregate import build_headlines
+    from synthbench.plugins import PROTOCOLS
+
+    current = {name: PROTOCOLS.get(name).version for name in ("replace", "detect")}  # not superseded
+    recs = []
+    for seed in range(3):
+        for gen, top1, acc in (("real", 0.99, 0.5), ("a", 0.95, 0.52), ("b", 0.949, 0.7), ("c", 0.80, 0.51)):
+            recs.append(make_record(gen, "replace", seed, {"top1": (top1 + 0.001 * seed, 0.01, True)},
+                                    protocol_version=current["replace"]))
+            recs.append(make_record(gen, "detect", seed, {"pixel_acc": (acc + 0.001 * seed, 0.01, False)},
+                                    protocol_version=current["detect"]))
+    (h,) = build_headlines(build_tables(recs))
+    assert [c[0] for c in h.columns] == ["detect", "replace"] and h.columns[1][1] == "top1 / real"
+    rows = {r.generator: r for r in h.rows}
+    assert h.rows[0].generator == "real" and rows["real"].mean_rank is None  # shown first, never ranked
+    rep = {g: rows[g].cells["replace"] for g in "abc"}
+    assert rep["a"].value == pytest.approx(0.951 / 0.991)  # accuracy as a ratio to the reference
+    assert (rep["a"].rank, rep["b"].rank, rep["c"].rank) == (1, 2, 3)
+    assert rep["a"].rank_range == (1, 2) and rep["b"].rank_range == (1, 2)  # a and b tie: either order
+    assert rep["c"].rank_range == (3, 3)  # clearly behind both
+    det = {g: rows[g].cells["detect"] for g in "abc"}
+    assert (det["c"].rank, det["a"].rank, det["b"].rank) == (1, 2, 3)  # closest to 0.5 first
+    assert rows["a"].mean_rank == pytest.approx(1.5) and rows["b"].mean_rank == pytest.approx(2.5)
+    assert [r.generator for r in h.rows] == ["real", "a", "c", "b"]  # c: ranks 3 and 1, mean 2.0

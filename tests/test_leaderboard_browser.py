@@ -98,8 +98,15 @@ def test_site_in_headless_chromium(site, tmp_path):
             index = site.out / "index.html"
             page.goto(index.resolve().as_uri())
             page.wait_for_load_state("load")
-            tables = page.locator("table.board")
+            tables = page.locator("table.board:not(.headline-board)")
             assert tables.count() == len(CELLS)
+            # the headline: generators x protocols, edm ranked, the reference shown and not ranked
+            head = page.locator("table.headline-board")
+            assert head.count() == 1
+            ranked = head.locator("tbody tr", has=page.locator("td.rank strong"))
+            assert ranked.count() == 1 and ranked.first.get_attribute("data-generator") == "edm"
+            assert head.locator("tr.oracle td.rank").inner_text().strip() == "–"
+            assert page.locator("tr.oracle .mark").count() == 0  # no star on the reference anywhere
             headings = page.locator("h3").all_inner_texts()
             assert any(h.startswith("replace on digits") for h in headings), headings
 

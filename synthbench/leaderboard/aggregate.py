@@ -552,3 +552,127 @@ def by_dataset(tables: list[Table]) -> list[tuple[str, list[Table]]]:
         if not t.stale:
             out.setdefault(t.dataset, []).append(t)
     return list(out.items())
+
+
+# --------------------------------------------------------------------------- the headline
+
+
+@dataclass
+class HeadlineCell:
+    """One generator's headline score under one protocol, and its rank there."""
+
+    text: str
+    value: float | None
+    """What the cell sorts by (the ratio to real where that is how it reads)."""
+    rank: int | None = None
+    rank_range: tuple[int, int] | None = None
+    """Best and worst rank the intervals allow: others clearly better (intervals
+    apart) always rank above, others that tie may rank either side."""
+    mark: str = ""
+
+
+@dataclass
+class HeadlineRow:
+    generator: str
+    label: str
+    oracle: bool
+    flags: list[str]
+    cells: dict[str, HeadlineCell]
+    wall_s: float
+    mean_rank: float | None = None
+    rank_span: tuple[float, float] | None = None
+    """The mean over protocols of the best and of the worst rank each allows."""
+
+
+@dataclass
+class Headline:
+    """Generators x protocols of one dataset and preset: each protocol's headline
+    metric, the mean rank across protocols with the range the intervals allow,
+    cost and flags (HELM's core table and the Open LLM Leaderboard's average,
+    with the uncertainty of each rank shown)."""
+
+    dataset: str
+    preset: str
+    columns: list[tuple[str, str, str]]
+    """(protocol, metric shown, how it reads) per column, with its table's anchor."""
+    anchors: dict[str, str]
+    rows: list[HeadlineRow]
+
+    @property
+    def anchor(self) -> str:
+        return slug(f"headline-{self.dataset}-{self.preset}")
+
+
+RATIO_TO_REAL = re.compile(r"(^|_)top1($|_)")
+"""Headline metrics read as utility relative to real data: accuracies."""
+
+
+def _clearly_better(a: Stat, b: Stat, rule: Any) -> bool:
+    """``a`` beats ``b`` beyond doubt: a better mean and intervals that do not overlap."""
+    return distance(rule, a.mean) < distance(rule, b.mean) and not a.overlaps(b)
+
+
+def build_headlines(tables: list[Table]) -> list[Headline]:
+    """One headline per dataset x preset from the current tables: the default row
+    of each generator (variants and superseded rows left out), each protocol's
+    headline metric (as a ratio to ``real`` for accuracies), per-protocol ranks
+    among competing rows with the range their intervals allow, and the mean."""
+    groups: dict[tuple[str, str], list[Table]] = {}
+    for t in tables:
+        if not t.stale and t.headline and t.rules.get(t.headline) is not None:
+            groups.setdefault((t.dataset, t.preset), []).append(t)
+    out = []
+    for (dataset, preset), group in groups.items():
+        by_protocol: dict[str, Table] = {}
+        for t in group:  # one table per protocol: the one with the default options, else the largest
+            have = by_protocol.get(t.protocol)
+            if have is None or len(t.rows) > len(have.rows):
+                by_protocol[t.protocol] = t
+        rows: dict[str, HeadlineRow] = {}
+        columns = []
+        for name in sorted(by_protocol):
+            t = by_protocol[name]
+            metric, rule = t.headline, t.rules[t.headline]
+            real = next((r.stats.get(metric) for r in t.rows if r.oracle and not r.stale), None)
+            as_ratio = bool(RATIO_TO_REAL.search(metric)) and real is not None and bool(real.mean)
+            columns.append((name, f"{metric} / real" if as_ratio else metric,
+                            "ratio to real, higher is better" if as_ratio else rule_text(rule)))
+            for r in t.rows:
+                if r.stale or r.variant:
+                    continue
+                row = rows.setdefault(r.generator, HeadlineRow(r.generator, r.label, r.oracle, list(r.flags), {},
+                                                               0.0))
+                row.wall_s += r.wall_s
+                s = r.stats.get(metric)
+                if s is None or s.mean is None:
+                    row.cells[name] = HeadlineCell("n/a" if r.status == "ok" else r.status.replace("unsupported",
+                                                                                                    "not supported"),
+                                                   None)
+                    continue
+                if as_ratio:
+                    value, half = s.mean / real.mean, (s.half / real.mean if s.half is not None else None)
+                else:
+                    value, half = s.mean, s.half
+                row.cells[name] = HeadlineCell(fmt(value, half), value, mark=s.mark)
+            competing_rows = [r for r in t.rows if competing(r) and r.stats.get(metric) is not None
+                              and r.stats[metric].mean is not None]
+            for r in competing_rows:
+                s = r.stats[metric]
+                better = sum(1 for o in competing_rows if o is not r and distance(rule, o.stats[metric].mean)
+                             < distance(rule, s.mean))
+                clearly = sum(1 for o in competing_rows if o is not r and _clearly_better(o.stats[metric], s, rule))
+                not_worse = sum(1 for o in competing_rows if o is not r
+                                and not _clearly_better(s, o.stats[metric], rule))
+                cell = rows[r.generator].cells[name]
+                cell.rank, cell.rank_range = better + 1, (clearly + 1, not_worse + 1)
+        for row in rows.values():
+            ranked = [c for c in row.cells.values() if c.rank is not None]
+            if ranked and not row.oracle and not row.flags:
+                row.mean_rank = sum(c.rank for c in ranked) / len(ranked)
+                row.rank_span = (sum(c.rank_range[0] for c in ranked) / len(ranked),
+                                 sum(c.rank_range[1] for c in ranked) / len(ranked))
+        ordered = sorted(rows.values(), key=lambda r: (not r.oracle, r.mean_rank is None,
+                                                       r.mean_rank if r.mean_rank is not None else 0.0, r.generator))
+        out.append(Headline(dataset, preset, columns, {n: t.anchor for n, t in by_protocol.items()}, ordered))
+    out.sort(key=lambda h: (h.dataset, h.preset))
+    return out

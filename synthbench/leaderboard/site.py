@@ -31,7 +31,8 @@ import synthbench
 from synthbench.benchmark.progress import say
 from synthbench.errors import UserError
 from synthbench.leaderboard import plots
-from synthbench.leaderboard.aggregate import (LeftOut, PluginInfo, Row, Table, build_tables, by_dataset, fmt,
+from synthbench.leaderboard.aggregate import (LeftOut, PluginInfo, Row, Table, build_headlines, build_tables, by_dataset,
+                                              fmt,
                                               read_store, slug, store_digest)
 
 PACKAGE_DIR = Path(__file__).parent
@@ -243,6 +244,7 @@ def build_site(results: str | Path, out: str | Path, strict: bool = False) -> Si
     protocols = sorted({t.protocol for t in tables})
     generators = sorted({r.generator for t in tables for r in t.rows})
     page("index.html", "index.html", datasets=by_dataset(tables), stale=[t for t in tables if t.stale],
+         headlines=build_headlines(tables),
          left_out=read.left_out, protocols=protocols, generators=generators, title="synthbench leaderboard")
     for name in protocols:
         mine = [t for t in tables if t.protocol == name]

@@ -48,6 +48,10 @@ class Generator(Configurable):
     """True only for ``real``: its x1 pool is the real train split itself."""
     needs: ClassVar[str] = "nothing"
     description: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    """The method's paper, cited by authors, year, title and arXiv id (the
+    leaderboard's generator card shows it)."""
+    paper_url: ClassVar[str] = ""
 
     def __init__(self, **options: Any):
         super().__init__(**options)

@@ -132,6 +132,9 @@ class DDPMGenerator(Generator):
     version = 1
     can_reconstruct = True
     needs = "nothing on CPU (trains a small improved DDPM in-suite, cached); a GPU for the paper preset"
+    paper = ('Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models", '
+             'arXiv 2102.09672')
+    paper_url = "https://arxiv.org/abs/2102.09672"
     description = "improved DDPM (Nichol & Dhariwal 2021): cosine schedule, learned variances, hybrid loss"
     options = {
         "conditional": Option("conditional", True, "Class-conditional (True) or unconditional (False: "

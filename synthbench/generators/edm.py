@@ -71,6 +71,9 @@ class EDMGenerator(Generator):
     version = 1
     can_reconstruct = True
     needs = "nothing on CPU (trains a small EDM in-suite, cached); a GPU for the paper preset"
+    paper = ('Karras, Aittala, Aila & Laine 2022, '
+             '"Elucidating the Design Space of Diffusion-Based Generative Models", arXiv 2206.00364')
+    paper_url = "https://arxiv.org/abs/2206.00364"
     description = "EDM (Karras et al. 2022), Heun sampler, t_re reconstruction (Yamaguchi & Fukuda 2023, Alg. 1)"
     options = {
         "sampler_steps": Option.positive_int("sampler_steps", "Heun steps (N steps = 2N-1 network "

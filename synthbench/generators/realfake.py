@@ -127,6 +127,9 @@ class RealFakeGenerator(Generator):
     can_reconstruct = True
     needs = ("nothing on CPU (the recipe on the in-suite EDM backbone, trained and fine-tuned here); "
              "Stable Diffusion weights (--option sd_model=DIR) and a GPU for the paper's backbone")
+    paper = ('Yuan, Zhang, Sun, Torr & Zhao 2024, '
+             '"Real-Fake: Effective Training Data Synthesis Through Distribution Matching", ICLR 2024, arXiv 2310.10402')
+    paper_url = "https://arxiv.org/abs/2310.10402"
     description = ("Real-Fake (Yuan et al. 2024, arXiv 2310.10402): MMD-augmented fine-tuning, visual guidance, "
                    "latent prior init")
     options = {

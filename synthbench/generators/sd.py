@@ -307,6 +307,9 @@ class StableDiffusionGenerator(Generator):
     can_reconstruct = True
     needs = ("Stable Diffusion weights (a local diffusers folder or hub id: --option sd.model=DIR) and a GPU "
              "(hours on a CPU at 512x512)")
+    paper = ('Rombach, Blattmann, Lorenz, Esser & Ommer 2022, '
+             '"High-Resolution Image Synthesis with Latent Diffusion Models", arXiv 2112.10752')
+    paper_url = "https://arxiv.org/abs/2112.10752"
     description = "vanilla Stable Diffusion prompted with class names (FakeIt-style baseline), UniPC, CFG"
     options = {
         "model": Option("model", "", "A local diffusers Stable Diffusion folder (e.g. stable-diffusion-v1-5) or a "

@@ -92,6 +92,9 @@ class StyleGAN3Generator(Generator):
     version = 1
     needs = ("nothing on CPU (trains a small StyleGAN3 in-suite, cached); an official network pickle only "
              "with network_pkl=PATH trust_pickle=true (and code_dir=PATH of a NVlabs/stylegan3 checkout)")
+    paper = ('Karras, Aittala, Laine, Härkönen, Hellsten, Lehtinen & Aila 2021, '
+             '"Alias-Free Generative Adversarial Networks", arXiv 2106.12423')
+    paper_url = "https://arxiv.org/abs/2106.12423"
     description = "StyleGAN3 (Karras et al. 2021), alias-free, class-conditional; in-suite or official pickle"
     options = {
         "psi": Option("psi", 1.0, "Truncation psi (StyleGAN Sec. 3.2): 1 = none; < 1 pulls w toward its "

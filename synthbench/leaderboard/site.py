@@ -19,6 +19,7 @@ Layout of ``--out DIR``::
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import time
@@ -37,7 +38,7 @@ from synthbench.leaderboard.aggregate import (LeftOut, PluginInfo, Row, Table, b
 
 PACKAGE_DIR = Path(__file__).parent
 MARKER = ".synthbench-site"
-GENERATED = ("index.html", "protocols", "generators", "img", "static")
+GENERATED = ("index.html", "protocols", "generators", "img", "static", "downloads", "about.html")
 
 
 @dataclass
@@ -74,6 +75,50 @@ def _environment():
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.globals.update(fmt=fmt, gen_slug=slug, proto_slug=slug)
     return env
+
+
+def generator_card(name: str, entries: list[tuple[Table, list[Row], list[Row]]]) -> dict[str, Any]:
+    """What a generator is (from its adapter: description, paper, version, where
+    it comes from, what it needs, its options) and what it cost (from its
+    records: the fit, and the compute of all its cells, per dataset and preset)."""
+    from synthbench.plugins import GENERATORS
+
+    card: dict[str, Any] = {"known": False, "costs": []}
+    try:
+        cls = GENERATORS.get(name)
+    except UserError:  # records of an adapter that is not installed here
+        cls = None
+    if cls is not None:
+        card.update(known=True, description=getattr(cls, "description", ""), paper=getattr(cls, "paper", ""),
+                    paper_url=getattr(cls, "paper_url", ""), version=getattr(cls, "version", None),
+                    origin=GENERATORS.origin(name), needs=getattr(cls, "needs", ""),
+                    options=[(o.name, o.default, o.help) for o in getattr(cls, "options", {}).values()])
+    costs: dict[tuple[str, str], dict[str, float]] = {}
+    for table, rows, _ in entries:
+        for row in rows:
+            if row.variant:
+                continue
+            c = costs.setdefault((table.dataset, table.preset), {"fit_s": 0.0, "wall_s": 0.0, "cells": 0})
+            for rec in row.records:
+                wall = rec.cost.get("wall_s") or {}
+                c["fit_s"] = max(c["fit_s"], float(wall.get("fit_s") or 0.0))
+                c["cells"] += 1
+            c["wall_s"] += row.wall_s
+    card["costs"] = [(d, p, c) for (d, p), c in sorted(costs.items())]
+    return card
+
+
+def _downloads(records: list, folder: Path) -> None:
+    """The numbers behind the site, for anyone who wants them out: every metric as
+    CSV (``synthbench export``'s rows) and every record, whole, as JSON lines
+    (each with its ``record_digest``, so a reader can check it)."""
+    from synthbench.leaderboard.export import write
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write(records, folder / "synthbench-results.csv", "csv")
+    with (folder / "records.jsonl").open("w", encoding="utf-8") as fh:
+        for record in records:
+            fh.write(json.dumps(record.to_json(), sort_keys=True) + "\n")
 
 
 def _prepare_out(out: Path) -> None:
@@ -232,6 +277,7 @@ def build_site(results: str | Path, out: str | Path, strict: bool = False) -> Si
 
     static = out / "static"
     shutil.copytree(PACKAGE_DIR / "static", static)
+    _downloads(records, out / "downloads")
 
     def page(template: str, rel: str, **context: Any) -> None:
         root = "../" * rel.count("/")
@@ -254,7 +300,10 @@ def build_site(results: str | Path, out: str | Path, strict: bool = False) -> Si
     for name in generators:
         mine = [(t, [r for r in t.rows if r.generator == name], [r for r in t.rows if r.oracle and r.generator != name])
                 for t in tables if any(r.generator == name for r in t.rows)]
+        samples = next((f for t, rows, _ in mine for r in rows for f in row_figures[(t.anchor, r.key)]
+                        if f.kind == "samples"), None)
         page("generator.html", f"generators/{slug(name)}.html", name=name, entries=mine,
+             card=generator_card(name, mine), samples=samples,
              row_figures=row_figures, table_figures=table_figures, protocols=protocols, generators=generators,
              title=f"generator {name}")
     build.seconds = time.perf_counter() - start

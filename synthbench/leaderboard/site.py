@@ -77,6 +77,26 @@ def _environment():
     return env
 
 
+def _protocol_info(names: list[str]) -> list[dict[str, Any]]:
+    """The installed protocols (and any the records name), each with its
+    description, source and every metric's ranking rule, for the about page."""
+    from synthbench.benchmark.metrics import rule_text
+    from synthbench.plugins import PROTOCOLS
+
+    out = []
+    for name in sorted(set(PROTOCOLS.names()) | set(names)):
+        try:
+            cls = PROTOCOLS.get(name)
+        except UserError:
+            out.append({"name": name, "version": "?", "description": "(not installed here)", "source": "",
+                        "metrics": []})
+            continue
+        out.append({"name": name, "version": cls.version, "description": getattr(cls, "description", ""),
+                    "source": getattr(cls, "source", ""),
+                    "metrics": [(m, rule_text(rule)) for m, rule in cls.metrics.items()]})
+    return out
+
+
 def generator_card(name: str, entries: list[tuple[Table, list[Row], list[Row]]]) -> dict[str, Any]:
     """What a generator is (from its adapter: description, paper, version, where
     it comes from, what it needs, its options) and what it cost (from its
@@ -292,6 +312,8 @@ def build_site(results: str | Path, out: str | Path, strict: bool = False) -> Si
     page("index.html", "index.html", datasets=by_dataset(tables), stale=[t for t in tables if t.stale],
          headlines=build_headlines(tables),
          left_out=read.left_out, protocols=protocols, generators=generators, title="synthbench leaderboard")
+    page("about.html", "about.html", protocol_info=_protocol_info(protocols), protocols=protocols,
+         generators=generators, title="about synthbench")
     for name in protocols:
         mine = [t for t in tables if t.protocol == name]
         page("protocol.html", f"protocols/{slug(name)}.html", name=name, tables=mine,

@@ -54,3 +54,18 @@ def test_roc_summary_tpr_at_fpr():
     summary = roc_summary(scores, member, fprs=(0.0, 0.34))
     # one false positive (0.7) is allowed at FPR 1/3, which lets 0.3 in as well
     assert summary["tpr@0"] == 2 / 3 and summary["tpr@0.34"] == 1.0
+
+
+def test_roc_points_span_the_low_fpr_end_on_a_log_grid():
+    import pytest
+
+    from synthbench.benchmark.lira import roc_points
+
+    member = np.array([True] * 500 + [False] * 500)
+    perfect = roc_points(np.where(member, 1.0, 0.0), member)
+    assert perfect["fpr"][0] == pytest.approx(1 / 500) and perfect["fpr"][-1] == 1.0
+    assert all(t == 1.0 for t in perfect["tpr"])  # every member found before any false positive
+    rng = np.random.default_rng(0)
+    chance = roc_points(rng.random(1000), member)
+    assert abs(chance["tpr"][-10] - chance["fpr"][-10]) < 0.1  # a coin flip sits on the diagonal
+    assert chance["fpr"] == sorted(chance["fpr"]) and len(chance["fpr"]) <= 48

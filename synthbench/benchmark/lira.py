@@ -67,6 +67,21 @@ def lira_scores(target_phi: np.ndarray, shadow_phi: np.ndarray, in_mask: np.ndar
     return online, offline
 
 
+def roc_points(scores: np.ndarray, is_member: np.ndarray, points: int = 48) -> dict[str, list[float]]:
+    """The ROC curve at ``points`` false-positive rates spaced evenly on a log
+    scale from 1/n to 1 (the low-FPR end is where a membership attack matters;
+    Carlini et al. 2022 plot it on log-log axes): TPR is the largest reached at or
+    below each FPR. Rounded, so a record stays small."""
+    from sklearn.metrics import roc_curve
+
+    scores = np.nan_to_num(scores, nan=0.0, posinf=1e300, neginf=-1e300)
+    fpr, tpr, _ = roc_curve(is_member, scores)
+    lo = 1.0 / max(1, int((~is_member.astype(bool)).sum()))
+    grid = np.unique(np.geomspace(lo, 1.0, points))
+    at = [float(tpr[fpr <= f].max()) if (fpr <= f).any() else 0.0 for f in grid]
+    return {"fpr": [round(float(f), 6) for f in grid], "tpr": [round(t, 6) for t in at]}
+
+
 def roc_summary(scores: np.ndarray, is_member: np.ndarray, fprs=(0.001, 0.01)) -> dict[str, float]:
     """AUC and the TPR at each FPR in ``fprs`` (the largest TPR whose FPR does not exceed it)."""
     from sklearn.metrics import roc_auc_score, roc_curve

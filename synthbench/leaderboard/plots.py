@@ -491,6 +491,39 @@ def pairs_figure(pairs: Any, path: Path) -> Path | None:
 
 
 @styled
+def roc_figure(curves: Any, path: Path) -> Path | None:
+    """``mia``'s ROC curves (``details["roc_curves"]``: name -> {fpr, tpr}) on
+    log-log axes, where an attack's low-FPR power shows, with the chance line."""
+    if not isinstance(curves, dict):
+        return None
+    good = {}
+    for name, c in curves.items():
+        if isinstance(c, dict):
+            f, t = c.get("fpr"), c.get("tpr")
+            if (isinstance(f, list) and isinstance(t, list) and len(f) == len(t) >= 2
+                    and all(isinstance(v, (int, float)) and 0 < v <= 1 for v in f)
+                    and all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in t)):
+                good[str(name)] = (f, t)
+    if not good:
+        return None
+    fig = _figure(4.2, 3.6)
+    ax = fig.subplots()
+    lo = min(min(f) for f, _ in good.values())
+    ax.plot([lo, 1], [lo, 1], ls="--", lw=1, color="#888", label="chance")
+    for name, (f, t) in sorted(good.items()):
+        floor = [max(v, lo / 2) for v in t]  # a TPR of 0 has no place on a log axis: drawn at the bottom edge
+        ax.plot(f, floor, lw=1.4, ls="-" if name.startswith("synthetic") else ":", label=_short(name))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, 1)
+    ax.set_ylim(lo / 2, 1.05)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+@styled
 def samples_figure(samples: Any, path: Path, labels: Any = None) -> Path | None:
     """A grid of sample images (``details["samples"]``: ``[N, C, H, W]`` in 0..255)."""
     imgs = _images(samples)

@@ -205,6 +205,8 @@ ROW_FIGURES: list[RowFigure] = [
     ("pca", "PCA of classifier features", "png", "first", lambda ds, p, order: plots.pca_figure(ds[0].get("pca"), p)),
     ("gradcam", "Grad-CAM on fixed test images (one per class)", "png", "first",
      lambda ds, p, order: plots.gradcam_figure(ds[0].get("gradcam"), p)),
+    ("roc", "membership-inference ROC, log-log, chance dashed", "svg", "first",
+     lambda ds, p, order: plots.roc_figure(ds[0].get("roc_curves"), p)),
     ("pairs", "closest synthetic / member pairs (copy check)", "png", "first",
      lambda ds, p, order: plots.pairs_figure(ds[0].get("closest_pairs"), p)),
     ("samples", "samples", "png", "first",

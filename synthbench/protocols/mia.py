@@ -36,7 +36,7 @@ import torch
 from synthbench.benchmark.analysis import penultimate_features
 from synthbench.benchmark.context import CellContext, GeneratorFit
 from synthbench.benchmark.datasets import Dataset, Split
-from synthbench.benchmark.lira import lira_scores, logit_confidence, paired_halves, roc_summary
+from synthbench.benchmark.lira import lira_scores, logit_confidence, paired_halves, roc_points, roc_summary
 from synthbench.benchmark.options import Option, by_preset
 from synthbench.benchmark.seeding import derive_seed, numpy_rng
 from synthbench.benchmark.metrics import metric
@@ -64,6 +64,9 @@ def nearest_distances(queries: torch.Tensor, refs: torch.Tensor) -> tuple[torch.
 class MIAProtocol(Protocol):
     name = "mia"
     version = 1
+    """Records carry each attack's ROC curve (``details["roc_curves"]``, for the
+    leaderboard's figure) since it was added; no metric changed, so no version
+    bump: records written before simply have no ROC figure."""
     description = "LiRA membership inference (online/offline) and a nearest-neighbour copy check"
     source = "Yuan et al. 2024 (Real-Fake), arXiv 2310.10402 Sec. 4.5; Carlini et al. 2022"
     metrics = {
@@ -127,13 +130,14 @@ class MIAProtocol(Protocol):
                 seed=derive_seed("mia-shadow", ctx.seed, k) & 0xFFFFFFF), train.images, ctx.device), train.labels)
             for k, mask in enumerate(in_mask)])
 
-        metrics, roc = {}, {}
+        metrics, roc, curves = {}, {}, {}
         for who, model in (("synthetic", target), ("members", baseline)):
             phi = logit_confidence(predict_logits(model, train.images, ctx.device), train.labels)
             online, offline = lira_scores(phi, shadow_phi, in_mask, self.opts["fixed_variance"])
             for kind, scores in (("online", online), ("offline", offline)):
                 summary = roc_summary(scores, is_member)
                 roc[f"{who}_{kind}"] = summary
+                curves[f"{who}_{kind}"] = roc_points(scores, is_member)
                 for key, value in summary.items():
                     metrics[f"{who}_{kind}_{key}"] = metric(value, None, n, False)
             ev = ctx.evaluate(model)
@@ -143,7 +147,7 @@ class MIAProtocol(Protocol):
         metrics.update(copy.pop("metrics"))
         return ProtocolResult(metrics, {
             "members": int(is_member.sum()), "non_members": int((~is_member).sum()),
-            "shadows": num_shadows, "fixed_variance": self.opts["fixed_variance"], "roc": roc, **copy,
+            "shadows": num_shadows, "fixed_variance": self.opts["fixed_variance"], "roc": roc, "roc_curves": curves, **copy,
         })
 
     def _copy_check(self, ctx: CellContext, synthetic: Split, members: Split, non_members: Split,

@@ -151,7 +151,7 @@ def test_protocol_pages_hold_the_figures_the_records_hold(site):
     mia, PCA for fidelity, per-class bars and confusion matrices for replace."""
     figures = {p.name for p in (site.out / "img").rglob("*.*")}
     kinds = {name.rsplit("-", 1)[-1].split(".")[0] for name in figures}
-    assert {"curves", "class", "confusion", "pca", "gradcam", "pairs", "headline", "roc"} <= kinds, kinds
+    assert {"curves", "class", "confusion", "pca", "gradcam", "pairs", "headline", "roc", "tradeoff"} <= kinds, kinds
     per_class_fid = [n for n in figures if n.endswith("-per-class-fidelity.svg")]
     assert len(per_class_fid) == 2, per_class_fid  # real and edm under fidelity, nowhere else
     fidelity = next(p for p in site.pages if p.parent.name == "protocols" and p.name.startswith("fidelity"))

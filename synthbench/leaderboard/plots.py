@@ -491,6 +491,26 @@ def pairs_figure(pairs: Any, path: Path) -> Path | None:
 
 
 @styled
+def tradeoff_figure(points: list[tuple[str, float, float, bool]], path: Path, xlabel: str,
+                    ylabel: str) -> Path | None:
+    """One point per generator (label, x, y, is the reference): privacy against
+    utility, so a generator cannot look private by being useless."""
+    points = [p for p in points if all(isinstance(v, (int, float)) and math.isfinite(v) for v in p[1:3])]
+    if len(points) < 2:
+        return None
+    fig = _figure(4.6, 3.6)
+    ax = fig.subplots()
+    for label, x, y, ref in points:
+        ax.scatter([x], [y], s=36, color=REAL_COLOR if ref else None, marker="s" if ref else "o", zorder=3)
+        ax.annotate(_short(label), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.axhline(0.5, ls="--", lw=1, color="#888")
+    ax.text(ax.get_xlim()[0], 0.5, " chance (0.5)", fontsize=7, va="bottom", color="#666")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return _save(fig, path)
+
+
+@styled
 def roc_figure(curves: Any, path: Path) -> Path | None:
     """``mia``'s ROC curves (``details["roc_curves"]``: name -> {fpr, tpr}) on
     log-log axes, where an attack's low-FPR power shows, with the chance line."""

@@ -251,6 +251,15 @@ def _table_figures(table: Table, out: Path) -> list[Figure]:
         if entries and _draw(lambda: plots.interval_bars_figure(
                 entries, out / rel, table.headline, table.higher_is_better(table.headline)), rel):
             figures.append(Figure(rel, f"{table.headline} by generator, mean ± 95% interval", "headline"))
+    x_name, y_name = "synthetic_top1", "synthetic_online_auc"  # mia: what privacy cost in usefulness
+    if table.protocol == "mia" and x_name in table.all_metrics and y_name in table.all_metrics:
+        points = [(r.label, r.stats[x_name].mean, r.stats[y_name].mean, r.oracle) for r in table.rows
+                  if not r.stale and x_name in r.stats and y_name in r.stats]
+        rel = f"img/{table.anchor}/privacy-tradeoff.svg"
+        if _draw(lambda: plots.tradeoff_figure(points, out / rel, "utility: top-1 of a classifier trained on its "
+                                               "samples", "privacy risk: LiRA AUC (0.5 = chance)"), rel):
+            figures.append(Figure(rel, "privacy against utility: lower is more private, further right more useful",
+                                  "tradeoff"))
     lines = {r.label: plots.mean_of([d.get("curve") for d in _details(r)]) for r in table.rows if r.ok_records}
     lines = {k: v for k, v in lines.items() if plots.split_curve(v) is not None}
     if len(lines) >= 2:

@@ -58,17 +58,32 @@ def site(smoke_digits, session_cache, tmp_path_factory):
     for name, opts in CELLS:
         cells = run_cells(smoke_digits, gens, {name: opts}, [0], store)
         replace_edm = replace_edm or cells[1].record
+    # a memoriser and a generator that samples test images: flagged everywhere, never starred
+    from synthbench.plugins import GENERATORS
+
+    from adversarial_adapters import CopyCat, Peeker
+
+    for cls in (CopyCat, Peeker):
+        GENERATORS.register(cls.name, cls)
+    for name, opts in (("replace", {}), ("mia", {"shadows": "2"})):
+        run_cells(smoke_digits, {"copycat": {}, "peeker": {}}, {name: opts}, [0], store)
     spec = dict(replace_edm.spec.to_json(), generator=PAYLOAD_NAME, generator_options={"prompt": PAYLOAD_OPTION})
     store.write(Record.from_json(seal({
         "schema_version": 1, "cell_hash": cell_hash(spec), "spec": spec, "status": "failed", "error": PAYLOAD_ERROR,
         "traceback": f"Traceback (most recent call last):\n{PAYLOAD_ERROR}", "metrics": {}, "details": {},
         "cost": {"wall_s": {"cell_s": 0.1, "fit_s": 0.0}, "device": "cpu"},
         "provenance": {"created": "2024-01-01T00:00:00+00:00"}})))
-    return build_site(store.root, root / "site")
+    try:
+        return build_site(store.root, root / "site")
+    finally:
+        for cls in (CopyCat, Peeker):
+            GENERATORS.unregister(cls.name)
 
 
 def _rows(page, table_id: str) -> list[str]:
-    return page.eval_on_selector_all(f"#{table_id} tbody tr", "rows => rows.map(r => r.dataset.generator)")
+    """The table's generators in page order, the two flagged adversarial ones left out."""
+    rows = page.eval_on_selector_all(f"#{table_id} tbody tr", "rows => rows.map(r => r.dataset.generator)")
+    return [g for g in rows if g not in ("copycat", "peeker")]
 
 
 def test_site_in_headless_chromium(site, tmp_path):
@@ -107,6 +122,13 @@ def test_site_in_headless_chromium(site, tmp_path):
             assert ranked.count() == 1 and ranked.first.get_attribute("data-generator") == "edm"
             assert head.locator("tr.oracle td.rank").inner_text().strip() == "–"
             assert page.locator("tr.oracle .mark").count() == 0  # no star on the reference anywhere
+            for name, flag in (("copycat", "memorises"), ("peeker", "contaminated")):
+                rows = page.locator(f"tr[data-generator='{name}']")
+                assert rows.count() == 3, name  # the headline, replace and mia
+                for i in range(rows.count()):
+                    assert flag in rows.nth(i).locator(".badge.flag").first.inner_text(), (name, i)
+                    assert rows.nth(i).locator(".mark").count() == 0, (name, i)  # never starred
+                    assert rows.nth(i).locator("td.rank strong").count() == 0  # never ranked
             headings = page.locator("h3").all_inner_texts()
             assert any(h.startswith("replace on digits") for h in headings), headings
 
@@ -118,7 +140,7 @@ def test_site_in_headless_chromium(site, tmp_path):
             table_id = f"table-{anchor}"
             before = _rows(page, table_id)
             assert before == ["real", "edm", PAYLOAD_NAME]
-            failed = page.locator(f"#{table_id} tbody tr").nth(2)
+            failed = page.locator(f"#{table_id} tbody tr").last
             assert "failed" in failed.inner_text() and PAYLOAD_ERROR in failed.inner_text()
             assert PAYLOAD_NAME in failed.locator("th").inner_text()  # shown as text
             assert PAYLOAD_OPTION in failed.locator("th").inner_text()

@@ -385,28 +385,40 @@ COPY_MARGIN = 0.5
 feature space), at least this fraction of its samples lie nearer a training
 image than 99% of held-out real images do (the check's ``copy_quantile``, 0.01
 by default). A generator that copies nothing scores about 0.01; one that returns
-its training images scores 1.0."""
+its training images scores 1.0. The same margin flags a *contaminated* generator
+against the test split: samples nearer a test image than 99% of real images it
+never saw (a web-scale model may have seen a public test set)."""
 
 
 def memorisation_flags(records: list[Record]) -> dict[tuple[str, str, str], list[str]]:
     """Flags by (dataset digest, preset, row key) from the ``mia`` records' copy
     check, mean over seeds; the reference row (``real``, whose "samples" are
     the members themselves) is never flagged."""
-    values: dict[tuple[str, str, str], list[float]] = {}
+    checks = (("copy_fraction", "memorises: {:.0%} of its samples are nearer a training image than 99% of held-out "
+                                "real images are (mia copy check; flagged from {:.0%})"),
+              ("test_copy_fraction", "contaminated: {:.0%} of its samples are nearer a test image than 99% of real "
+                                     "images it never saw are (mia copy check against the test split; flagged "
+                                     "from {:.0%})"))
+    values: dict[tuple[str, str, str], dict[str, list[float]]] = {}
     for rec in records:
         s = rec.spec
         if s.protocol != "mia" or rec.status is not Status.OK or s.generator == "real":
             continue
-        frac = max((rec.metrics[k]["value"] for k in ("copy_fraction_pixel", "copy_fraction_feature")
-                    if k in rec.metrics and _finite(rec.metrics[k]["value"])), default=None)
-        if frac is None:
-            continue
         rkey = slug(s.generator, canonical_json([s.generator, s.generator_version, s.generator_options,
                                                  s.generator_extra]))
-        values.setdefault((s.dataset_digest, canonical_json(s.preset), rkey), []).append(frac)
-    return {key: [f"memorises: {sum(v) / len(v):.0%} of its samples are nearer a training image than 99% of "
-                  f"held-out real images are (mia copy check; flagged from {COPY_MARGIN:.0%})"]
-            for key, v in values.items() if sum(v) / len(v) >= COPY_MARGIN}
+        for prefix, _ in checks:
+            frac = max((rec.metrics[k]["value"] for k in (f"{prefix}_pixel", f"{prefix}_feature")
+                        if k in rec.metrics and _finite(rec.metrics[k]["value"])), default=None)
+            if frac is not None:
+                values.setdefault((s.dataset_digest, canonical_json(s.preset), rkey), {}).setdefault(
+                    prefix, []).append(frac)
+    out: dict[tuple[str, str, str], list[str]] = {}
+    for key, by_check in values.items():
+        for prefix, text in checks:
+            v = by_check.get(prefix)
+            if v and sum(v) / len(v) >= COPY_MARGIN:
+                out.setdefault(key, []).append(text.format(sum(v) / len(v), COPY_MARGIN))
+    return out
 
 
 def _make_row(rkey: str, by_seed: dict[int, Record], plugins: PluginInfo) -> Row:
@@ -536,13 +548,15 @@ def _mark(rows: list[Row], metric_names: list[str], rules: dict[str, Any]) -> No
 
 def _row_order(row: Row, headline: str | None) -> tuple:
     """Oracle first (the line everything is read against), then by headline, best
-    first; rows without a value (failed, unsupported) last."""
+    first, flagged rows after the ranked ones; rows without a value (failed,
+    unsupported) last."""
     stat = row.stats.get(headline) if headline else None
     has = stat is not None and stat.mean is not None
     score = 0.0
     if has:
         score = distance(stat.rule, stat.mean) if stat.rule is not None else -stat.mean
-    return (not row.oracle, bool(row.stale), row.variant, not has, score, row.generator, row.options_label)
+    return (not row.oracle, bool(row.stale), row.variant, not has, bool(row.flags), score, row.generator,
+            row.options_label)
 
 
 def by_dataset(tables: list[Table]) -> list[tuple[str, list[Table]]]:

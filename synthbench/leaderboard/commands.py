@@ -7,6 +7,7 @@ paragraph, exit status 2); ``regress`` exits 1 when a score drifted.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -82,6 +83,7 @@ def regress(suite: str, baseline: str | None, update_baseline: bool, results: st
 
     if quiet:
         progress.set_enabled(False)
+        os.environ["SYNTHBENCH_PROGRESS"] = "0"  # worker processes read it
     from synthbench.leaderboard import regress as rg
 
     spec = rg.load_suite(suite)

@@ -63,10 +63,10 @@ def nearest_distances(queries: torch.Tensor, refs: torch.Tensor) -> tuple[torch.
 
 class MIAProtocol(Protocol):
     name = "mia"
-    version = 1
-    """Records carry each attack's ROC curve (``details["roc_curves"]``, for the
-    leaderboard's figure) since it was added; no metric changed, so no version
-    bump: records written before simply have no ROC figure."""
+    version = 2
+    """v2: the copy check also runs against the test split (``test_copy_fraction_*``,
+    contamination) and records carry each attack's ROC curve; every v1 metric is
+    unchanged."""
     description = "LiRA membership inference (online/offline) and a nearest-neighbour copy check"
     source = "Yuan et al. 2024 (Real-Fake), arXiv 2310.10402 Sec. 4.5; Carlini et al. 2022"
     metrics = {
@@ -74,6 +74,7 @@ class MIAProtocol(Protocol):
         # the same attack on a classifier trained on the members themselves: the baseline, not ranked
         **{f"members_{kind}_{m}": None for kind in ("online", "offline") for m in ("auc", "tpr@0.001", "tpr@0.01")},
         "copy_fraction_pixel": False, "copy_fraction_feature": False,
+        "test_copy_fraction_pixel": False, "test_copy_fraction_feature": False,
         "nearer_member_fraction_pixel": False, "nearer_member_fraction_feature": False,
         "synthetic_top1": True, "members_top1": None,
     }
@@ -167,6 +168,13 @@ class MIAProtocol(Protocol):
             threshold = float(torch.quantile(d_heldout, q))
             copy_fraction = float((d_member < threshold).double().mean())
             nearer = float((d_member < d_non).double().mean())
+            # Contamination: samples that sit on test images. The reference is real train images the generator
+            # never saw (the non-members): how near an unseen real image comes to the test split by chance.
+            d_test, _ = nearest_distances(s, t)
+            d_unseen_to_test, _ = nearest_distances(nm, t)
+            test_threshold = float(torch.quantile(d_unseen_to_test, q))
+            test_copy = float((d_test < test_threshold).double().mean())
+            out["metrics"][f"test_copy_fraction_{space}"] = metric(test_copy, None, len(synthetic), False)
             out["metrics"][f"copy_fraction_{space}"] = metric(copy_fraction, None, len(synthetic), False)
             out["metrics"][f"nearer_member_fraction_{space}"] = metric(nearer, None, len(synthetic), False)
             out["nearest"][space] = {
@@ -174,6 +182,8 @@ class MIAProtocol(Protocol):
                 "synthetic_to_member_median": float(d_member.median()),
                 "synthetic_to_non_member_median": float(d_non.median()),
                 "heldout_to_member_median": float(d_heldout.median()),
+                "test_threshold": test_threshold,
+                "synthetic_to_test_median": float(d_test.median()),
             }
             if space == "pixel":
                 order = torch.argsort(d_member)[:CLOSEST_PAIRS]

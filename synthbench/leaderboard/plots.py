@@ -206,12 +206,31 @@ def _reference_for(series: str, scalars: dict[str, float]) -> tuple[str, float] 
 
 
 @styled
-def curves_figure(lines: dict[str, Any], path: Path, title: str = "", order: Sequence[str] = ()) -> Path | None:
+def _band(curves: Sequence[Any], name: str, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean and 95% half-width (Student's t over seeds) of series ``name`` at each
+    of ``n`` points, from the seeds' curves; None with fewer than two seeds."""
+    rows = []
+    for c in curves:
+        parsed = split_curve(c)
+        if parsed is not None and name in parsed[2] and len(parsed[2][name]) == n:
+            rows.append(parsed[2][name])
+    if len(rows) < 2:
+        return None
+    from scipy.stats import t
+
+    a = np.asarray(rows, dtype=np.float64)
+    half = t.ppf(0.975, len(rows) - 1) * a.std(axis=0, ddof=1) / math.sqrt(len(rows))
+    return a.mean(axis=0), half
+
+
+def curves_figure(lines: dict[str, Any], path: Path, title: str = "", order: Sequence[str] = (),
+                  spread: dict[str, Sequence[Any]] | None = None) -> Path | None:
     """Small multiples, one panel per series of the curves; one line per entry of
     ``lines`` (a generator, or a single row), the scalar reference (``real_top1``
     beside ``top1``) dashed: the scale-up curve against the real line, the t_re
     curves of accuracy, entropy and FID. ``order``: metric names whose prefixes
-    order the panels."""
+    order the panels. ``spread``: each line's per-seed curves, drawn as a 95%
+    band around it."""
     parsed = {label: split_curve(c) for label, c in lines.items()}
     parsed = {label: p for label, p in parsed.items() if p is not None}
     if not parsed:
@@ -227,8 +246,12 @@ def curves_figure(lines: dict[str, Any], path: Path, title: str = "", order: Seq
     for ax, name in zip(axes, names):
         for label, (xname, x, series, scalars) in parsed.items():
             if name in series:
-                ax.plot(x, series[name], marker="o", ms=3, lw=1.4, label=_short(label),
-                        color=REAL_COLOR if label == "real" else None)
+                (line,) = ax.plot(x, series[name], marker="o", ms=3, lw=1.4, label=_short(label),
+                                  color=REAL_COLOR if label == "real" else None)
+                band = _band((spread or {}).get(label, ()), name, len(x))
+                if band is not None:
+                    ax.fill_between(x, band[0] - band[1], band[0] + band[1], color=line.get_color(), alpha=0.18,
+                                    linewidth=0)
             ref = _reference_for(name, scalars)
             if ref and (name, ref[0]) not in drawn_refs:
                 drawn_refs.add((name, ref[0]))
@@ -289,7 +312,7 @@ def per_class_fidelity_figure(space: Any, path: Path) -> Path | None:
     if not panels:
         return None
     n = max(len(s) for _, s, _ in panels)
-    fig = _figure(max(4.5, 0.32 * n + 1.8), 1.7 * len(panels) + 0.4)
+    fig = _figure(max(8.0, 0.6 * n + 2.5), 2.1 * len(panels) + 0.5)  # legible at page width
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     x = np.arange(n)
     for ax, (name, s, f) in zip(axes, panels):
@@ -306,16 +329,24 @@ def per_class_fidelity_figure(space: Any, path: Path) -> Path | None:
 @styled
 def interval_bars_figure(entries: list[tuple[str, float, float | None, bool]], path: Path, metric: str,
                          higher_is_better: bool | None) -> Path | None:
-    """The headline per row, mean with its 95% interval; the oracle row in grey."""
+    """The headline per row, mean with its 95% interval; the oracle row in grey.
+    Points with whiskers on an axis fitted to the intervals, not bars from 0:
+    0.98 and 0.99 must not look equal."""
     entries = [e for e in entries if e[1] is not None and math.isfinite(e[1])]
     if not entries:
         return None
     fig = _figure(max(3.8, 0.8 * len(entries) + 1.5), 2.8)
     ax = fig.subplots()
     x = np.arange(len(entries))
-    colors = [REAL_COLOR if oracle else "#3b75af" for _, _, _, oracle in entries]
-    errs = [h if h is not None else 0.0 for _, _, h, _ in entries]
-    ax.bar(x, [m for _, m, _, _ in entries], yerr=errs, capsize=4, color=colors)
+    errs = [h if h is not None and math.isfinite(h) else 0.0 for _, _, h, _ in entries]
+    for i, (_, m, _, oracle) in enumerate(entries):
+        ax.errorbar([i], [m], yerr=[errs[i]], fmt="s" if oracle else "o", ms=6, capsize=4, lw=1.4,
+                    color=REAL_COLOR if oracle else "#3b75af")
+    lo = min(m - e for (_, m, _, _), e in zip(entries, errs))
+    hi = max(m + e for (_, m, _, _), e in zip(entries, errs))
+    pad = max((hi - lo) * 0.15, abs(hi) * 1e-3, 1e-6)
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xlim(-0.6, len(entries) - 0.4)
     ax.set_xticks(x, [_short(label) for label, *_ in entries], rotation=20 if len(entries) > 4 else 0, ha="right"
                   if len(entries) > 4 else "center")
     arrow = "" if higher_is_better is None else (" (higher is better)" if higher_is_better else " (lower is better)")
@@ -422,11 +453,19 @@ def pca_figure(pca: Any, path: Path) -> Path | None:
             ax.scatter(*sets[ref].T, s=4, c="#bbbbbb", label="real", linewidths=0)
         pts = sets[name]
         if name in labels:
-            ax.scatter(*pts.T, s=5, c=labels[name], cmap="tab10", linewidths=0, label=name)
+            ax.scatter(*pts.T, s=5, c=labels[name], cmap="tab10", vmin=0, vmax=9, linewidths=0, label=name)
         else:
             ax.scatter(*pts.T, s=5, linewidths=0, label=name)
         ax.set_title(name if name == ref else f"{name} over real (grey)" if ref else name)
         ax.set(xticks=[], yticks=[])
+    classes = sorted({int(c) for name in others if name in labels for c in np.asarray(labels[name]).ravel()})
+    if classes and max(classes) <= 9:  # which colour is which class (tab10 has ten)
+        from matplotlib.lines import Line2D
+
+        cmap = matplotlib.colormaps["tab10"]
+        handles = [Line2D([], [], ls="", marker="o", ms=5, color=cmap(c), label=str(c)) for c in classes]
+        fig.legend(handles=handles, title="class", fontsize=7, title_fontsize=7, frameon=False,
+                   loc="outside right center")  # constrained layout makes room for it
     return _save(fig, path)
 
 

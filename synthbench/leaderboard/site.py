@@ -190,8 +190,9 @@ RowFigure = tuple[str, str, str, str, Callable[[list[dict[str, Any]], Path, list
 ROW_FIGURES: list[RowFigure] = [
     # kind, caption, extension, how seeds combine (mean, summed, first), draw(details of the ok seeds, path,
     # metric order)
-    ("curves", "curves", "svg", "mean",
-     lambda ds, p, order: plots.curves_figure({"": plots.mean_of([d.get("curve") for d in ds])}, p, order=order)),
+    ("curves", "curves (mean over seeds, 95% band)", "svg", "mean",
+     lambda ds, p, order: plots.curves_figure({"": plots.mean_of([d.get("curve") for d in ds])}, p, order=order,
+                                              spread={"": [d.get("curve") for d in ds]})),
     ("per-class", "per-class accuracy", "svg", "mean",
      lambda ds, p, order: plots.per_class_figure(plots.mean_of([d.get("per_class_accuracy") for d in ds]), p)),
     ("per-class-fidelity", "per-class fidelity in the real-trained classifier's feature space, floor in grey",
@@ -264,8 +265,10 @@ def _table_figures(table: Table, out: Path) -> list[Figure]:
     lines = {k: v for k, v in lines.items() if plots.split_curve(v) is not None}
     if len(lines) >= 2:
         rel = f"img/{table.anchor}/compare-curves.svg"
-        if _draw(lambda: plots.curves_figure(lines, out / rel, order=table.all_metrics), rel):
-            figures.append(Figure(rel, "curves of every generator (mean over seeds), reference dashed", "curves"))
+        spread = {r.label: [d.get("curve") for d in _details(r)] for r in table.rows if r.ok_records}
+        if _draw(lambda: plots.curves_figure(lines, out / rel, order=table.all_metrics, spread=spread), rel):
+            figures.append(Figure(rel, "curves of every generator (mean over seeds, 95% band), reference dashed",
+                                  "curves"))
     return figures
 
 

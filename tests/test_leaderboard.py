@@ -305,3 +305,25 @@ def test_headline_ranks_generators_with_the_range_their_intervals_allow():
     assert (det["c"].rank, det["a"].rank, det["b"].rank) == (1, 2, 3)  # closest to 0.5 first
     assert rows["a"].mean_rank == pytest.approx(1.5) and rows["b"].mean_rank == pytest.approx(2.5)
     assert [r.generator for r in h.rows] == ["real", "a", "c", "b"]  # c: ranks 3 and 1, mean 2.0
+
+
+def test_a_table_says_its_smallest_detectable_difference_and_when_it_is_saturated():
+    import math as m
+
+    from synthbench.plugins import PROTOCOLS
+
+    v = PROTOCOLS.get("replace").version
+
+    def table(b_top1: float):
+        recs = []
+        for seed in range(3):
+            for gen, top1 in (("real", 0.99), ("a", 0.98), ("b", b_top1)):
+                rec = make_record(gen, "replace", seed, {"top1": (top1, 0.007, True)}, protocol_version=v)
+                recs.append(rec)
+        (t,) = build_tables(recs)
+        return t
+
+    close, apart = table(0.975), table(0.90)
+    p = (0.98 + 0.975) / 2
+    assert close.detectable == pytest.approx(2.8016 * m.sqrt(2 * p * (1 - p) / (100 * 3)), rel=1e-3)
+    assert close.saturated and not apart.saturated  # 0.005 apart cannot be told apart on 100 images

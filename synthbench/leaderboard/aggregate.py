@@ -273,6 +273,10 @@ class Table:
     key: str
     rules: dict[str, Any] = field(default_factory=dict)
     """Each column's ranking rule (declared by the protocol, else the records' direction)."""
+    detectable: float | None = None
+    """The smallest difference in the headline this table can detect (see :func:`detectable_difference`)."""
+    saturated: bool = False
+    """The competing generators' headline means lie closer together than ``detectable``."""
 
     @property
     def anchor(self) -> str:
@@ -480,11 +484,40 @@ def _make_table(tkey: str, spec: CellSpec, rows: list[Row], plugins: PluginInfo)
         row.variant = bool(row.options_label) and row.generator in defaults and not row.oracle
     _mark(rows, ordered, rules)
     rows.sort(key=lambda r: _row_order(r, headline))
+    detectable, saturated = detectable_difference(rows, headline)
     return Table(dataset=spec.dataset, dataset_digest=spec.dataset_digest,
                  protocol=name, protocol_version=spec.protocol_version,
                  preset=preset_label(spec.preset), protocol_options=options,
                  columns=cols, all_metrics=ordered, headline=headline, description=description, source=source,
-                 stale=stale, rows=rows, key=tkey, rules=rules)
+                 stale=stale, rows=rows, key=tkey, rules=rules, detectable=detectable, saturated=saturated)
+
+
+Z_DETECT = 1.959963984540054 + 0.8416212335729143
+"""Two-sided 5% test at 80% power: a difference this many standard errors wide is detected."""
+
+
+def detectable_difference(rows: list[Row], metric: str | None) -> tuple[float | None, bool]:
+    """For an accuracy headline (a proportion over ``n`` test images, as the
+    records' ``n`` says): the smallest difference between two generators that a
+    two-sided 5% test detects with 80% power, ``2.80 * sqrt(2 p (1 - p) / (n k))``
+    at the competing rows' mean accuracy p over k seeds (binomial noise of the
+    test images only, so a lower bound: seeds add their own), and whether the
+    table is *saturated*: the competing generators differ by less than that.
+    (None, False) for other metrics. Digits has 359 test images: one image is
+    0.28 points."""
+    if not metric or not RATIO_TO_REAL.search(metric):
+        return None, False
+    comp = [r for r in rows if competing(r) and r.stats.get(metric) is not None and r.stats[metric].mean is not None]
+    ns = [rec.metrics[metric].get("n") for r in comp for rec in r.ok_records if metric in rec.metrics]
+    ns = [n for n in ns if isinstance(n, int) and n > 0]
+    if len(comp) < 2 or not ns:
+        return None, False
+    p = sum(r.stats[metric].mean for r in comp) / len(comp)
+    k = min(r.stats[metric].seeds for r in comp) or 1
+    n = min(ns)
+    mdd = Z_DETECT * math.sqrt(max(2 * p * (1 - p), 1.0 / n) / (n * k))
+    spread = max(r.stats[metric].mean for r in comp) - min(r.stats[metric].mean for r in comp)
+    return mdd, spread < mdd
 
 
 def _declared_order(names: list[str], declared: list[str]) -> list[str]:

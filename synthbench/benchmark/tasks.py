@@ -73,7 +73,7 @@ def prime(setting: Setting, grid: Grid) -> None:
         _STATES[setting] = _State(setting, grid, store, SampleCache(store.cache_dir), OrderedDict(), {})
 
 
-def _state(setting: Setting, dataset_digest: str | None) -> _State:
+def _state(setting: Setting, dataset_digest: str | None, device_type: str | None = None) -> _State:
     if setting not in _STATES:
         from synthbench.benchmark.runner import make_grid
 
@@ -83,6 +83,10 @@ def _state(setting: Setting, dataset_digest: str | None) -> _State:
                          with_real=False, precision=setting.precision)
         prime(setting, grid)
     state = _STATES[setting]
+    if device_type is not None and state.grid.device.type != device_type:
+        raise UserError(f"This worker computes on {state.grid.device.type}, but the plan was made for "
+                        f"{device_type} (device: {setting.device} resolved on the machine that planned the run). "
+                        f"Name the device in the suite (device: cuda or device: cpu) so every machine agrees.")
     if dataset_digest is not None and state.grid.dataset.digest != dataset_digest:
         raise UserError(f"This worker loaded dataset {setting.dataset} with digest {state.grid.dataset.digest[:12]}, "
                         f"but the plan was made with {dataset_digest[:12]}: workers must see the same data as the "
@@ -106,7 +110,8 @@ def run_task(task: Task, dep_errors: Mapping[str, str] | None = None, wait: bool
     as failed with that error). With ``wait=False`` a task another worker holds
     returns ``busy`` at once instead of waiting for it."""
     start = time.perf_counter()
-    state = _state(task.setting, task.spec.dataset_digest if task.spec is not None else None)
+    state = _state(task.setting, task.spec.dataset_digest if task.spec is not None else None,
+                   task.spec.device_type if task.spec is not None else None)
     board = LeaseBoard(state.store.root / "leases")
     if not wait and board.holder(task.key) is not None and board.holder(task.key).get("owner") != _own():
         return TaskResult(task.key, task.kind, "busy")

@@ -23,7 +23,7 @@ import torch
 from synthbench.benchmark.cell import Grid, PluginChoice, Status
 from synthbench.benchmark.context import FitContext, reference_classifier, reference_classifier_path
 from synthbench.benchmark.guard import Guarded
-from synthbench.benchmark.lease import LeaseBoard
+from synthbench.benchmark.lease import LeaseBoard, owner_id
 from synthbench.benchmark.plan import Setting, Task, task_marker
 from synthbench.benchmark.progress import say
 from synthbench.benchmark.sample_cache import SampleCache
@@ -113,25 +113,22 @@ def run_task(task: Task, dep_errors: Mapping[str, str] | None = None, wait: bool
     state = _state(task.setting, task.spec.dataset_digest if task.spec is not None else None,
                    task.spec.device_type if task.spec is not None else None)
     board = LeaseBoard(state.store.root / "leases")
-    if not wait and board.holder(task.key) is not None and board.holder(task.key).get("owner") != _own():
+    held = None if wait else board.holder(task.key)
+    if held is not None and held.get("owner") != owner_id():
         return TaskResult(task.key, task.kind, "busy")
     try:
         outcome, error = {"fit": _fit, "classifier": _classifier, "pool": _pool, "cell": _cell}[task.kind](
             task, state, board, dict(dep_errors or {}))
     except UserError:
         raise
-    except OSError:
-        raise
     except Exception as exc:  # a fit or pool that failed: its cells record it
+        from synthbench.benchmark.runner import STORAGE_ERRNOS
+
+        if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:  # the store's problem: every task would fail
+            raise
         outcome, error = "failed", f"{type(exc).__name__}: {exc}"
         say(f"{task.label}: failed: {error}")
     return TaskResult(task.key, task.kind, outcome, error, time.perf_counter() - start)
-
-
-def _own() -> str:
-    from synthbench.benchmark.lease import owner_id
-
-    return owner_id()
 
 
 def _full_need(task: Task, state: _State) -> Any:

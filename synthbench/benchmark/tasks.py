@@ -60,17 +60,25 @@ class _State:
     charged to a cell: the next cell here that uses it carries it in its cost."""
 
 
-_STATES: dict[Setting, _State] = {}
+_STATES: "OrderedDict[Setting, _State]" = OrderedDict()
+_KEEP_STATES = 4
+"""Grids (datasets) a process keeps: a worker sees one or two; a library user
+running many grids in one process must not keep every dataset alive."""
 _KEEP_FITTED = 2
 """Fitted generators kept per process (the cells of a plan come generator by
 generator; an SD pipeline is large)."""
 
 
 def prime(setting: Setting, grid: Grid) -> None:
-    """Give this process a grid already loaded (``inline``: the driver's own)."""
-    if setting not in _STATES:
+    """Give this process a grid already loaded (``inline``: the driver's own,
+    which replaces an earlier grid of the same setting: the caller may have
+    loaded other data under the same name since)."""
+    if setting not in _STATES or _STATES[setting].grid is not grid:
         store = ResultStore(setting.results)
         _STATES[setting] = _State(setting, grid, store, SampleCache(store.cache_dir), OrderedDict(), {})
+    _STATES.move_to_end(setting)
+    while len(_STATES) > _KEEP_STATES:
+        _STATES.popitem(last=False)
 
 
 def _state(setting: Setting, dataset_digest: str | None, device_type: str | None = None) -> _State:

@@ -26,8 +26,8 @@ def to_run(plan: Plan) -> Plan:
     all exist fits nothing, even when its caches were deleted)."""
     todo = [t for t in plan.tasks if t.kind == "cell"
             and ResultStore(t.setting.results).lookup(t.spec) is None]
-    needed = {d for t in todo for d in t.deps}
-    return Plan([t for t in plan.tasks if t.key in needed or t in todo], plan.grids)
+    needed = {d for t in todo for d in t.deps} | {t.key for t in todo}
+    return Plan([t for t in plan.tasks if t.key in needed], plan.grids)
 
 
 def dep_errors(task: Task, results: dict[str, TaskResult]) -> dict[str, str]:

@@ -60,16 +60,6 @@ def make_executor_from(params: dict[str, Any], results: str) -> Any:
                          slurm_cluster=params.get("slurm_cluster"), folder=Path(results) / "submitit")
 
 
-def _threads_for(params: dict[str, Any], suite: Any) -> int | None:
-    """CPU threads per task: the flag, else the suite's, else for worker
-    processes the cores split between them (inline: torch's choice)."""
-    if params.get("threads") or suite.threads:
-        return params.get("threads") or suite.threads
-    if params["executor"] == "processes" and params.get("workers"):
-        return max(1, (os.cpu_count() or 1) // params["workers"])
-    return None
-
-
 @click.command(name="run")
 @click.argument("suite_file", metavar="SUITE.yaml")
 @click.option("--results", default="runs", show_default=True, metavar="DIR", type=click.Path(file_okay=False),
@@ -98,13 +88,16 @@ def run(suite_file: str, results: str, data_root: str | None, adapter_timeout: f
         progress.set_enabled(False)
         os.environ["SYNTHBENCH_PROGRESS"] = "0"
     suite = load_suite(suite_file)
-    threads = _threads_for(params, suite)
+    # CPU threads per task: the flag, else the suite's, else the executor's own
+    # choice (worker processes split the cores; inline leaves torch's). The plan
+    # keys fits by it, so it must be the count the workers will use.
+    executor = make_executor_from({**params, "threads": params.get("threads") or suite.threads}, results)
+    threads = params.get("threads") or suite.threads or getattr(executor, "threads", None)
     grids = suite_grids(suite, results, threads, timeout_option(adapter_timeout), data_root)
     if dry_run:
         click.echo(plan_text(grids, results))
         return
     _writable(results)
-    executor = make_executor_from({**params, "threads": threads}, results)
     try:
         cells = run_plan(grids, executor)
     except KeyboardInterrupt:

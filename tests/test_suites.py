@@ -123,7 +123,7 @@ def test_processes_executor_gives_the_inline_records_byte_for_byte(tmp_path, cap
     assert code == 0, err
     a, b = results_by_cell(inline), results_by_cell(procs)
     assert len(a) == 8 and a == b
-    assert out.split("records:")[0].replace(" 0.0 ", "") .count("| edm") == 2  # a table per protocol
+    assert out.count("| edm") == 2  # a table per protocol
     for root in (inline, procs):
         counts = computed(root)
         assert max(counts.values()) == 1  # nothing computed twice
@@ -193,20 +193,17 @@ def test_kill_9_of_a_worker_mid_suite_loses_and_duplicates_nothing(tmp_path):
     assert len([k for k in counts if k[0] == "cell"]) == 18 and max(n for k, n in counts.items() if k[0] == "cell") == 1
 
 
-def test_submitit_local_executor_runs_a_two_cell_suite(tmp_path, capsys):
-    pytest.importorskip("submitit")
+@pytest.mark.parametrize("module, flags", [
+    ("submitit", ["--executor", "slurm", "--slurm-cluster", "local"]),  # submitit's local executor, same path
+    ("ray", ["--executor", "ray", "--workers", "2"]),  # Ray started here with 2 CPUs
+])
+def test_cluster_engines_run_a_two_cell_suite(tmp_path, capsys, module, flags):
+    if os.environ.get("SYNTHBENCH_REQUIRE_CLUSTER") == "1":  # CI installs the cluster extra: no silent skip
+        __import__(module)
+    else:
+        pytest.importorskip(module, reason="the cluster extra is not installed (pip install -e '.[cluster]')")
     suite = write_suite(tmp_path, seeds="[0]", protocols="{replace: {}}")
-    code, out, err = run_cli(["run", str(suite), "--results", str(tmp_path / "r"), "-q", "--executor", "slurm",
-                              "--slurm-cluster", "local"], capsys)
-    assert code == 0, err
-    assert results_by_cell(tmp_path / "r") == _inline_reference(tmp_path, suite, capsys)
-
-
-def test_ray_started_locally_runs_a_two_cell_suite(tmp_path, capsys):
-    pytest.importorskip("ray")
-    suite = write_suite(tmp_path, seeds="[0]", protocols="{replace: {}}")
-    code, out, err = run_cli(["run", str(suite), "--results", str(tmp_path / "r"), "-q", "--executor", "ray",
-                              "--workers", "2"], capsys)
+    code, out, err = run_cli(["run", str(suite), "--results", str(tmp_path / "r"), "-q", *flags], capsys)
     assert code == 0, err
     assert results_by_cell(tmp_path / "r") == _inline_reference(tmp_path, suite, capsys)
 

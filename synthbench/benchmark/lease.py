@@ -75,7 +75,12 @@ class LeaseBoard:
 
     def __init__(self, root: str | Path, ttl_s: float | None = None):
         self.root = Path(root)
-        self.ttl_s = float(ttl_s if ttl_s is not None else os.environ.get("SYNTHBENCH_LEASE_TTL", DEFAULT_TTL_S))
+        given = ttl_s if ttl_s is not None else os.environ.get("SYNTHBENCH_LEASE_TTL", DEFAULT_TTL_S)
+        try:
+            self.ttl_s = float(given)
+        except (TypeError, ValueError):
+            raise UserError(f"SYNTHBENCH_LEASE_TTL={given!r} is not a number of seconds; unset it or give e.g. "
+                            f"SYNTHBENCH_LEASE_TTL=180 (or --lease-ttl 180).") from None
 
     def _files(self, key: str) -> list[tuple[int, Path]]:
         out = []

@@ -196,22 +196,22 @@ def task_state(task: Task, grid: Grid, store: ResultStore) -> str:
     elif task.kind == "classifier":
         if reference_classifier_path(grid.dataset, grid.preset, task.seed, grid.device, store.cache_dir).exists():
             return "cached"
-    elif task.kind == "pool":
-        if _pool_length(task, store) >= task.n:
-            return "cached"
+    elif task.kind == "pool" and pool_done(task, store.root):
+        return "cached"
     return "running" if LeaseBoard(store.root / "leases").holder(task.key) else "to run"
 
 
-def _pool_length(task: Task, store: ResultStore) -> int:
-    """Images the pool task recorded in its marker (the pool's file name holds
-    the fitted generator's fingerprint, known only after the fit)."""
-    marker = task_marker(store.root, task.key)
+def pool_done(task: Task, results: str | Path) -> bool:
+    """Whether a pool task's marker says its pool holds at least ``task.n``
+    images (the pool's file name holds the fitted generator's fingerprint, known
+    only after the fit; an earlier, smaller pool is extended, not skipped)."""
+    marker = task_marker(results, task.key)
     if not marker.exists():
-        return 0
+        return False
     try:
-        return int(json.loads(marker.read_text()).get("n", 0))
-    except (OSError, ValueError):
-        return 0
+        return int(json.loads(marker.read_text()).get("n", 0)) >= task.n
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
 
 
 def estimate_s(task: Task, comparable: dict[tuple, list[float]]) -> float | None:

@@ -12,6 +12,7 @@ sets the policy for an unreadable one.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,17 @@ from synthbench.benchmark.worklog import log_computed
 from synthbench.errors import UserError
 
 BLOCK = 1024
+
+
+def _length(path: Path) -> int:
+    """How many images the pool file holds, from its small labels array alone:
+    what a worker waiting for another's pool polls (the full, digest-checked read
+    comes once the pool is long enough)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return len(z["labels"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # absent, replaced right now, or corrupt (the
+        return 0  # full read then names the file)
 
 
 class SampleCache:
@@ -44,7 +56,7 @@ class SampleCache:
         have_x = self._read(path, labels, n)
         if len(have_x) < n:
             # One worker extends a pool at a time; another that needs it waits and reads.
-            with self.cache.leases.exclusive(f"pool-{path.stem}", lambda: len(self._read(path, labels, n)) >= n,
+            with self.cache.leases.exclusive(f"pool-{path.stem}", lambda: _length(path) >= n,
                                              task=f"sample pool {path.name}") as mine:
                 if mine:
                     have_x = self._extend(generator, run_seed, path, labels, self._read(path, labels, n), n)

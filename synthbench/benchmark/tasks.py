@@ -24,7 +24,7 @@ from synthbench.benchmark.cell import Grid, PluginChoice, Status
 from synthbench.benchmark.context import FitContext, reference_classifier, reference_classifier_path
 from synthbench.benchmark.guard import Guarded
 from synthbench.benchmark.lease import LeaseBoard, owner_id
-from synthbench.benchmark.plan import Setting, Task, task_marker
+from synthbench.benchmark.plan import Setting, Task, pool_done, task_marker
 from synthbench.benchmark.progress import say
 from synthbench.benchmark.sample_cache import SampleCache
 from synthbench.benchmark.store import ResultStore
@@ -154,14 +154,8 @@ def _fit(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, str
         if not mine:
             return "cached", None
         train = need.train if need.train is not None else state.grid.dataset.train
-        say(f"{task.label} ({len(train)} train images, preset "
-            f"{state.grid.preset.name})")
-        guarded = _guarded(state, gen, need.overrides)
-        ctx = FitContext.from_dataset(state.grid.dataset, state.grid.preset, state.grid.device,
-                                      state.store.cache_dir, train=need.train)
-        start = time.perf_counter()
-        guarded.fitted(ctx)
-        cost = {"fit_s": time.perf_counter() - start, **ctx.cost}
+        say(f"{task.label} ({len(train)} train images, preset {state.grid.preset.name})")
+        guarded, cost = _fit_now(state, gen, need.overrides, need.train)
         if need.is_full:
             _remember(state, task.key, guarded, cost)
         atomic_write_json(marker, {"task": task.label, "fingerprint": guarded.fingerprint(),
@@ -185,14 +179,21 @@ def _fitted(task: Task, state: _State) -> tuple[Guarded, dict[str, float]]:
         guarded, cost = state.fitted[task.full_fit]
         state.fitted[task.full_fit] = (guarded, {"fit_s": 0.0})
         return guarded, cost
-    gen = _choice(GENERATORS, task.generator)
-    guarded = _guarded(state, gen)
-    ctx = FitContext.from_dataset(state.grid.dataset, state.grid.preset, state.grid.device, state.store.cache_dir)
-    start = time.perf_counter()
-    guarded.fitted(ctx)
-    cost = {"fit_s": time.perf_counter() - start, **ctx.cost}
+    guarded, cost = _fit_now(state, _choice(GENERATORS, task.generator))
     _remember(state, task.full_fit, guarded, {"fit_s": 0.0})
     return guarded, cost
+
+
+def _fit_now(state: _State, gen: PluginChoice, overrides: Mapping[str, Any] | None = None,
+             train: Any = None) -> tuple[Guarded, dict[str, float]]:
+    """A fresh instance of ``gen`` (options ``overrides`` replaced) fitted on
+    ``train`` (None: the full train split), and the fit's wall seconds by phase."""
+    guarded = _guarded(state, gen, overrides)
+    ctx = FitContext.from_dataset(state.grid.dataset, state.grid.preset, state.grid.device, state.store.cache_dir,
+                                  train=train)
+    start = time.perf_counter()
+    guarded.fitted(ctx)
+    return guarded, {"fit_s": time.perf_counter() - start, **ctx.cost}
 
 
 def _classifier(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, str]) -> tuple[str, str | None]:
@@ -214,7 +215,7 @@ def _pool(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, st
     if dep_errors:
         return "failed", next(iter(dep_errors.values()))
     marker = task_marker(state.store.root, task.key)
-    with board.exclusive(task.key, marker.exists, task=task.label) as mine:
+    with board.exclusive(task.key, lambda: pool_done(task, state.store.root), task=task.label) as mine:
         if not mine:
             return "cached", None
         guarded, cost = _fitted(task, state)
@@ -268,7 +269,7 @@ def worker_init(threads: int | None, gpu_ids: Any = None, env: Mapping[str, str]
     if gpu_ids is not None:
         try:
             gpu = gpu_ids.get_nowait()
-        except Exception:  # more workers than GPUs: a worker shares the last one handed out
+        except Exception:  # more workers than GPUs: this one sees every GPU and uses the first
             gpu = None
         if gpu is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)

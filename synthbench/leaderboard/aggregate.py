@@ -150,7 +150,6 @@ class Stat:
     mean: float | None = None
     half: float | None = None
     seeds: int = 0
-    higher_is_better: bool | None = None
     rule: Any = None
     """The metric's ranking rule (``metrics.Rule``): True, False, a Target or None."""
     mark: str = ""
@@ -551,11 +550,9 @@ def _fill_stats(row: Row, metric_names: list[str], rules: dict[str, Any]) -> Non
         if not entries:
             continue
         mean, half = mean_interval([e.get("value") for e in entries], entries[0].get("stderr"))
-        hib = entries[0].get("higher_is_better")
         rule = rules.get(name)
         row.stats[name] = Stat(mean=mean, half=half, seeds=sum(_finite(e.get("value")) for e in entries),
-                               higher_is_better=rule if isinstance(rule, bool) else None, rule=rule)
-        del hib
+                               rule=rule)
 
 
 def competing(row: Row) -> bool:

@@ -328,7 +328,7 @@ def per_class_fidelity_figure(space: Any, path: Path) -> Path | None:
 
 @styled
 def interval_bars_figure(entries: list[tuple[str, float, float | None, bool]], path: Path, metric: str,
-                         higher_is_better: bool | None) -> Path | None:
+                         reading: str = "") -> Path | None:
     """The headline per row, mean with its 95% interval; the oracle row in grey.
     Points with whiskers on an axis fitted to the intervals, not bars from 0:
     0.98 and 0.99 must not look equal."""
@@ -349,7 +349,7 @@ def interval_bars_figure(entries: list[tuple[str, float, float | None, bool]], p
     ax.set_xlim(-0.6, len(entries) - 0.4)
     ax.set_xticks(x, [_short(label) for label, *_ in entries], rotation=20 if len(entries) > 4 else 0, ha="right"
                   if len(entries) > 4 else "center")
-    arrow = "" if higher_is_better is None else (" (higher is better)" if higher_is_better else " (lower is better)")
+    arrow = f" ({reading})" if reading else ""
     ax.set_title(f"{_short(metric, 40)}\nmean ± 95% interval{arrow}")
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)

@@ -250,7 +250,7 @@ def _table_figures(table: Table, out: Path) -> list[Figure]:
                    for r in table.rows if table.headline in r.stats and not r.stale]
         rel = f"img/{table.anchor}/compare-headline.svg"
         if entries and _draw(lambda: plots.interval_bars_figure(
-                entries, out / rel, table.headline, table.higher_is_better(table.headline)), rel):
+                entries, out / rel, table.headline, table.rule_text(table.headline)), rel):
             figures.append(Figure(rel, f"{table.headline} by generator, mean ± 95% interval", "headline"))
     x_name, y_name = "synthetic_top1", "synthetic_online_auc"  # mia: what privacy cost in usefulness
     if table.protocol == "mia" and x_name in table.all_metrics and y_name in table.all_metrics:

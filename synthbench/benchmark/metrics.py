@@ -14,16 +14,53 @@ leaderboard orders a template's metrics by their placeholder values.
 
 from __future__ import annotations
 
+import base64
 import functools
 import re
 from dataclasses import dataclass
 from typing import Any, Union
 
+import numpy as np
 
-def metric(value: float, stderr: float | None, n: int, higher_is_better: bool) -> dict[str, Any]:
-    """The record's metric entry: ``{value, stderr, n, higher_is_better}``."""
-    return {"value": float(value), "stderr": None if stderr is None else float(stderr), "n": int(n),
-            "higher_is_better": bool(higher_is_better)}
+PER_IMAGE = "per_image"
+"""The optional metric field holding per-test-image outcomes (see :func:`pack_outcomes`)."""
+
+
+def metric(value: float, stderr: float | None, n: int, higher_is_better: bool,
+           outcomes: np.ndarray | None = None) -> dict[str, Any]:
+    """The record's metric entry: ``{value, stderr, n, higher_is_better}``, and
+    for an accuracy over a test split every generator shares, the per-image
+    outcomes (``per_image``): with them the leaderboard decides "best" and
+    "tied with best" by a paired test over the same test images instead of by
+    overlapping intervals, which with three seeds call nearly everything a tie."""
+    entry = {"value": float(value), "stderr": None if stderr is None else float(stderr), "n": int(n),
+             "higher_is_better": bool(higher_is_better)}
+    if outcomes is not None:
+        entry[PER_IMAGE] = pack_outcomes(outcomes)
+    return entry
+
+
+def pack_outcomes(outcomes: np.ndarray) -> str:
+    """0/1 outcomes per test image (1: correct), in the test split's order, as
+    base64 of ``numpy.packbits`` (big-endian bits, zero-padded to a byte): 10,000
+    images take 1,668 characters."""
+    bits = np.asarray(outcomes).astype(bool).ravel()
+    return base64.b64encode(np.packbits(bits).tobytes()).decode("ascii")
+
+
+def unpack_outcomes(text: str, n: int) -> np.ndarray:
+    """The ``n`` 0/1 outcomes :func:`pack_outcomes` wrote, as int8; ``ValueError``
+    when ``text`` is not base64 of exactly ``ceil(n / 8)`` bytes with zero padding."""
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError):
+        raise ValueError("is not base64 text") from None
+    if len(raw) != (n + 7) // 8:
+        raise ValueError(f"holds {len(raw) * 8} bits, not the {n} of the metric's n (padded to a byte)")
+    bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8))
+    if bits[n:].any():
+        raise ValueError("has bits set past the metric's n")
+    return bits[:n].astype(np.int8)
 
 
 @dataclass(frozen=True)

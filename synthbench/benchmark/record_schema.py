@@ -15,6 +15,8 @@ import json
 import math
 from typing import Any, Mapping
 
+from synthbench.benchmark.metrics import PER_IMAGE, unpack_outcomes
+
 SCHEMA_VERSION = 1
 DIGEST_FIELD = "record_digest"
 """The top-level field holding ``sha256:<hex>`` of the rest of the record."""
@@ -144,7 +146,7 @@ def check_spec(data: Any) -> None:
 def check_metric(name: str, entry: Any) -> None:
     where = f"metrics.{name}"
     entry = _mapping(entry, where)
-    _fields(entry, METRIC_FIELDS, (), f"{where}.")
+    _fields(entry, METRIC_FIELDS, (PER_IMAGE,), f"{where}.")
     if not _is_finite(entry["value"]):
         raise _fail(f"{where}.value", f"{show(entry['value'])} is not a finite number")
     stderr = entry["stderr"]
@@ -155,6 +157,24 @@ def check_metric(name: str, entry: Any) -> None:
         raise _fail(f"{where}.n", f"{show(n)} is neither null nor a non-negative integer")
     if not isinstance(entry["higher_is_better"], bool):
         raise _fail(f"{where}.higher_is_better", f"{show(entry['higher_is_better'])} is not true or false")
+    if PER_IMAGE in entry:
+        _per_image(entry, f"{where}.{PER_IMAGE}")
+
+
+def _per_image(entry: Mapping[str, Any], where: str) -> None:
+    """Per-image outcomes must be ``n`` bits whose mean is the metric's value: the
+    paired test reads them, so they must not say something else than the number."""
+    text, n = entry[PER_IMAGE], entry["n"]
+    if not isinstance(text, str):
+        raise _fail(where, f"{show(text)} is not a string (base64 of the packed per-image outcomes)")
+    if not _is_int(n) or n <= 0:
+        raise _fail(where, "present, but the metric's n is not a positive count of test images")
+    try:
+        bits = unpack_outcomes(text, n)
+    except ValueError as exc:
+        raise _fail(where, str(exc)) from None
+    if abs(float(bits.sum()) / n - float(entry["value"])) > 1e-9:
+        raise _fail(where, f"its mean {int(bits.sum())}/{n} is not the metric's value {show(entry['value'])}")
 
 
 def check_record(data: Any) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synthbench.benchmark.classifiers import build_classifier, to_input
+from synthbench.benchmark.metrics import metric
 from synthbench.benchmark.presets import Preset
 from synthbench.benchmark.progress import bar
 from synthbench.benchmark.seeding import derive_seed, torch_generator
@@ -160,11 +162,18 @@ class Evaluation:
     n: int
     per_class: list[float]
     confusion: list[list[int]]
+    correct: np.ndarray | None = None
+    """Per test image, in the split's order: 1 where the prediction was right."""
 
     @property
     def stderr(self) -> float:
         """Binomial standard error of top-1 over the ``n`` test images."""
         return math.sqrt(max(self.top1 * (1 - self.top1), 0.0) / max(self.n, 1))
+
+    def metric(self) -> dict[str, Any]:
+        """top-1 as a record's metric entry, with the per-image outcomes the
+        leaderboard's paired test reads."""
+        return metric(self.top1, self.stderr, self.n, True, outcomes=self.correct)
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
@@ -175,5 +184,6 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_c
     np.add.at(conf, (true, pred), 1)
     support = conf.sum(1)
     per_class = [float(conf[c, c] / support[c]) if support[c] else float("nan") for c in range(num_classes)]
-    return Evaluation(top1=float((pred == true).mean()), n=int(len(true)), per_class=per_class,
-                      confusion=conf.tolist())
+    correct = pred == true
+    return Evaluation(top1=float(correct.mean()), n=int(len(true)), per_class=per_class,
+                      confusion=conf.tolist(), correct=correct.astype(np.int8))

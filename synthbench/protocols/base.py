@@ -85,7 +85,7 @@ class Protocol(Configurable):
     def accuracy_result(self, ev: Evaluation, extra: dict[str, Any] | None = None) -> ProtocolResult:
         """top-1 (binomial stderr over the test set), per-class accuracy and the
         confusion matrix, the common core of the classification protocols."""
-        metrics = {"top1": metric(ev.top1, ev.stderr, ev.n, True)}
+        metrics = {"top1": ev.metric()}
         ok = [a for a in ev.per_class if a == a]
         metrics["worst_class_acc"] = metric(min(ok), None, len(ok), True)
         details = {"per_class_accuracy": ev.per_class, "confusion_matrix": ev.confusion}

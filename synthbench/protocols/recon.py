@@ -176,7 +176,7 @@ class ReconProtocol(Protocol):
                 Split(rec_train, train.labels), desc=f"{gen.name}/recon t_re={t} seed {ctx.seed}")
             ev = ctx.evaluate(model)
             h_train, se_train = output_entropy(reference, rec_train, ctx.device)
-            metrics[f"top1_t{t}"] = metric(ev.top1, ev.stderr, ev.n, True)
+            metrics[f"top1_t{t}"] = ev.metric()
             metrics[f"entropy_train_t{t}"] = metric(h_train, se_train, len(train), True)
             h_test = None
             if measure_test:

@@ -225,7 +225,8 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
     from synthbench.benchmark.runner import make_grid, plan, run_grid
     from synthbench.benchmark.store import ResultStore
 
-    gen_classes = [GENERATORS.get(name) for name in _names(p["generator"], "generator")]
+    gen_names = _names(p["generator"], "generator")  # NAME or NAME:ARGUMENT (samples:PATH)
+    gen_classes = [GENERATORS.get(name.partition(":")[0]) for name in gen_names]
     proto_classes = [PROTOCOLS.get(name) for name in _names(p["protocol"], "protocol")]
     targets = {c.name: c.options for c in gen_classes}
     for c in proto_classes:
@@ -237,7 +238,8 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
         import torch
 
         torch.set_num_threads(p["threads"])
-    grid = make_grid({c.name: routed[c.name] for c in gen_classes}, {c.name: routed[c.name] for c in proto_classes},
+    grid = make_grid({name: routed[c.name] for name, c in zip(gen_names, gen_classes)},
+                     {c.name: routed[c.name] for c in proto_classes},
                      p["dataset"], p["preset"], p["seeds"], p["device"], p["data_root"], precision=p["precision"])
     dataset, preset = grid.dataset, grid.preset
     store = ResultStore(p["results"])
@@ -367,10 +369,10 @@ def validate(name: str, dataset: str, preset: str, option: tuple[str, ...], n: i
         given[key.removeprefix(f"{name}.")] = value
     grid = make_grid({name: given}, [], dataset, preset, (0,), device, data_root, with_real=False)
     gen, ds, p = grid.generators[0], grid.dataset, grid.preset
-    checks = validate_generator(name, gen.cls, gen.options, ds, p, grid.device, Path(results) / "cache", n=n,
+    checks = validate_generator(gen.name, gen.cls, gen.options, ds, p, grid.device, Path(results) / "cache", n=n,
                                 min_adherence=min_adherence)
     mark = {True: "pass", False: "FAIL", None: "-"}
-    click.echo(f"synthbench validate {name} ({GENERATORS.origin(name)}) on {ds.name}, preset {p.name}")
+    click.echo(f"synthbench validate {name} ({GENERATORS.origin(gen.name)}) on {ds.name}, preset {p.name}")
     click.echo(tabulate([(c.name, mark[c.passed], c.detail) for c in checks], headers=["check", "result", "detail"]))
     failed = [c.name for c in checks if c.passed is False]
     click.echo("all checks passed" if not failed else f"failed: {', '.join(failed)}")
@@ -380,12 +382,17 @@ def validate(name: str, dataset: str, preset: str, option: tuple[str, ...], n: i
 from synthbench.leaderboard.commands import export, leaderboard, regress  # noqa: E402  (click only: cheap)
 
 from synthbench.suite_cli import run, status  # noqa: E402  (click only: cheap)
+from synthbench.samples_cli import export_samples  # noqa: E402  (click only: cheap)
+from synthbench.submission_cli import submit, verify  # noqa: E402  (click only: cheap)
 
 cli.add_command(leaderboard)
 cli.add_command(regress)
 cli.add_command(export)
 cli.add_command(run)
 cli.add_command(status)
+cli.add_command(export_samples)
+cli.add_command(submit)
+cli.add_command(verify)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,6 +35,7 @@ GENERATORS = Registry(
         "sd": "synthbench.generators.sd:StableDiffusionGenerator",
         "realfake": "synthbench.generators.realfake:RealFakeGenerator",
         "ddpm": "synthbench.generators.ddpm:DDPMGenerator",
+        "samples": "synthbench.generators.samples:SamplesGenerator",
     },
     base="synthbench.generators.base:Generator",
 )

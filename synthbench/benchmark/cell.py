@@ -35,6 +35,7 @@ from synthbench.benchmark.datasets import Dataset
 from synthbench.benchmark.options import keyed_options, resolve_options
 from synthbench.benchmark.presets import Preset
 from synthbench.benchmark.record_schema import DIGEST_FIELD, SCHEMA_VERSION, check_record, check_spec
+from synthbench.errors import UserError
 
 
 class Status(str, Enum):
@@ -91,10 +92,19 @@ class PluginChoice:
     @classmethod
     def resolve(cls, registry: Any, name: str, given: Mapping[str, Any] | None = None,
                 where: str = "") -> "PluginChoice":
-        """Look ``name`` up in ``registry`` and check ``given`` against its options."""
-        plugin = registry.get(name)
+        """Look ``name`` up in ``registry`` and check ``given`` against its options.
+        ``NAME:ARGUMENT`` (``samples:PATH``) sets the option the plugin declares
+        for its argument."""
+        base, colon, argument = name.partition(":")
+        plugin = registry.get(base if colon else name)
+        given = dict(given or {})
+        if colon:
+            resolve = getattr(plugin, "resolve_argument", None)
+            if resolve is None:
+                raise UserError(f"The {registry.kind} {base} takes no argument after its name; give it as {base}.")
+            given = resolve(argument, given)
         owner = f"{registry.kind} {plugin.name}" + (f" {where}" if where else "")
-        return cls(plugin.name, plugin, resolve_options(plugin.options, dict(given or {}), owner))
+        return cls(plugin.name, plugin, resolve_options(plugin.options, given, owner))
 
     def instance(self) -> Any:
         return self.cls(**self.options)

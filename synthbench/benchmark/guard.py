@@ -103,6 +103,10 @@ class Guarded:
         out = self._call("sample", self.adapter.sample, labels, seeds)
         return check_images(self.adapter.name, "sample", out, self._dataset_shape, len(labels))
 
+    def sample_pool(self, labels: "torch.Tensor", run_seed: int, start: int) -> "torch.Tensor":
+        out = self._call("sample_pool", self.adapter.sample_pool, labels, run_seed, start)
+        return check_images(self.adapter.name, "sample_pool", out, self._dataset_shape, len(labels) - start)
+
     def reconstruct(self, images: "torch.Tensor", labels: "torch.Tensor", t_re: int,
                     seeds: Sequence[int]) -> "torch.Tensor":
         out = self._call("reconstruct", self.adapter.reconstruct, images, labels, t_re, seeds)

@@ -111,6 +111,9 @@ def fit_key(grid: Grid, gen: PluginChoice, overrides: dict[str, Any], data_diges
     options = keyed_options(gen.cls.options, {**gen.options, **overrides})
     ident = {"generator": gen.name, "version": gen.cls.version, "options": options, "data": data_digest,
              "preset": grid.preset.as_dict(), "device": grid.device.type, "threads": threads}
+    extra = gen.cls.spec_extras({**gen.options, **overrides})
+    if extra:  # what the options do not say (a checkpoint's or a samples source's digest); absent: keys as before
+        ident["extra"] = extra
     return "fit-" + cache_key(canonical_json(ident))
 
 

@@ -12,9 +12,10 @@ import synthbench
 
 
 @functools.lru_cache(maxsize=1)
-def git_revision() -> str | None:
+def git_revision(folder: str | Path | None = None) -> str | None:
+    """The git commit checked out at ``folder`` (default: synthbench's own), or None."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(synthbench.__file__).parent,
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder or Path(synthbench.__file__).parent,
                              capture_output=True, text=True, timeout=5)
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):

@@ -123,7 +123,9 @@ def run_cell(spec: CellSpec, protocol: Any, generator: Any, grid: Grid, samples:
         if fit_error is not None:
             raise fit_error
         result = protocol.run(ctx)
-        outcome = dict(status=Status.OK, metrics=result.metrics, details=result.details)
+        notes = getattr(generator, "notes", None)
+        details = {**result.details, "generator_notes": dict(notes)} if notes else result.details
+        outcome = dict(status=Status.OK, metrics=result.metrics, details=details)
     except UserError:
         raise
     except Unsupported as exc:

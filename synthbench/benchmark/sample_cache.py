@@ -21,7 +21,6 @@ import torch
 from synthbench.benchmark.cache import NPZ, DiskCache
 from synthbench.benchmark.datasets import Split
 from synthbench.benchmark.progress import say
-from synthbench.benchmark.seeding import sample_seeds
 from synthbench.benchmark.worklog import log_computed
 from synthbench.errors import UserError
 
@@ -84,7 +83,7 @@ class SampleCache:
         parts = [have_x] if have else []
         for start in range(have, n, BLOCK):
             stop = min(n, start + BLOCK)
-            imgs = generator.sample(labels[start:stop], sample_seeds(run_seed, start, stop))
+            imgs = generator.sample_pool(labels[:stop], run_seed, start)
             parts.append(imgs.numpy())
             all_x = np.concatenate(parts)
             self.cache.save(path, NPZ, {"images": all_x, "labels": labels[:stop].numpy()})

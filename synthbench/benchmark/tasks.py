@@ -221,7 +221,9 @@ def _pool(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, st
         guarded, cost = _fitted(task, state)
         state.fitted[task.full_fit] = (guarded, cost)  # the fit's cost stays for the first cell
         start = time.perf_counter()
-        state.samples.pool(guarded, task.seed, state.grid.dataset.train.labels, task.n)
+        labels = state.grid.dataset.train.labels
+        limit = guarded.pool_limit(labels)  # a source of fixed images holds so many: its cells draw no more
+        state.samples.pool(guarded, task.seed, labels, task.n if limit is None else max(0, min(task.n, limit)))
         seconds = time.perf_counter() - start
         _charge(state, f"gen:{task.full_fit}:{task.seed}", "pool_s", seconds)
         atomic_write_json(marker, {"task": task.label, "n": task.n, "cost": {"pool_s": round(seconds, 3)}})

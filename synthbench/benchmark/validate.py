@@ -131,10 +131,23 @@ def validate_generator(name: str, cls: type, options: dict[str, Any], dataset: D
         return ok, (f"t_re=0 returns the input: {torch.equal(same, imgs)}; t_re=50 shape {tuple(half.shape)}, "
                     f"same seeds identical: {again}")
 
+    def pool() -> tuple[bool, str]:
+        k, part = min(n, 12), min(n, 12) // 2
+        whole = gen.sample_pool(labels[:k], 777, 0)
+        extended = torch.cat([gen.sample_pool(labels[:part], 777, 0), gen.sample_pool(labels[:k], 777, part)])
+        ok_shape = isinstance(whole, torch.Tensor) and tuple(whole.shape) == (k, *dataset.image_shape)
+        prefix, again = ok_shape and torch.equal(whole, extended), ok_shape and torch.equal(
+            whole, gen.sample_pool(labels[:k], 777, 0))
+        return prefix and again, (f"a pool of {k} equals a pool of {part} extended: {prefix}; "
+                                  f"drawn again identical: {again}")
+
     def outside_key() -> tuple[bool | None, str]:
-        names = [o.name for o in getattr(cls, "options", {}).values() if not o.in_key]
+        declared = [o.name for o in getattr(cls, "options", {}).values() if not o.in_key]
+        names = [o for o in declared if isinstance(options[o], (bool, int))]
+        skipped = [o for o in declared if o not in names]  # e.g. samples' path: its content is keyed instead
+        note = f"; {', '.join(skipped)} not checked (not a number: spec_extras keys what it names)" if skipped else ""
         if not names:
-            return None, "none declared"
+            return None, ("none declared" if not declared else note.removeprefix("; "))
         k = min(n, 12)
         results = []
         for opt in names:
@@ -142,10 +155,11 @@ def validate_generator(name: str, cls: type, options: dict[str, Any], dataset: D
             twin = cls(**{**options, opt: other}).fitted(fit_ctx)
             results.append((opt, other, torch.equal(first()[:k], twin.sample(labels[:k], seeds[:k]))))
         return all(same for *_, same in results), "; ".join(
-            f"{opt}={other}: {'identical' if same else 'DIFFERENT'} samples" for opt, other, same in results)
+            f"{opt}={other}: {'identical' if same else 'DIFFERENT'} samples" for opt, other, same in results) + note
 
     checks += [_check("shape, dtype, range", shape), _check("determinism", determinism),
-               _check("batch-size independence", batches), _check("label adherence", adherence),
+               _check("batch-size independence", batches), _check("pool prefix stability", pool),
+               _check("label adherence", adherence),
                _check("reconstruct", reconstruct), _check("options outside the key", outside_key)]
     if "t" in state:
         secs = float(state["t"])

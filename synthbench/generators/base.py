@@ -52,12 +52,22 @@ class Generator(Configurable):
     """The method's paper, cited by authors, year, title and arXiv id (the
     leaderboard's generator card shows it)."""
     paper_url: ClassVar[str] = ""
+    argument_option: ClassVar[str | None] = None
+    """The option ``NAME:ARGUMENT`` sets (``samples:PATH`` sets ``path``), or None
+    when the adapter takes no argument after its name."""
+    refits: ClassVar[bool] = True
+    """False for an adapter whose images no fit changes (``samples``): protocols
+    that fit it on another split (``mia``'s members) record ``unsupported``."""
 
     def __init__(self, **options: Any):
         super().__init__(**options)
         self.device = torch.device("cpu")
         self.identity: dict[str, Any] = {}
         """What :meth:`fit` returned (set by :meth:`fitted`)."""
+        self.notes: dict[str, Any] = {}
+        """What the record should say about how the samples were made (``fit``
+        may set it: the source read, a conversion); kept in each record's
+        ``details["generator_notes"]``."""
 
     # -- declarations the harness asks ------------------------------------
     @classmethod
@@ -65,6 +75,15 @@ class Generator(Configurable):
         """Facts beyond the options that belong in a cell's key (e.g. a checkpoint
         file's digest), computed before anything is fitted."""
         return {}
+
+    @classmethod
+    def resolve_argument(cls, argument: str, given: dict[str, Any]) -> dict[str, Any]:
+        """The options ``NAME:ARGUMENT`` stands for, ``given`` ones kept (an
+        adapter with an :attr:`argument_option` may normalise the argument)."""
+        if cls.argument_option is None:
+            raise UserError(f"The generator {cls.name} takes no argument after its name; give it as {cls.name}, "
+                            f"and its options with --option KEY=VALUE.")
+        return {**given, cls.argument_option: argument}
 
     @classmethod
     def unconditional_options(cls) -> dict[str, Any] | None:
@@ -107,6 +126,21 @@ class Generator(Configurable):
     # -- generation ------------------------------------------------------
     def sample(self, labels: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
         raise NotImplementedError
+
+    def sample_pool(self, labels: torch.Tensor, run_seed: int, start: int) -> torch.Tensor:
+        """Images ``start..len(labels)-1`` of run seed ``run_seed``'s sample pool,
+        whose label stream begins with ``labels``: what the sample cache asks, block
+        by block. By default sample i is ``sample`` with the i-th pool seed
+        (``seeding.sample_seeds``); an adapter that must not repeat an image within
+        a pool (``samples``) overrides it, prefix-stably."""
+        from synthbench.benchmark.seeding import sample_seeds
+
+        return self.sample(labels[start:], sample_seeds(run_seed, start, len(labels)))
+
+    def pool_limit(self, labels: torch.Tensor) -> int | None:
+        """The longest pool (over ``labels`` cycled) this adapter can draw, or None
+        when it has no limit; ``scaleup`` runs only the multiples that fit."""
+        return None
 
     def reconstruct(self, images: torch.Tensor, labels: torch.Tensor, t_re: int,
                     seeds: Sequence[int]) -> torch.Tensor:

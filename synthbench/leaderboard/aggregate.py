@@ -13,7 +13,11 @@ Choices a reader of the leaderboard should know (the index page repeats them):
   and never ranked, and nor are a generator's variants (rows with non-default
   options, e.g. ablation arms, grouped under the generator's default row). A
   column with one value in every competing row is context, not a contest, and
-  carries no mark. A row whose interval overlaps the best one's is a *tie*.
+  carries no mark. A row is *tied with best* unless the best is better beyond
+  doubt: their 95% intervals lie apart, or, for an accuracy whose records keep
+  each test image's outcome, a paired bootstrap over the shared test images
+  and seeds (``leaderboard/paired.py``) puts the difference's 95% interval
+  away from 0.
   Nothing is marked when fewer than two rows compete.
 - Rows from a generator version older than the installed one, and tables from an
   older protocol version, are kept and labelled *superseded*, never dropped and
@@ -62,6 +66,8 @@ class LeftOut:
 class StoreRead:
     records: list[Record]
     left_out: list[LeftOut]
+    stamps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """cell_hash -> the verification stamp covering it (``synthbench verify --results``)."""
 
 
 def read_store(results: str | Path, strict: bool = False) -> StoreRead:
@@ -91,7 +97,9 @@ def read_store(results: str | Path, strict: bool = False) -> StoreRead:
         raise UserError(f"The result store {root} holds {found}. Run "
                         f"`synthbench evaluate --results {root}` first, or give --results the folder "
                         f"that holds records/.")
-    return StoreRead(records, left_out)
+    from synthbench.leaderboard.submission import read_stamps
+
+    return StoreRead(records, left_out, read_stamps(root))
 
 
 def store_digest(records: Iterable[Record]) -> str:
@@ -153,7 +161,10 @@ class Stat:
     rule: Any = None
     """The metric's ranking rule (``metrics.Rule``): True, False, a Target or None."""
     mark: str = ""
-    """``best``, ``tie`` (interval overlaps the best one's) or empty."""
+    """``best``, ``tie`` (not clearly worse than the best) or empty."""
+    versus_best: str = ""
+    """How this row compares with the best (the paired difference and its
+    interval, or the intervals), for the cell's tooltip."""
 
     def overlaps(self, other: Stat) -> bool:
         if self.mean is None or other.mean is None:
@@ -204,6 +215,12 @@ class Row:
     flags: list[str] = field(default_factory=list)
     """Why this row must not be trusted as a score (a memoriser), shown in every
     table it appears in; a flagged row is never starred."""
+    verification: str = ""
+    """``verified`` (a maintainer recomputed cells of its submission: the text
+    says with which synthbench and when), ``unverified`` (submitted code or
+    samples nobody re-ran), or empty (a built-in generator the board's own runs
+    computed)."""
+    verification_text: str = ""
 
     @property
     def ok_records(self) -> list[Record]:
@@ -276,6 +293,16 @@ class Table:
     """The smallest difference in the headline this table can detect (see :func:`detectable_difference`)."""
     saturated: bool = False
     """The competing generators' headline means lie closer together than ``detectable``."""
+    comparers: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Per ranked column, the :class:`Comparer` that decided its ties."""
+
+    def test_text(self, name: str) -> str:
+        """How the column's ties were decided, for the table's note."""
+        methods = self.comparers[name].methods if name in self.comparers else set()
+        if "paired" in methods:
+            return ("decided by a paired bootstrap over the shared test images and seeds"
+                    + (" (or 95% intervals apart)" if "intervals" in methods else ""))
+        return "decided by the 95% intervals (these records keep no per-image outcomes)" if methods else ""
 
     @property
     def anchor(self) -> str:
@@ -349,16 +376,28 @@ class PluginInfo:
     def protocol(self, name: str) -> Any:
         return self._get("protocol", name)
 
+    def origin(self, name: str) -> str:
+        """``built-in``, ``entry point (...)``, or ``not installed``."""
+        from synthbench.plugins import GENERATORS
+
+        try:
+            return GENERATORS.origin(name) if self.generator(name) is not None else "not installed"
+        except KeyError:
+            return "not installed"
+
 
 def _newest(records: list[Record]) -> Record:
     return max(records, key=lambda r: str(r.provenance.get("created") or ""))
 
 
-def build_tables(records: list[Record], plugins: PluginInfo | None = None) -> list[Table]:
-    """Group records into tables and rows, compute the cells, mark best and ties.
+def build_tables(records: list[Record], plugins: PluginInfo | None = None,
+                 stamps: dict[str, dict[str, Any]] | None = None) -> list[Table]:
+    """Group records into tables and rows, compute the cells, mark best and ties;
+    ``stamps`` (cell hash -> verification) mark the verified rows.
 
     Tables come out ordered by dataset, protocol, preset; superseded ones last."""
     plugins = plugins or PluginInfo()
+    stamps = stamps or {}
     groups: dict[str, dict[str, Any]] = {}
     for rec in records:
         spec = rec.spec
@@ -377,6 +416,7 @@ def build_tables(records: list[Record], plugins: PluginInfo | None = None) -> li
                 for rkey, by_seed in group["rows"].items()]
         for row in rows:
             row.flags = list(flags.get((spec.dataset_digest, canonical_json(spec.preset), row.key), []))
+            _verification(row, stamps, plugins)
         tables.append(_make_table(tkey, spec, rows, plugins))
     tables.sort(key=lambda t: (bool(t.stale), t.dataset, t.protocol, t.preset, t.options_label,
                                str(t.protocol_version)))
@@ -422,6 +462,21 @@ def memorisation_flags(records: list[Record]) -> dict[tuple[str, str, str], list
             if v and sum(v) / len(v) >= COPY_MARGIN:
                 out.setdefault(key, []).append(text.format(sum(v) / len(v), COPY_MARGIN))
     return out
+
+
+def _verification(row: Row, stamps: dict[str, dict[str, Any]], plugins: PluginInfo) -> None:
+    """Verified when every record of the row is covered by a stamp; unverified
+    when it is not and its numbers came from outside (a third-party adapter, or
+    pre-generated samples); nothing for the board's own built-in runs."""
+    covered = [stamps.get(r.cell_hash) for r in row.records]
+    if covered and all(covered):
+        latest = max(covered, key=lambda s: s.get("verified_at", ""))
+        row.verification = "verified"
+        row.verification_text = (f"verified: cells re-run by the maintainers with synthbench "
+                                 f"{latest.get('synthbench_version')} on {latest.get('verified_at')}")
+    elif row.generator == "samples" or plugins.origin(row.generator) != "built-in":
+        row.verification = "unverified"
+        row.verification_text = "unverified: no maintainer has re-run cells of this row (synthbench verify)"
 
 
 def _make_row(rkey: str, by_seed: dict[int, Record], plugins: PluginInfo) -> Row:
@@ -481,14 +536,15 @@ def _make_table(tkey: str, spec: CellSpec, rows: list[Row], plugins: PluginInfo)
     for row in rows:
         _fill_stats(row, ordered, rules)
         row.variant = bool(row.options_label) and row.generator in defaults and not row.oracle
-    _mark(rows, ordered, rules)
+    comparers = _mark(rows, ordered, rules)
     rows.sort(key=lambda r: _row_order(r, headline))
     detectable, saturated = detectable_difference(rows, headline)
     return Table(dataset=spec.dataset, dataset_digest=spec.dataset_digest,
                  protocol=name, protocol_version=spec.protocol_version,
                  preset=preset_label(spec.preset), protocol_options=options,
                  columns=cols, all_metrics=ordered, headline=headline, description=description, source=source,
-                 stale=stale, rows=rows, key=tkey, rules=rules, detectable=detectable, saturated=saturated)
+                 stale=stale, rows=rows, key=tkey, rules=rules, detectable=detectable, saturated=saturated,
+                 comparers=comparers)
 
 
 Z_DETECT = 1.959963984540054 + 0.8416212335729143
@@ -498,12 +554,15 @@ Z_DETECT = 1.959963984540054 + 0.8416212335729143
 def detectable_difference(rows: list[Row], metric: str | None) -> tuple[float | None, bool]:
     """For an accuracy headline (a proportion over ``n`` test images, as the
     records' ``n`` says): the smallest difference between two generators that a
-    two-sided 5% test detects with 80% power, ``2.80 * sqrt(2 p (1 - p) / (n k))``
-    at the competing rows' mean accuracy p over k seeds (binomial noise of the
-    test images only, so a lower bound: seeds add their own), and whether the
-    table is *saturated*: the competing generators differ by less than that.
-    (None, False) for other metrics. Digits has 359 test images: one image is
-    0.28 points."""
+    two-sided 5% test detects with 80% power, ``2.80 * sqrt(q / (n k))`` over k
+    seeds, and whether the table is *saturated*: the competing generators
+    differ by less than that. ``q`` is the share of test images on which two
+    generators' classifiers disagree about being right, measured from the
+    records' per-image outcomes (mean over pairs and seeds) where they keep
+    them, else ``2 p (1 - p)`` at the competing rows' mean accuracy p (two
+    independent classifiers). Test-image noise only, so a lower bound: seeds add
+    their own. (None, False) for other metrics. Digits has 359 test images: one
+    image is 0.28 points."""
     if not metric or not RATIO_TO_REAL.search(metric):
         return None, False
     comp = [r for r in rows if competing(r) and r.stats.get(metric) is not None and r.stats[metric].mean is not None]
@@ -514,9 +573,23 @@ def detectable_difference(rows: list[Row], metric: str | None) -> tuple[float | 
     p = sum(r.stats[metric].mean for r in comp) / len(comp)
     k = min(r.stats[metric].seeds for r in comp) or 1
     n = min(ns)
-    mdd = Z_DETECT * math.sqrt(max(2 * p * (1 - p), 1.0 / n) / (n * k))
+    q = _discordance(comp, metric)
+    q = 2 * p * (1 - p) if q is None else q
+    mdd = Z_DETECT * math.sqrt(max(q, 1.0 / n) / (n * k))
     spread = max(r.stats[metric].mean for r in comp) - min(r.stats[metric].mean for r in comp)
     return mdd, spread < mdd
+
+
+def _discordance(rows: list[Row], metric: str) -> float | None:
+    """Mean share of test images on which two rows' outcomes differ, over every
+    pair of rows and their common seeds; None without per-image outcomes."""
+    from synthbench.leaderboard.paired import outcomes_by_seed
+
+    outcomes = [outcomes_by_seed({r.spec.seed: r.metrics[metric] for r in row.ok_records if metric in r.metrics})
+                for row in rows]
+    shares = [float((a[s] != b[s]).mean()) for i, a in enumerate(outcomes) for b in outcomes[i + 1:]
+              for s in set(a) & set(b) if len(a[s]) == len(b[s])]
+    return sum(shares) / len(shares) if shares else None
 
 
 def _declared_order(names: list[str], declared: list[str]) -> list[str]:
@@ -561,19 +634,83 @@ def competing(row: Row) -> bool:
     return not (row.oracle or row.stale or row.variant or row.flags)
 
 
-def _mark(rows: list[Row], metric_names: list[str], rules: dict[str, Any]) -> None:
-    """Best per column among competing rows under the column's rule; ties overlap
-    the best interval; a diagnostic or a constant column marks nothing."""
+class Comparer:
+    """Decides whether one row is better than another *beyond doubt* on one
+    metric, and remembers how it decided (the table names its test).
+
+    Beyond doubt means a better mean and either 95% intervals that lie apart or,
+    for a higher/lower-is-better metric whose records keep each test image's
+    outcome, a paired bootstrap over the common seeds and the shared test
+    images whose 95% interval of the difference excludes 0. Intervals apart
+    already settle it (and cost nothing); the paired test is what separates
+    generators whose intervals overlap only because both carry the same test
+    set's noise."""
+
+    def __init__(self, metric: str) -> None:
+        self.metric = metric
+        self.methods: set[str] = set()
+        self._outcomes: dict[int, dict[int, Any]] = {}
+        self._decided: dict[tuple[int, int], tuple[bool, str]] = {}
+
+    def _per_image(self, row: Row) -> dict[int, Any]:
+        if id(row) not in self._outcomes:
+            from synthbench.leaderboard.paired import outcomes_by_seed
+
+            self._outcomes[id(row)] = outcomes_by_seed(
+                {r.spec.seed: r.metrics[self.metric] for r in row.ok_records if self.metric in r.metrics})
+        return self._outcomes[id(row)]
+
+    def better(self, a: Row, b: Row) -> tuple[bool, str]:
+        """(``a`` clearly better than ``b``, how that reads)."""
+        key = (id(a), id(b))
+        if key not in self._decided:
+            self._decided[key] = self._decide(a, b)
+        return self._decided[key]
+
+    def _decide(self, a: Row, b: Row) -> tuple[bool, str]:
+        sa, sb = a.stats[self.metric], b.stats[self.metric]
+        rule = sa.rule
+        if rule is None or distance(rule, sa.mean) >= distance(rule, sb.mean):
+            return False, ""
+        if not sa.overlaps(sb) and sa.half is not None and sb.half is not None:
+            self.methods.add("intervals")
+            return True, "95% intervals apart"
+        if isinstance(rule, bool):
+            from synthbench.leaderboard.paired import paired_bootstrap
+
+            oa, ob = self._per_image(a), self._per_image(b)
+            result = paired_bootstrap(oa, ob) if oa and ob else None
+            if result is not None:
+                self.methods.add("paired")
+                text = (f"paired difference {result.diff:+.4f}, 95% [{result.low:+.4f}, {result.high:+.4f}] "
+                        f"over {result.seeds} seed{'s' if result.seeds != 1 else ''} x {result.n} test images")
+                return result.significant and (result.diff > 0) == rule, text
+        self.methods.add("intervals")
+        return False, "95% intervals overlap"
+
+
+def _mark(rows: list[Row], metric_names: list[str], rules: dict[str, Any]) -> dict[str, Comparer]:
+    """Best per column among competing rows under the column's rule; a row the
+    best does not beat beyond doubt (:class:`Comparer`) is tied with it; a
+    diagnostic or a constant column marks nothing. Returns the comparers of the
+    columns it marked (the headline's ranks reuse their decisions)."""
+    comparers = {}
     for name in metric_names:
         rule = rules.get(name)
-        candidates = [r.stats[name] for r in rows
-                      if competing(r) and name in r.stats and r.stats[name].mean is not None]
-        if rule is None or len(candidates) < 2 or len({s.mean for s in candidates}) == 1:
+        candidates = [r for r in rows if competing(r) and name in r.stats and r.stats[name].mean is not None]
+        if rule is None or len(candidates) < 2 or len({r.stats[name].mean for r in candidates}) == 1:
             continue
-        best = min(candidates, key=lambda s: distance(rule, s.mean))
-        for stat in candidates:  # equally close share "best"; overlapping intervals tie
-            stat.mark = ("best" if distance(rule, stat.mean) == distance(rule, best.mean)
-                         else "tie" if stat.overlaps(best) else "")
+        compare = comparers[name] = Comparer(name)
+        best = min(candidates, key=lambda r: distance(rule, r.stats[name].mean))
+        top = distance(rule, best.stats[name].mean)
+        for row in candidates:  # equally close share "best"
+            stat = row.stats[name]
+            if distance(rule, stat.mean) == top:
+                stat.mark = "best"
+                continue
+            beaten, how = compare.better(best, row)
+            stat.mark, stat.versus_best = ("" if beaten else "tie"), (f"vs best: {how}" if how else "")
+    return comparers
 
 
 def _row_order(row: Row, headline: str | None) -> tuple:
@@ -700,13 +837,15 @@ def build_headlines(tables: list[Table]) -> list[Headline]:
                 row.cells[name] = HeadlineCell(fmt(value, half), value, mark=s.mark)
             competing_rows = [r for r in t.rows if competing(r) and r.stats.get(metric) is not None
                               and r.stats[metric].mean is not None]
+            compare = t.comparers.get(metric)
+            clearly_better = ((lambda a, b: compare.better(a, b)[0]) if compare is not None
+                              else (lambda a, b: _clearly_better(a.stats[metric], b.stats[metric], rule)))
             for r in competing_rows:
                 s = r.stats[metric]
                 better = sum(1 for o in competing_rows if o is not r and distance(rule, o.stats[metric].mean)
                              < distance(rule, s.mean))
-                clearly = sum(1 for o in competing_rows if o is not r and _clearly_better(o.stats[metric], s, rule))
-                not_worse = sum(1 for o in competing_rows if o is not r
-                                and not _clearly_better(s, o.stats[metric], rule))
+                clearly = sum(1 for o in competing_rows if o is not r and clearly_better(o, r))
+                not_worse = sum(1 for o in competing_rows if o is not r and not clearly_better(r, o))
                 cell = rows[r.generator].cells[name]
                 cell.rank, cell.rank_range = better + 1, (clearly + 1, not_worse + 1)
         for row in rows.values():

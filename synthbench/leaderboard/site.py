@@ -293,7 +293,7 @@ def build_site(results: str | Path, out: str | Path, strict: bool = False) -> Si
     records = read.records
     out = Path(out)
     _prepare_out(out)
-    tables = build_tables(records, PluginInfo())
+    tables = build_tables(records, PluginInfo(), read.stamps)
     build = SiteBuild(out=out, tables=len(tables), records=len(records), left_out=read.left_out,
                       digest=store_digest(records))
     env = _environment()

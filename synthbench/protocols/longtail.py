@@ -103,8 +103,10 @@ class LongTailProtocol(Protocol):
         fits = []
         if self.opts["fit_on"] == "full" or overrides is None:
             fits.append(GeneratorFit("full"))
-        if self.opts["fit_on"] == "longtail":
+        if self.opts["fit_on"] == "longtail" and generator.refits:
             fits.append(GeneratorFit("longtail", self._long_tail(dataset)[2]))
+        elif self.opts["fit_on"] == "longtail" and not any(f.is_full for f in fits):
+            fits.append(GeneratorFit("full"))  # fixed images (samples): the top-up is drawn from them as they are
         if overrides is not None:
             fits.append(GeneratorFit("unconditional", None, dict(overrides)))
         return fits
@@ -116,7 +118,7 @@ class LongTailProtocol(Protocol):
         targets = self._targets(counts)
 
         generator = ctx.generator
-        if self.opts["fit_on"] == "longtail" and not generator.oracle:
+        if self.opts["fit_on"] == "longtail" and not generator.oracle and generator.refits:
             generator = ctx.fit_generator(lt)
         # One pool of conditional samples covers every class's deficit; the
         # targeted arm takes the target classes' part of it.
@@ -136,7 +138,7 @@ class LongTailProtocol(Protocol):
         metrics, details = {}, {"per_class_accuracy": {}, "confusion_matrix": {}, "class_counts": {}}
         for arm, split in sets.items():
             ev = ctx.evaluate(ctx.train(split, desc=f"{ctx.generator.name}/longtail {arm} seed {ctx.seed}"))
-            metrics[f"{arm}_top1"] = metric(ev.top1, ev.stderr, ev.n, True)
+            metrics[f"{arm}_top1"] = ev.metric()
             metrics[f"{arm}_worst_class_acc"] = metric(min(ev.per_class), None, num_classes, True)
             metrics[f"{arm}_target_acc"] = metric(sum(ev.per_class[t] for t in targets) / len(targets),
                                                   None, len(targets), True)

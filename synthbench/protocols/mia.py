@@ -41,6 +41,7 @@ from synthbench.benchmark.options import Option, by_preset
 from synthbench.benchmark.seeding import derive_seed, numpy_rng
 from synthbench.benchmark.metrics import metric
 from synthbench.benchmark.trainer import predict_logits
+from synthbench.errors import Unsupported
 from synthbench.protocols.base import Protocol, ProtocolResult
 
 CLOSEST_PAIRS = 8
@@ -105,6 +106,12 @@ class MIAProtocol(Protocol):
         is_member[rng.permutation(n)[: n // 2]] = True
         return is_member
 
+    def unsupported_reason(self, generator: Any) -> str | None:
+        if getattr(generator, "refits", True):
+            return None
+        return (f"generator {generator.name!r} holds fixed images that no fit changes; mia trains the generator "
+                f"on the members half of the train split only, so it needs a model it can fit (an adapter).")
+
     def generator_fits(self, dataset: Dataset, generator: Any) -> list[GeneratorFit]:
         if self.unsupported_reason(generator) is not None or generator.oracle:
             return []
@@ -112,6 +119,9 @@ class MIAProtocol(Protocol):
         return [GeneratorFit("members", members)]
 
     def run(self, ctx: CellContext) -> ProtocolResult:
+        reason = self.unsupported_reason(ctx.generator)
+        if reason is not None:
+            raise Unsupported(reason)
         train, test = ctx.dataset.train, ctx.dataset.test
         n = len(train)
         is_member = self._is_member(n)
@@ -142,7 +152,7 @@ class MIAProtocol(Protocol):
                 for key, value in summary.items():
                     metrics[f"{who}_{kind}_{key}"] = metric(value, None, n, False)
             ev = ctx.evaluate(model)
-            metrics[f"{who}_top1"] = metric(ev.top1, ev.stderr, ev.n, True)
+            metrics[f"{who}_top1"] = ev.metric()
 
         copy = self._copy_check(ctx, synthetic, members, non_members, test)
         metrics.update(copy.pop("metrics"))

@@ -1,0 +1,233 @@
+"""Bring your own samples: the ``samples:PATH`` generator on a folder, an .npz
+and .tar shards made here; its pool semantics; its errors; and the round trip
+``export-samples -g edm`` -> ``evaluate -g samples:...`` giving edm's numbers."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from synthbench.benchmark.sample_files import layout_for_seed, pool_order, read_samples, write_samples
+from synthbench.errors import UserError
+from test_cli import run_cli
+
+CLASSES = [str(i) for i in range(10)]
+
+
+def digits_images(digits, per_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """``per_class`` real digits train images of each class (uint8 1x8x8)."""
+    x, y = digits.train.images.numpy(), digits.train.labels.numpy()
+    keep = np.concatenate([np.flatnonzero(y == c)[:per_class] for c in range(10)])
+    return x[keep], y[keep]
+
+
+def make_sources(tmp_path: Path, digits, per_class: int = 45) -> dict[str, Path]:
+    x, y = digits_images(digits, per_class)
+    return {fmt: write_samples(tmp_path / f"src.{fmt}" if fmt != "folder" else tmp_path / "src", fmt, x, y, CLASSES)
+            for fmt in ("folder", "npz", "tar")}
+
+
+def png_bytes(array: np.ndarray, mode: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    (Image.fromarray(array, mode) if mode else Image.fromarray(array)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def test_the_three_formats_read_the_same_images_with_one_digest_each(tmp_path, digits):
+    sources = make_sources(tmp_path, digits)
+    sets = {fmt: read_samples(path, CLASSES, (1, 8, 8)) for fmt, path in sources.items()}
+    for fmt, s in sets.items():
+        assert s.kind == fmt and s.counts == [45] * 10 and not s.converted
+    for c in range(10):
+        assert np.array_equal(sets["folder"].by_class[c], sets["npz"].by_class[c])
+        assert np.array_equal(sets["folder"].by_class[c], sets["tar"].by_class[c])
+    assert len({s.digest for s in sets.values()}) == 3  # each format's digest covers its own bytes
+
+
+def test_images_of_another_size_and_channels_are_converted_and_the_record_says_so(tmp_path):
+    rng = np.random.default_rng(0)
+    for c in ("0", "1"):
+        (tmp_path / "rgb" / c).mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "rgb" / c / f"{i}.png").write_bytes(png_bytes(rng.integers(0, 255, (16, 16, 3), np.uint8)))
+    s = read_samples(tmp_path / "rgb", ["0", "1"], (1, 8, 8))
+    assert s.by_class[0].shape == (3, 1, 8, 8) and s.by_class[0].dtype == np.uint8
+    assert s.source_shapes == ["3x16x16"] and "converted to the dataset's 1x8x8" in s.converted
+
+
+def test_class_folders_may_use_the_safe_name_or_the_index(tmp_path):
+    names = ["T-shirt/top", "Trouser"]
+    img = png_bytes(np.zeros((8, 8), np.uint8))
+    for folder in ("T-shirt_top", "1"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "a.png").write_bytes(img)
+    assert read_samples(tmp_path, names, (1, 8, 8)).counts == [1, 1]
+
+
+# --------------------------------------------------------------------------- the adapter
+
+
+def fitted_samples(path: Path, dataset):
+    from synthbench.benchmark.context import FitContext
+    from synthbench.benchmark.presets import PRESETS
+    from synthbench.plugins import GENERATORS
+
+    cls = GENERATORS.get("samples")
+    gen = cls(**cls.resolve_argument(str(path), {}))
+    gen.fitted(FitContext.from_dataset(dataset, PRESETS["smoke"], torch.device("cpu"), path.parent / "cache"))
+    return gen
+
+
+def test_a_pool_takes_each_class_in_its_seeded_order_never_twice_and_extends_as_a_prefix(tmp_path, digits,
+                                                                                       smoke_digits):
+    path = make_sources(tmp_path, digits)["npz"]  # 45 a class, from the uncapped split
+    gen = fitted_samples(path, smoke_digits)
+    labels = smoke_digits.train.labels  # 40 per class; the source holds 45
+    pool = gen.sample_pool(labels, 3, 0)
+    source = read_samples(path, CLASSES, (1, 8, 8))
+    for c in range(10):
+        got = pool[labels == c].numpy()
+        want = source.by_class[c][pool_order(3, c, 45)[:40]]  # the k-th request of c gets the k-th of its order
+        assert np.array_equal(got, want)
+        assert len(set(pool_order(3, c, 45)[:40].tolist())) == 40  # no image twice
+    assert torch.equal(torch.cat([gen.sample_pool(labels[:100], 3, 0), gen.sample_pool(labels, 3, 100)]), pool)
+    assert not torch.equal(gen.sample_pool(labels, 4, 0), pool)  # another run seed, another order
+    # the 46th request of a class (its 6th in the second pass over the labels) is the first it cannot serve
+    assert gen.pool_limit(labels) == min(400 + int(np.flatnonzero(labels.numpy() == c)[5]) for c in range(10))
+    with pytest.raises(UserError, match=r"holds 45 images of class '\d'; this pool of 800 images needs 80"):
+        gen.sample_pool(torch.cat([labels, labels]), 3, 0)
+
+
+def test_samples_pass_the_conformance_checks_on_a_folder_an_npz_and_a_tar(tmp_path, digits, capsys):
+    for fmt, path in make_sources(tmp_path, digits, per_class=20).items():
+        code, out, err = run_cli(["validate", f"samples:{path}", "--preset", "smoke", "--results",
+                                  str(tmp_path / "runs"), "-q"], capsys)
+        assert code == 0, (fmt, out, err)
+        for check in ("determinism", "batch-size independence", "pool prefix stability", "label adherence"):
+            assert any(line.startswith(check) and " pass " in f" {line} " for line in out.splitlines()), (check, out)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def bad_sources(tmp_path: Path, digits) -> dict[str, tuple[Path, str]]:
+    x, y = digits_images(digits, 5)
+    few = write_samples(tmp_path / "few.npz", "npz", x, y, CLASSES)
+    unknown = write_samples(tmp_path / "unknown", "folder", x, y, CLASSES)
+    (unknown / "9").rename(unknown / "nine")
+    corrupt = write_samples(tmp_path / "corrupt", "folder", x, y, CLASSES)
+    (corrupt / "3" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    empty = tmp_path / "empty.tar"
+    with tarfile.open(empty, "w"):
+        pass
+    deep = write_samples(tmp_path / "deep", "folder", x, y, CLASSES)
+    (deep / "2" / "deep.png").write_bytes(png_bytes(np.full((8, 8), 40000, np.uint16)))
+    rgba = write_samples(tmp_path / "rgba", "folder", x, y, CLASSES)
+    (rgba / "4" / "alpha.png").write_bytes(png_bytes(np.zeros((8, 8, 4), np.uint8), "RGBA"))
+    return {
+        "too few": (few, r"holds 5 images of class '0'; this pool of 400 images needs 40 of it.*scaleup xM"),
+        "unknown class": (unknown, r"unknown class name\(s\) 'nine'; no images of '9'"),
+        "corrupt": (corrupt, r"cannot read the image .*broken\.png"),
+        "empty archive": (empty, r"holds no images"),
+        "16-bit": (deep, r"deep\.png is a I;16 image \(16-bit or floating point\)"),
+        "RGBA": (rgba, r"alpha\.png has an alpha channel"),
+    }
+
+
+def test_bad_samples_are_one_paragraph_errors_with_exit_2(tmp_path, digits, capsys):
+    for what, (path, pattern) in bad_sources(tmp_path, digits).items():
+        code, out, err = run_cli(["evaluate", "-g", f"samples:{path}", "-p", "replace", "--preset", "smoke",
+                                  "--seeds", "1", "--results", str(tmp_path / "runs"), "-q"], capsys)
+        assert code == 2, (what, out, err)
+        assert "Traceback" not in err and err.startswith("error: samples:"), (what, err)
+        assert re.search(pattern, err.replace("\n", " ")), (what, err)
+    assert not list((tmp_path / "runs").rglob("records/*/*/samples/*.json"))  # bad input: no record, no traceback
+
+
+# --------------------------------------------------------------------------- in the grid
+
+
+def records_of(root: Path, generator: str) -> dict[tuple[str, str, int], dict]:
+    """(label or "", protocol, seed) -> record of ``generator``."""
+    out = {}
+    for f in (root / "records").rglob("*.json"):
+        rec = json.loads(f.read_text())
+        spec = rec["spec"]
+        if spec["generator"] == generator:
+            out[(spec["generator_options"].get("label", ""), spec["protocol"], spec["seed"])] = rec
+    return out
+
+
+def test_export_then_score_gives_the_adapters_numbers(tmp_path, capsys):
+    """The round trip on digits at smoke: edm's replace, augment and fidelity
+    metrics through samples:, bit for bit, from a folder and from an .npz."""
+    runs = str(tmp_path / "runs")
+    common = ["--preset", "smoke", "--results", runs, "--threads", "1", "-q"]
+    for fmt in ("npz", "folder"):
+        code, out, err = run_cli(["export-samples", "-g", "edm", "--seed", "0", "--format", fmt,
+                                  "--out", str(tmp_path / f"edm-{fmt}"), *common], capsys)
+        assert code == 0, err
+        assert "wrote 400 samples of edm" in out
+    code, _, err = run_cli(["evaluate", "-g", f"edm,samples:{tmp_path / 'edm-npz'},samples:{tmp_path / 'edm-folder'}",
+                            "-p", "replace,augment,fidelity", "--seed", "0", *common], capsys)
+    assert code == 0, err
+    edm, samples = records_of(tmp_path / "runs", "edm"), records_of(tmp_path / "runs", "samples")
+    assert len(edm) == 3 and len(samples) == 6
+    for rec in samples.values():
+        want = edm[("", rec["spec"]["protocol"], 0)]
+        assert {k: v["value"] for k, v in rec["metrics"].items()} == {k: v["value"] for k, v in want["metrics"].items()}
+        assert rec["details"]["generator_notes"]["images"] == 400
+        assert rec["spec"]["generator_extra"]["samples_digest"]
+        assert rec["spec"]["generator_options"]["label"] in ("edm-npz", "edm-folder")
+        assert "path" not in rec["spec"]["generator_options"]  # a moved folder keeps its cells
+
+
+def test_scaleup_runs_the_multiples_the_samples_hold_and_mia_recon_are_unsupported(tmp_path, digits, capsys):
+    x, y = digits_images(digits, 90)  # 2.25x the 40 per class of smoke
+    src = write_samples(tmp_path / "src.npz", "npz", x, y, CLASSES)
+    code, _, err = run_cli(["evaluate", "-g", f"samples:{src}", "-p", "scaleup,mia,recon", "--preset", "smoke",
+                            "--seeds", "1", "--results", str(tmp_path / "runs"), "-o", "multiples=1,2,5", "-q"],
+                           capsys)
+    assert code == 0, err
+    recs = records_of(tmp_path / "runs", "samples")
+    scale = recs[("src", "scaleup", 0)]
+    assert scale["status"] == "ok" and {"top1_x1", "top1_x2"} <= set(scale["metrics"])
+    assert "top1_x5" not in scale["metrics"] and "top1" not in scale["metrics"]
+    assert "x5 not run" in scale["details"]["note"]
+    for proto in ("mia", "recon"):
+        assert recs[("src", proto, 0)]["status"] == "unsupported"
+    assert "fixed images" in recs[("src", "mia", 0)]["error"]
+
+
+def test_changed_files_make_new_cells(tmp_path, digits, capsys):
+    from synthbench.plugins import GENERATORS
+
+    x, y = digits_images(digits, 5)
+    src = write_samples(tmp_path / "src", "folder", x, y, CLASSES)
+    cls = GENERATORS.get("samples")
+    before = cls.spec_extras(cls.resolve_argument(str(src), {}))
+    first = sorted((src / "0").iterdir())[0]
+    first.write_bytes(png_bytes(np.full((8, 8), 7, np.uint8)))
+    after = cls.spec_extras(cls.resolve_argument(str(src), {}))
+    assert before != after
+
+
+def test_layout_for_seed_inverts_the_pool_order():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 30)
+    images = np.arange(30, dtype=np.uint8).reshape(30, 1, 1, 1)
+    x, y = layout_for_seed(images, labels, 7, 3)
+    for c in range(3):
+        mine = x[y == c]
+        assert np.array_equal(mine[pool_order(7, c, len(mine))], images[labels == c])

@@ -1,0 +1,122 @@
+"""Submissions: ``submit`` packs a generator's records with a manifest;
+``verify`` rejects a bundle whose files were edited, recomputes random cells and
+catches records computed with something else; a verified bundle marks its rows."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+from synthbench.benchmark.cell import seal
+from synthbench.benchmark.sample_files import write_samples
+from test_cli import run_cli
+
+
+def bundle_files(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path, "r:gz") as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+
+
+def repack(path: Path, files: dict[str, bytes]) -> None:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def remanifest(files: dict[str, bytes]) -> None:
+    """Rewrite the manifest for the files as they are now (what a careful forger does)."""
+    import hashlib
+
+    listed = {name.removeprefix("bundle/"): hashlib.sha256(data).hexdigest()
+              for name, data in files.items() if name != "bundle/manifest.json"}
+    files["bundle/manifest.json"] = json.dumps({"format": 1, "files": listed}).encode()
+
+
+def test_submit_then_verify_clean_edited_and_transplanted_bundles(tmp_path, capsys):
+    store = tmp_path / "store"
+    code, _, err = run_cli(["evaluate", "-g", "edm", "-p", "replace", "--preset", "smoke", "--seeds", "1",
+                            "--results", str(store), "--threads", "1", "-q"], capsys)
+    assert code == 0, err
+    bundle = tmp_path / "edm.tar.gz"
+    code, out, err = run_cli(["submit", "--results", str(store), "-g", "edm", "--out", str(bundle)], capsys)
+    assert code == 0, err
+    files = bundle_files(bundle)
+    meta = json.loads(files["bundle/metadata.json"])
+    assert meta["generator"] == "edm" and meta["code"]["package"] == "synthbench" and meta["cells"] == 1
+    assert set(json.loads(files["bundle/manifest.json"])["files"]) == {
+        n.removeprefix("bundle/") for n in files if n != "bundle/manifest.json"}
+
+    # a clean bundle verifies, and with --results its rows are marked verified
+    board = tmp_path / "board"
+    code, out, err = run_cli(["verify", str(bundle), "--cells", "1", "--seed", "0", "--results", str(board), "-q"],
+                             capsys)
+    assert code == 0, (out, err)
+    assert "verified: 1 cells recomputed" in out and "same" in out
+    from synthbench.leaderboard.aggregate import build_tables, read_store
+
+    read = read_store(board)
+    (table,) = build_tables(read.records, stamps=read.stamps)
+    (row,) = table.rows
+    assert row.verification == "verified" and "synthbench" in row.verification_text
+
+    # one metric edited after packing: the manifest no longer matches; nothing runs
+    record_name = next(n for n in files if n.startswith("bundle/records/"))
+    edited = dict(files)
+    rec = json.loads(edited[record_name])
+    rec["metrics"]["top1"]["value"] = min(1.0, rec["metrics"]["top1"]["value"] + 0.1)
+    edited[record_name] = json.dumps(rec).encode()
+    forged = tmp_path / "edited.tar.gz"
+    repack(forged, edited)
+    code, out, err = run_cli(["verify", str(forged), "--cells", "1", "--seed", "0", "-q"], capsys)
+    assert code == 1 and "REJECTED" in err and "does not match its manifest digest" in err
+    assert "recomputing" not in out
+
+    # records computed with another generator (real's numbers under edm's cell), re-sealed and
+    # re-manifested so every file checks out: only the re-run catches it
+    real = json.loads(next(p for p in (store / "records").rglob("*.json") if "/real/" in str(p)).read_text())
+    transplant = dict(files)
+    rec = json.loads(files[record_name])
+    rec["metrics"] = {k: dict(v, **{"value": real["metrics"][k]["value"]}) for k, v in rec["metrics"].items()}
+    for entry, source in zip(rec["metrics"].values(), real["metrics"].values()):
+        entry.pop("per_image", None)
+        if "per_image" in source:
+            entry["per_image"] = source["per_image"]
+    rec.pop("record_digest", None)
+    transplant[record_name] = json.dumps(seal(rec)).encode()
+    remanifest(transplant)
+    swapped = tmp_path / "swapped.tar.gz"
+    repack(swapped, transplant)
+    code, out, err = run_cli(["verify", str(swapped), "--cells", "1", "--seed", "0", "-q"], capsys)
+    assert code == 1, (out, err)
+    assert "MISMATCH in 1 of 1 cells" in err and "edm/replace/digits/seed 0" in err
+    assert "DRIFT" in out
+
+
+def test_a_samples_submission_carries_its_images_and_verifies(tmp_path, digits, capsys):
+    x, y = digits.train.images.numpy(), digits.train.labels.numpy()
+    keep = np.concatenate([np.flatnonzero(y == c)[:40] for c in range(10)])
+    src = write_samples(tmp_path / "mine.npz", "npz", x[keep], y[keep], [str(i) for i in range(10)])
+    store = tmp_path / "store"
+    code, _, err = run_cli(["evaluate", "-g", f"samples:{src}", "-p", "replace", "--preset", "smoke", "--seeds",
+                            "1", "--results", str(store), "--threads", "1", "-q"], capsys)
+    assert code == 0, err
+    bundle = tmp_path / "mine.tar.gz"
+    code, _, err = run_cli(["submit", "--results", str(store), "-g", "samples", "--out", str(bundle)], capsys)
+    assert code == 2 and "--samples PATH" in err  # the maintainers need the images to re-run anything
+    code, _, err = run_cli(["submit", "--results", str(store), "-g", "samples", "--out", str(bundle),
+                            "--samples", str(src)], capsys)
+    assert code == 0, err
+    assert "bundle/samples/mine.npz" in bundle_files(bundle)
+    code, out, err = run_cli(["verify", str(bundle), "--cells", "1", "--seed", "1", "-q"], capsys)
+    assert code == 0, (out, err)
+    from synthbench.leaderboard.aggregate import build_tables, read_store
+
+    read = read_store(store)  # scored here, never verified: shown as such
+    rows = {r.generator: r for t in build_tables(read.records, stamps=read.stamps) for r in t.rows}
+    assert rows["samples"].verification == "unverified" and rows["real"].verification == ""

@@ -48,11 +48,21 @@ ADHERENCE_FLOOR = {"real": 0.9, "edm": 0.3, "realfake": 0.3, "ddpm": 0.3}  # cha
 # Adapters that need Stable Diffusion weights run on a tiny randomly initialised
 # pipeline (option -> its folder), which draws at chance; tests/test_sd.py tests sd.
 TINY_SD_OPTION = {"sd": "model"}
+# Pre-generated samples need a source: the real digits train images as an .npz.
+SAMPLES_OPTION = {"samples": "path"}
 # A GAN respects labels only once its images look like digits: measured 0.16 after
 # 500 steps and 0.24 after 1,000 at smoke width (minutes), 0.86 at the fast preset's
 # 1,500 steps (SYNTHBENCH_SLOW=1 tests/test_stylegan3.py checks that). So the
 # seconds-long fit here checks the rest of the contract only.
 ADHERENCE_EXEMPT = {"sd", "stylegan3"}
+
+
+@pytest.fixture(scope="session")
+def digits_as_samples(digits, tmp_path_factory):
+    from synthbench.benchmark.sample_files import write_samples
+
+    x, y = digits.train.images.numpy(), digits.train.labels.numpy()
+    return write_samples(tmp_path_factory.mktemp("samples") / "digits.npz", "npz", x, y, digits.class_names)
 
 
 @pytest.mark.parametrize("name", GENERATORS.names())
@@ -61,16 +71,19 @@ def test_generator_passes_validate(name, request, smoke_digits, session_cache):
     given = dict(FIT_OPTIONS.get(name, {}))
     if name in TINY_SD_OPTION:
         given[TINY_SD_OPTION[name]] = str(request.getfixturevalue("tiny_sd_path"))
+    if name in SAMPLES_OPTION:
+        given[SAMPLES_OPTION[name]] = str(request.getfixturevalue("digits_as_samples"))
     floor = 0.0 if name in ADHERENCE_EXEMPT else ADHERENCE_FLOOR.get(name, 0.3)
     checks = validate_generator(name, cls, resolve_options(cls.options, given, name), smoke_digits,
                                 PRESETS["smoke"], torch.device("cpu"), session_cache, n=60, min_adherence=floor)
     report = {c.name: (c.passed, c.detail) for c in checks}
     assert [c.name for c in checks if c.passed is False] == [], report
     expected = {"declaration", "fit", "shape, dtype, range", "determinism", "batch-size independence",
-                "label adherence", "reconstruct", "options outside the key", "speed"}
+                "pool prefix stability", "label adherence", "reconstruct", "options outside the key", "speed"}
     assert set(report) == expected, report  # every check ran: none was cut short by a failed fit
     assert report["reconstruct"][0] is (True if cls.can_reconstruct else None)
-    keyless = any(not opt.in_key for opt in cls.options.values())
+    # options outside the key that are numbers are checked; a path (samples) is keyed by its content instead
+    keyless = any(not opt.in_key and opt.type is not str for opt in cls.options.values())
     assert report["options outside the key"][0] is (True if keyless else None), report
 
 

@@ -9,7 +9,8 @@ with the same seed.
 
 Shifted test sets:
 - the corruption suite of ``benchmark/corruptions.py`` (8 types x 5 severities,
-  deterministic, computed from the test split);
+  deterministic, computed from the test split; CIFAR-10-C's constants for images
+  of 32 px or less, ImageNet-C's above, the set named in ``details``);
 - any image folders given with ``--option ood_folder=PATH[,PATH...]``: class
   sub-folders named like the dataset's classes (others are ignored), images
   resized to the dataset's shape.
@@ -20,7 +21,7 @@ its ratio to the real classifier's, and per type / per severity in ``details``.
 Evaluation dominates the cost (3 classifiers x 41 test sets: about 20 min per
 cell for 10,000 28x28 test images on one CPU core), so a classifier's accuracies
 on the suite are cached under ``cache_dir/ood`` by a hash of its weights and of
-the suite (test split, corruption list, Pillow version for JPEG) and the device
+the suite (test split, corruption list and constants, Pillow version for JPEG) and the device
 type (CUDA evaluates in bfloat16). The real arm is
 then evaluated once per seed for every generator, and under ``real`` the
 replace arm, which is the reference classifier itself, costs nothing.
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 
 from synthbench.benchmark.context import CellContext
-from synthbench.benchmark.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from synthbench.benchmark.corruptions import CONSTANTS, CORRUPTIONS, SEVERITIES, constants_for, corrupt
 from synthbench.benchmark.cache import JSON, DiskCache, digest, state_digest
 from synthbench.benchmark.options import Option
 from synthbench.benchmark.metrics import metric
@@ -83,15 +84,21 @@ def load_ood_folder(path: Path, class_names: list[str], shape: tuple[int, int, i
 
 def suite_key(test) -> str:
     """Identity of the corruption suite on a test split: its bytes, the
-    corruption list and severities, and Pillow's version (JPEG's codec)."""
+    corruption list, severities and constant set (with its values), and
+    Pillow's version (JPEG's codec)."""
     import PIL
 
-    return digest(test.images, test.labels, [list(CORRUPTIONS), list(SEVERITIES), PIL.__version__])
+    constants = constants_for(test.images.shape[-2])
+    return digest(test.images, test.labels, [list(CORRUPTIONS), list(SEVERITIES), constants,
+                                             {k: list(v) for k, v in CONSTANTS[constants].items()}, PIL.__version__])
 
 
 class OODProtocol(Protocol):
     name = "ood"
-    version = 1
+    version = 2
+    """v2: the corruptions use CIFAR-10-C's constants for images of 32 px or less
+    (v1 took six of the eight from ImageNet-C while saying CIFAR-C), and records
+    name the set (``details.corruption_constants``). Corrupted accuracies change."""
     description = "replace/augment classifiers on corrupted test sets and OOD folders"
     source = "Yuan et al. 2024 (Real-Fake), arXiv 2310.10402 Sec. 4.4, Table 4"
     metrics = {
@@ -166,6 +173,7 @@ class OODProtocol(Protocol):
         return ProtocolResult(metrics, {
             "clean_top1": clean, "corrupt_top1": mean_c,
             "per_corruption": per_type, "severities": list(SEVERITIES),
+            "corruption_constants": constants_for(test.images.shape[-2]),
             "ood_folders": {name: {arm: folder_acc[arm][name] for arm in ARMS} for name in extra_sets},
             "augment_ratio": 1.0,
         })

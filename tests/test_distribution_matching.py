@@ -35,3 +35,16 @@ def test_weights_scale_both_terms_and_gamma_zero_is_the_plain_loss():
     assert float(total) == float(simple) == 4.0 and float(dm) == 4.0
     with pytest.raises(ValueError):
         distribution_matching_loss(torch.zeros(2, 3), torch.zeros(3, 2), 0.1)
+
+
+def test_realfake_sd_options_reach_the_config():
+    """``snr_gamma`` and ``lora_rank`` are settable from the ``realfake`` options;
+    the defaults are the released scripts' rank 4 and no min-SNR weighting."""
+    from synthbench.generators.realfake import RealFakeGenerator
+    from synthbench.generators.realfake_sd import RealFakeSDConfig
+
+    defaults = {name: o.default for name, o in RealFakeGenerator.options.items()}
+    cfg = RealFakeSDConfig.from_opts(defaults)
+    assert (cfg.lora_rank, cfg.snr_gamma) == (4, None)
+    cfg = RealFakeSDConfig.from_opts({**defaults, "snr_gamma": 0.75, "lora_rank": 8})
+    assert (cfg.lora_rank, cfg.snr_gamma) == (8, 0.75)

@@ -11,10 +11,16 @@ batches with the identity feature map on the diffusion model's own space
 (Stable Diffusion's VAE latents; pixels for the in-suite EDM). Minimising the
 second term directly aligns the batch means that the bound leaves loose.
 
-Both terms are averaged over elements (as ``F.mse_loss`` does), so gamma has the
-scale it has in the released Real-Fake scripts. The paper's text gives
-gamma = 0.05 (Appendix E); its released training scripts use 0.003. The
-adapters expose it as ``mmd_weight`` and record the value used.
+Both terms are averaged over elements (as ``F.mse_loss`` does): gamma weighs
+two quantities of the same scale, which is how Eq. 21 reads. The paper's text
+gives gamma = 0.05 (Appendix E), the default here. The released training
+scripts differ in three ways, so their gamma = 0.003 is not the same knob: they
+sum the residuals over the batch before averaging the second term (N^2 = 64
+times this form's L_DM at their per-GPU batch of 8, i.e. about gamma = 0.19
+here), they weight the loss by min-SNR (Hang et al. 2023, "Efficient Diffusion
+Training via Min-SNR Weighting Strategy", arXiv 2303.09556; ``snr_gamma`` on the
+Stable Diffusion backbone), and their LoRA rank is 4. The adapters expose gamma
+as ``mmd_weight`` and record the value used.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ The three components (all on by default):
 
 - ``mmd``: fine-tuning with the MMD-augmented objective, Eq. 21 = Eq. 7 + the
   plain denoising loss, weight ``mmd_weight`` (gamma). The paper's text gives
-  gamma = 0.05 (Appendix E), its released scripts 0.003; the default is the
+  gamma = 0.05 (Appendix E), its released scripts 0.003 on a loss of another
+  scale (``distribution_matching.py`` says how they differ); the default is the
   text's, and the value used is in every record (the generator options).
   Off: the same fine-tuning with gamma = 0, so the ablation isolates the term.
 - ``visual_guidance`` (Sec. 3.2): the mean image embedding of a random handful
@@ -165,8 +166,13 @@ class RealFakeGenerator(Generator):
         "sd_model": Option("sd_model", "", "Stable Diffusion: a local diffusers folder or a hub id; empty: "
                            "the in-suite backbone.", str),
         "image_encoder": Option("image_encoder", "", "CLIP vision model folder for SD's visual guidance.", str),
-        "lora_rank": Option("lora_rank", 8, "LoRA rank on SD's attention projections (Table 7: 8).", int,
+        "lora_rank": Option("lora_rank", 4, "LoRA rank on SD's attention projections: 4, the released "
+                            "Real-Fake scripts' (Table 7 heads a Rank column but its row gives no rank).", int,
                             check=lambda v: v >= 1, check_help="must be >= 1"),
+        "snr_gamma": Option("snr_gamma", None, "Min-SNR loss weighting on SD (Hang et al. 2023, arXiv "
+                            "2303.09556), off by default: Table 7 lists an SNR-gamma of 0.75 in a row whose "
+                            "columns do not line up; the released scripts weight by min-SNR.", float,
+                            check=lambda v: v is None or v > 0, check_help="must be > 0"),
         "guidance_scale": Option("guidance_scale", 2.0, "Classifier-free guidance on SD (Table 6: 2.0).", float),
     }
 

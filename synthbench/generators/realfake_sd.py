@@ -5,13 +5,15 @@ adapter (options, the in-suite backbone) and hands over to :class:`RealFakeSD`
 when SD weights are configured; the pipeline helpers are shared with the
 vanilla ``sd`` adapter (``sd.py``).
 
-- Fine-tuning (Sec. 3.1, Appendix E, Table 7): LoRA of rank ``lora_rank`` on the
+- Fine-tuning (Sec. 3.1, Appendix E, Table 7): LoRA of rank ``lora_rank`` (4, the
+  released scripts'; Table 7 gives none) on the
   UNet's attention projections ``to_q``, ``to_k``, ``to_v``, ``to_out.0`` (self-
   and cross-attention), AdamW at ``lr`` (Table 7: 1e-4), on the fit split's
   images resized to the pipeline's resolution (greyscale repeated to RGB),
   encoded by the frozen VAE. The loss is Eq. 21 on the noise prediction
   (``distribution_matching.py``): L_simple + gamma * L_DM, gamma = ``mmd_weight``
-  with ``mmd`` on and 0 with it off, so the ablation isolates the term. The
+  with ``mmd`` on and 0 with it off, so the ablation isolates the term,
+  optionally min-SNR weighted (``snr_gamma``, off by default). The
   target is the noise (or the velocity for a v-prediction model).
 - Visual guidance (Sec. 3.2): "the mean of image embeddings for randomly sampled
   images of a class", CLIP's (``CLIPVisionModelWithProjection`` from
@@ -87,7 +89,8 @@ class RealFakeSDConfig:
     """Img2img strength of the latent prior init (Table 6)."""
     guidance_images: int = 16
     """Real images whose CLIP embeddings are averaged into one guidance vector."""
-    lora_rank: int = 8
+    lora_rank: int = 4
+    """The released Real-Fake scripts' rank; Table 7's row gives none."""
     finetune_steps: int | None = None
     lr: float = 1e-4
     """Table 7."""

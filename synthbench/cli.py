@@ -15,6 +15,7 @@ import click
 
 from synthbench import __version__
 from synthbench.benchmark.guard import DEFAULT_TIMEOUT_S, timeout_option
+from synthbench.benchmark.presets import PRESETS
 from synthbench.errors import UserError
 
 DEFAULTS = {
@@ -177,8 +178,9 @@ def cli() -> None:
               help="Protocol(s) to run, comma-separated (`synthbench list protocols`).")
 @click.option("--dataset", "-d", default=DEFAULTS["dataset"], metavar="NAME",
               help="Real dataset (`synthbench list datasets`); imagefolder:PATH for your own.")
-@click.option("--preset", type=click.Choice(["smoke", "fast", "paper"]), default=DEFAULTS["preset"],
-              help="Scale: smoke (seconds, tests), fast (minutes on a CPU), paper (the seeds' recipe, GPU).")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=DEFAULTS["preset"],
+              help="Scale: smoke (seconds, tests), fast (minutes on a CPU), paper (the seeds' recipe, GPU), "
+                   "paper-r50 (Real-Fake's ResNet-50 recipe, GPU).")
 @click.option("--seeds", default=str(DEFAULTS["seeds"]), metavar="N|A-B|A,B",
               help="Seeds to run: a count N (0..N-1), a range 0-2 or a list 0,3; the table gives mean ± "
                    "standard error over them.")
@@ -334,7 +336,7 @@ def list_plugins(kind: str | None) -> None:
 @cli.command()
 @click.argument("name")
 @click.option("--dataset", "-d", default="digits", show_default=True, metavar="NAME", help="Dataset to fit on.")
-@click.option("--preset", type=click.Choice(["smoke", "fast", "paper"]), default="smoke", show_default=True,
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="smoke", show_default=True,
               help="Scale of the fit and of the judge classifier.")
 @click.option("--option", "-o", multiple=True, metavar="KEY=VALUE", help="Generator option. Repeatable.")
 @click.option("--n", "n", type=click.IntRange(12, 100_000), default=64, show_default=True,

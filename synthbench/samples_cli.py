@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from synthbench.benchmark.presets import PRESETS
 from synthbench.errors import UserError
 
 
@@ -15,7 +16,7 @@ from synthbench.errors import UserError
 @click.option("--generator", "-g", required=True, metavar="NAME", help="The adapter whose samples to write.")
 @click.option("--dataset", "-d", default="digits", show_default=True, metavar="NAME",
               help="The dataset it is fitted on (its train split sets the class balance).")
-@click.option("--preset", type=click.Choice(["smoke", "fast", "paper"]), default="fast", show_default=True)
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="fast", show_default=True)
 @click.option("--multiple", type=click.IntRange(1, 100), default=1, show_default=True, metavar="M",
               help="How many images: M x the real train split, in its class balance (scaleup xM needs M).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, metavar="S",

@@ -2,6 +2,9 @@
 from timm with a small-image stem (3x3 stride-1 first convolution, no max-pool),
 the usual CIFAR adaptation used by Yamaguchi & Fukuda 2023 (arXiv 2311.13090,
 Sec. 4.2) and Real-Fake (Yuan et al. 2024, arXiv 2310.10402).
+``resnet50-224`` is Real-Fake's downstream classifier as its Appendix F
+trains it: ResNet-50 with the standard ImageNet stem on images resized to
+224x224 (Table 8), the input the ``paper-r50`` preset uses.
 
 Every model exposes ``feature_map(x)`` (the last conv block: ResNet's block4),
 ``pooled(map)``, ``features(x)`` (penultimate activations, block4 after pooling)
@@ -16,7 +19,7 @@ from torch import nn
 
 from synthbench.errors import UserError
 
-ARCHITECTURES = ("smallcnn", "resnet18", "resnet50")
+ARCHITECTURES = ("smallcnn", "resnet18", "resnet50", "resnet50-224")
 
 
 class SmallCNN(nn.Module):
@@ -58,19 +61,27 @@ class SmallCNN(nn.Module):
 
 
 class TimmResNet(nn.Module):
-    """A timm ResNet with the small-image stem; ``feature_map`` is block4 (layer4)."""
+    """A timm ResNet; ``feature_map`` is block4 (layer4). Without ``input_size``
+    it has the small-image stem and sees images at their own size; with it, the
+    standard ImageNet stem (7x7 stride-2 convolution and max-pool) on images
+    resized bilinearly to ``input_size`` pixels."""
 
-    def __init__(self, arch: str, in_chans: int, num_classes: int):
+    def __init__(self, arch: str, in_chans: int, num_classes: int, input_size: int | None = None):
         super().__init__()
         import timm
 
         net = timm.create_model(arch, pretrained=False, num_classes=num_classes, in_chans=in_chans)
-        net.conv1 = nn.Conv2d(in_chans, net.conv1.out_channels, 3, stride=1, padding=1, bias=False)
-        net.maxpool = nn.Identity()
+        if input_size is None:
+            net.conv1 = nn.Conv2d(in_chans, net.conv1.out_channels, 3, stride=1, padding=1, bias=False)
+            net.maxpool = nn.Identity()
         self.net = net
+        self.input_size = input_size
         self.num_features = net.num_features
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_size is not None and x.shape[-2:] != (self.input_size, self.input_size):
+            x = nn.functional.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
+                                          align_corners=False)
         return self.net.forward_features(x)
 
     def pooled(self, fmap: torch.Tensor) -> torch.Tensor:
@@ -92,6 +103,8 @@ def build_classifier(arch: str, in_chans: int, num_classes: int) -> nn.Module:
         return SmallCNN(in_chans, num_classes)
     if arch in ("resnet18", "resnet50"):
         return TimmResNet(arch, in_chans, num_classes)
+    if arch == "resnet50-224":
+        return TimmResNet("resnet50", in_chans, num_classes, input_size=224)
     raise UserError(f"Unknown classifier {arch!r}: choose one of {', '.join(ARCHITECTURES)}.")
 
 

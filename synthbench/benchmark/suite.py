@@ -132,8 +132,10 @@ def load_suite(path: str | Path, flag: str = "suite") -> Suite:
     if precision is not None and precision not in ("fp32", "bf16"):
         raise _bad(path, f"precision {precision!r} must be fp32 or bf16 (or left out for the preset's)")
     preset = str(data.get("preset", "fast"))
-    if preset not in ("smoke", "fast", "paper"):
-        raise _bad(path, f"preset {preset!r} must be smoke, fast or paper")
+    from synthbench.benchmark.presets import PRESETS
+
+    if preset not in PRESETS:
+        raise _bad(path, f"preset {preset!r} must be one of {', '.join(PRESETS)}")
     data_root = data.get("data_root")
     return Suite(path=path, name=str(data.get("name") or path.stem), datasets=tuple(dict.fromkeys(datasets)),
                  preset=preset, seeds=seeds, device=device, threads=threads, precision=precision,

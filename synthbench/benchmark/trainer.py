@@ -28,7 +28,7 @@ from torch import nn
 
 from synthbench.benchmark.classifiers import build_classifier, to_input
 from synthbench.benchmark.metrics import metric
-from synthbench.benchmark.presets import Preset
+from synthbench.benchmark.presets import STEP_DECAY, Preset
 from synthbench.benchmark.progress import bar
 from synthbench.benchmark.seeding import derive_seed, torch_generator
 
@@ -103,10 +103,12 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
         opt = torch.optim.SGD(model.parameters(), lr=preset.lr, momentum=0.9, weight_decay=5e-4)
     else:
         opt = torch.optim.AdamW(model.parameters(), lr=preset.lr, weight_decay=5e-4)
-    if preset.lr_schedule == "step":
-        # x0.1 every lr_step_epochs epochs (Yamaguchi & Fukuda 2023, arXiv 2311.13090, Sec. 4.2), applied per step.
+    if preset.lr_schedule in STEP_DECAY:
+        # x0.1 every lr_step_epochs epochs (Yamaguchi & Fukuda 2023, arXiv 2311.13090, Sec. 4.2), or x0.2
+        # (Real-Fake, Yuan et al. 2024, arXiv 2310.10402, Table 8: at epochs 50/100/150), applied per step.
         step_len = preset.lr_step_epochs * steps_per_epoch
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.1 ** (s // step_len))
+        decay = STEP_DECAY[preset.lr_schedule]
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: decay ** (s // step_len))
     else:
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))

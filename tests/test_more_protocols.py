@@ -12,7 +12,7 @@ from synthbench.benchmark.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from synthbench.benchmark.store import ResultStore
 from synthbench.benchmark.worklog import read_worklog
 from synthbench.errors import UserError
-from synthbench.plugins import GENERATORS
+from synthbench.plugins import GENERATORS, PROTOCOLS
 from synthbench.protocols.longtail import long_tail_counts
 
 from conftest import run_cells
@@ -94,6 +94,51 @@ def test_longtail_arms(smoke_digits, tmp_path):
     assert "conditional=False" in d["control_generator"]
     for arm in ("lt", "balanced", "targeted", "control"):
         assert len(d["per_class_accuracy"][arm]) == 10
+
+
+def test_longtail_topup_option():
+    from synthbench.benchmark.options import resolve_options
+
+    spec = PROTOCOLS.get("longtail").options
+    assert resolve_options(spec, {}, "longtail")["topup"] == "to_max"
+    assert resolve_options(spec, {"topup": "500"}, "longtail")["topup"] == 500
+    assert resolve_options(spec, {"topup": 7}, "longtail")["topup"] == 7  # a YAML integer
+    for bad in ("0", "-5", "max", "2.5", True):
+        with pytest.raises(UserError):
+            resolve_options(spec, {"topup": bad}, "longtail")
+
+
+def test_longtail_fixed_topup_per_target_class(smoke_digits, tmp_path):
+    """topup=N: N conditional samples added to each target class (Basu et al.'s
+    fixed 500 a class), whatever its count; the control matches the size."""
+    rec = _run(smoke_digits, ResultStore(tmp_path), "edm", "longtail", topup=6, target_classes="9,5")
+    d = rec.details
+    lt, targeted = d["class_counts"]["lt"], d["class_counts"]["targeted"]
+    assert d["topup"] == 6 and d["target_classes"] == [9, 5] and d["targeted_added"] == [6, 6]
+    assert [t - c for t, c in zip(targeted, lt)] == [6 if c in (5, 9) else 0 for c in range(10)]
+    assert sum(d["class_counts"]["control"]) == sum(targeted)
+    assert d["class_counts"]["balanced"] == [d["n_max"]] * 10  # the balanced arm is not affected
+    assert "targeted_top1" in rec.metrics
+
+
+def test_longtail_fixed_topup_real_oracle_caps_at_the_left_out_images(smoke_digits, tmp_path):
+    """For `real` the N are the class's left-out real images, as many as there are;
+    with to_max (the default) the details say so and the targeted arm tops up to N_max."""
+    store = ResultStore(tmp_path)
+    rec = _run(smoke_digits, store, "real", "longtail", topup=1000)
+    d = rec.details
+    totals = torch.bincount(smoke_digits.train.labels, minlength=10).tolist()
+    for t, added in zip(d["target_classes"], d["targeted_added"]):
+        assert added == totals[t] - d["long_tail_counts"][t]
+        assert d["class_counts"]["targeted"][t] == totals[t]
+    small = _run(smoke_digits, store, "real", "longtail", topup=2)
+    assert small.details["targeted_added"] == [2, 2, 2]
+    default = _run(smoke_digits, store, "real", "longtail")
+    assert default.details["topup"] == "to_max"
+    assert all(default.details["class_counts"]["targeted"][t] == default.details["n_max"]
+               for t in default.details["target_classes"])
+    assert default.details["targeted_added"] == [default.details["n_max"] - default.details["long_tail_counts"][t]
+                                                 for t in default.details["target_classes"]]
 
 
 def test_mia_real_shows_the_attack_works(smoke_digits, tmp_path):

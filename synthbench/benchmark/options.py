@@ -7,6 +7,7 @@ rejected at the boundary with a message naming the valid ones.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
@@ -31,6 +32,26 @@ def parse_int_list(text: str) -> tuple[int, ...]:
     if not parts:
         raise ValueError("expected a comma-separated list of integers")
     return tuple(int(p) for p in parts)
+
+
+def parse_float_list(text: str) -> tuple[int | float, ...]:
+    """``"1,1.5,2.5"`` -> ``(1, 1.5, 2.5)``: a comma-separated list of numbers,
+    integral ones kept as ``int`` so that ``1,2,5,10`` parses (and keys a cell)
+    exactly as :func:`parse_int_list` does; NaN and infinities are rejected."""
+    parts = [p for p in str(text).replace(" ", "").split(",") if p]
+    if not parts:
+        raise ValueError("expected a comma-separated list of numbers")
+    values = [float(p) for p in parts]
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError("expected finite numbers")
+    return tuple(int(v) if v.is_integer() else v for v in values)
+
+
+def number_text(value: float) -> str:
+    """A number as it reads in a metric name: ``1`` (never ``1.0``), ``2.5``,
+    ``0.02`` (shortest round-trip text, so distinct values give distinct names)."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
 
 
 _PARSERS: dict[type, Callable[[str], Any]] = {int: int, float: float, str: str, bool: _parse_bool}
@@ -98,10 +119,11 @@ class Option:
 
 def by_preset(**values: Any) -> Callable[["Preset"], Any]:
     """A ``per_preset`` default from a value per preset name, e.g.
-    ``by_preset(smoke=4, fast=50, paper=250)``; a preset not named (a custom one)
-    gets ``fast``'s value. For a value a :class:`Preset` field already holds, pass
+    ``by_preset(smoke=4, fast=50, paper=250)``; a variant of a named preset
+    (``paper-r50``) gets its base's value, and a preset not named (a custom one)
+    gets ``fast``'s. For a value a :class:`Preset` field already holds, pass
     ``lambda p: p.gen_sampler_steps`` instead."""
-    return lambda preset: values.get(preset.name, values["fast"])
+    return lambda preset: values.get(preset.name, values.get(preset.name.split("-")[0], values["fast"]))
 
 
 class Configurable:

@@ -45,9 +45,11 @@ def styled(draw: Callable[..., Path | None]) -> Callable[..., Path | None]:
 
 
 def natural_key(text: Any) -> list:
-    """``t30`` before ``t100``, ``x2`` before ``x10``: records store mappings with
-    sorted keys, so figures put steps and multiples back in numeric order."""
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", str(text)) if part]
+    """``t30`` before ``t100``, ``x2`` before ``x2.5`` before ``x10``, ``x1.25``
+    before ``x1.5``: records store mappings with sorted keys, so figures put steps
+    and (fractional) multiples back in numeric order."""
+    return [(0, float(part), "") if part[0].isdigit() else (1, 0.0, part)
+            for part in re.split(r"(\d+(?:\.\d+)?)", str(text)) if part]
 
 
 def _natural(mapping: dict) -> dict:

@@ -8,9 +8,15 @@ preset's recipe and tested on the real (balanced) test split:
 
 - ``lt``: the long-tailed split alone;
 - ``balanced``: topped up to N_max in every class with conditional samples;
-- ``targeted``: topped up to N_max only in the chosen classes (option
+- ``targeted``: conditional samples added only to the chosen classes (option
   ``target_classes``, default the three smallest, like Basu et al.'s dog, ship,
-  truck);
+  truck): by default each is topped up to N_max (option ``topup=to_max``);
+  ``topup=N`` (a positive integer) adds a fixed N synthetic images to each
+  chosen class whatever its count, as Basu et al. add 500 a class. Those N are a
+  separate draw (its own label stream: N of each chosen class, in the order of
+  ``target_classes``), not part of the balanced arm's pool; for the ``real``
+  oracle they are the class's real train images the long tail left out, as many
+  as there are up to N (``details.targeted_added`` says how many each class got);
 - ``control``: the same number of samples as ``targeted`` adds, drawn from an
   unconditional generator and pseudo-labelled by the classifier trained on real
   data (Basu et al. Sec. 3.3.2), so the comparison is at equal size.
@@ -37,6 +43,17 @@ from synthbench.benchmark.metrics import metric
 from synthbench.protocols.base import Protocol, ProtocolResult
 
 ARMS = ("lt", "balanced", "targeted", "control")
+TO_MAX = "to_max"
+
+
+def _parse_topup(text: str) -> str | int:
+    """``topup``: ``to_max`` or a positive integer (images added to each target class)."""
+    text = str(text).strip()
+    return TO_MAX if text == TO_MAX else int(text)
+
+
+def _valid_topup(v: object) -> bool:
+    return v == TO_MAX or (isinstance(v, int) and not isinstance(v, bool) and v > 0)
 
 
 def long_tail_counts(n_max: int, num_classes: int, lam: float) -> list[int]:
@@ -69,6 +86,10 @@ class LongTailProtocol(Protocol):
                                  "arm (empty: the three smallest classes).", str),
         "fit_on": Option("fit_on", "full", "Fit the generator on the full train split (Basu et al.) or on "
                          "the long-tailed split.", str, choices=("full", "longtail")),
+        "topup": Option("topup", TO_MAX, "Targeted arm: to_max tops each target class up to the largest "
+                        "class; an integer N adds N synthetic images to each target class (Basu et al. add "
+                        "500).", _parse_topup, check=_valid_topup,
+                        check_help="give to_max or a positive integer, e.g. topup=500"),
     }
 
     def table_metrics(self) -> list[str]:
@@ -125,8 +146,10 @@ class LongTailProtocol(Protocol):
         deficit = torch.cat([torch.full((n_max - n,), c, dtype=torch.long) for c, n in enumerate(counts)])
         topup = ctx.synthetic(len(deficit), generator=generator, like=Split(train.images[:0], deficit)) \
             if not generator.oracle else self._real_topup(train, counts, n_max)
-        is_target = torch.isin(topup.labels, torch.tensor(targets))
-        targeted_add = topup.subset(is_target)
+        if self.opts["topup"] == TO_MAX:
+            targeted_add = topup.subset(torch.isin(topup.labels, torch.tensor(targets)))
+        else:
+            targeted_add = self._fixed_topup(ctx, generator, counts, targets, self.opts["topup"])
         control_add, control_kind = self._control(ctx, len(targeted_add))
 
         sets = {
@@ -146,7 +169,8 @@ class LongTailProtocol(Protocol):
             details["confusion_matrix"][arm] = ev.confusion
             details["class_counts"][arm] = torch.bincount(split.labels, minlength=num_classes).tolist()
         details.update(lam=self.opts["lam"], n_max=n_max, long_tail_counts=counts, target_classes=targets,
-                       control_generator=control_kind, fit_on=self.opts["fit_on"])
+                       control_generator=control_kind, fit_on=self.opts["fit_on"], topup=self.opts["topup"],
+                       targeted_added=[int((targeted_add.labels == t).sum()) for t in targets])
         return ProtocolResult(metrics, details)
 
     @staticmethod
@@ -154,6 +178,18 @@ class LongTailProtocol(Protocol):
         """For the ``real`` oracle: the real images the long tail left out."""
         parts = [(train.labels == c).nonzero().flatten()[n:n_max] for c, n in enumerate(counts)]
         return train.subset(torch.cat(parts))
+
+    @staticmethod
+    def _fixed_topup(ctx: CellContext, generator: Any, counts: list[int], targets: list[int], n: int) -> Split:
+        """``n`` images of each target class: conditional samples (their own
+        label stream), or for the ``real`` oracle the real train images the long
+        tail left out of the class, as many as there are up to ``n``."""
+        train = ctx.dataset.train
+        if generator.oracle:
+            parts = [(train.labels == c).nonzero().flatten()[counts[c]:counts[c] + n] for c in targets]
+            return train.subset(torch.cat(parts))
+        labels = torch.cat([torch.full((n,), c, dtype=torch.long) for c in targets])
+        return ctx.synthetic(len(labels), generator=generator, like=Split(train.images[:0], labels))
 
     def _control(self, ctx: CellContext, n: int) -> tuple[Split, str]:
         """``n`` pseudo-labelled samples from an unconditional generator."""

@@ -69,3 +69,45 @@ def test_roc_points_span_the_low_fpr_end_on_a_log_grid():
     chance = roc_points(rng.random(1000), member)
     assert abs(chance["tpr"][-10] - chance["fpr"][-10]) < 0.1  # a coin flip sits on the diagonal
     assert chance["fpr"] == sorted(chance["fpr"]) and len(chance["fpr"]) <= 48
+
+
+def test_multi_query_lira_averages_independent_per_query_scores():
+    from synthbench.benchmark.lira import lira_scores_queries
+
+    rng = np.random.default_rng(3)
+    n, k = 30, 6
+    in_mask = paired_halves(n, k, rng)
+    shadow = rng.normal(size=(k, n)) + 1.5 * in_mask
+    target = rng.normal(size=n)
+    for fixed in (True, False):
+        single = lira_scores(target, shadow, in_mask, fixed)
+        # one query is the single-query attack bit for bit; repeating a query changes nothing
+        for q in (1, 2, 3):
+            many = lira_scores_queries(np.stack([target] * q), np.stack([shadow] * q), in_mask, fixed)
+            same = np.array_equal if q < 3 else np.allclose  # (x + x + x) / 3 may round
+            assert all(same(a, b) for a, b in zip(many, single)), q
+        # two different queries: each with its own shadow statistics, the scores averaged
+        shadow2, target2 = shadow * 2.0 + 1.0, target * 0.5
+        both = lira_scores_queries(np.stack([target, target2]), np.stack([shadow, shadow2]), in_mask, fixed)
+        second = lira_scores(target2, shadow2, in_mask, fixed)
+        for got, a, b in zip(both, single, second):
+            assert np.allclose(got, (a + b) / 2)
+    import pytest
+
+    with pytest.raises(ValueError):
+        lira_scores_queries(target, shadow, in_mask, True)  # one query must still be [1, n]
+
+
+def test_false_positives_allowed_match_the_roc_threshold():
+    from synthbench.benchmark.lira import false_positives_allowed, roc_support
+
+    for negatives in (1, 7, 100, 200, 999, 1000, 5000):
+        for f in (0.001, 0.01, 0.07, 0.29, 0.5):
+            brute = max(fp for fp in range(negatives + 1) if fp / negatives <= f)
+            assert false_positives_allowed(f, negatives) == brute, (f, negatives)
+    member = np.array([True] * 50 + [False] * 200)
+    support = roc_support(member)
+    assert support["negatives"] == 200
+    assert support["false_positives_at@0.001"] == 0 and support["false_positives_at@0.01"] == 2
+    assert len(support["notes"]) == 1 and support["notes"][0].startswith("tpr@0.001 rests on 0 false positives")
+    assert "notes" not in roc_support(np.array([True] * 5 + [False] * 1000))

@@ -11,12 +11,20 @@ trained with (IN) or without (OUT) the example:
 - offline: only OUT shadows; score = -log Pr[Z > phi_t], Z ~ N(mu_out, s_out^2),
   a one-sided test (large confidence on the target -> member);
 - fixed variance: one global variance per side instead of per-example
-  variances, which is what works with few shadows (Carlini et al. Sec. VI-C).
+  variances, which is what works with few shadows (Carlini et al. Sec. VI-C);
+- several queries per example (augmentations, e.g. the image and its
+  horizontal flip; Carlini et al. Sec. VI): ``lira_scores_queries`` treats each
+  query as an independent test with its own shadow statistics and averages the
+  per-query scores (what their reference code does); one query is
+  ``lira_scores`` exactly.
 
-Higher scores mean "member". ``roc_summary`` gives AUC and TPR at fixed FPRs.
+Higher scores mean "member". ``roc_summary`` gives AUC and TPR at fixed FPRs,
+``roc_support`` how many negatives and false positives each such TPR rests on.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -65,6 +73,58 @@ def lira_scores(target_phi: np.ndarray, shadow_phi: np.ndarray, in_mask: np.ndar
     online = norm.logpdf(target_phi, mu_in, sd_in) - norm.logpdf(target_phi, mu_out, sd_out)
     offline = -norm.logsf(target_phi, mu_out, sd_out)
     return online, offline
+
+
+def lira_scores_queries(target_phi: np.ndarray, shadow_phi: np.ndarray, in_mask: np.ndarray,
+                        fixed_variance: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(online, offline) membership scores from several queries of each example.
+
+    ``target_phi`` is ``[queries, n]``, ``shadow_phi`` ``[queries, num_shadows, n]``
+    (each shadow answers every query), ``in_mask`` ``[num_shadows, n]``. Each query
+    gets its own IN/OUT statistics (``lira_scores``) and the per-query scores are
+    averaged, i.e. the queries are treated as independent tests (Carlini et al.
+    2022, Sec. VI). A single query gives ``lira_scores`` bit for bit."""
+    target_phi, shadow_phi = np.asarray(target_phi), np.asarray(shadow_phi)
+    if target_phi.ndim != 2 or shadow_phi.ndim != 3 or shadow_phi.shape[0] != target_phi.shape[0]:
+        raise ValueError(f"expected target_phi [queries, n] and shadow_phi [queries, shadows, n], got "
+                         f"{target_phi.shape} and {shadow_phi.shape}")
+    per_query = [lira_scores(t, s, in_mask, fixed_variance) for t, s in zip(target_phi, shadow_phi)]
+    if len(per_query) == 1:
+        return per_query[0]
+    online = np.mean([on for on, _ in per_query], axis=0)
+    offline = np.mean([off for _, off in per_query], axis=0)
+    return online, offline
+
+
+def false_positives_allowed(fpr: float, negatives: int) -> int:
+    """The most false positives a threshold may let through and keep its FPR at or
+    below ``fpr`` (``floor(fpr * negatives)``, robust to rounding): what the TPR
+    at that FPR in ``roc_summary`` rests on."""
+    k = math.floor(fpr * negatives)
+    while k + 1 <= negatives and (k + 1) / negatives <= fpr:
+        k += 1
+    while k > 0 and k / negatives > fpr:
+        k -= 1
+    return max(k, 0)
+
+
+def roc_support(is_member: np.ndarray, fprs=(0.001, 0.01)) -> dict:
+    """How many negatives (non-members) the ROC rests on and, for each FPR in
+    ``fprs``, how many false positives its threshold allows
+    (``false_positives_at@FPR``); ``notes`` flags an FPR below one negative, where
+    the TPR there is the TPR at zero false positives."""
+    negatives = int((~np.asarray(is_member, dtype=bool)).sum())
+    out: dict = {"negatives": negatives}
+    notes = []
+    for f in fprs:
+        allowed = false_positives_allowed(f, negatives)
+        out[f"false_positives_at@{f:g}"] = allowed
+        if f * negatives < 1:
+            notes.append(f"tpr@{f:g} rests on 0 false positives ({negatives} negatives, {f:g} x {negatives} < 1): "
+                         f"read it as the TPR at zero false positives")
+    if notes:
+        out["notes"] = notes
+    return out
 
 
 def roc_points(scores: np.ndarray, is_member: np.ndarray, points: int = 48) -> dict[str, list[float]]:

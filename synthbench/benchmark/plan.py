@@ -139,7 +139,7 @@ def build_plan(grids: Iterable[tuple[Setting, Grid]]) -> Plan:
                 unsupported = protocol.unsupported_reason(generator) is not None
                 fit_keys: dict[str, str] = {}
                 if not unsupported:
-                    for need in protocol.generator_fits(ds, generator):
+                    for need in protocol.planned_fits(ds, generator, grid.preset):
                         key = fit_key(grid, gen, need.overrides, fit_data_digest(ds, need.train), threads)
                         fit_keys[need.name] = key
                         what = "" if need.is_full else f" ({need.name})"

@@ -142,7 +142,7 @@ def run_task(task: Task, dep_errors: Mapping[str, str] | None = None, wait: bool
 def _full_need(task: Task, state: _State) -> Any:
     proto = _choice(PROTOCOLS, task.protocol).instance()
     gen = _choice(GENERATORS, task.generator).instance()
-    needs = {need.name: need for need in proto.generator_fits(state.grid.dataset, gen)}
+    needs = {need.name: need for need in proto.planned_fits(state.grid.dataset, gen, state.grid.preset)}
     return needs[task.fit]
 
 

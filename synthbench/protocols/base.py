@@ -54,15 +54,27 @@ class Protocol(Configurable):
         says False, so the runner does not train a model nobody samples from."""
         return True
 
-    def generator_fits(self, dataset: Dataset, generator: Any) -> list[GeneratorFit]:
+    def generator_fits(self, dataset: Dataset, generator: Any, preset: Any = None) -> list[GeneratorFit]:
         """Every fit of the cell's generator (an unfitted instance) that ``run``
         will ask for, so a suite's plan runs each once, as a task before the cells
         (``benchmark/plan.py``). Default: the full fit, when
         :meth:`needs_fitted_generator`. A protocol that fits on a subset
-        (``mia``) or with other options (``longtail``'s control) lists those; one
+        (``mia``, its members and, with ``shadows_from=generator``, its shadow
+        halves) or with other options (``longtail``'s control) lists those; one
         it leaves out is still fitted by ``run`` through ``ctx.fit_generator``,
-        only not shared ahead of time."""
+        only not shared ahead of time. ``preset`` is the grid's, for fits whose
+        number depends on a per-preset option (an override written before it
+        existed, without the parameter, is still called)."""
         return [GeneratorFit("full")] if self.needs_fitted_generator() else []
+
+    def planned_fits(self, dataset: Dataset, generator: Any, preset: Any) -> list[GeneratorFit]:
+        """:meth:`generator_fits` as the planner calls it: with the preset where
+        the override takes one."""
+        import inspect
+
+        if "preset" in inspect.signature(self.generator_fits).parameters:
+            return self.generator_fits(dataset, generator, preset=preset)
+        return self.generator_fits(dataset, generator)
 
     uses_reference_classifier: ClassVar[bool] = True
     """Whether ``run`` asks for ``ctx.reference_classifier()`` (the plan trains it

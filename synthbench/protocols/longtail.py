@@ -113,7 +113,7 @@ class LongTailProtocol(Protocol):
         counts = long_tail_counts(n_max, dataset.num_classes, self.opts["lam"])
         return n_max, counts, long_tail_split(train, counts)
 
-    def generator_fits(self, dataset: Dataset, generator: Any) -> list[GeneratorFit]:
+    def generator_fits(self, dataset: Dataset, generator: Any, preset: Any = None) -> list[GeneratorFit]:
         """The top-up generator (on the full or the long-tailed split) and the
         unconditional control; the full fit only where ``run`` samples from it
         (the top-up with ``fit_on=full``, or the random-label control of an

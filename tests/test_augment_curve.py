@@ -138,3 +138,17 @@ def test_augment_cell_reports_the_curve(smoke_digits, tmp_path):
     # the headline is the replace_fraction classifier, here the curve's 0.04 point
     assert rec.metrics["top1"] == rec.metrics["top1_r0.04"]
     assert rec.details["real_replaced"] == round(0.04 * n) and rec.details["train_size"] == n
+
+
+def test_the_board_draws_the_replacement_curve(tmp_path):
+    """A row whose records hold ``replace_curve`` gets its figure: accuracy against
+    the fraction replaced, without the size columns."""
+    from synthbench.leaderboard.site import ROW_FIGURES
+
+    draw = next(f[4] for f in ROW_FIGURES if f[0] == "replace-curve")
+    details = [{"replace_curve": {"fractions": [0.02, 0.04, 0.08], "top1": [0.9, 0.89, 0.87 + s / 100],
+                                  "real_replaced": [7, 14, 28], "train_size": [359] * 3}} for s in range(3)]
+    path = draw(details, tmp_path / "c.svg", [])
+    text = path.read_text()
+    assert path.exists() and "fractions" in text and "train_size" not in text
+    assert draw([{}], tmp_path / "none.svg", []) is None

@@ -27,7 +27,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-X_KEYS = ("multiples", "t_re", "x", "steps", "epochs", "sizes")
+X_KEYS = ("multiples", "t_re", "fractions", "x", "steps", "epochs", "sizes")
 """Curve keys read as the x axis when a ``curve`` holds one of them."""
 STYLE = {"svg.hashsalt": "synthbench", "font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9,
          "legend.fontsize": 8, "axes.spines.top": False, "axes.spines.right": False}

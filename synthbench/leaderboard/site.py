@@ -186,6 +186,11 @@ def _seeds_text(row: Row, how: str) -> str:
     return f"seed {seeds[0]}" if seeds else ""
 
 
+def _top1_only(curve: Any) -> Any:
+    """``augment``'s ``replace_curve`` without its size columns, which would draw as series."""
+    return {k: curve[k] for k in ("fractions", "top1") if k in curve} if isinstance(curve, dict) else None
+
+
 RowFigure = tuple[str, str, str, str, Callable[[list[dict[str, Any]], Path, list[str]], Path | None]]
 ROW_FIGURES: list[RowFigure] = [
     # kind, caption, extension, how seeds combine (mean, summed, first), draw(details of the ok seeds, path,
@@ -193,6 +198,10 @@ ROW_FIGURES: list[RowFigure] = [
     ("curves", "curves (mean over seeds, 95% band)", "svg", "mean",
      lambda ds, p, order: plots.curves_figure({"": plots.mean_of([d.get("curve") for d in ds])}, p, order=order,
                                               spread={"": [d.get("curve") for d in ds]})),
+    ("replace-curve", "accuracy against the fraction of real images replaced (mean over seeds, 95% band)", "svg",
+     "mean", lambda ds, p, order: plots.curves_figure(
+         {"": plots.mean_of([_top1_only(d.get("replace_curve")) for d in ds])}, p, order=order,
+         spread={"": [_top1_only(d.get("replace_curve")) for d in ds]})),
     ("per-class", "per-class accuracy", "svg", "mean",
      lambda ds, p, order: plots.per_class_figure(plots.mean_of([d.get("per_class_accuracy") for d in ds]), p)),
     ("per-class-fidelity", "per-class fidelity in the real-trained classifier's feature space, floor in grey",

@@ -23,6 +23,7 @@ separate process or machine.
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -111,9 +112,18 @@ class Guarded:
         return check_images(self.adapter.name, method, out, self._dataset_shape, len(labels) - start)
 
     def reconstruct(self, images: "torch.Tensor", labels: "torch.Tensor", t_re: int,
-                    seeds: Sequence[int]) -> "torch.Tensor":
-        out = self._call("reconstruct", self.adapter.reconstruct, images, labels, t_re, seeds)
+                    seeds: Sequence[int], **options: Any) -> "torch.Tensor":
+        """Guarded; keyword ``options`` (``recon``'s ``sigma``, ``churn``) pass
+        through to adapters that take them."""
+        fn = functools.partial(self.adapter.reconstruct, **options) if options else self.adapter.reconstruct
+        out = self._call("reconstruct", fn, images, labels, t_re, seeds)
         return check_images(self.adapter.name, "reconstruct", out, tuple(images.shape[1:]), len(images))
+
+    def recon_sigma(self, t_re: int, sigma: float | None = None) -> float | None:
+        fn = getattr(self.adapter, "recon_sigma", None)
+        if fn is None:  # an adapter written without the base class: it does not say
+            return None
+        return self._call("recon_sigma", fn if sigma is None else functools.partial(fn, sigma=sigma), t_re)
 
     def _call(self, method: str, fn: Callable[..., Any], *args: Any) -> Any:
         if self._abandoned is not None:

@@ -26,15 +26,16 @@ PER_IMAGE = "per_image"
 """The optional metric field holding per-test-image outcomes (see :func:`pack_outcomes`)."""
 
 
-def metric(value: float, stderr: float | None, n: int, higher_is_better: bool,
+def metric(value: float, stderr: float | None, n: int, higher_is_better: bool | None,
            outcomes: np.ndarray | None = None) -> dict[str, Any]:
-    """The record's metric entry: ``{value, stderr, n, higher_is_better}``, and
+    """The record's metric entry: ``{value, stderr, n, higher_is_better}``
+    (``None``: a diagnostic with no better or worse, such as an entropy), and
     for an accuracy over a test split every generator shares, the per-image
     outcomes (``per_image``): with them the leaderboard decides "best" and
     "tied with best" by a paired test over the same test images instead of by
     overlapping intervals, which with three seeds call nearly everything a tie."""
     entry = {"value": float(value), "stderr": None if stderr is None else float(stderr), "n": int(n),
-             "higher_is_better": bool(higher_is_better)}
+             "higher_is_better": None if higher_is_better is None else bool(higher_is_better)}
     if outcomes is not None:
         entry[PER_IMAGE] = pack_outcomes(outcomes)
     return entry

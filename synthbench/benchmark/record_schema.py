@@ -155,8 +155,9 @@ def check_metric(name: str, entry: Any) -> None:
     n = entry["n"]
     if n is not None and not (_is_int(n) and n >= 0):
         raise _fail(f"{where}.n", f"{show(n)} is neither null nor a non-negative integer")
-    if not isinstance(entry["higher_is_better"], bool):
-        raise _fail(f"{where}.higher_is_better", f"{show(entry['higher_is_better'])} is not true or false")
+    if entry["higher_is_better"] is not None and not isinstance(entry["higher_is_better"], bool):
+        raise _fail(f"{where}.higher_is_better", f"{show(entry['higher_is_better'])} is not true, false or null "
+                                                 f"(a diagnostic with no direction)")
     if PER_IMAGE in entry:
         _per_image(entry, f"{where}.{PER_IMAGE}")
 

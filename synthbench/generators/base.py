@@ -145,3 +145,19 @@ class Generator(Configurable):
     def reconstruct(self, images: torch.Tensor, labels: torch.Tensor, t_re: int,
                     seeds: Sequence[int]) -> torch.Tensor:
         raise NotImplementedError(f"{self.name} cannot reconstruct real samples")
+
+    def recon_sigma(self, t_re: int, sigma: float | None = None) -> float | None:
+        """Optional: the noise level ``reconstruct`` starts from at ``t_re``, as the
+        variance-exploding sigma of x_t = x_0 + sigma eps (a variance-preserving
+        model's sqrt((1 - abar_t) / abar_t) at its start step), in the units of
+        what its network denoises ([-1, 1] pixels; a latent model's latents). With
+        ``sigma``: the level it actually starts from when asked for that one by
+        ``reconstruct(..., sigma=sigma)`` (a discrete schedule rounds it), or None
+        when it cannot start from a given level. Asked of a fitted generator.
+
+        ``recon`` records it per t_re with the equivalent step of the reference
+        DDPM-linear schedule (``diffusion.ddpm_linear_step``). None, the default:
+        unknown; ``recon`` then records no noise level, and its ``t_re_scale=sigma``
+        mode, which needs ``reconstruct`` to take a keyword ``sigma`` (and
+        ``churn > 0`` a keyword ``churn``), reports the adapter as unsupported."""
+        return None

@@ -23,7 +23,12 @@ What makes it "improved" (their Sec. 3), all kept:
 ``reconstruct``: the real-sample reconstruction of Yamaguchi & Fukuda 2023
 (arXiv 2311.13090, Algorithm 1) in DDPM's own terms: diffuse the real
 image to step t = t_re / 100 * T in one draw of q(x_t | x_0), then run the
-respaced reverse chain from there.
+respaced reverse chain from there. The chain is ancestral (it draws fresh noise
+at every step, as Algorithm 1's line 8 does). ``recon_sigma`` says the start's
+noise level, sqrt((1 - abar_t) / abar_t): 0.52 / 1.02 / 1.99 at t_re 30 / 50 /
+70 (``edm``'s Karras grid: 0.29 / 2.40 / 12.1), so equal t_re is not equal noise.
+``reconstruct(..., sigma=S)`` starts at the timestep whose level is nearest to
+S in log sigma instead (``recon_sigma(t_re, S)`` is that level).
 
 The network is the same diffusers ``UNet2DModel`` the ``edm`` adapter builds
 (``edm.build_unet``), with twice the output channels. Batch independence: the
@@ -262,15 +267,40 @@ class DDPMGenerator(Generator):
         x = per_sample_normal(seeds, self.image_shape)
         return to_uint8(self._reverse(x, timesteps, labels, seeds, desc="sample ddpm"))
 
-    def reconstruct(self, images: torch.Tensor, labels: torch.Tensor, t_re: int,
-                    seeds: Sequence[int]) -> torch.Tensor:
+    def _recon_start(self, t_re: int, sigma: float | None) -> int:
+        """The timestep of the 1000-step cosine schedule a reconstruction starts
+        from: t_re / 100 * T, or, given a noise level ``sigma``, the timestep whose
+        sigma = sqrt((1 - abar_t) / abar_t) is nearest to it in log sigma."""
+        if sigma is None:
+            return min(T_TRAIN - 1, round(t_re / T_RECON * T_TRAIN))
+        abar = make_scheduler().alphas_cumprod.double()
+        table = ((1 - abar) / abar).sqrt().log()
+        return int((table - math.log(sigma)).abs().argmin())
+
+    def recon_sigma(self, t_re: int, sigma: float | None = None) -> float | None:
+        """sqrt((1 - abar) / abar) of the cosine schedule at the start timestep
+        (0.52 / 1.02 / 1.99 at t_re 30 / 50 / 70; 2.0e4 at 100, t = 999)."""
+        if (t_re == 0 and sigma is None) or sigma == 0:
+            return 0.0
+        abar = make_scheduler().alphas_cumprod[self._recon_start(t_re, sigma)].double()
+        return float(((1 - abar) / abar).sqrt())
+
+    def reconstruct(self, images: torch.Tensor, labels: torch.Tensor, t_re: int, seeds: Sequence[int], *,
+                    sigma: float | None = None, churn: float | None = None) -> torch.Tensor:
+        """Algorithm 1 from timestep t_re / 100 * T of the cosine schedule or, given
+        a noise level ``sigma``, from the timestep whose level is nearest to it
+        (``recon_sigma`` says which level that is). The reverse chain is ancestral,
+        stochastic as Algorithm 1's line 8 is, so ``churn`` does not apply: it is
+        accepted and ignored."""
         if not 0 <= int(t_re) <= T_RECON:
             raise UserError(f"t_re={t_re} is outside 0..{T_RECON} (reconstruction counts it in steps of "
                             f"T = {T_RECON}).")
-        if t_re == 0:
+        if sigma is not None and not (sigma >= 0 and math.isfinite(sigma)):
+            raise UserError(f"sigma={sigma} is not a noise level (a finite number >= 0).")
+        if (t_re == 0 and sigma is None) or sigma == 0:
             return images.clone()
         labels = self._labels(labels)
-        t_start = min(T_TRAIN - 1, round(t_re / T_RECON * T_TRAIN))
+        t_start = self._recon_start(t_re, sigma)
         timesteps = [t for t in make_scheduler(self.steps).timesteps.tolist() if t < t_start]
         timesteps = [t_start] + timesteps
         abar = make_scheduler().alphas_cumprod[t_start]

@@ -48,6 +48,54 @@ T_RECON = 100
 """Reconstruction counts t_re in T = 100 steps (Yamaguchi & Fukuda 2023, arXiv
 2311.13090, Sec. 4: "conditional EDM (T = 100)")."""
 
+DDPM_LINEAR_T = T_RECON
+DDPM_LINEAR_BETAS = (1e-4, 0.02)
+"""The reference noise schedule of ``recon``'s noise levels: DDPM's linear betas
+(Ho et al. 2020, 1e-4..0.02 over 1,000 steps), counted in T = 100 steps the way
+Nichol & Dhariwal's code respaces a linear schedule to T steps (betas scaled by
+1000 / T: 1e-3..0.2 over 100 steps), so t_re is a step of it directly. Its sigma
+at t_re 30 / 50 / 70 / 100 is 1.23 / 3.53 / 13.2 / 221. (Reading the 1,000-step
+schedule at step 10 t_re instead gives 1.23 / 3.42 / 11.9 / 157.)"""
+
+
+def _ddpm_linear_log_abar() -> torch.Tensor:
+    """log abar_k for k = 0..T of the reference schedule (float64; abar_0 = 1)."""
+    scale = 1000 / DDPM_LINEAR_T
+    betas = torch.linspace(scale * DDPM_LINEAR_BETAS[0], scale * DDPM_LINEAR_BETAS[1], DDPM_LINEAR_T,
+                           dtype=torch.float64)
+    return torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(torch.log1p(-betas), 0)])
+
+
+def ddpm_linear_sigma(t_re: float) -> float:
+    """The variance-exploding noise level sigma = sqrt((1 - abar) / abar) of the
+    reference DDPM-linear schedule (:data:`DDPM_LINEAR_T`) at step ``t_re`` of 0..100;
+    a fractional step interpolates log abar linearly between its neighbours.
+    ``recon`` with ``t_re_scale=sigma`` reads t_re on it."""
+    t = float(t_re)
+    if not 0 <= t <= DDPM_LINEAR_T:
+        raise UserError(f"t_re={t_re} is outside 0..{DDPM_LINEAR_T}.")
+    table = _ddpm_linear_log_abar()
+    k = min(math.floor(t), DDPM_LINEAR_T - 1)
+    log_abar = float(table[k] + (t - k) * (table[k + 1] - table[k]))
+    return math.sqrt(max(0.0, math.expm1(-log_abar)))
+
+
+def ddpm_linear_step(sigma: float) -> float:
+    """The inverse of :func:`ddpm_linear_sigma`: the (fractional) step of 0..100 at
+    which the reference DDPM-linear schedule reaches noise level ``sigma``; 100
+    for any sigma at or above its last (221), 0 for sigma 0."""
+    sigma = float(sigma)
+    if not sigma > 0:
+        return 0.0
+    table = _ddpm_linear_log_abar()
+    log_abar = -math.log1p(sigma * sigma)
+    if log_abar <= float(table[-1]):
+        return float(DDPM_LINEAR_T)
+    k = int(torch.searchsorted(-table, torch.tensor([-log_abar], dtype=torch.float64))[0]) - 1
+    k = max(0, min(k, DDPM_LINEAR_T - 1))
+    return k + (log_abar - float(table[k])) / float(table[k + 1] - table[k])
+
+
 Denoiser = Callable[[torch.Tensor, "float | torch.Tensor"], torch.Tensor]
 """D(x; sigma) on float32 images in [-1, 1], conditioning already bound."""
 
@@ -200,22 +248,53 @@ def sample_images(denoise: Denoiser, seeds: Sequence[int], image_shape: Sequence
     return to_uint8(heun_sample(denoise, x, sigmas, churn, seeds, desc))
 
 
+def recon_sigmas(t_re: int, sigma: float | None = None) -> torch.Tensor:
+    """The Heun schedule of a reconstruction (float64, descending, ending in 0) on
+    EDM's schedule discretised into T = 100 steps: sigma_t_re, ..., sigma_1, 0 of
+    the Karras grid; or, given a start noise level ``sigma``, that level followed
+    by the grid's levels below it (so a level between two grid points adds one
+    step of its own and then follows the grid). Empty for t_re = 0 / sigma = 0."""
+    if not 0 <= int(t_re) <= T_RECON:
+        raise UserError(f"t_re={t_re} is outside 0..{T_RECON} (reconstruction counts it in steps of "
+                        f"T = {T_RECON}).")
+    grid = karras_sigmas(T_RECON)  # grid[k] = sigma at step T - k; grid[T] = 0
+    if sigma is None:
+        return grid[T_RECON - t_re:] if t_re > 0 else grid[:0]
+    if not sigma >= 0 or not math.isfinite(sigma):
+        raise UserError(f"sigma={sigma} is not a noise level (a finite number >= 0).")
+    if sigma == 0:
+        return grid[:0]
+    return torch.cat([torch.tensor([float(sigma)], dtype=torch.float64), grid[grid < sigma]])
+
+
+def recon_start_sigma(t_re: int, sigma: float | None = None) -> float:
+    """The noise level :func:`reconstruct_images` starts from (0 for t_re = 0):
+    the Karras T = 100 grid's at step t_re (0.29 / 2.40 / 12.1 / 80 at 30 / 50 /
+    70 / 100), or ``sigma`` itself when given."""
+    sigmas = recon_sigmas(t_re, sigma)
+    return float(sigmas[0]) if len(sigmas) else 0.0
+
+
 def reconstruct_images(denoise: Denoiser, images: torch.Tensor, t_re: int, seeds: Sequence[int],
-                       churn: float = 0.0) -> torch.Tensor:
+                       churn: float = 0.0, sigma: float | None = None) -> torch.Tensor:
     """Real-sample reconstruction (Yamaguchi & Fukuda 2023, Algorithm 1) on EDM's
     schedule discretised into T = 100 steps: the image is diffused to step t_re in
     one Gaussian step (x_t = x + sigma_t eps, the variance-exploding form of lines
     3-5), then restored by Heun steps along sigma_t_re, ..., sigma_1, 0 (lines
-    7-9). t_re = 0 returns the input; t_re = T starts from pure noise."""
-    if not 0 <= int(t_re) <= T_RECON:
-        raise UserError(f"t_re={t_re} is outside 0..{T_RECON} (reconstruction counts it in steps of "
-                        f"T = {T_RECON}).")
-    if t_re == 0:
+    7-9). t_re = 0 returns the input; t_re = T starts from pure noise.
+
+    ``churn`` > 0 makes the reverse steps stochastic (Karras et al. Algorithm 2's
+    S_churn, image i's extra noise from ``seeds[i]``), the counterpart of the
+    noise Algorithm 1 adds in its reverse step (line 8); 0 is the deterministic
+    Heun sampler. ``sigma`` (keyword) overrides t_re's position: the image is
+    diffused to exactly that noise level and restored along it and the grid's
+    levels below it (:func:`recon_sigmas`); the input then always enters, even
+    at a level above sigma_max."""
+    sigmas = recon_sigmas(t_re, sigma)
+    if len(sigmas) == 0:
         return images.clone()
-    grid = karras_sigmas(T_RECON)  # grid[k] = sigma at step T - k; grid[T] = 0
-    sigmas = grid[T_RECON - t_re:]
     eps = per_sample_normal([derive_seed("edm-recon", s) for s in seeds], images.shape[1:]).double()
-    x = eps * sigmas[0] if t_re == T_RECON else to_unit(images) + eps * sigmas[0]
+    x = eps * sigmas[0] if sigma is None and t_re == T_RECON else to_unit(images) + eps * sigmas[0]
     return to_uint8(heun_sample(denoise, x, sigmas, churn, seeds, desc=f"reconstruct t_re={t_re}"))
 
 

@@ -15,7 +15,11 @@ the diffusion core (``generators/diffusion.py``), shared with ``realfake``:
 - ``reconstruct``: the real-sample reconstruction of Yamaguchi & Fukuda 2023
   (arXiv 2311.13090, Algorithm 1) on EDM's schedule discretised into T = 100
   steps (their Sec. 4: "conditional EDM (T = 100)"); t_re = 0 returns the input,
-  t_re = T starts from pure noise.
+  t_re = T starts from pure noise. ``recon_sigma`` says the noise level it
+  starts from (the grid's sigma at step t_re: 0.29 / 2.40 / 12.1 / 80 at 30 / 50
+  / 70 / 100); ``reconstruct(..., sigma=S)`` starts at exactly S instead and
+  follows the grid's levels below it; ``reconstruct(..., churn=C)`` overrides
+  the ``churn`` option for the reverse steps.
 
 Official checkpoints: ``--option network_pkl=PATH --option trust_pickle=true``
 (and ``code_dir=PATH`` of an NVlabs/edm checkout, whose ``dnnlib`` and
@@ -42,7 +46,8 @@ from synthbench.errors import UserError
 from synthbench.generators.base import Generator
 from synthbench.generators.pickles import pickle_spec_extras
 from synthbench.generators.diffusion import (
-    EDMDenoiser, denoise_in_chunks, fit_edm_unet, precision_option, reconstruct_images, sample_images, unet_recipe,
+    EDMDenoiser, denoise_in_chunks, fit_edm_unet, precision_option, reconstruct_images, recon_start_sigma, sample_images,
+    unet_recipe,
 )
 
 
@@ -152,6 +157,13 @@ class EDMGenerator(Generator):
         return sample_images(self._denoiser(labels), seeds, self.image_shape, self.steps, self.opts["churn"],
                              desc="sample edm")
 
-    def reconstruct(self, images: torch.Tensor, labels: torch.Tensor, t_re: int,
-                    seeds: Sequence[int]) -> torch.Tensor:
-        return reconstruct_images(self._denoiser(labels), images, t_re, seeds, self.opts["churn"])
+    def reconstruct(self, images: torch.Tensor, labels: torch.Tensor, t_re: int, seeds: Sequence[int], *,
+                    sigma: float | None = None, churn: float | None = None) -> torch.Tensor:
+        """Algorithm 1 from step t_re of the Karras T = 100 grid, or from noise
+        level ``sigma`` when given; ``churn`` (None: the ``churn`` option) makes
+        the reverse steps stochastic (``diffusion.reconstruct_images``)."""
+        churn = self.opts["churn"] if churn is None else churn
+        return reconstruct_images(self._denoiser(labels), images, t_re, seeds, churn, sigma=sigma)
+
+    def recon_sigma(self, t_re: int, sigma: float | None = None) -> float | None:
+        return recon_start_sigma(t_re, sigma)

@@ -45,8 +45,12 @@ Two backbones:
   spec's ``generator_extra.backbone``) say which backbone ran.
 
 ``reconstruct`` (Yamaguchi & Fukuda 2023, arXiv 2311.13090, Algorithm 1) runs on
-the fine-tuned network (in-suite, through the diffusion core) or through img2img
-strength t_re / 100 (Stable Diffusion).
+the fine-tuned network (in-suite, through the diffusion core, exactly as ``edm``:
+deterministic Heun unless given ``churn``, from a given noise level ``sigma`` if
+asked) or through img2img strength t_re / 100 (Stable Diffusion, which takes
+neither keyword). ``recon_sigma`` says the noise level it starts from: the Karras
+grid's in-suite; on Stable Diffusion, its scheduler's sqrt((1 - abar) / abar) at
+img2img's first timestep, in latent units.
 """
 
 from __future__ import annotations
@@ -61,10 +65,12 @@ from synthbench.benchmark.context import FitContext
 from synthbench.benchmark.options import Option, by_preset
 from synthbench.benchmark.progress import bar, say
 from synthbench.benchmark.seeding import derive_seed, per_sample_normal, torch_generator
+from synthbench.errors import Unsupported
 from synthbench.generators.base import Generator
 from synthbench.generators.diffusion import (
     RHO, SIGMA_DATA, SIGMA_MIN, EDMDenoiser, denoise_in_chunks, edm_loss_terms, fit_edm_unet, heun_sample,
-    karras_sigmas, precision_option, reconstruct_images, step_with_ema, to_uint8, unet_recipe,
+    karras_sigmas, precision_option, reconstruct_images, recon_start_sigma, step_with_ema, to_uint8,
+    unet_recipe,
 )
 from synthbench.generators.distribution_matching import MMD_WEIGHT_PAPER, distribution_matching_loss
 
@@ -314,9 +320,29 @@ class RealFakeGenerator(Generator):
             x = noise * sigmas[0]
         return to_uint8(heun_sample(denoise, x, sigmas, desc="sample realfake"))
 
-    def reconstruct(self, images: torch.Tensor, labels: torch.Tensor, t_re: int,
-                    seeds: Sequence[int]) -> torch.Tensor:
+    def reconstruct(self, images: torch.Tensor, labels: torch.Tensor, t_re: int, seeds: Sequence[int], *,
+                    sigma: float | None = None, churn: float | None = None) -> torch.Tensor:
+        """In-suite: Algorithm 1 on the fine-tuned network as ``edm`` runs it
+        (from noise level ``sigma`` when given; ``churn``, default 0, makes the
+        reverse steps stochastic). Stable Diffusion: img2img at strength t_re /
+        100, which takes neither keyword."""
         labels = torch.as_tensor(labels, dtype=torch.long)
         if self._sd is not None:
+            if sigma is not None or churn:
+                raise Unsupported("realfake on Stable Diffusion reconstructs by img2img at strength t_re / 100: it "
+                                  "cannot start from a given noise level (recon's t_re_scale=sigma) or add churn; "
+                                  "use recon's defaults (t_re_scale=steps, churn=0).")
             return self._sd.reconstruct(images, labels, t_re, seeds)
-        return reconstruct_images(self._denoiser(labels, seeds), images, t_re, seeds)
+        return reconstruct_images(self._denoiser(labels, seeds), images, t_re, seeds, churn or 0.0, sigma=sigma)
+
+    def recon_sigma(self, t_re: int, sigma: float | None = None) -> float | None:
+        """In-suite: the Karras T = 100 grid's sigma at step t_re (or ``sigma``).
+        Stable Diffusion: sqrt((1 - abar) / abar) of its scheduler at img2img's first
+        timestep for strength t_re / 100, in latent units (SD's scaled latents
+        have about unit variance, [-1, 1] pixels about 0.5^2; the SNR-equivalent
+        pixel sigma is about half); None for a given ``sigma``."""
+        if getattr(self, "_sd", None) is not None:
+            return None if sigma is not None else self._sd.recon_sigma(t_re)
+        if self.opts["sd_model"]:  # not fitted yet: the pipeline's scheduler is unknown
+            return None
+        return recon_start_sigma(t_re, sigma)

@@ -458,3 +458,7 @@ class RealFakeSD:
                     seeds: Sequence[int]) -> torch.Tensor:
         return self.runner.reconstruct(images, labels, t_re, seeds, self._conds, self.encode, "realfake-sd-recon",
                                        self.image_shape)
+
+    def recon_sigma(self, t_re: int) -> float:
+        """The noise level ``reconstruct`` starts from (``SDRunner.recon_sigma``, latent units)."""
+        return self.runner.recon_sigma(t_re)

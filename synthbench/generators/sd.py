@@ -31,7 +31,10 @@ conversions between the dataset's images and the pipeline's.
   depends on its own seed and label only, never on the batch it was drawn in.
 - ``reconstruct(images, labels, t_re, seeds)``: img2img (SDEdit, Meng et al.
   2021) at strength t_re / 100, the latent-model equivalent of Yamaguchi & Fukuda's
-  Algorithm 1; t_re = 0 returns the input exactly.
+  Algorithm 1; t_re = 0 returns the input exactly. ``recon_sigma(t_re)`` is the
+  noise level img2img starts from, sqrt((1 - abar) / abar) at its first timestep,
+  in latent units; ``reconstruct`` takes no ``sigma`` or ``churn``, so ``recon``'s
+  ``t_re_scale=sigma`` and ``churn > 0`` report ``sd`` as unsupported.
 """
 
 from __future__ import annotations
@@ -284,6 +287,25 @@ class SDRunner:
             outs.append(out.float().cpu()[:k])
         return torch.cat(outs)
 
+    def recon_sigma(self, t_re: int) -> float:
+        """The noise level :meth:`reconstruct` starts from at ``t_re``:
+        sqrt((1 - abar_t) / abar_t) of the scheduler at the first timestep diffusers'
+        img2img runs for strength t_re / 100 (the one its initial latents are
+        noised to), in latent units (the scaled latents have about unit variance)."""
+        if not 0 <= int(t_re) <= T_RECON:
+            raise UserError(f"t_re={t_re} is outside 0..{T_RECON} (img2img strength = t_re / {T_RECON}).")
+        if t_re == 0:
+            return 0.0
+        strength = t_re / T_RECON
+        n = img2img_steps(self.steps, strength)
+        sched = type(self.img2img.scheduler).from_config(self.img2img.scheduler.config)
+        sched.set_timesteps(n)
+        # StableDiffusionImg2ImgPipeline.get_timesteps
+        start = max(n - min(int(n * strength), n), 0)
+        t = int(sched.timesteps[start * sched.order])
+        abar = sched.alphas_cumprod[t].double()
+        return float(((1 - abar) / abar).sqrt())
+
     def reconstruct(self, images: torch.Tensor, labels: torch.Tensor, t_re: int, seeds: Sequence[int], conds: Callable,
                     encode: Callable, purpose: str, image_shape: Sequence[int]) -> torch.Tensor:
         """The adapters' ``reconstruct`` (module docstring): img2img of ``images``
@@ -364,4 +386,10 @@ class StableDiffusionGenerator(Generator):
                     seeds: Sequence[int]) -> torch.Tensor:
         return self.runner.reconstruct(images, labels, t_re, seeds, self._prompts, self._encode, "sd-recon",
                                        self.image_shape)
+
+    def recon_sigma(self, t_re: int, sigma: float | None = None) -> float | None:
+        """img2img's start level at strength t_re / 100 (:meth:`SDRunner.recon_sigma`,
+        latent units); None for a given ``sigma``: ``reconstruct`` cannot start
+        from one."""
+        return None if sigma is not None else self.runner.recon_sigma(t_re)
 

@@ -10,6 +10,7 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from synthbench.benchmark.cell import seal
 from synthbench.benchmark.sample_files import write_samples
@@ -120,3 +121,21 @@ def test_a_samples_submission_carries_its_images_and_verifies(tmp_path, digits, 
     read = read_store(store)  # scored here, never verified: shown as such
     rows = {r.generator: r for t in build_tables(read.records, stamps=read.stamps) for r in t.rows}
     assert rows["samples"].verification == "unverified" and rows["real"].verification == ""
+
+
+def test_verify_leaves_no_folder_behind_when_the_bundle_will_not_open(tmp_path, monkeypatch):
+    """A bundle that is not one stops ``verify`` with a clear error, and its temporary
+    folder goes with it."""
+    import tempfile
+
+    from synthbench.leaderboard.submission import verify
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(b"not a tar file")
+    from synthbench.leaderboard.submission import Rejected
+
+    with pytest.raises(Rejected, match="not a readable"):
+        verify(bad, 1, 0, None)
+    assert list((tmp_path / "tmp").iterdir()) == []

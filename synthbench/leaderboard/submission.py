@@ -34,6 +34,7 @@ import io
 import json
 import random
 import re
+import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
@@ -303,25 +304,30 @@ def verify(bundle_path: str | Path, cells: int, seed: int, tolerances: Any, data
     from synthbench.leaderboard.regress import compare
 
     work = Path(tempfile.mkdtemp(prefix="synthbench-verify-"))
-    bundle = open_bundle(bundle_path, work / "bundle")
-    candidates = sorted((r for r in bundle.records if r.status.value == "ok"), key=lambda r: r.cell_hash)
-    chosen = random.Random(seed).sample(candidates, min(cells, len(candidates)))
-    checks = []
-    for i, rec in enumerate(chosen):
-        s = rec.spec
-        check = CellCheck(f"{s.generator}/{s.protocol}/{s.dataset}/seed {s.seed}", rec.cell_hash)
-        try:
-            new = recompute(rec, bundle, work / f"run{i}", data_root, device)
-        except ValueError as exc:
-            check.problem = f"not recomputable: {exc}"
+    try:
+        bundle = open_bundle(bundle_path, work / "bundle")
+        candidates = sorted((r for r in bundle.records if r.status.value == "ok"), key=lambda r: r.cell_hash)
+        chosen = random.Random(seed).sample(candidates, min(cells, len(candidates)))
+        checks = []
+        for i, rec in enumerate(chosen):
+            s = rec.spec
+            check = CellCheck(f"{s.generator}/{s.protocol}/{s.dataset}/seed {s.seed}", rec.cell_hash)
+            try:
+                new = recompute(rec, bundle, work / f"run{i}", data_root, device)
+            except ValueError as exc:
+                check.problem = f"not recomputable: {exc}"
+                checks.append(check)
+                continue
+            key = check.key
+            as_cells = [{key: {"status": r.status.value, "error": r.error,
+                               "metrics": {k: m.get("value") for k, m in sorted(r.metrics.items())}}}
+                        for r in (rec, new)]
+            report = compare(tolerances, {"cells": as_cells[0]}, {"cells": as_cells[1]})
+            check.lines = report.lines
             checks.append(check)
-            continue
-        key = check.key
-        as_cells = [{key: {"status": r.status.value, "error": r.error,
-                           "metrics": {k: m.get("value") for k, m in sorted(r.metrics.items())}}} for r in (rec, new)]
-        report = compare(tolerances, {"cells": as_cells[0]}, {"cells": as_cells[1]})
-        check.lines = report.lines
-        checks.append(check)
+    except BaseException:  # a bad bundle or a dataset that will not load: the caller never sees the folder
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     return bundle, checks, work
 
 

@@ -32,9 +32,11 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from synthbench.benchmark.datasets import IMAGE_SUFFIXES as _DATASET_SUFFIXES
 from synthbench.errors import UserError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+IMAGE_SUFFIXES = tuple(sorted(_DATASET_SUFFIXES))
+"""Image files a samples source may hold: the ones an image-folder dataset reads."""
 UNSAFE = re.compile(r"[/\\:*?\"<>|]")
 
 

@@ -303,7 +303,7 @@ KINDS = [
     Kind("n-bool", _sealed(_set(f"{M}.n", True)), "listed", "field `metrics.top1.n`"),
     Kind("higher-is-better-string", _sealed(_set(f"{M}.higher_is_better", "yes")), "listed",
          "field `metrics.top1.higher_is_better`"),
-    Kind("higher-is-better-int", _sealed(_set(f"{M}.higher_is_better", 1)), "listed", "1 is not true or false"),
+    Kind("higher-is-better-int", _sealed(_set(f"{M}.higher_is_better", 1)), "listed", "1 is not true, false or null"),
     Kind("metric-without-value", _sealed(_drop(f"{M}.value")), "listed", "field `metrics.top1.value`: missing"),
     Kind("metric-extra-field", _sealed(_set(f"{M}.note", "x")), "listed",
          "field `metrics.top1.note`: not a field of a record's `metrics.top1`"),

@@ -4,8 +4,8 @@ Synthesis Through Distribution Matching", ICLR 2024, arXiv 2310.10402, Sec. 4.3,
 Table 3 and Fig. 2: x1..x10).
 
 Multiples (option ``multiples``, default ``1,2,5,10``) may be fractional, e.g.
-``1,1.5,2,2.5,5,10``, each in (0, 10] and distinct: Real-Fake's Fig. 2 has
-synthetic data overtaking real at about x2.5, which integer multiples cannot
+``1,1.5,2,2.5,5,10``, each in (0, 10] and distinct: in Real-Fake's Sec. 4.3 and
+Fig. 2 synthetic data overtakes real at x2.5 on IN-10 (x6.5 on IN-100), which integer multiples cannot
 locate. A multiple ``m`` trains on ``round(m * n)`` synthetic images (``n``: the
 real train size; Python's ``round``, half to even; exact for integer ``m``). In
 metric names a multiple reads ``1``, ``2.5`` (never ``2.0``): ``top1_x2.5``.

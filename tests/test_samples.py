@@ -55,6 +55,26 @@ def test_the_three_formats_read_the_same_images_with_one_digest_each(tmp_path, d
     assert len({s.digest for s in sets.values()}) == 3  # each format's digest covers its own bytes
 
 
+def test_a_read_source_is_not_read_again_for_its_digest(tmp_path, digits, monkeypatch):
+    """A fit reads the source once: ``read_samples`` leaves its digest for
+    ``source_digest`` when the files did not change while it read them; a file
+    changed afterwards is read again and gives a new digest."""
+    from synthbench.benchmark import sample_files
+
+    sources = make_sources(tmp_path, digits, per_class=3)
+    for fmt, path in sources.items():
+        got = read_samples(path, CLASSES, (1, 8, 8))
+        monkeypatch.setattr(sample_files, "_hash_item", lambda *a: pytest.fail(f"{fmt} read twice"))
+        monkeypatch.setattr(sample_files, "_hash_npz", lambda *a: pytest.fail(f"{fmt} read twice"))
+        assert sample_files.source_digest(path) == got.digest
+        monkeypatch.undo()
+    folder = sources["folder"]
+    before = sample_files.source_digest(folder)
+    first = sorted(folder.rglob("*.png"))[0]
+    first.write_bytes(png_bytes(np.full((8, 8), 255, np.uint8)))
+    assert sample_files.source_digest(folder) != before
+
+
 def test_images_of_another_size_and_channels_are_converted_and_the_record_says_so(tmp_path):
     rng = np.random.default_rng(0)
     for c in ("0", "1"):

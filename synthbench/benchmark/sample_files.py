@@ -342,6 +342,7 @@ def read_samples(path: str | Path, class_names: list[str], shape: tuple[int, int
     """Every image of the source at ``path``, by dataset class, converted to ``shape``."""
     root = Path(path).expanduser().resolve()
     kind = source_kind(root)
+    before = _signature(root, kind)
     h = _hasher(kind)
     by_class: list[list[np.ndarray]] = [[] for _ in class_names]
     shapes: dict[str, int] = {}
@@ -386,7 +387,10 @@ def read_samples(path: str | Path, class_names: list[str], shape: tuple[int, int
     converted = ("" if source_shapes == [want] else
                  f"{', '.join(source_shapes)} converted to the dataset's {want} (channels by PIL, size by "
                  f"antialiased bicubic resampling)")
-    return SampleSet(path=root, kind=kind, by_class=[np.stack(x) for x in by_class], digest=h.hexdigest(),
+    digest = h.hexdigest()
+    if _signature(root, kind) == before:  # unchanged while read: :func:`source_digest` need not read it again
+        _DIGESTS.setdefault((kind, before), digest)
+    return SampleSet(path=root, kind=kind, by_class=[np.stack(x) for x in by_class], digest=digest,
                      source_shapes=source_shapes, converted=converted)
 
 

@@ -131,11 +131,13 @@ generator's fit, its sample pool, its seed's reference classifier)."""
 def summary_table(cells, metric_names: list[str]) -> str:
     from tabulate import tabulate
 
-    from synthbench.benchmark.cell import Status
+    from synthbench.benchmark.cell import Status, stored_label
+    from synthbench.plugins import GENERATORS
 
+    # one row per generator and options: a suite's ablation arms of one generator are rows of their own
     by_gen: dict[str, list] = {}
     for c in cells:
-        by_gen.setdefault(c.spec.generator, []).append(c)
+        by_gen.setdefault(stored_label(GENERATORS, c.spec.generator, c.spec.generator_options), []).append(c)
     rows = []
     for gen, group in by_gen.items():
         by_status = {st: [c.record for c in group if c.record and c.record.status is st] for st in Status}

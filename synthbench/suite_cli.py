@@ -122,13 +122,17 @@ def _writable(results: str) -> None:
 
 
 def _print_tables(grids: list, cells: list) -> int:
+    from synthbench.benchmark.cache import canonical_json
     from synthbench.benchmark.cell import Status
+    from synthbench.benchmark.options import keyed_options
     from synthbench.cli import summary_table
 
     for setting, grid in grids:
-        for proto in grid.protocols:
-            group = [c for c in cells if c.spec.dataset == grid.dataset.name and c.spec.protocol == proto.name]
-            click.echo(f"\n{proto.name} on {grid.dataset.name}, preset {grid.preset.name}, seeds "
+        for proto in grid.protocols:  # a protocol listed under several option sets: a table per set
+            options = canonical_json(keyed_options(proto.cls.options, proto.options))
+            group = [c for c in cells if c.spec.dataset == grid.dataset.name and c.spec.protocol == proto.name
+                     and canonical_json(c.spec.protocol_options) == options]
+            click.echo(f"\n{proto.label} on {grid.dataset.name}, preset {grid.preset.name}, seeds "
                        f"{','.join(map(str, grid.seeds))}")
             click.echo(summary_table(group, proto.instance().table_metrics()))
     return sum(1 for c in cells if c.record is not None and c.record.status is Status.FAILED)
@@ -177,10 +181,12 @@ def status(suite_file: str, results: str, threads: int | None, data_root: str | 
     from tabulate import tabulate
 
     from synthbench.benchmark import progress
+    from synthbench.benchmark.cell import stored_label
     from synthbench.benchmark.driver import suite_grids
     from synthbench.benchmark.plan import build_plan, task_state
     from synthbench.benchmark.store import ResultStore
     from synthbench.benchmark.suite import load_suite
+    from synthbench.plugins import GENERATORS, PROTOCOLS
 
     progress.set_enabled(False)
     suite = load_suite(suite_file)
@@ -192,8 +198,9 @@ def status(suite_file: str, results: str, threads: int | None, data_root: str | 
     for task in plan.tasks:
         state = task_state(task, plan.grids[task.setting], store)
         state = {"cached": "done"}.get(state, state)
-        if task.kind == "cell":
-            row = table.setdefault((task.spec.dataset, task.generator[0], task.protocol[0]), {})
+        if task.kind == "cell":  # one row per generator and protocol options: ablation arms apart
+            row = table.setdefault((task.spec.dataset, stored_label(GENERATORS, *task.generator),
+                                    stored_label(PROTOCOLS, *task.protocol)), {})
         else:
             row = other.setdefault(task.kind, {})
         row[state] = row.get(state, 0) + 1

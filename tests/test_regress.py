@@ -125,6 +125,7 @@ def test_compare_tolerances_status_and_missing_cells(tmp_path):
     ("generators: {real: {}}\nprotocols: {replace: {}}\nseeds: [-1]\n", "seeds must be"),
     ("generators: {real: {}}\nprotocols: {replace: {}}\ntolerance: {default: {abs: -1}}\n", ">= 0"),
     ("generators: {}\nprotocols: {replace: {}}\n", "generators must be a non-empty mapping"),
+    ("generators: {edm: [{}, {churn: 0.5}]}\nprotocols: {replace: {}}\n", "generators.edm gives a list"),
 ])
 def test_bad_suites_are_one_paragraph_errors(tmp_path, capsys, text, message):
     suite = tmp_path / "bad.yaml"

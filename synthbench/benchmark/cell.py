@@ -32,7 +32,7 @@ import synthbench
 from synthbench.benchmark.atomic import json_default
 from synthbench.benchmark.cache import canonical_json
 from synthbench.benchmark.datasets import Dataset
-from synthbench.benchmark.options import keyed_options, resolve_options
+from synthbench.benchmark.options import keyed_options, options_label, resolve_options
 from synthbench.benchmark.presets import Preset
 from synthbench.benchmark.record_schema import DIGEST_FIELD, SCHEMA_VERSION, check_record, check_spec
 from synthbench.errors import UserError
@@ -108,6 +108,31 @@ class PluginChoice:
 
     def instance(self) -> Any:
         return self.cls(**self.options)
+
+    @property
+    def label(self) -> str:
+        """The name, with the options that differ from the defaults when any
+        (``realfake (mmd=false)``): a suite may hold one plugin under several
+        option sets (ablation arms), and plans, progress and tables must tell
+        them apart."""
+        return choice_label(self.name, getattr(self.cls, "options", {}), self.options)
+
+
+def choice_label(name: str, declared: Mapping[str, Any], options: Mapping[str, Any]) -> str:
+    """``name`` or ``name (key=value, ...)``: :attr:`PluginChoice.label` for code
+    that holds a spec's options rather than a choice."""
+    text = options_label(dict(declared), dict(options))
+    return f"{name} ({text})" if text else name
+
+
+def stored_label(registry: Any, name: str, options: Mapping[str, Any]) -> str:
+    """:func:`choice_label` of a plugin named in a spec or a task: the defaults
+    are the installed plugin's; every option is shown when it is not installed."""
+    try:
+        declared = registry.get(name).options
+    except UserError:
+        declared = {}
+    return choice_label(name, declared, options)
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,42 @@ def keyed_options(declared: dict[str, Option], values: dict[str, Any]) -> dict[s
     return {name: value for name, value in values.items() if name not in declared or declared[name].in_key}
 
 
+def _value_text(value: Any) -> str:
+    """An option's value as a suite file or ``--option`` writes it: ``false``
+    (never ``False``), ``1,2,5`` for a list, ``null`` for unset."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_value_text(v) for v in value)
+    return str(value)
+
+
+def _plain(value: Any) -> Any:
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as stored: a tuple default and the list a record holds are the same
+    value; ``1`` and ``True`` are not (Python says they are)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return _plain(a) == _plain(b)
+
+
+def options_label(declared: dict[str, Option], values: dict[str, Any]) -> str:
+    """The options of ``values`` that differ from their declared defaults, as
+    ``key=value, ...`` (sorted): what tells two rows of one plugin apart in a plan,
+    a progress line or a table (``realfake (mmd=false)``). Options that do not
+    change outputs (``in_key=False``) are left out, as the cell's key leaves them
+    out; an option the plugin does not declare (a record of another version) is
+    always shown. Empty for the default row."""
+    shown = [(name, value) for name, value in sorted(values.items())
+             if name not in declared or (declared[name].in_key and not _same(value, declared[name].default))]
+    return ", ".join(f"{name}={_value_text(value)}" for name, value in shown)
+
+
 def resolve_options(spec: dict[str, Option], given: dict[str, Any], owner: str) -> dict[str, Any]:
     """Defaults overlaid with ``given``; unknown keys are an error naming the known ones."""
     unknown = sorted(set(given) - set(spec))

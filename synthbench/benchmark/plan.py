@@ -12,6 +12,10 @@ For each dataset of a suite the plan holds, in the order they can run:
    size any protocol draws (``Protocol.sample_pool_size``), after its fit;
 4. **cell** tasks: one per record, after the fit, classifier and pool it uses.
 
+A generator a suite lists under several option sets (ablation arms) is several
+rows: each arm's fits, pools and cells are keyed by its options, and labelled by
+the options that differ from the defaults (``PluginChoice.label``).
+
 A task is plain data (names, options, a seed), so it pickles to a worker process,
 a Ray task or a SLURM job; the worker rebuilds what it needs from the
 :class:`Setting`. Every task is idempotent and claims a lease on the store
@@ -64,6 +68,9 @@ class Task:
     kind: str
     key: str
     label: str
+    """What a person reads in the plan and the progress lines: plugin names with
+    their non-default options (``fit realfake (mmd=false) on digits``), so the
+    arms of one generator read apart. Not part of the key."""
     setting: Setting
     generator: tuple[str, dict[str, Any]] | None = None
     protocol: tuple[str, dict[str, Any]] | None = None
@@ -143,7 +150,7 @@ def build_plan(grids: Iterable[tuple[Setting, Grid]]) -> Plan:
                         key = fit_key(grid, gen, need.overrides, fit_data_digest(ds, need.train), threads)
                         fit_keys[need.name] = key
                         what = "" if need.is_full else f" ({need.name})"
-                        fits.append(Task("fit", key, f"fit {gen.name}{what} on {ds.name}", setting,
+                        fits.append(Task("fit", key, f"fit {gen.label}{what} on {ds.name}", setting,
                                          (gen.name, gen.options), (proto.name, proto.options), fit=need.name))
                 pool_n = 0 if unsupported or generator.oracle else protocol.sample_pool_size(len(ds.train),
                                                                                               grid.preset)
@@ -159,13 +166,13 @@ def build_plan(grids: Iterable[tuple[Setting, Grid]]) -> Plan:
                         deps.append(ckey)
                     if pool_n and "full" in fit_keys:
                         pools.append(Task("pool", f"pool-{fit_keys['full']}-s{seed}",
-                                          f"{gen.name} samples seed {seed} on {ds.name}", setting,
+                                          f"{gen.label} samples seed {seed} on {ds.name}", setting,
                                           (gen.name, gen.options), seed=seed, n=pool_n, deps=(fit_keys["full"],),
                                           full_fit=fit_keys["full"]))
                         deps.append(f"pool-{fit_keys['full']}-s{seed}")
                     spec = CellSpec.of(ds, gen, proto, grid.preset, seed, grid.device)
                     cells.append(Task("cell", f"cell-{spec.key[:32]}",
-                                      f"{gen.name} x {proto.name} x {ds.name} seed {seed}", setting,
+                                      f"{gen.label} x {proto.label} x {ds.name} seed {seed}", setting,
                                       (gen.name, gen.options), (proto.name, proto.options), seed,
                                       deps=tuple(deps), full_fit=fit_keys.get("full"), spec=spec))
     # a pool wanted at several sizes: the largest one, under one key

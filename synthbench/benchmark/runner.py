@@ -28,10 +28,13 @@ from synthbench.benchmark.cell import (
     PluginChoice,
     Record,
     Status,
+    choice_label,
 )
+from synthbench.benchmark.cache import canonical_json
 from synthbench.benchmark.context import CellContext
 from synthbench.benchmark.datasets import Dataset, load_dataset
 from synthbench.benchmark.guard import DEFAULT_TIMEOUT_S
+from synthbench.benchmark.options import keyed_options
 from synthbench.benchmark.presets import Preset, get_preset
 from synthbench.benchmark.progress import say
 from synthbench.benchmark.provenance import device_name, provenance
@@ -44,7 +47,10 @@ from synthbench.plugins import GENERATORS, PROTOCOLS
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 """Disk full, quota, read-only: a problem of the store, not of the cell."""
 
-PluginsGiven = Mapping[str, Mapping[str, Any]] | Sequence[str] | str
+PluginsGiven = Mapping[str, Mapping[str, Any] | Sequence[Mapping[str, Any]] | None] | Sequence[str] | str
+"""Generators (or protocols) as given: a name, a list of names, or a mapping of
+names to option mappings, where a name may map to a list of option mappings:
+one row each (ablation arms: ``{"realfake": [{}, {"mmd": False}]}``)."""
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -56,19 +62,58 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-def _plugin_map(given: PluginsGiven) -> dict[str, dict[str, Any]]:
+def _plugin_rows(given: PluginsGiven) -> list[tuple[str, dict[str, Any]]]:
+    """``given`` as (name, options) rows, in order: one per name, or one per
+    option mapping of a name that maps to a list of them."""
     if isinstance(given, str):
         given = [given]
-    if isinstance(given, Mapping):
-        return {str(name): dict(opts or {}) for name, opts in given.items()}
-    return {str(name): {} for name in given}
+    if not isinstance(given, Mapping):
+        return [(str(name), {}) for name in given]
+    rows = []
+    for name, opts in given.items():
+        arms = list(opts) if isinstance(opts, (list, tuple)) else [opts]
+        if not arms:
+            raise UserError(f"{name} maps to an empty list of option mappings: give one mapping per row "
+                            f"({{}} for its defaults), or leave the name out.")
+        for arm in arms:
+            if arm is not None and not isinstance(arm, Mapping):
+                raise UserError(f"{name}: {arm!r} is not a mapping of options; give a mapping ({{}} for the "
+                                f"defaults) or a list of them, one per row.")
+            rows.append((str(name), dict(arm or {})))
+    return rows
+
+
+def _resolve_rows(registry: Any, rows: list[tuple[str, dict[str, Any]]], where: str) -> tuple[PluginChoice, ...]:
+    """Each row looked up and its options checked. A row given twice exactly
+    (``-g edm,edm``, or ``real`` named besides the oracle row ``with_real`` adds)
+    is kept once; two rows given differently that key the same cells (an option
+    set to its default, or differing only in options that do not change outputs)
+    are an error, since their records would be one and the same."""
+    out: list[PluginChoice] = []
+    seen: dict[str, tuple[str, dict[str, Any]]] = {}
+    for name, opts in rows:
+        choice = PluginChoice.resolve(registry, name, opts, where)
+        ident = canonical_json([choice.name, keyed_options(choice.cls.options, choice.options)])
+        if ident in seen:
+            if seen[ident] == (name, opts):
+                continue
+            first = seen[ident]
+            raise UserError(f"The {registry.kind} {choice.name}{' ' + where if where else ''} is given twice with "
+                            f"options that make the same row ({first[0]} {first[1]} and {name} {opts}): an option "
+                            f"at its default, or one that does not change outputs, leaves a row as it is. Give "
+                            f"each row once.")
+        seen[ident] = (name, opts)
+        out.append(choice)
+    return tuple(out)
 
 
 def _choices(generators: PluginsGiven, protocols: PluginsGiven, with_real: bool,
              where: str) -> tuple[tuple[PluginChoice, ...], tuple[PluginChoice, ...]]:
-    gens = {**({"real": {}} if with_real else {}), **_plugin_map(generators)}
-    return (tuple(PluginChoice.resolve(GENERATORS, name, opts, where) for name, opts in gens.items()),
-            tuple(PluginChoice.resolve(PROTOCOLS, name, opts, where) for name, opts in _plugin_map(protocols).items()))
+    gens = _plugin_rows(generators)
+    if with_real:  # the oracle row first, as every table is read against it (the caller's options if it gave any)
+        real = [row for row in gens if row[0] == "real"] or [("real", {})]
+        gens = real + [row for row in gens if row[0] != "real"]
+    return _resolve_rows(GENERATORS, gens, where), _resolve_rows(PROTOCOLS, _plugin_rows(protocols), where)
 
 
 def resolve_grid(dataset: Dataset, generators: PluginsGiven, protocols: PluginsGiven, preset: Preset | str,
@@ -76,7 +121,8 @@ def resolve_grid(dataset: Dataset, generators: PluginsGiven, protocols: PluginsG
                  where: str = "") -> Grid:
     """A grid on a loaded dataset: names looked up and options checked once
     (every problem is a :class:`UserError`). ``with_real`` puts the ``real``
-    oracle row first, as every table is read against it."""
+    oracle row first, as every table is read against it. A name mapped to a
+    list of option mappings gives one row per mapping (:data:`PluginsGiven`)."""
     gens, protos = _choices(generators, protocols, with_real, where)
     the_preset = get_preset(preset) if isinstance(preset, str) else preset
     dev = resolve_device(device) if isinstance(device, str) else device
@@ -116,7 +162,9 @@ def run_cell(spec: CellSpec, protocol: Any, generator: Any, grid: Grid, samples:
               fit_cost: dict[str, float], fit_error: Exception | None = None) -> Record:
     ctx = CellContext(dataset=grid.dataset, generator=generator, preset=grid.preset, seed=spec.seed,
                       device=grid.device, options=spec.protocol_options, samples=samples, cache_dir=store.cache_dir)
-    say(f"{spec.generator} x {spec.protocol} x {spec.dataset}, seed {spec.seed}")
+    say(f"{choice_label(spec.generator, getattr(generator, 'options', {}), spec.generator_options)} x "
+        f"{choice_label(spec.protocol, getattr(protocol, 'options', {}), spec.protocol_options)} x {spec.dataset}, "
+        f"seed {spec.seed}")
     start = time.perf_counter()
     outcome: dict[str, Any] = {}
     try:

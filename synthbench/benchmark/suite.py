@@ -12,7 +12,26 @@ options) x seeds x preset::
     generators: {real: {}, edm: {}, ddpm: {churn: 0.5}}
     protocols: {replace: {}, scaleup: {multiples: "1,2,5,10"}}
 
-``configs/`` holds the shipped suites.
+A generator (or a protocol) may map to a list of option mappings instead of
+one: one row per mapping, so one suite holds an ablation, the same generator
+under several option sets::
+
+    generators:
+      real: {}
+      realfake:
+        - {}                                    # every component on (the default row)
+        - {mmd: false}
+        - {visual_guidance: false, mmd: false}
+
+Each row is its own fits, pools and cells (their keys hold the options), and
+plans, progress lines and tables name a row by its non-default options
+(``realfake (mmd=false)``). An empty list, an item that is not a mapping, and
+two equal mappings under one name (the same row twice) are errors; so are two
+mappings that resolve to the same options (``{}`` and ``{mmd: true}``, mmd being
+on by default), found when the grid checks them against the installed plugin.
+
+``configs/`` holds the shipped suites (``configs/fashion-realfake-ablation.yaml``
+uses the list form).
 """
 
 from __future__ import annotations
@@ -23,6 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from synthbench.errors import UserError
+
+PluginOptions = dict[str, Any] | list[dict[str, Any]]
+"""A name's options in a suite: one mapping, or a list of mappings (ablation arms)."""
 
 KEYS = {"name", "description", "dataset", "datasets", "preset", "precision", "seeds", "device", "threads",
         "data_root", "generators", "protocols", "tolerance"}
@@ -42,8 +64,10 @@ class Suite:
     threads: int | None
     precision: str | None
     data_root: str | None
-    generators: dict[str, dict[str, Any]]
-    protocols: dict[str, dict[str, Any]]
+    generators: dict[str, PluginOptions]
+    """Options by name: one mapping (one row), or a list of mappings (one row
+    each), in the file's order; ``runner.make_grid`` takes it as it is."""
+    protocols: dict[str, PluginOptions]
     raw: dict[str, Any]
     """The file's mapping, for readers that add keys (``regress``: tolerances)."""
 
@@ -77,16 +101,35 @@ def _bad(path: Path, what: str) -> UserError:
                      f"format).")
 
 
-def _plugin_map(path: Path, key: str, raw: Any) -> dict[str, dict[str, Any]]:
+def _plugin_map(path: Path, key: str, raw: Any) -> dict[str, PluginOptions]:
+    """``key``'s names with their options: a mapping, or a list of mappings (one
+    row each; an ablation's arms). Each row must be distinct: two equal mappings
+    would be the same cells twice."""
     if isinstance(raw, list):
         raw = {name: {} for name in raw}
     if not isinstance(raw, dict) or not raw:
         raise _bad(path, f"{key} must be a non-empty mapping of names to option mappings")
-    out = {}
+    out: dict[str, PluginOptions] = {}
     for name, opts in raw.items():
+        if isinstance(opts, list):
+            if not opts:
+                raise _bad(path, f"{key}.{name} is an empty list; give one option mapping per row ({{}} for the "
+                                 f"defaults), or leave {name} out")
+            arms = []
+            for i, arm in enumerate(opts):
+                arm = {} if arm is None else arm
+                if not isinstance(arm, dict):
+                    raise _bad(path, f"{key}.{name}[{i}] must be a mapping of options (or {{}})")
+                arm = {str(k): v for k, v in arm.items()}
+                if arm in arms:
+                    raise _bad(path, f"{key}.{name}[{i}] repeats {key}.{name}[{arms.index(arm)}] ({arm or '{}'}); "
+                                     f"each row of a name must have its own options")
+                arms.append(arm)
+            out[str(name)] = arms
+            continue
         opts = {} if opts is None else opts
         if not isinstance(opts, dict):
-            raise _bad(path, f"{key}.{name} must be a mapping of options (or empty)")
+            raise _bad(path, f"{key}.{name} must be a mapping of options, a list of them (one row each), or empty")
         out[str(name)] = {str(k): v for k, v in opts.items()}
     return out
 

@@ -119,6 +119,11 @@ def load_suite(path: str | Path) -> Suite:
         raise
     if len(base.datasets) != 1:
         raise _bad(path, "a regression suite names one dataset")
+    for key, given in (("generators", base.generators), ("protocols", base.protocols)):
+        arms = [name for name, opts in given.items() if isinstance(opts, list)]
+        if arms:  # the baseline keys its cells by generator/protocol/seed: two arms would overwrite each other
+            raise _bad(path, f"{key}.{arms[0]} gives a list of option mappings; a regression suite gives one "
+                             f"mapping per name (put each arm under its own suite)")
     data = base.raw
     tol = data.get("tolerance") or {}
     if not isinstance(tol, dict) or set(tol) - {"default", "metrics"}:

@@ -123,6 +123,16 @@ def test_realfake_sd_defaults_follow_seed_004():
     assert RealFakeSDConfig.from_opts({"finetune_lr": 3e-4, "guidance_scale": 4.0}).lr == 3e-4
 
 
+def test_realfake_sd_finetune_steps_zero_means_no_fine_tuning(smoke_digits, tiny_sd_path, tmp_path):
+    """Table 2's unfine-tuned rows: ``finetune_steps=0`` must not fall back to the preset's budget."""
+    from synthbench.generators.realfake_sd import RealFakeSD
+
+    ctx = _ctx(smoke_digits, tmp_path)
+    assert RealFakeSD(str(tiny_sd_path), None, {"visual_guidance": False, "finetune_steps": 0}).finetune_steps(ctx) == 0
+    assert RealFakeSD(str(tiny_sd_path), None, {"visual_guidance": False, "finetune_steps": 3}).finetune_steps(ctx) == 3
+    assert RealFakeSD(str(tiny_sd_path), None, {"visual_guidance": False}).finetune_steps(ctx) > 0
+
+
 def test_visual_guidance_appends_exactly_one_token(realfake, smoke_digits, tiny_sd_path, tmp_path):
     from synthbench.generators.realfake_sd import RealFakeSD
 

@@ -259,7 +259,9 @@ class RealFakeSD:
 
     # -- fine-tuning -----------------------------------------------------
     def finetune_steps(self, ctx: FitContext) -> int:
-        if self.cfg.finetune_steps:
+        """The option's steps when given (0: no fine-tuning, Table 2's first and
+        sixth rows), else the preset's budget."""
+        if self.cfg.finetune_steps is not None:
             return int(self.cfg.finetune_steps)
         if ctx.preset.name in DEFAULT_FINETUNE_STEPS:
             return DEFAULT_FINETUNE_STEPS[ctx.preset.name]

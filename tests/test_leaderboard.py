@@ -213,7 +213,7 @@ def test_hostile_names_options_and_errors_render_as_inert_text(tmp_path):
     write(tmp_path / "store", *recs)
     build = build_site(tmp_path / "store", tmp_path / "site")
     html = {p.name: p.read_text() for p in build.pages}
-    assert len(html) == 1 + 1 + 2 + 2  # index, about, two protocol pages, two generator pages
+    assert len(html) == 1 + 1 + 1 + 2 + 2  # index, about, findings, two protocol pages, two generator pages
     for name, text in html.items():
         tags = Tags()
         tags.feed(text)

@@ -23,8 +23,11 @@ DEFAULT_SUITE = "configs/regress.yaml"
               help="Folder to write the site to; a folder from an earlier build is cleared first.")
 @click.option("--strict", is_flag=True,
               help="Stop at the first invalid record (exit 2) instead of leaving it out and listing it.")
+@click.option("--readme", default=None, metavar="FILE", type=click.Path(dir_okay=False),
+              help="Also rewrite FILE's generated results section (between its synthbench:results markers) "
+                   "from the store.")
 @click.option("--quiet", "-q", is_flag=True, help="No status lines.")
-def leaderboard(results: str, out: str, strict: bool, quiet: bool) -> None:
+def leaderboard(results: str, out: str, strict: bool, readme: str | None, quiet: bool) -> None:
     """Render the static leaderboard site from a result store.
 
     One table per dataset x protocol (mean ± 95% interval over seeds, best and ties
@@ -33,7 +36,9 @@ def leaderboard(results: str, out: str, strict: bool, quiet: bool) -> None:
 
     A file that is not a valid record (unreadable, failing the record schema, or
     edited after it was written) is left out of every table and listed, here and
-    on the index page; --strict stops the build on it instead.
+    on the index page; --strict stops the build on it instead. A table whose rows
+    ran at different CPU thread counts, precisions or devices, or with fewer
+    seeds in some rows, gets a mixed-provenance warning.
     """
     from synthbench.benchmark import progress
 
@@ -47,6 +52,13 @@ def leaderboard(results: str, out: str, strict: bool, quiet: bool) -> None:
     if build.left_out:
         click.echo(f"warning: {len(build.left_out)} invalid record file(s) in {results} left out of the "
                    f"leaderboard (listed on its index page); --strict stops on them instead.", err=True)
+    for line in build.warnings:
+        click.echo(f"warning: mixed provenance: {line}", err=True)
+    if readme:
+        from synthbench.leaderboard.readme import update_readme
+
+        changed = update_readme(readme, build.built_tables)
+        click.echo(f"{readme}: results section {'rewritten' if changed else 'already current'}")
     click.echo(f"{build.records} records -> {build.tables} tables, {len(build.pages)} pages, "
                f"{build.figures} figures in {build.seconds:.1f} s")
     click.echo(f"open {(build.out / 'index.html').resolve().as_uri()}")

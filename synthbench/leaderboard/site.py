@@ -9,6 +9,8 @@ generator name, option value or error text is shown as text, never run.
 Layout of ``--out DIR``::
 
     index.html                  one table per dataset x protocol
+    findings.html               the papers' findings tested on the records, which
+                                cheap metric predicts utility, pairs separated, cost
     protocols/<slug>.html       every metric, comparison figures, each row's figures
     generators/<slug>.html      every table the generator is in, with its figures
     img/<table>/<row>-<kind>.*  figures (SVG for charts, PNG for maps and images)
@@ -38,7 +40,7 @@ from synthbench.leaderboard.aggregate import (LeftOut, PluginInfo, Row, Table, b
 
 PACKAGE_DIR = Path(__file__).parent
 MARKER = ".synthbench-site"
-GENERATED = ("index.html", "protocols", "generators", "img", "static", "downloads", "about.html")
+GENERATED = ("index.html", "protocols", "generators", "img", "static", "downloads", "about.html", "findings.html")
 
 
 @dataclass
@@ -63,6 +65,10 @@ class SiteBuild:
     """Files of the store that are not valid records: listed, not rendered."""
     digest: str = ""
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    """Current tables whose rows were computed in different ways (``audit.provenance_warnings``)."""
+    built_tables: list[Table] = field(default_factory=list, repr=False)
+    """The tables the site shows (for the README's results section)."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -73,7 +79,9 @@ def _environment():
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(PACKAGE_DIR / "templates"),
                              autoescape=True,  # every value is text unless a template says otherwise (none does)
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.globals.update(fmt=fmt, gen_slug=slug, proto_slug=slug)
+    from synthbench.leaderboard.audit import separation
+
+    env.globals.update(fmt=fmt, gen_slug=slug, proto_slug=slug, separation=separation)
     return env
 
 
@@ -293,6 +301,35 @@ def _scalar_details(row: Row) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------- pages
 
 
+def provenance_text(tables: list[Table]) -> str:
+    """The thread counts, precisions and devices of the current tables' records, in words."""
+    from synthbench.leaderboard.audit import precision, threads
+
+    recs = [r for t in tables if not t.stale for row in t.rows if not row.stale for r in row.records]
+    counts = sorted({n for n in map(threads, recs) if n is not None})
+    parts = [f"{len(recs)} current records"]
+    if counts:
+        parts.append(f"CPU records at {', '.join(map(str, counts))} thread{'s' if counts != [1] else ''}")
+    parts.append(f"precision {', '.join(sorted(set(map(precision, recs)))) or 'n/a'}")
+    parts.append(f"device {', '.join(sorted({r.spec.device_type for r in recs})) or 'n/a'}")
+    return "; ".join(parts)
+
+
+def findings_context(tables: list[Table]) -> dict[str, Any]:
+    """What the findings page shows: the papers' findings tested on the tables,
+    the predictive-validity tables, the pairs each table separates, the cost,
+    and the provenance (with its warnings)."""
+    from synthbench.leaderboard.audit import cost_tables, provenance_warnings, separation
+    from synthbench.leaderboard.findings import build_findings, main_dataset
+    from synthbench.leaderboard.validity import predictive_validity
+
+    current = [t for t in tables if not t.stale]
+    seps = [(t, sep) for t in current if (sep := separation(t)) is not None]
+    return {"findings": build_findings(tables), "main": main_dataset({t.dataset for t in current}),
+            "validity": predictive_validity(tables), "separations": seps, "costs": cost_tables(tables),
+            "warnings": provenance_warnings(tables), "provenance": provenance_text(tables)}
+
+
 def build_site(results: str | Path, out: str | Path, strict: bool = False) -> SiteBuild:
     """Read the store at ``results`` and write the site to ``out``. Invalid records
     are left out and listed on the index page, or with ``strict`` stop the build
@@ -303,8 +340,9 @@ def build_site(results: str | Path, out: str | Path, strict: bool = False) -> Si
     out = Path(out)
     _prepare_out(out)
     tables = build_tables(records, PluginInfo(), read.stamps)
+    context = findings_context(tables)
     build = SiteBuild(out=out, tables=len(tables), records=len(records), left_out=read.left_out,
-                      digest=store_digest(records))
+                      digest=store_digest(records), warnings=list(context["warnings"]), built_tables=tables)
     env = _environment()
     footer = {"version": synthbench.__version__, "digest": build.digest, "records": len(records),
               "left_out": len(read.left_out), "date": _build_date().strftime("%Y-%m-%d %H:%M UTC"),
@@ -335,6 +373,8 @@ def build_site(results: str | Path, out: str | Path, strict: bool = False) -> Si
     page("index.html", "index.html", datasets=by_dataset(tables), stale=[t for t in tables if t.stale],
          headlines=build_headlines(tables),
          left_out=read.left_out, protocols=protocols, generators=generators, title="synthbench leaderboard")
+    page("findings.html", "findings.html", title="synthbench findings", protocols=protocols, generators=generators,
+         **context)
     page("about.html", "about.html", protocol_info=_protocol_info(protocols), protocols=protocols,
          generators=generators, title="about synthbench")
     for name in protocols:

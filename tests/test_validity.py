@@ -197,6 +197,25 @@ def test_markdown_is_a_github_table(validity):
     text = validity.to_markdown()
     lines = [line for line in text.splitlines() if line.startswith("|")]
     assert lines[0] == "| metric | replace top1 ↑ |" and lines[1] == "|---|---|"
-    assert lines[2].startswith("| fid ↓ | -1.0000 [-1.0000, -1.0000], n=7, predicts")
+    assert lines[2].startswith("| fid ↓ | -1.0000 [-1.0000, -1.0000], n=7, p=0.000, predicts")
     assert all(line.count("|") == 3 for line in lines)
     assert "Units (7): g0, g0 (steps=3), g1" in text and "real (the real reference)" in text
+
+
+def test_the_permutation_test_keeps_a_handful_of_units_inconclusive():
+    """With 4 units no ordering is rarer than 2 in 24 (two-sided), so even a perfect
+    rank agreement cannot pass p < 0.05, however narrow its bootstrap interval; with 6
+    units it can (2 in 720)."""
+    from synthbench.leaderboard.validity import _verdict, permutation_p
+
+    rng = np.random.default_rng(0)
+    four = np.arange(4.0)
+    assert permutation_p(four, -four, rng) == pytest.approx(2 / 24)
+    assert _verdict(-1.0, -1.0, -1.0, -1, permutation_p(four, -four, rng)) == "inconclusive"
+    six = np.arange(6.0)
+    assert permutation_p(six, -six, rng) == pytest.approx(2 / 720)
+    assert _verdict(-1.0, -1.0, -1.0, -1, permutation_p(six, -six, rng)) == "predicts"
+    many = np.arange(12.0)  # Monte Carlo above 8 units: (0 + 1) / 10,001 at best, never 0
+    shuffled = rng.permutation(many)
+    p = permutation_p(many, shuffled, rng)
+    assert 0 < permutation_p(many, -many, rng) < 0.001 and 0 < p <= 1

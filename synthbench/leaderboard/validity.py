@@ -44,9 +44,14 @@ Choices a reader of the table should know (its note repeats them):
   and the cell's names (dataset, preset, metric, target), so the same store
   always gives the same table, and adding a metric or a dataset never moves
   another cell's interval.
-- **Verdict.** ``predicts``: the interval excludes 0 and rho has the expected
-  sign; ``inverted``: it excludes 0 with the other sign (better metric, worse
-  training); ``inconclusive``: it contains 0. Under 4 units nothing is computed
+- **Verdict.** ``predicts``: the interval excludes 0, rho has the expected
+  sign, and a permutation test of rho = 0 gives p < 0.05 (exact over every
+  ordering up to 8 units, else 10,000 seeded random orderings). The bootstrap
+  alone is overconfident over a handful of units: with 4 units it can exclude 0
+  although no ordering of 4 points is rarer than 2 in 24 (p = 0.083), so the
+  permutation test keeps a verdict honest where units are few. ``inverted``:
+  the same with the other sign (better metric, worse training);
+  ``inconclusive``: otherwise. Under 4 units nothing is computed
   (``too few units``: a rank correlation over 3 points can take only 4 values);
   a metric or target with one value across all units is ``constant``.
 - **Tables.** Where a dataset x preset has several current tables of one
@@ -257,6 +262,8 @@ class Correlation:
     useful_sign: int
     """The sign of rho a metric that predicts utility has: -1 or +1."""
     verdict: str
+    p: float | None = None
+    """Two-sided permutation p-value of rho = 0 (exact up to 8 units)."""
     """``predicts``, ``inverted``, ``inconclusive``, ``too few units`` or ``constant``."""
 
     @property
@@ -296,7 +303,8 @@ class Correlation:
             return f"{self.verdict}, n={self.n}"
         interval = (f" [{fmt(self.low)}, {fmt(self.high)}]" if self.low is not None and self.high is not None
                     else "")
-        return f"{fmt(self.rho)}{interval}, n={self.n}, {self.verdict}"
+        p = f", p={self.p:.3f}" if self.p is not None else ""
+        return f"{fmt(self.rho)}{interval}, n={self.n}{p}, {self.verdict}"
 
 
 @dataclass
@@ -347,7 +355,8 @@ class ValidityTable:
             f"({self.replicates:,} replicates, fixed seed; replicates with one value on a side are skipped).",
             "rho is the raw correlation of the values as shown; ↑/↓ say which way is better, and a useful metric's "
             "rho has the sign those imply (e.g. lower fid with higher top1: rho < 0).",
-            "predicts: the interval excludes 0 with that sign; inverted: it excludes 0 with the other; "
+            "predicts: the interval excludes 0 with that sign and a permutation test gives p < 0.05 (exact up to "
+            f"{EXACT_UP_TO} units); inverted: the same with the other sign; "
             f"inconclusive: it contains 0; under {MIN_UNITS} units nothing is computed.",
             "Units: generator rows and ablation arms; not the real reference, superseded or flagged rows.",
         ] + [note for protocol, note in PROTOCOL_NOTES.items() if protocol in {m.protocol for m in self.measures}]
@@ -380,10 +389,36 @@ def _md(text: str) -> str:
     return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
-def _verdict(rho: float, low: float | None, high: float | None, useful_sign: int) -> str:
-    """The interval's side decides; a rho on the other side of 0 than its own
-    interval (possible with a percentile bootstrap, rarely) decides nothing."""
-    if low is None or high is None or low <= 0 <= high:
+EXACT_UP_TO = 8
+"""Units up to which the permutation test enumerates every ordering (8! = 40,320)."""
+
+PERMUTATIONS = 10_000
+"""Random orderings of the Monte Carlo permutation test above ``EXACT_UP_TO`` units."""
+
+
+def permutation_p(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> float:
+    """Two-sided p-value of Spearman's rho = 0: the share of orderings of ``y``
+    whose |rho| reaches the observed one; every ordering up to
+    :data:`EXACT_UP_TO` units, else ``(hits + 1) / (draws + 1)`` over
+    :data:`PERMUTATIONS` seeded ones."""
+    import itertools
+
+    observed = abs(spearman(x, y) or 0.0) - 1e-12
+    n = len(y)
+    if n <= EXACT_UP_TO:
+        orders = np.array(list(itertools.permutations(range(n))))
+        rhos = spearman_rows(np.broadcast_to(x, orders.shape), y[orders])
+        return float(np.mean(np.abs(np.nan_to_num(rhos)) >= observed))
+    orders = np.argsort(rng.random((PERMUTATIONS, n)), axis=1)
+    rhos = spearman_rows(np.broadcast_to(x, orders.shape), y[orders])
+    return float((np.sum(np.abs(np.nan_to_num(rhos)) >= observed) + 1) / (PERMUTATIONS + 1))
+
+
+def _verdict(rho: float, low: float | None, high: float | None, useful_sign: int, p: float | None = None) -> str:
+    """The interval's side decides, when the permutation test agrees (p < 0.05);
+    a rho on the other side of 0 than its own interval (possible with a
+    percentile bootstrap, rarely) decides nothing."""
+    if low is None or high is None or low <= 0 <= high or (p is not None and p >= 0.05):
         return INCONCLUSIVE
     side = 1 if low > 0 else -1
     if (rho > 0) != (side > 0):
@@ -406,8 +441,9 @@ def correlate(metric: Measure, target: Measure, pairs: list[tuple[str, float, fl
     if rho is None:
         return Correlation(metric, target, n, labels, useful_sign=useful_sign, verdict=CONSTANT, **empty)
     low, high, kept = bootstrap_interval(x, y, rng, replicates)
+    p = permutation_p(x, y, rng)
     return Correlation(metric, target, n, labels, rho, low, high, kept, useful_sign,
-                       _verdict(rho, low, high, useful_sign))
+                       _verdict(rho, low, high, useful_sign, p), p)
 
 
 def _pick(tables: list[Table], protocol: str) -> Table | None:

@@ -239,7 +239,8 @@ def test_findings_page_warnings_and_readme_section(tmp_path, capsys):
     assert "warning: mixed provenance" in err and "1, 2 CPU threads" in err
     text = readme.read_text()
     assert "old text" not in text and text.startswith("# x\n\nintro\n") and text.endswith(f"{END}\n\nafter\n")
-    assert "| finding | paper | ours | verdict |" in text and "**reproduced**" in text
+    assert "| finding | paper | ours (mean ± 95% interval; difference [95%]) | verdict | why |" in text
+    assert "**reproduced**" in text and "edm: " in text  # our numbers, not only the verdict
     assert "rewritten" in out
     code, out, _ = run_cli(["leaderboard", "-q", "--results", str(tmp_path / "store"), "--out",
                             str(tmp_path / "site"), "--readme", str(readme)], capsys)

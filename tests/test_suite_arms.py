@@ -187,7 +187,7 @@ def test_the_shipped_ablation_suite_resolves_to_table_2s_nine_rows(smoke_digits)
     suite = load_suite(CONFIGS / "fashion-realfake-ablation.yaml")
     assert suite.datasets == ("fashion-mnist",) and suite.preset == "fast" and suite.seeds == (0, 1, 2)
     assert suite.device == "cpu" and suite.threads == 1
-    assert set(suite.protocols) == {"replace", "fidelity", "detect", "scaleup"}
+    assert set(suite.protocols) == {"replace", "fidelity", "detect"}
     assert suite.generators["real"] == {} and len(suite.generators["realfake"]) == 9
     grid = resolve_grid(smoke_digits, suite.generators, suite.protocols, suite.preset, suite.seeds)
     assert grid.generators[0].name == "real"
@@ -204,4 +204,4 @@ def test_the_shipped_ablation_suite_resolves_to_table_2s_nine_rows(smoke_digits)
                      arm.options["prior_init"]))
     assert rows == TABLE_2
     keys = [spec.key for proto in grid.protocols for _, spec in grid.specs(proto)]
-    assert len(set(keys)) == len(keys) == 10 * 4 * 3
+    assert len(set(keys)) == len(keys) == 10 * 3 * 3

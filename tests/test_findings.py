@@ -141,7 +141,8 @@ def test_findings_reproduced_and_refuted_from_the_records():
     vs_real = [e for e in aug.evidence if e.comparison.endswith("on real alone")]
     assert vs_real and all(e.verdict == REFUTED for e in vs_real)  # 0.85 + 5 points is still below real's 0.95
     assert aug.verdict == "mixed"
-    assert "reproduced in 2" in aug.sentence and "refuted in 2" in aug.sentence
+    assert "on synthetic alone: reproduced in 2 of 2 comparisons" in aug.sentence  # each claim's own tally
+    assert "on real alone: refuted in 2 of 2 comparisons" in aug.sentence
 
     worse = finding(board(augment_gain=-0.05), "augment")
     assert {e.verdict for e in worse.evidence if e.comparison.endswith("on synthetic alone")} == {REFUTED}
@@ -253,3 +254,20 @@ def test_findings_page_warnings_and_readme_section(tmp_path, capsys):
     code, _, err = run_cli(["leaderboard", "-q", "--results", str(tmp_path / "store"), "--out",
                             str(tmp_path / "site"), "--readme", str(bare)], capsys)
     assert code == 2 and "results markers" in err and "Traceback" not in err
+
+
+def test_the_readmes_results_section_is_what_the_published_store_gives(tmp_path):
+    """The README's results section is generated, never edited: regenerating it
+    from the committed store changes nothing (after a change to results/, run
+    ``synthbench leaderboard --readme README.md`` and commit both)."""
+    from pathlib import Path
+
+    from synthbench.leaderboard.aggregate import PluginInfo, read_store
+
+    root = Path(__file__).resolve().parents[1]
+    read = read_store(root / "results")
+    assert not read.left_out, read.left_out
+    copy = tmp_path / "README.md"
+    copy.write_text((root / "README.md").read_text(encoding="utf-8"), encoding="utf-8")
+    changed = update_readme(copy, build_tables(read.records, PluginInfo(), read.stamps))
+    assert not changed, "README.md's results section is stale: run `synthbench leaderboard --readme README.md`"

@@ -123,11 +123,28 @@ class Finding:
         main = main_dataset({e.dataset for e in self.evidence})
         if self.verdict == NOT_MEASURED:
             return "Not measured: the store holds no records this finding can be tested on."
-        counts = ", ".join(f"{v} in {n}" for v, n in sorted(self.counts.items(), key=lambda kv: -kv[1]))
-        total = sum(self.counts.values())
-        head = f"On {main}, {counts} of {total} comparison{'s' if total != 1 else ''}."
+        kinds = list(dict.fromkeys(e.comparison for e in self.main_evidence if e.difference is not None))
+        if len(kinds) > 1:  # several claims in one finding: say how each fared
+            parts = []
+            for kind in kinds:
+                tally = _tally([e for e in self.main_evidence if e.comparison == kind])
+                parts.append(f"{kind}: {tally}")
+            head = f"On {main}: " + "; ".join(parts) + "."
+        else:
+            head = f"On {main}, {_tally(self.main_evidence)}."
         reason = self.reasons.get(self.verdict) or self.reasons.get(MIXED, "")
         return f"{head} {reason}".strip()
+
+
+def _tally(evidence: list[Evidence]) -> str:
+    """``reproduced in 2, not shown in 1 of 3 comparisons``."""
+    counts: dict[str, int] = {}
+    for e in evidence:
+        if e.difference is not None:
+            counts[e.verdict] = counts.get(e.verdict, 0) + 1
+    total = sum(counts.values())
+    text = ", ".join(f"{v} in {n}" for v, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return f"{text} of {total} comparison{'s' if total != 1 else ''}"
 
 
 MAIN_DATASETS = ("fashion-mnist", "cifar10", "digits")
@@ -284,9 +301,9 @@ def recon_accuracy(tables: list[Table]) -> Finding:
         _recon_trend(tables, "top1_t", +1, "top1"),
         reasons={REPRODUCED: "As in the paper: the longer the reverse process runs, the less of the real image a "
                              "sample keeps, and the less a classifier learns from it.",
-                 REFUTED: "Unlike the paper, reconstructions from late steps train better here; at 28x28 with 10 "
-                          "classes the in-suite model's samples may be as informative as the real ones, or the "
-                          "noise acts as augmentation.",
+                 REFUTED: "Unlike the paper, reconstructions from late steps train better here; with small "
+                          "images and 10 classes the in-suite model's samples may be as informative as the real "
+                          "ones, or the noise acts as augmentation.",
                  NOT_SHOWN: "The difference is within what three seeds can tell apart; the in-suite model's "
                             "samples at the largest t_re may differ too little from real ones at this scale.",
                  MIXED: "Generators disagree: the trend depends on how close each model's samples are to the "
@@ -309,7 +326,8 @@ def recon_entropy(tables: list[Table]) -> Finding:
                           "ones.",
                  NOT_SHOWN: "The change is within the spread of three seeds (the entropy is paired by seed only, "
                             "so only a large, steady change shows).",
-                 MIXED: "Generators disagree on the direction of the entropy trend."})
+                 MIXED: "The generators differ: the trend shows for some and not clearly (or the other way) for "
+                        "others."})
 
 
 def recon_fidelity(tables: list[Table]) -> Finding:
@@ -326,8 +344,8 @@ def recon_fidelity(tables: list[Table]) -> Finding:
                  REFUTED: "Unlike the paper; the features are those of the suite's small in-domain extractor, "
                           "not Inception, and the sets are thousands of images, not 50,000.",
                  NOT_SHOWN: "Within the spread of three seeds (paired by seed).",
-                 MIXED: "The three metrics (or the generators) disagree: FID and recall move as the paper says "
-                        "more often than precision, which the paper also finds degrades least."})
+                 MIXED: "The metrics or the generators differ (counts above); the paper too finds recall "
+                        "degrades most, so precision moving least would agree with it."})
 
 
 def fake_detection(tables: list[Table]) -> Finding:
@@ -349,7 +367,7 @@ def fake_detection(tables: list[Table]) -> Finding:
         reasons={REPRODUCED: "As in the paper: the GAN leaves pixel-level traces a small classifier learns, and "
                              "the diffusion models' samples are closer to real images as classifier input.",
                  REFUTED: "Unlike the paper; the in-suite StyleGAN3 is trained far shorter than the diffusion "
-                          "models, or its samples happen to be harder to tell from real at 28x28.",
+                          "models, or its samples happen to be harder to tell from real at this image size.",
                  NOT_SHOWN: "Detector accuracies differ by less than three seeds can tell (each generator's "
                             "detector is tested on its own held-out images, so only seeds pair them).",
                  MIXED: "Some diffusion models are detected as easily as the GAN."})
@@ -384,8 +402,9 @@ def augment_over_replace(tables: list[Table]) -> Finding:
                           "samples may be off the real distribution enough to mislead the boundary.",
                  NOT_SHOWN: "Augmentation is within what three seeds can tell from the baseline: with as many "
                             "real images as the preset gives, the real data may already saturate the classifier.",
-                 MIXED: "Augmentation beats replacement (synthetic data alone loses accuracy), but adding it to "
-                        "the real data does not clearly beat real data alone at this scale."})
+                 MIXED: "The claims fare differently (counts above). Where augmentation beats replacement but "
+                        "not real data alone, the real data may already saturate the classifier at this scale, "
+                        "or the samples add little beyond it."})
 
 
 def longtail_topup(tables: list[Table]) -> Finding:
@@ -411,8 +430,8 @@ def longtail_topup(tables: list[Table]) -> Finding:
                  REFUTED: "Unlike the paper; the in-suite samples of the rare classes may be too few or too "
                           "poor to teach them.",
                  NOT_SHOWN: "The rare classes' accuracy moves by less than three seeds can tell (paired by seed).",
-                 MIXED: "The top-up helps the rare classes, and whether targeting beats the equal-size control "
-                        "depends on the generator."})
+                 MIXED: "The claims fare differently (counts above); Basu et al. also trace the rare classes' "
+                        "gain to the number of images added rather than to their targeting."})
 
 
 def scaleup(tables: list[Table]) -> Finding:
@@ -443,8 +462,8 @@ def scaleup(tables: list[Table]) -> Finding:
                  REFUTED: "Unlike the paper: more samples do not make up for what the in-suite models miss "
                           "(their samples concentrate near the modes, so more of them add little coverage).",
                  NOT_SHOWN: "The gain is within what three seeds can tell apart.",
-                 MIXED: "Accuracy grows with the multiple, but within the multiples tried synthetic data alone "
-                        "does not clearly pass the real data for every generator."})
+                 MIXED: "The claims or the generators fare differently (counts above); on a small dataset both "
+                        "the gain from more samples and the margin over real data can be a few test images."})
 
 
 def _crossings(row: Row) -> str:

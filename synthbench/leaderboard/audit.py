@@ -17,13 +17,18 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
-from synthbench.benchmark.cell import Record
+from synthbench.benchmark.cell import Record, Status
 from synthbench.leaderboard.aggregate import Table, competing
 
 PHASES = ("cell_s", "fit_s", "pool_s", "reference_s")
 """The wall-time phases a record's ``cost.wall_s`` charges it: the cell itself
 and the shared work (a generator's fit, a sample pool, a reference classifier)
 the first cell that used it paid for."""
+
+
+SETTLED = (Status.OK, Status.UNSUPPORTED)
+"""A seed that says all it will: a score, or that the generator cannot take part
+(``real`` under ``recon``). A failed seed is missing evidence."""
 
 
 def threads(rec: Record) -> int | None:
@@ -68,10 +73,12 @@ def provenance_warnings(tables: list[Table]) -> list[str]:
         if len(devices) > 1:
             out.append(f"{_where(t)} mixes devices {', '.join(devices)}.")
         rows = [row for row in t.rows if not row.stale]
-        most = max((len(row.ok_records) for row in rows), default=0)
-        short = [f"{row.label} ({len(row.ok_records)})" for row in rows if len(row.ok_records) < most]
+        done = {row.key: sum(1 for r in row.records if r.status in SETTLED) for row in rows}
+        most = max(done.values(), default=0)
+        short = [f"{row.label} ({done[row.key]})" for row in rows if done[row.key] < most]
         if short:
-            out.append(f"{_where(t)}: rows with fewer than {most} ok seeds: {', '.join(short)}.")
+            out.append(f"{_where(t)}: rows with fewer than {most} seeds computed (failed seeds not counted): "
+                       f"{', '.join(short)}.")
     return out
 
 

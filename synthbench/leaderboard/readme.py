@@ -29,7 +29,7 @@ def _cell(text: str) -> str:
 
 def results_markdown(tables: list[Table]) -> str:
     """The README's results section for the board's current tables."""
-    from synthbench.leaderboard.audit import cost_tables, provenance_warnings, separation
+    from synthbench.leaderboard.audit import SETTLED, cost_tables, provenance_warnings, separation
     from synthbench.leaderboard.findings import build_findings, main_dataset
     from synthbench.leaderboard.site import provenance_text
     from synthbench.leaderboard.validity import predictive_validity
@@ -41,11 +41,12 @@ def results_markdown(tables: list[Table]) -> str:
     for dataset in sorted({t.dataset for t in current}):
         mine = [t for t in current if t.dataset == dataset]
         gens = sorted({r.label for t in mine for r in t.rows if not r.stale and not r.variant})
-        seeds = sorted({len(r.ok_records) for t in mine for r in t.rows if not r.stale})
+        seeds = sorted({sum(1 for rec in r.records if rec.status in SETTLED) for t in mine for r in t.rows
+                        if not r.stale})
         lines.append(f"- {dataset}: {len(mine)} tables ({', '.join(sorted({t.protocol for t in mine}))}); "
                      f"generators {', '.join(gens)}; "
                      f"{' to '.join(map(str, (seeds[0], seeds[-1])) if len(seeds) > 1 else map(str, seeds))} "
-                     f"ok seeds a row.")
+                     f"seeds a row (ok, or not supported by the generator).")
     lines.append("")
     warnings = provenance_warnings(tables)
     if warnings:

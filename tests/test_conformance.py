@@ -229,7 +229,7 @@ def test_every_committed_record_key_is_its_spec_digest():
     redesign: each published record still names its own key, and the typed spec
     round-trips to the same key."""
     paths = sorted((ROOT / "results" / "records").rglob("*.json"))
-    assert len(paths) > 100
+    assert len(paths) >= 50  # not vacuous: the published store holds at least the digits grid's first protocols
     for path in paths:
         record = json.loads(path.read_text())
         spec = CellSpec.from_json(record["spec"])

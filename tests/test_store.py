@@ -68,7 +68,7 @@ def test_the_store_reads_every_committed_record_back_unchanged():
     root = Path(__file__).resolve().parents[1] / "results"
     store = ResultStore(root)
     paths = sorted((root / "records").rglob("*.json"))
-    assert len(paths) > 100
+    assert len(paths) >= 50  # not vacuous: the published store holds at least the digits grid's first protocols
     for path in paths:
         data = json.loads(path.read_text())
         rec = Record.from_json(data)

@@ -4,6 +4,8 @@ here (nothing is trained): each verdict must follow from the records."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -254,6 +256,11 @@ def test_findings_page_warnings_and_readme_section(tmp_path, capsys):
     code, _, err = run_cli(["leaderboard", "-q", "--results", str(tmp_path / "store"), "--out",
                             str(tmp_path / "site"), "--readme", str(bare)], capsys)
     assert code == 2 and "results markers" in err and "Traceback" not in err
+    shutil.rmtree(tmp_path / "site")
+    code, _, err = run_cli(["leaderboard", "-q", "--results", str(tmp_path / "store"), "--out",
+                            str(tmp_path / "site"), "--readme", str(tmp_path / "missing.md")], capsys)
+    assert code == 2 and "cannot be read" in err and "Traceback" not in err
+    assert not (tmp_path / "site").exists()  # checked before the build, not after it
 
 
 def test_the_readmes_results_section_is_what_the_published_store_gives(tmp_path):

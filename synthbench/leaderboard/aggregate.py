@@ -46,6 +46,11 @@ from synthbench.benchmark.presets import preset_label
 from synthbench.benchmark.store import ResultStore, invalid_record_error
 from synthbench.errors import UserError
 
+COST_PHASES = ("cell_s", "fit_s", "pool_s", "reference_s")
+"""The wall-time phases a record's ``cost.wall_s`` charges it: the cell itself
+and the shared work (a generator's fit, a sample pool, a reference classifier)
+the first cell that used it paid for."""
+
 Z95 = 1.959963984540054
 """Two-sided 95% normal quantile, for the one-seed interval from a record's stderr."""
 
@@ -126,7 +131,7 @@ def t_quantile(df: int) -> float:
 
 def mean_interval(values: list[float], stderr: float | None = None) -> tuple[float | None, float | None]:
     """Mean and 95% half-width over seeds; one seed: ``stderr * 1.96`` (None without one)."""
-    vals = [float(v) for v in values if _finite(v)]
+    vals = [float(v) for v in values if finite(v)]
     if not vals:
         return None, None
     k = len(vals)
@@ -134,7 +139,7 @@ def mean_interval(values: list[float], stderr: float | None = None) -> tuple[flo
     if not math.isfinite(mean):  # values near the float limit: a record may hold any finite number
         mean = sum(v / k for v in vals)
     if k == 1:
-        return mean, _finite_or_none(abs(float(stderr)) * Z95 if _finite(stderr) else None)
+        return mean, _finite_or_none(abs(float(stderr)) * Z95 if finite(stderr) else None)
     try:
         sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (k - 1))
     except OverflowError:
@@ -147,7 +152,8 @@ def _finite_or_none(v: float | None) -> float | None:
     return v if v is not None and math.isfinite(v) else None
 
 
-def _finite(v: Any) -> bool:
+def finite(v: Any) -> bool:
+    """A real, finite number (not a bool, None, NaN or infinity): a record may hold any JSON value."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -253,8 +259,7 @@ class Row:
         total = 0.0
         for r in self.records:
             wall = r.cost.get("wall_s") or {}
-            total += sum(float(wall.get(k) or 0.0) for k in ("cell_s", "fit_s", "pool_s", "reference_s")
-                         if _finite(wall.get(k)))
+            total += sum(float(wall.get(k) or 0.0) for k in COST_PHASES if finite(wall.get(k)))
         return total
 
     @property
@@ -451,7 +456,7 @@ def memorisation_flags(records: list[Record]) -> dict[tuple[str, str, str], list
                                                  s.generator_extra]))
         for prefix, _ in checks:
             frac = max((rec.metrics[k]["value"] for k in (f"{prefix}_pixel", f"{prefix}_feature")
-                        if k in rec.metrics and _finite(rec.metrics[k]["value"])), default=None)
+                        if k in rec.metrics and finite(rec.metrics[k]["value"])), default=None)
             if frac is not None:
                 values.setdefault((s.dataset_digest, canonical_json(s.preset), rkey), {}).setdefault(
                     prefix, []).append(frac)
@@ -624,7 +629,7 @@ def _fill_stats(row: Row, metric_names: list[str], rules: dict[str, Any]) -> Non
             continue
         mean, half = mean_interval([e.get("value") for e in entries], entries[0].get("stderr"))
         rule = rules.get(name)
-        row.stats[name] = Stat(mean=mean, half=half, seeds=sum(_finite(e.get("value")) for e in entries),
+        row.stats[name] = Stat(mean=mean, half=half, seeds=sum(finite(e.get("value")) for e in entries),
                                rule=rule)
 
 

@@ -11,19 +11,13 @@ leaderboard`` prints a warning for each, and the findings page repeats them.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
 from synthbench.benchmark.cell import Record, Status
-from synthbench.leaderboard.aggregate import Table, competing
-
-PHASES = ("cell_s", "fit_s", "pool_s", "reference_s")
-"""The wall-time phases a record's ``cost.wall_s`` charges it: the cell itself
-and the shared work (a generator's fit, a sample pool, a reference classifier)
-the first cell that used it paid for."""
+from synthbench.leaderboard.aggregate import COST_PHASES, Table, competing, finite
 
 
 SETTLED = (Status.OK, Status.UNSUPPORTED)
@@ -31,12 +25,15 @@ SETTLED = (Status.OK, Status.UNSUPPORTED)
 (``real`` under ``recon``). A failed seed is missing evidence."""
 
 
-def threads(rec: Record) -> int | None:
-    """The CPU thread count a record ran at (``cpu (x86_64, 2 threads)``); None on a GPU or when unsaid."""
-    if rec.spec.device_type != "cpu":
-        return None
-    m = re.search(r"(\d+) threads?\)", str(rec.cost.get("device") or ""))
+def device_threads(device: str | None) -> int | None:
+    """The CPU thread count a ``cost.device`` text names (``cpu (x86_64, 2 threads)``), or None."""
+    m = re.search(r"(\d+) threads?\)", device or "")
     return int(m.group(1)) if m else None
+
+
+def threads(rec: Record) -> int | None:
+    """The CPU thread count a record ran at; None on a GPU or when unsaid."""
+    return device_threads(str(rec.cost.get("device") or "")) if rec.spec.device_type == "cpu" else None
 
 
 def precision(rec: Record) -> str:
@@ -82,6 +79,18 @@ def provenance_warnings(tables: list[Table]) -> list[str]:
     return out
 
 
+def provenance_text(tables: list[Table]) -> str:
+    """The thread counts, precisions and devices of the current tables' records, in words."""
+    recs = [r for t in tables if not t.stale for row in t.rows if not row.stale for r in row.records]
+    counts = sorted({n for n in map(threads, recs) if n is not None})
+    parts = [f"{len(recs)} current records"]
+    if counts:
+        parts.append(f"CPU records at {', '.join(map(str, counts))} thread{'s' if counts != [1] else ''}")
+    parts.append(f"precision {', '.join(sorted(set(map(precision, recs)))) or 'n/a'}")
+    parts.append(f"device {', '.join(sorted({r.spec.device_type for r in recs})) or 'n/a'}")
+    return "; ".join(parts)
+
+
 @dataclass
 class CostTable:
     """CPU-hours (wall seconds x threads; GPU records in wall hours) per
@@ -112,8 +121,7 @@ def record_hours(rec: Record) -> float:
     """The compute a record charges, in CPU-hours at its thread count (wall hours
     off the CPU or when the count is unsaid)."""
     wall = rec.cost.get("wall_s") or {}
-    seconds = sum(float(v) for k, v in wall.items() if k in PHASES and isinstance(v, (int, float))
-                  and not isinstance(v, bool) and math.isfinite(v))
+    seconds = sum(float(v) for k, v in wall.items() if k in COST_PHASES and finite(v))
     return seconds * (threads(rec) or 1) / 3600.0
 
 

@@ -46,6 +46,10 @@ def leaderboard(results: str, out: str, strict: bool, readme: str | None, quiet:
         progress.set_enabled(False)
     from synthbench.leaderboard.site import build_site
 
+    if readme:
+        from synthbench.leaderboard.readme import check_readme
+
+        check_readme(readme)  # a wrong path fails before the build, not after it
     build = build_site(results, out, strict=strict)
     for item in build.left_out:
         click.echo(f"warning: left out {Path(results) / item.path}: {item.reason}", err=True)

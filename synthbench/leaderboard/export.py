@@ -18,24 +18,18 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from synthbench.benchmark.cache import canonical_json
 from synthbench.benchmark.cell import Record
 from synthbench.errors import UserError
+from synthbench.leaderboard.audit import threads
 
 COLUMNS = ("dataset", "dataset_digest", "generator", "generator_version", "generator_options", "protocol",
            "protocol_version", "protocol_options", "preset", "precision", "seed", "metric", "value", "stderr", "n",
            "higher_is_better", "status", "error", "threads", "device", "synthbench_version", "cell_hash", "created")
 FORMATS = ("csv", "jsonl", "parquet")
-
-
-def _threads(device: str) -> int | None:
-    """The CPU thread count a record's ``cost.device`` names (``cpu (x86_64, 2 threads)``)."""
-    m = re.search(r"(\d+) threads?\)", device or "")
-    return int(m.group(1)) if m else None
 
 
 def rows(records: Iterable[Record]) -> Iterator[dict[str, Any]]:
@@ -49,7 +43,7 @@ def rows(records: Iterable[Record]) -> Iterator[dict[str, Any]]:
                 "protocol": s.protocol, "protocol_version": s.protocol_version,
                 "protocol_options": canonical_json(s.protocol_options), "preset": s.preset.get("name"),
                 "precision": s.preset.get("precision", "fp32"), "seed": s.seed, "status": rec.status.value,
-                "error": rec.error, "threads": _threads(device) if s.device_type == "cpu" else None,
+                "error": rec.error, "threads": threads(rec),
                 "device": device, "synthbench_version": s.synthbench_version, "cell_hash": rec.cell_hash,
                 "created": rec.provenance.get("created")}
         if not rec.metrics:

@@ -38,7 +38,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from synthbench.leaderboard.aggregate import Row, Table, fmt, t_quantile
+from synthbench.leaderboard.aggregate import Row, Table, finite, fmt, t_quantile
 
 REPRODUCED, REFUTED, NOT_SHOWN, CONSISTENT, NOT_MEASURED, MIXED = (
     "reproduced", "refuted", "not shown", "consistent", "not measured", "mixed")
@@ -169,13 +169,9 @@ def _entries(row: Row, name: str) -> dict[int, dict[str, Any]]:
     out = {}
     for rec in row.ok_records:
         entry = rec.metrics.get(name)
-        if entry is not None and _finite(entry.get("value")):
+        if entry is not None and finite(entry.get("value")):
             out[rec.spec.seed] = entry
     return out
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def paired_difference(a: dict[int, dict[str, Any]], b: dict[int, dict[str, Any]]) -> Difference | None:
@@ -471,7 +467,7 @@ def _crossings(row: Row) -> str:
     parts = []
     for rec in row.ok_records:
         v = (rec.metrics.get("crossing_multiple") or {}).get("value")
-        parts.append(f"x{v:g}" if _finite(v) else "not reached")
+        parts.append(f"x{v:g}" if finite(v) else "not reached")
     return " / ".join(parts) if parts else "n/a"
 
 

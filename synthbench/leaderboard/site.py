@@ -301,25 +301,11 @@ def _scalar_details(row: Row) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------- pages
 
 
-def provenance_text(tables: list[Table]) -> str:
-    """The thread counts, precisions and devices of the current tables' records, in words."""
-    from synthbench.leaderboard.audit import precision, threads
-
-    recs = [r for t in tables if not t.stale for row in t.rows if not row.stale for r in row.records]
-    counts = sorted({n for n in map(threads, recs) if n is not None})
-    parts = [f"{len(recs)} current records"]
-    if counts:
-        parts.append(f"CPU records at {', '.join(map(str, counts))} thread{'s' if counts != [1] else ''}")
-    parts.append(f"precision {', '.join(sorted(set(map(precision, recs)))) or 'n/a'}")
-    parts.append(f"device {', '.join(sorted({r.spec.device_type for r in recs})) or 'n/a'}")
-    return "; ".join(parts)
-
-
 def findings_context(tables: list[Table]) -> dict[str, Any]:
     """What the findings page shows: the papers' findings tested on the tables,
     the predictive-validity tables, the pairs each table separates, the cost,
     and the provenance (with its warnings)."""
-    from synthbench.leaderboard.audit import cost_tables, provenance_warnings, separation
+    from synthbench.leaderboard.audit import cost_tables, provenance_text, provenance_warnings, separation
     from synthbench.leaderboard.findings import build_findings, main_dataset
     from synthbench.leaderboard.validity import predictive_validity
 

@@ -251,11 +251,6 @@ class CellCheck:
         return not self.problem and all(line.verdict in ("same", "within tolerance") for line in self.lines)
 
 
-def _threads(rec: Any) -> int | None:
-    match = re.search(r"(\d+) threads", str(rec.cost.get("device") or ""))
-    return int(match.group(1)) if match else None
-
-
 def recompute(rec: Any, bundle: Bundle, work: Path, data_root: str | None, device: str) -> Any:
     """``rec``'s cell computed here, in a fresh store under ``work``; returns the
     new record, or raises ValueError saying why the cell cannot be recomputed."""
@@ -274,7 +269,9 @@ def recompute(rec: Any, bundle: Bundle, work: Path, data_root: str | None, devic
     options = dict(spec.generator_options)
     if bundle.samples is not None:
         options["path"] = str(bundle.samples)
-    threads = _threads(rec) if spec.device_type == "cpu" else None
+    from synthbench.leaderboard.audit import threads as record_threads
+
+    threads = record_threads(rec)
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)

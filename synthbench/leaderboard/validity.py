@@ -71,7 +71,7 @@ from typing import Callable
 
 import numpy as np
 
-from synthbench.leaderboard.aggregate import Row, Table, fmt, slug
+from synthbench.leaderboard.aggregate import Row, Table, finite, fmt, slug
 
 REPLICATES = 2000
 """Bootstrap replicates per cell (before skipping constant ones)."""
@@ -138,10 +138,6 @@ PROTOCOL_NOTES = {
 # --------------------------------------------------------------------------- unit values
 
 
-def _finite(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _mean_stat(row: Row, name: str) -> float | None:
     stat = row.stats.get(name)
     return stat.mean if stat is not None and stat.mean is not None else None
@@ -150,7 +146,7 @@ def _mean_stat(row: Row, name: str) -> float | None:
 def _distance_from_chance(row: Row, name: str) -> float | None:
     """Mean over seeds of ``|acc - 0.5|``."""
     vals = [abs(float(r.metrics[name]["value"]) - 0.5) for r in row.ok_records
-            if name in r.metrics and _finite(r.metrics[name].get("value"))]
+            if name in r.metrics and finite(r.metrics[name].get("value"))]
     return sum(vals) / len(vals) if vals else None
 
 
@@ -160,7 +156,7 @@ def _crossing(row: Row, name: str) -> float | None:
     vals = []
     for r in row.ok_records:
         v = r.metrics.get(name, {}).get("value")
-        vals.append(float(v) if _finite(v) else math.inf)
+        vals.append(float(v) if finite(v) else math.inf)
     return sum(vals) / len(vals) if vals else None
 
 
@@ -368,23 +364,23 @@ class ValidityTable:
 
     def to_markdown(self) -> str:
         """The table as GitHub Markdown (for the README): a heading, the grid and its notes."""
-        out = [f"#### Predictive validity: {_md(self.dataset)}, preset {_md(self.preset)}", ""]
-        out.append("| metric | " + " | ".join(f"{_md(t.label)} {t.arrow}" for t in self.targets) + " |")
+        out = [f"#### Predictive validity: {markdown_cell(self.dataset)}, preset {markdown_cell(self.preset)}", ""]
+        out.append("| metric | " + " | ".join(f"{markdown_cell(t.label)} {t.arrow}" for t in self.targets) + " |")
         out.append("|---|" + "---|" * len(self.targets))
         for row in self.rows:
-            out.append(f"| {_md(row.metric.label)} {row.metric.arrow} | "
-                       + " | ".join(_md(c.summary) for c in row.cells) + " |")
+            out.append(f"| {markdown_cell(row.metric.label)} {row.metric.arrow} | "
+                       + " | ".join(markdown_cell(c.summary) for c in row.cells) + " |")
         out.append("")
-        out.append("Units (" + str(len(self.units)) + "): " + (", ".join(_md(u.label) for u in self.units) or "none")
+        out.append("Units (" + str(len(self.units)) + "): " + (", ".join(markdown_cell(u.label) for u in self.units) or "none")
                    + ".")
         if self.left_out:
-            out.append("Left out: " + ", ".join(f"{_md(label)} ({_md(why)})" for label, why in self.left_out) + ".")
+            out.append("Left out: " + ", ".join(f"{markdown_cell(label)} ({markdown_cell(why)})" for label, why in self.left_out) + ".")
         out.append("")
         out.extend(f"- {note}" for note in self.notes)
         return "\n".join(out) + "\n"
 
 
-def _md(text: str) -> str:
+def markdown_cell(text: str) -> str:
     """Text safe inside a Markdown table cell."""
     return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 

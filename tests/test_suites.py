@@ -153,6 +153,62 @@ def test_two_runs_on_one_store_compute_every_fit_and_cell_once(tmp_path):
     assert all(o[0].count("| edm") == 3 and o[0].count("| real") == 3 for o in outs)
 
 
+def _record_costs(root: Path) -> list[dict]:
+    return [json.loads(p.read_text())["cost"]["wall_s"] for p in ResultStore(root).paths()]
+
+
+def _marker_costs(root: Path, prefix: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for path in (root / "cache" / "tasks").glob(f"{prefix}*.json"):
+        for phase, seconds in json.loads(path.read_text())["cost"].items():
+            out[phase] = out.get(phase, 0.0) + seconds
+    return out
+
+
+def test_shared_work_is_charged_once_even_when_its_worker_dies_before_any_cell(tmp_path):
+    """Fits, reference classifiers and pools done by a worker that never ran a
+    cell (killed, or its session ended) are still charged, each to exactly one
+    record: the CPU-hours the board reports must add up."""
+    from synthbench.benchmark import tasks
+    from synthbench.benchmark.driver import suite_grids
+    from synthbench.benchmark.plan import build_plan
+
+    suite = write_suite(tmp_path, seeds="[0, 1]", generators="{edm: {}}", protocols="{replace: {}, fidelity: {}}")
+    store = tmp_path / "r"
+    plan = build_plan(suite_grids(load_suite(suite), str(store)))
+    for task in plan.tasks:  # the first worker: every shared task, then it dies
+        if task.kind != "cell":
+            assert tasks.run_task(task).outcome == "computed"
+    tasks._STATES.clear()
+    shared = {kind: _marker_costs(store, kind) for kind in ("fit", "classifier", "pool")}
+    assert shared["fit"]["fit_s"] > 0 and shared["pool"]["pool_s"] > 0 and shared["classifier"]["reference_s"] > 0
+
+    proc = cli("run", str(suite), "--results", str(store), "-q")  # a second worker does the cells
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    costs = _record_costs(store)
+    assert len(costs) == 4
+    for phase, prefix in (("pool_s", "pool"), ("reference_s", "classifier")):
+        assert sum(c.get(phase, 0.0) for c in costs) == pytest.approx(shared[prefix][phase], abs=1e-6)
+    charged = [c["fit_s"] for c in costs if c.get("fit_s", 0.0) >= shared["fit"]["fit_s"]]
+    assert len(charged) == 1  # the fit, once (the other cells only loaded its weights)
+    assert len(list((store / "cache" / "tasks").glob("*.charged"))) == len(list(
+        (store / "cache" / "tasks").glob("*.json")))
+
+
+def test_a_claim_on_shared_cost_is_kept_by_its_cell_and_refused_to_others(tmp_path):
+    from synthbench.benchmark.atomic import atomic_write_json
+    from synthbench.benchmark.plan import task_marker
+    from synthbench.benchmark.tasks import _claim_shared_cost
+
+    atomic_write_json(task_marker(tmp_path, "fit-a"), {"cost": {"fit_s": 2.0, "fit_train_s": 1.5}})
+    atomic_write_json(task_marker(tmp_path, "pool-a-s0"), {"cost": {"pool_s": 3.0}})
+    deps = ("fit-a", "classifier-missing", "pool-a-s0")
+    assert _claim_shared_cost(tmp_path, deps, "cell-1") == {"fit_s": 2.0, "fit_train_s": 1.5, "pool_s": 3.0}
+    assert _claim_shared_cost(tmp_path, deps, "cell-2") == {}
+    # cell-1 run again (its record never landed): it takes the cost again instead of losing it
+    assert _claim_shared_cost(tmp_path, deps, "cell-1") == {"fit_s": 2.0, "fit_train_s": 1.5, "pool_s": 3.0}
+
+
 def _children(pid: int) -> list[int]:
     out = []
     for entry in Path("/proc").iterdir():

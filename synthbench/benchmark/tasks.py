@@ -12,6 +12,7 @@ travels back.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import OrderedDict
@@ -53,11 +54,9 @@ class _State:
     grid: Grid
     store: ResultStore
     samples: SampleCache
-    fitted: "OrderedDict[str, tuple[Guarded, dict[str, float]]]"
-    uncharged: dict[str, dict[str, float]]
-    """Seconds of shared work this process did (a sample pool: ``pool_s``, by
-    generator fit; a reference classifier: ``reference_s``, by seed) not yet
-    charged to a cell: the next cell here that uses it carries it in its cost."""
+    fitted: "OrderedDict[str, Guarded]"
+    """Generators this process fitted or loaded, by fit key (the cells of a
+    plan come generator by generator)."""
 
 
 _STATES: "OrderedDict[Setting, _State]" = OrderedDict()
@@ -75,7 +74,7 @@ def prime(setting: Setting, grid: Grid) -> None:
     loaded other data under the same name since)."""
     if setting not in _STATES or _STATES[setting].grid is not grid:
         store = ResultStore(setting.results)
-        _STATES[setting] = _State(setting, grid, store, SampleCache(store.cache_dir), OrderedDict(), {})
+        _STATES[setting] = _State(setting, grid, store, SampleCache(store.cache_dir), OrderedDict())
     _STATES.move_to_end(setting)
     while len(_STATES) > _KEEP_STATES:
         _STATES.popitem(last=False)
@@ -157,30 +156,30 @@ def _fit(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, str
         say(f"{task.label} ({len(train)} train images, preset {state.grid.preset.name})")
         guarded, cost = _fit_now(state, gen, need.overrides, need.train)
         if need.is_full:
-            _remember(state, task.key, guarded, cost)
+            _remember(state, task.key, guarded)
         atomic_write_json(marker, {"task": task.label, "fingerprint": guarded.fingerprint(),
                                    "cost": {k: round(v, 3) for k, v in cost.items()}})
         log_computed(state.store.root, "fit", task.key)
     return "computed", None
 
 
-def _remember(state: _State, key: str, guarded: Guarded, cost: dict[str, float]) -> None:
-    state.fitted[key] = (guarded, cost)
+def _remember(state: _State, key: str, guarded: Guarded) -> None:
+    state.fitted[key] = guarded
     state.fitted.move_to_end(key)
     while len(state.fitted) > _KEEP_FITTED:
         state.fitted.popitem(last=False)
 
 
 def _fitted(task: Task, state: _State) -> tuple[Guarded, dict[str, float]]:
-    """The cell's generator fitted on the full train split: this process's own
-    (its fit cost is charged to the first cell that uses it, once), else fitted
-    now, which reads the weights another worker's fit task cached."""
+    """The cell's generator fitted on the full train split: this process's own,
+    else fitted now, which reads the weights a fit task cached; and the seconds
+    that took here (the fit task's own cost is charged through its marker,
+    :func:`_claim_shared_cost`)."""
     if task.full_fit in state.fitted:
-        guarded, cost = state.fitted[task.full_fit]
-        state.fitted[task.full_fit] = (guarded, {"fit_s": 0.0})
-        return guarded, cost
+        state.fitted.move_to_end(task.full_fit)
+        return state.fitted[task.full_fit], {"fit_s": 0.0}
     guarded, cost = _fit_now(state, _choice(GENERATORS, task.generator))
-    _remember(state, task.full_fit, guarded, {"fit_s": 0.0})
+    _remember(state, task.full_fit, guarded)
     return guarded, cost
 
 
@@ -198,17 +197,49 @@ def _fit_now(state: _State, gen: PluginChoice, overrides: Mapping[str, Any] | No
 
 def _classifier(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, str]) -> tuple[str, str | None]:
     g = state.grid
-    if reference_classifier_path(g.dataset, g.preset, task.seed, g.device, state.store.cache_dir).exists():
-        return "cached", None
-    start = time.perf_counter()
-    reference_classifier(g.dataset, g.preset, task.seed, g.device, state.store.cache_dir)  # leased in the cache
-    _charge(state, f"seed:{task.seed}", "reference_s", time.perf_counter() - start)
+    path = reference_classifier_path(g.dataset, g.preset, task.seed, g.device, state.store.cache_dir)
+    with board.exclusive(task.key, path.exists, task=task.label) as mine:
+        if not mine:
+            return "cached", None
+        start = time.perf_counter()
+        reference_classifier(g.dataset, g.preset, task.seed, g.device, state.store.cache_dir)
+        atomic_write_json(task_marker(state.store.root, task.key),
+                          {"task": task.label, "cost": {"reference_s": round(time.perf_counter() - start, 3)}})
     return "computed", None
 
 
-def _charge(state: _State, owner: str, phase: str, seconds: float) -> None:
-    bucket = state.uncharged.setdefault(owner, {})
-    bucket[phase] = bucket.get(phase, 0.0) + seconds
+def _claim_shared_cost(root: Any, deps: tuple[str, ...], cell_key: str) -> dict[str, float]:
+    """The cost of the shared work (fits, reference classifiers, sample pools)
+    that the tasks ``deps`` did and that no record carries yet, claimed for the
+    cell ``cell_key``: each finished task's marker is charged to exactly one
+    record, whichever process or machine did the work and whether or not the
+    worker that did it lived to run a cell. A claim is a file created
+    exclusively next to the marker, so two workers never both take it; it names
+    the cell, so a cell run again after a crash before its record landed takes
+    the cost again instead of losing it."""
+    cost: dict[str, float] = {}
+    for dep in deps:
+        marker = task_marker(root, dep)
+        try:
+            shared = json.loads(marker.read_text()).get("cost") or {}
+        except (OSError, ValueError):
+            continue  # not finished (or not a task that leaves a marker): nothing to charge
+        claim = marker.with_suffix(".charged")
+        try:
+            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                if claim.read_text().strip() != cell_key:
+                    continue
+            except OSError:
+                continue
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(cell_key + "\n")
+        for phase, seconds in shared.items():
+            if isinstance(seconds, (int, float)):
+                cost[phase] = cost.get(phase, 0.0) + float(seconds)
+    return cost
 
 
 def _pool(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, str]) -> tuple[str, str | None]:
@@ -218,15 +249,14 @@ def _pool(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, st
     with board.exclusive(task.key, lambda: pool_done(task, state.store.root), task=task.label) as mine:
         if not mine:
             return "cached", None
-        guarded, cost = _fitted(task, state)
-        state.fitted[task.full_fit] = (guarded, cost)  # the fit's cost stays for the first cell
+        guarded, cost = _fitted(task, state)  # loading the fit here is part of the pool's cost
         start = time.perf_counter()
         labels = state.grid.dataset.train.labels
         limit = guarded.pool_limit(labels)  # a source of fixed images holds so many: its cells draw no more
         state.samples.pool(guarded, task.seed, labels, task.n if limit is None else max(0, min(task.n, limit)))
-        seconds = time.perf_counter() - start
-        _charge(state, f"gen:{task.full_fit}:{task.seed}", "pool_s", seconds)
-        atomic_write_json(marker, {"task": task.label, "n": task.n, "cost": {"pool_s": round(seconds, 3)}})
+        cost["pool_s"] = time.perf_counter() - start
+        atomic_write_json(marker, {"task": task.label, "n": task.n,
+                                   "cost": {k: round(v, 3) for k, v in cost.items() if v}})
     return "computed", None
 
 
@@ -252,11 +282,8 @@ def _cell(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, st
                     raise
                 fit_error = RuntimeError(f"{gen.name}.fit failed: {type(exc).__name__}: {exc}")
                 fit_error.__cause__ = exc
-        shared = [f"gen:{task.full_fit}:{task.seed}"] + ([f"seed:{task.seed}"] if protocol.uses_reference_classifier
-                                                         else [])
-        for owner in shared:  # shared work done here for this cell and not charged yet
-            for phase, seconds in state.uncharged.pop(owner, {}).items():
-                fit_cost[phase] = fit_cost.get(phase, 0.0) + seconds
+        for phase, seconds in _claim_shared_cost(store.root, task.deps, task.key).items():
+            fit_cost[phase] = fit_cost.get(phase, 0.0) + seconds
         record = run_cell(spec, protocol, generator, state.grid, state.samples, store, fit_cost, fit_error)
         store.write(record)
         log_computed(store.root, "cell", task.key)

@@ -27,10 +27,12 @@ SEEDS = (0, 1, 2)
 
 
 def rec(generator: str, protocol: str, seed: int, metrics: dict, *, options: dict | None = None,
-        threads: int = 1, precision: str | None = None, wall: float = 36.0, status: str = "ok") -> Record:
-    """A current record (registered versions) of ``generator`` x ``protocol`` on digits."""
+        threads: int = 1, precision: str | None = None, wall: float = 36.0, status: str = "ok",
+        dataset: str = "digits") -> Record:
+    """A current record (registered versions) of ``generator`` x ``protocol`` on ``dataset``."""
     preset = {"name": "fast"} if precision is None else {"name": "fast", "precision": precision}
-    spec = {"schema_version": 1, "synthbench_version": "0.1.0", "dataset": "digits", "dataset_digest": "d" * 64,
+    spec = {"schema_version": 1, "synthbench_version": "0.1.0", "dataset": dataset,
+            "dataset_digest": dataset[0] * 64,
             "generator": generator, "generator_version": GENERATORS.get(generator).version,
             "generator_options": options or {}, "generator_extra": {}, "protocol": protocol,
             "protocol_version": PROTOCOLS.get(protocol).version, "protocol_options": {}, "preset": preset,
@@ -184,6 +186,30 @@ def test_realfake_ablation_compares_the_full_recipe_with_each_arm():
     f = finding(records, "realfake-ablation")
     by = {e.subject: e.verdict for e in f.evidence}
     assert by == {"fine-tuned + latent prior + visual guidance": REPRODUCED, "no fine-tuning": NOT_SHOWN}
+
+
+def test_a_dataset_still_being_computed_does_not_carry_the_verdict_until_it_catches_up():
+    """fashion-mnist is preferred over digits, but only once its comparisons are
+    as complete (seeds and generators) as digits'."""
+    digits = board(augment_gain=0.05)
+
+    def fashion(seeds, generators=("edm", "stylegan3")):
+        out = []
+        for s in seeds:
+            out.append(rec("real", "replace", s, {"top1": acc(draws(900 + s, 0.95))}, dataset="fashion-mnist"))
+            for g in generators:
+                base = draws(950 + s, 0.85)
+                out.append(rec(g, "replace", s, {"top1": acc(base)}, dataset="fashion-mnist"))
+                out.append(rec(g, "augment", s, {"top1": acc(worsened(base, 0.05))}, dataset="fashion-mnist"))
+        return out
+
+    one_seed = finding(digits + fashion([0]), "augment")
+    assert one_seed.main == "digits" and one_seed.sentence.startswith("On digits:")
+    assert {e.dataset for e in one_seed.evidence} == {"digits", "fashion-mnist"}  # both listed on the page
+    assert finding(digits + fashion(SEEDS, ("edm",)), "augment").main == "digits"  # stylegan3 not there yet
+    done = finding(digits + fashion(SEEDS), "augment")
+    assert done.main == "fashion-mnist" and done.sentence.startswith("On fashion-mnist:")
+    assert {e.verdict for e in done.main_evidence if e.comparison.endswith("on synthetic alone")} == {REFUTED}
 
 
 # --------------------------------------------------------------------------- the audit

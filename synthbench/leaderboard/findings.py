@@ -72,6 +72,8 @@ class Evidence:
     """Our two values, each with its interval over seeds."""
     difference: Difference | None
     verdict: str
+    seeds: int = 0
+    """Seeds both sides hold (the comparison's completeness)."""
 
     @property
     def difference_text(self) -> str:
@@ -105,8 +107,21 @@ class Finding:
         return verdicts.pop() if len(verdicts) == 1 else MIXED
 
     @property
+    def main(self) -> str | None:
+        """The dataset this finding's verdict is read on: the most preferred
+        (:data:`MAIN_DATASETS`) whose comparisons are as complete as any other
+        dataset's, so a dataset still being computed (fewer seeds or
+        generators so far) does not carry the verdict until it catches up."""
+        held: dict[str, dict[tuple[str, str], int]] = {}
+        for e in self.evidence:
+            held.setdefault(e.dataset, {})[(e.subject, e.comparison)] = e.seeds
+        complete = {ds for ds, mine in held.items()
+                    if all(mine.get(k, -1) >= n for other in held.values() for k, n in other.items())}
+        return main_dataset(complete or set(held))
+
+    @property
     def main_evidence(self) -> list[Evidence]:
-        main = main_dataset({e.dataset for e in self.evidence})
+        main = self.main
         return [e for e in self.evidence if e.dataset == main]
 
     @property
@@ -120,7 +135,7 @@ class Finding:
     @property
     def sentence(self) -> str:
         """One sentence on agreement or disagreement, from the verdicts, and the likely reason."""
-        main = main_dataset({e.dataset for e in self.evidence})
+        main = self.main
         if self.verdict == NOT_MEASURED:
             return "Not measured: the store holds no records this finding can be tested on."
         kinds = list(dict.fromkeys(e.comparison for e in self.main_evidence if e.difference is not None))
@@ -153,12 +168,15 @@ CPU-scale dataset that separates generators first (digits is saturated: its
 359 test images make one image 0.28 points)."""
 
 
-def main_dataset(datasets: Iterable[str]) -> str | None:
+def dataset_order(datasets: Iterable[str]) -> list[str]:
+    """``datasets`` in order of preference: :data:`MAIN_DATASETS` first, then by name."""
     names = set(datasets)
-    for name in MAIN_DATASETS:
-        if name in names:
-            return name
-    return min(names) if names else None
+    return [d for d in MAIN_DATASETS if d in names] + sorted(names - set(MAIN_DATASETS))
+
+
+def main_dataset(datasets: Iterable[str]) -> str | None:
+    order = dataset_order(datasets)
+    return order[0] if order else None
 
 
 # --------------------------------------------------------------------------- the tests
@@ -258,9 +276,11 @@ def _suffixes(row: Row, prefix: str) -> list[tuple[float, str]]:
 
 def _compare(table: Table, subject: str, a_row: Row, a_name: str, b_row: Row, b_name: str, direction: int,
              comparison: str, ours: str | None = None) -> Evidence:
-    diff = paired_difference(_entries(a_row, a_name), _entries(b_row, b_name))
+    a, b = _entries(a_row, a_name), _entries(b_row, b_name)
+    diff = paired_difference(a, b)
     ours = ours or f"{_stat_text(a_row, a_name)} vs {_stat_text(b_row, b_name)}"
-    return Evidence(table.dataset, table.preset, subject, comparison, ours, diff, verdict(diff, direction))
+    return Evidence(table.dataset, table.preset, subject, comparison, ours, diff, verdict(diff, direction),
+                    len(set(a) & set(b)))
 
 
 # --------------------------------------------------------------------------- the findings

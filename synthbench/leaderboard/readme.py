@@ -25,14 +25,15 @@ END = "<!-- synthbench:results:end -->"
 def results_markdown(tables: list[Table]) -> str:
     """The README's results section for the board's current tables."""
     from synthbench.leaderboard.audit import SETTLED, cost_tables, provenance_text, provenance_warnings, separation
-    from synthbench.leaderboard.findings import build_findings, main_dataset
+    from synthbench.leaderboard.findings import MAIN_DATASETS, build_findings, dataset_order
     from synthbench.leaderboard.validity import markdown_cell as _cell, predictive_validity
 
     current = [t for t in tables if not t.stale]
-    main = main_dataset({t.dataset for t in current})
-    lines = [f"Computed from the store ({provenance_text(tables)}). Verdicts are read on {main} "
-             f"where it holds the finding's records; the findings page of the leaderboard lists every comparison.", ""]
-    for dataset in sorted({t.dataset for t in current}):
+    datasets = dataset_order({t.dataset for t in current})
+    lines = [f"Computed from the store ({provenance_text(tables)}). Each finding's verdict is read on the first of "
+             f"{', '.join(MAIN_DATASETS)} whose records for it are as complete as any other dataset's (its sentence "
+             f"names it); the findings page of the leaderboard lists every comparison.", ""]
+    for dataset in datasets:
         mine = [t for t in current if t.dataset == dataset]
         gens = sorted({r.label for t in mine for r in t.rows if not r.stale and not r.variant})
         seeds = sorted({sum(1 for rec in r.records if rec.status in SETTLED) for t in mine for r in t.rows
@@ -54,17 +55,21 @@ def results_markdown(tables: list[Table]) -> str:
             ours += f"; {len(f.main_evidence) - len(shown)} more on the findings page"
         lines.append(f"| {_cell(f.title)} ({_cell(f.source.split(',')[0])}) | {_cell(f.paper)} | {_cell(ours)} | "
                      f"**{f.verdict}** | {_cell(f.sentence)} |")
-    seps = [(t, s) for t in current if t.dataset == main and (s := separation(t)) is not None]
-    if seps:
-        lines += ["", f"Pairs of generators the paired test separates on {main}: "
-                  + "; ".join(f"{t.protocol} {s.separated}/{s.pairs}" for t, s in seps) + "."]
-    for v in predictive_validity(tables):
-        if v.dataset == main:
-            lines += ["", v.to_markdown().rstrip()]
-    costs = [c for c in cost_tables(tables) if c.dataset == main]
-    for c in costs:
+    lines.append("")
+    for dataset in datasets:
+        seps = [(t, s) for t in current if t.dataset == dataset and (s := separation(t)) is not None]
+        if seps:
+            lines.append(f"- Pairs of generators the paired test separates on {dataset}: "
+                         + "; ".join(f"{t.protocol} {s.separated}/{s.pairs}" for t, s in seps) + ".")
+    for c in sorted(cost_tables(tables), key=lambda c: (datasets.index(c.dataset), c.preset)):
         per_gen = ", ".join(f"{g} {c.row_total(g):.1f}" for g in c.generators)
-        lines += ["", f"Cost on {main} ({c.preset}): {c.total:.1f} CPU-hours ({per_gen})."]
+        lines.append(f"- Cost on {c.dataset} ({c.preset}): {c.total:.1f} CPU-hours ({per_gen}).")
+    # one validity table: the dataset with the most units where some correlation could be computed (a
+    # dataset still being computed has fewer), the preferred one among equals
+    validity = sorted(predictive_validity(tables), key=lambda v: (not v.computed, -len(v.units),
+                                                                  datasets.index(v.dataset)))
+    if validity:
+        lines += ["", validity[0].to_markdown().rstrip()]
     return "\n".join(lines).strip() + "\n"
 
 

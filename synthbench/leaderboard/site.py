@@ -306,12 +306,12 @@ def findings_context(tables: list[Table]) -> dict[str, Any]:
     the predictive-validity tables, the pairs each table separates, the cost,
     and the provenance (with its warnings)."""
     from synthbench.leaderboard.audit import cost_tables, provenance_text, provenance_warnings, separation
-    from synthbench.leaderboard.findings import build_findings, main_dataset
+    from synthbench.leaderboard.findings import MAIN_DATASETS, build_findings
     from synthbench.leaderboard.validity import predictive_validity
 
     current = [t for t in tables if not t.stale]
     seps = [(t, sep) for t in current if (sep := separation(t)) is not None]
-    return {"findings": build_findings(tables), "main": main_dataset({t.dataset for t in current}),
+    return {"findings": build_findings(tables), "main_datasets": MAIN_DATASETS,
             "validity": predictive_validity(tables), "separations": seps, "costs": cost_tables(tables),
             "warnings": provenance_warnings(tables), "provenance": provenance_text(tables)}
 

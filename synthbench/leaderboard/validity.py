@@ -258,9 +258,9 @@ class Correlation:
     useful_sign: int
     """The sign of rho a metric that predicts utility has: -1 or +1."""
     verdict: str
+    """``predicts``, ``inverted``, ``inconclusive``, ``too few units`` or ``constant``."""
     p: float | None = None
     """Two-sided permutation p-value of rho = 0 (exact up to 8 units)."""
-    """``predicts``, ``inverted``, ``inconclusive``, ``too few units`` or ``constant``."""
 
     @property
     def agrees(self) -> str:
@@ -334,6 +334,11 @@ class ValidityTable:
     @property
     def anchor(self) -> str:
         return slug(f"validity-{self.dataset}-{self.preset}", f"{self.dataset_digest}|{self.preset}")
+
+    @property
+    def computed(self) -> bool:
+        """Whether any correlation could be computed (enough units, values that vary)."""
+        return any(c.computed for row in self.rows for c in row.cells)
 
     def cell(self, metric: str, target: str) -> Correlation | None:
         """The cell of a metric and a target, by record name (``fid``, ``top1``)."""

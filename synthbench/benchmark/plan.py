@@ -1,7 +1,8 @@
 """A grid as a plan: tasks with dependencies, which any executor can run
 (``benchmark/executors``), rather than a loop (DESIGN.md section 7).
 
-For each dataset of a suite the plan holds, in the order they can run:
+For each dataset of a suite the plan holds (each cell listed right after the
+shared work it needs, generator by generator, seed by seed):
 
 1. **fit** tasks: every fit of a generator that some cell will ask for: the full
    fit, ``mia``'s members-only fit, ``longtail``'s long-tailed and unconditional
@@ -135,13 +136,14 @@ def build_plan(grids: Iterable[tuple[Setting, Grid]]) -> Plan:
             plan.tasks.append(task)
 
     fits, classifiers, pools, cells = [], [], [], []
-    for setting, grid in grids:
+    order: dict[str, tuple[int, int, int, int]] = {}  # cell key -> (grid, generator row, seed, protocol)
+    for g_index, (setting, grid) in enumerate(grids):
         plan.grids[setting] = grid
         ds = grid.dataset
         threads = setting.threads or torch.get_num_threads()
-        for proto in grid.protocols:
+        for p_index, proto in enumerate(grid.protocols):
             protocol = proto.instance()
-            for gen in grid.generators:
+            for r_index, gen in enumerate(grid.generators):
                 generator = gen.instance()
                 unsupported = protocol.unsupported_reason(generator) is not None
                 fit_keys: dict[str, str] = {}
@@ -171,6 +173,7 @@ def build_plan(grids: Iterable[tuple[Setting, Grid]]) -> Plan:
                                           full_fit=fit_keys["full"]))
                         deps.append(f"pool-{fit_keys['full']}-s{seed}")
                     spec = CellSpec.of(ds, gen, proto, grid.preset, seed, grid.device)
+                    order.setdefault(f"cell-{spec.key[:32]}", (g_index, r_index, seed, p_index))
                     cells.append(Task("cell", f"cell-{spec.key[:32]}",
                                       f"{gen.label} x {proto.label} x {ds.name} seed {seed}", setting,
                                       (gen.name, gen.options), (proto.name, proto.options), seed,
@@ -180,7 +183,17 @@ def build_plan(grids: Iterable[tuple[Setting, Grid]]) -> Plan:
     for task in pools:
         if task.key not in largest or task.n > largest[task.key].n:
             largest[task.key] = task
-    for task in fits + classifiers + list(largest.values()) + cells:
+    # Each cell right after the shared work it needs, generator by generator and seed by seed: records land
+    # from the first minutes of a long run (a run stopped early keeps finished rows, not a cache of fits and
+    # pools), and workers walking the list in order still spread out (a task another worker holds is put
+    # off, with what depends on it).
+    shared = {t.key: t for t in fits + classifiers + list(largest.values())}
+    for task in sorted(cells, key=lambda t: order[t.key]):
+        for dep in task.deps:
+            if dep in shared:
+                add(shared[dep])
+        add(task)
+    for task in shared.values():  # shared work no cell needs (none today): still in the plan
         add(task)
     return plan
 

@@ -17,6 +17,7 @@ import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -208,7 +209,7 @@ def _classifier(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[s
     return "computed", None
 
 
-def _claim_shared_cost(root: Any, deps: tuple[str, ...], cell_key: str) -> dict[str, float]:
+def _claim_shared_cost(root: str | Path, deps: tuple[str, ...], cell_key: str) -> dict[str, float]:
     """The cost of the shared work (fits, reference classifiers, sample pools)
     that the tasks ``deps`` did and that no record carries yet, claimed for the
     cell ``cell_key``: each finished task's marker is charged to exactly one

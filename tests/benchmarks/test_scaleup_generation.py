@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import time
 
+from conftest import fit_generator
 
 from synthbench.benchmark.sample_cache import SampleCache
-
-from conftest import fit_generator
 
 MULTIPLES = (1, 2, 5, 10)
 

@@ -10,9 +10,9 @@ measure with
 
 Why synthbench does not set the mode: on the 2-core AMD EPYC (AVX512-BF16, no
 AMX) of 2026-11-30 it gave SmallCNN training 1.01-1.06x while moving its loss,
-and left the denoiser's output bit-identical and its speed unchanged (oneDNN did
-not take the bf16 path for those convolutions), where bf16 autocast gave the
-denoiser 1.6-2.0x. A CPU or build where the mode pays shows it here.
+and left the denoiser's output bit-identical and its speed no better (0.9x;
+oneDNN did not take the bf16 path for those convolutions), where bf16 autocast
+gave the denoiser 1.6-2.0x. A CPU or build where the mode pays shows it here.
 """
 
 from __future__ import annotations

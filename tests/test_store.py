@@ -1,4 +1,6 @@
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +84,17 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     atomic_write_json(tmp_path / "a.json", {"x": 1})
     assert json.loads((tmp_path / "a.json").read_text()) == {"x": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_atomic_write_gives_the_mode_open_would(tmp_path):
+    """The temporary file behind an atomic write is made 0600; the kept file must
+    not stay so, or a group sharing the store could not read its records."""
+    ref = tmp_path / "ref.json"
+    ref.write_text("{}")  # the mode the process's umask gives a plainly created file
+    kept = atomic_write_json(tmp_path / "a.json", {"x": 1})
+    assert stat.S_IMODE(kept.stat().st_mode) == stat.S_IMODE(ref.stat().st_mode)
+    assert stat.S_IMODE(ref.stat().st_mode) != 0o600  # not vacuous under the usual umasks (022, 002)
 
 
 class CountingGenerator(Generator):

@@ -14,11 +14,25 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_read_umask()
+"""The mode ``open()`` would give a new file. ``mkstemp`` makes its files 0600,
+which would leave records, caches and exports unreadable to the group that
+shares a store (a lab's results folder, a web server serving exports); the umask
+is read once, at import, because reading it means setting it."""
+
+
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, _FILE_MODE)
         with os.fdopen(fd, mode) as fh:
             write(fh)
             fh.flush()

@@ -22,9 +22,9 @@ def _read_umask() -> int:
 
 _FILE_MODE = 0o666 & ~_read_umask()
 """The mode ``open()`` would give a new file. ``mkstemp`` makes its files 0600,
-which would leave records, caches and exports unreadable to the group that
-shares a store (a lab's results folder, a web server serving exports); the umask
-is read once, at import, because reading it means setting it."""
+which would leave records, caches, submissions and baselines unreadable to the
+others who share a store (a lab's results folder); the umask is read once, at
+import, because reading it means setting it."""
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> Path:

@@ -12,13 +12,16 @@ tagged with its precision, so a classifier is always evaluated the way it was
 trained, including one read back from the cache. Measured at the `fast` recipe
 on 3,000 fashion-mnist images (``tests/benchmarks/test_trainer_vs_plain_loop.py``),
 the fp32 trainer reaches 88-95% of the CPU's fp32 matmul rate and 1.2-1.4x a
-torchvision DataLoader loop, so only bf16 can go faster: on a 2-core AMD EPYC
-with AVX512-BF16 it ran 1.9x the fp32 trainer and 2.3x the loop, at 76% of the
-bf16 matmul rate (its convolutions, forward and backward, are 69% of a step;
-batch norm, ReLU and pooling most of the rest), test accuracy 0.8669 against
-0.8638 in fp32 and 0.8711 for the loop. ``torch.compile`` of the model made bf16
-steps slower there (0.8x) and oneDNN's bf16 mode for fp32 work gave 1.05x
-(``tests/benchmarks/test_onednn_fp32_modes.py``), so neither is used.
+torchvision DataLoader loop. bf16 goes further: on a 2-core AMD EPYC with
+AVX512-BF16 it ran 1.9x the fp32 trainer and 2.3x the loop, at 76% of the bf16
+matmul rate (its convolutions, forward and backward, are 69% of a step; batch
+norm, ReLU and pooling most of the rest), test accuracy 0.8669 against 0.8638 in
+fp32 and 0.8711 for the loop. ``torch.compile`` of the model made bf16 steps
+slower there (0.8x) and oneDNN's bf16 mode for fp32 work gave 1.05x
+(``tests/benchmarks/test_onednn_fp32_modes.py``), so neither is used. fp32 in
+channels_last gave SmallCNN steps 1.3-1.5x there too, but it moves logits (by
+about 1e-8) and so every published fp32 number: it waits for a recompute of the
+whole store.
 """
 
 from __future__ import annotations

@@ -189,6 +189,43 @@ def test_lora_training_lowers_the_loss_on_a_fixed_batch(smoke_digits, tiny_sd_pa
     assert rf.gamma == 0.0 and losses[-1] < losses[0], losses
 
 
+def test_realfake_sd_killed_fine_tuning_resumes_to_the_same_lora(smoke_digits, tiny_sd_path, tmp_path, monkeypatch):
+    """The LoRA fine-tuning goes on from its snapshot after a kill and ends with
+    the LoRA weights of a run never stopped (``snapshots.py``)."""
+    from synthbench.benchmark.snapshots import Resumable
+    from synthbench.generators.realfake_sd import RealFakeSD
+
+    opts = {**FAST, "visual_guidance": False, "finetune_steps": 4}
+
+    def fit(cache):
+        ctx = _ctx(smoke_digits, cache)
+        ctx.snapshot_every_s = 0.0
+        rf = RealFakeSD(str(tiny_sd_path), None, dict(opts))
+        rf.fit(ctx)
+        return rf.trainable_state()
+
+    whole = fit(tmp_path / "whole")
+    step_done = Resumable.step_done
+
+    def dies(self, step):
+        step_done(self, step)
+        if step == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Resumable, "step_done", dies)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tmp_path / "killed")
+    monkeypatch.setattr(Resumable, "step_done", step_done)
+    (snapshot,) = (tmp_path / "killed" / "generators").glob("realfake-sd-*.snapshot.pt")
+    steps_run = []
+    loss = RealFakeSD.training_loss
+    monkeypatch.setattr(RealFakeSD, "training_loss", lambda self, *a: steps_run.append(1) or loss(self, *a))
+    resumed = fit(tmp_path / "killed")
+    assert len(steps_run) == 2  # steps 2 and 3: it went on from the snapshot
+    assert not snapshot.exists()
+    assert whole.keys() == resumed.keys() and all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
 def test_realfake_sd_samples_deterministic_batch_independent_and_cached(realfake, smoke_digits, tiny_sd_path,
                                                                         tiny_clip_path):
     from synthbench.generators.realfake_sd import RealFakeSD

@@ -19,6 +19,7 @@ from synthbench.benchmark.presets import Preset
 from synthbench.benchmark.provenance import compute_tag
 from synthbench.benchmark.sample_cache import SampleCache
 from synthbench.benchmark.seeding import sample_seeds
+from synthbench.benchmark.snapshots import EVERY_S, SNAPSHOT, Resumable
 from synthbench.benchmark.trainer import Evaluation, evaluate, init_model, train_classifier
 from synthbench.errors import UserError
 
@@ -107,6 +108,10 @@ class FitContext:
     hflip: bool = False
     cost: dict[str, float] = field(default_factory=dict)
     """Wall seconds of the fit's phases (e.g. ``fit_train_s``), added to the record's cost."""
+    snapshot_every_s: float = EVERY_S
+    """Seconds of training between two snapshots of a fit (``snapshots.py``)."""
+    _snapshot: Path | None = field(default=None, init=False, repr=False)
+    _resumed: list[Resumable] = field(default_factory=list, init=False, repr=False)
 
     @property
     def compute_tag(self) -> str:
@@ -126,15 +131,24 @@ class FitContext:
         the data digest, the training ``recipe``, the adapter's ``version`` and the
         compute tag. ``build()`` makes an untrained network of the recipe's shape
         (the global RNG is left untouched), ``train()`` returns a trained one (its
-        wall time is the fit's ``phase`` in the record's cost). Returns the network on the CPU
-        and its weights key, for the adapter's identity."""
+        wall time is the fit's ``phase`` in the record's cost; a loop that uses
+        :meth:`resumable` survives a kill). Returns the network on the CPU and its
+        weights key, for the adapter's identity."""
         identity = {"dataset_digest": self.dataset_digest, "train": recipe, "version": version,
                     "compute": self.compute_tag}
 
+        snapshot = self.cache.path("generators", name, identity, SNAPSHOT)
+
         def compute() -> dict[str, Any]:
             start = time.perf_counter()
-            state = train().state_dict()
-            self.cost[phase] = self.cost.get(phase, 0.0) + time.perf_counter() - start
+            outer = self._snapshot, self._resumed  # a fit inside another's train() keeps its own
+            self._snapshot, self._resumed = snapshot, []
+            try:
+                state = train().state_dict()
+                prior = sum(r.prior_s for r in self._resumed)
+            finally:
+                self._snapshot, self._resumed = outer
+            self.cost[phase] = self.cost.get(phase, 0.0) + prior + time.perf_counter() - start
             return {state_key: state}
 
         def load(content: dict[str, Any]) -> torch.nn.Module:
@@ -144,7 +158,25 @@ class FitContext:
             return net
 
         net = self.cache.load_or_compute("generators", name, identity, TORCH, f"{name} weights file", compute, load)
+        snapshot.unlink(missing_ok=True)  # the weights file is written: the snapshot is spent
         return net, cache_key(identity)
+
+    def resumable(self, state: dict[str, Any]) -> Resumable:
+        """A training loop's :class:`~synthbench.benchmark.snapshots.Resumable`:
+        inside :meth:`cached_weights`'s ``train()`` it resumes from, and writes,
+        the snapshot of the weights file being computed; elsewhere it never writes.
+        ``state`` names what the loop mutates (modules, optimisers, the
+        ``torch.Generator`` of its draws); start at ``.start`` and call
+        ``.step_done(step)`` after each step::
+
+            run = ctx.resumable({"net": net, "ema": ema, "opt": opt, "gen": gen})
+            for step in range(run.start, steps):
+                ...
+                run.step_done(step)
+        """
+        run = Resumable(self._snapshot, state, self.snapshot_every_s)
+        self._resumed.append(run)
+        return run
 
     def classifier(self, seed: int, desc: str) -> torch.nn.Module:
         """The preset's classifier trained on ``train`` with ``seed``, shared through

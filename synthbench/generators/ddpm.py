@@ -207,7 +207,8 @@ class DDPMGenerator(Generator):
         y_all = ctx.train.labels if cfg["num_classes"] else None
         n = len(x_all)
         bs = min(cfg["batch_size"], n)
-        progress = bar(range(cfg["steps"]), desc="train ddpm", unit="step")
+        run = ctx.resumable({"unet": unet, "ema": ema, "opt": opt, "gen": gen})
+        progress = bar(range(run.start, cfg["steps"]), desc="train ddpm", unit="step")
         for step in progress:
             idx = torch.randint(n, (bs,), generator=gen)
             x0 = (x_all[idx].float() / 127.5 - 1.0).to(dev)
@@ -228,6 +229,7 @@ class DDPMGenerator(Generator):
             step_with_ema(opt, loss, unet, ema, ema_decay)
             if step % 50 == 0:
                 progress.set_postfix(mse=f"{mse.item():.3f}", vlb=f"{vlb.item():.3f}")
+            run.step_done(step)
         return ema.cpu()
 
     # -- generation ------------------------------------------------------

@@ -348,7 +348,8 @@ def train_edm(ctx: FitContext, recipe: dict[str, Any]) -> nn.Module:
     y_all = ctx.train.labels.to(dev) if recipe["num_classes"] is not None else None
     n = x_all.shape[0]
     bs = min(recipe["batch_size"], n)
-    progress = bar(range(recipe["steps"]), desc="train edm", unit="step")
+    run = ctx.resumable({"unet": unet, "ema": ema, "opt": opt, "gen": gen})
+    progress = bar(range(run.start, recipe["steps"]), desc="train edm", unit="step")
     for step in progress:
         idx = torch.randint(n, (bs,), generator=gen).to(dev)
         x = x_all[idx].float() / 127.5 - 1.0
@@ -360,6 +361,7 @@ def train_edm(ctx: FitContext, recipe: dict[str, Any]) -> nn.Module:
         step_with_ema(opt, loss, unet, ema, ema_decay)
         if step % 50 == 0:
             progress.set_postfix(loss=f"{loss.item():.3f}")
+        run.step_done(step)
     return ema.cpu()
 
 

@@ -262,7 +262,8 @@ class RealFakeGenerator(Generator):
         n = len(x_all)
         bs = min(cfg["batch_size"], n)
         guided = isinstance(unet.class_embedding, GuidedClassEmbedding)
-        progress = bar(range(cfg["steps"]), desc="fine-tune realfake", unit="step")
+        run = ctx.resumable({"unet": unet, "ema": ema, "opt": opt, "gen": gen})
+        progress = bar(range(run.start, cfg["steps"]), desc="fine-tune realfake", unit="step")
         for step in progress:
             idx = torch.randint(n, (bs,), generator=gen)
             x = (x_all[idx].float() / 127.5 - 1.0).to(dev)
@@ -283,6 +284,7 @@ class RealFakeGenerator(Generator):
             step_with_ema(opt, loss, unet, ema, ema_decay)
             if step % 50 == 0:
                 progress.set_postfix(simple=f"{simple.item():.3f}", dm=f"{dm.item():.4f}")
+            run.step_done(step)
         return ema.cpu()
 
     # -- generation ------------------------------------------------------

@@ -59,6 +59,7 @@ from synthbench.benchmark.cache import SAFETENSORS, cache_key
 from synthbench.benchmark.context import FitContext
 from synthbench.benchmark.progress import bar
 from synthbench.benchmark.seeding import derive_seed, torch_generator
+from synthbench.benchmark.snapshots import EVERY_S, SNAPSHOT, Resumable
 from synthbench.errors import UserError, corrupt_cache
 from synthbench.generators.distribution_matching import MMD_WEIGHT_PAPER, distribution_matching_loss
 from synthbench.generators.sd import (
@@ -161,6 +162,20 @@ def resolve_encoder(image_encoder: str) -> tuple[Path, Path]:
         proc = path / "feature_extractor" if (path / "feature_extractor").is_dir() else path / "image_encoder"
         return path / "image_encoder", proc
     return path, path
+
+
+class _Trainable:
+    """The trainable part of a :class:`RealFakeSD` (LoRA and projection) as one
+    state dict: what a training snapshot keeps of it, instead of the whole UNet."""
+
+    def __init__(self, owner: "RealFakeSD", path: Path | None):
+        self.owner, self.path = owner, path
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.owner.trainable_state()
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.owner.load_trainable(state, self.path or "")
 
 
 class RealFakeSD:
@@ -294,10 +309,12 @@ class RealFakeSD:
         if path.exists():
             self.load_trainable(ctx.cache.read(path, SAFETENSORS, "Real-Fake LoRA weights file"), path)
         else:
+            snapshot = ctx.cache.path("generators", "realfake-sd", ident, SNAPSHOT)
             start = time.perf_counter()
-            self.train_steps(ctx.train, ident["steps"])
-            ctx.cost["fit_train_s"] = time.perf_counter() - start
+            prior_s = self.train_steps(ctx.train, ident["steps"], snapshot, ctx.snapshot_every_s)[1]
+            ctx.cost["fit_train_s"] = prior_s + time.perf_counter() - start
             ctx.cache.save(path, SAFETENSORS, self.trainable_state())
+            snapshot.unlink(missing_ok=True)
         self.pipe.unet.eval()
         cfg = self.cfg
         self._identity = {
@@ -379,17 +396,21 @@ class RealFakeSD:
     def optimizer(self, lr: float | None = None) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.trainable_parameters(), lr=self.cfg.lr if lr is None else lr)
 
-    def train_steps(self, train, steps: int) -> list[float]:
+    def train_steps(self, train, steps: int, snapshot: Path | None = None,
+                    every_s: float = EVERY_S) -> tuple[list[float], float]:
         """LoRA (+ projection) fine-tuning for ``steps`` steps on ``train``
-        (batches drawn by the ``train_seed`` stream); returns the losses."""
+        (batches drawn by the ``train_seed`` stream), resumed from and
+        snapshotted to ``snapshot`` (``snapshots.py``). Returns the losses of the
+        steps run here and the training seconds spent before the snapshot."""
         unet = self.pipe.unet
         unet.train()
         opt = self.optimizer()
         gen = torch_generator(derive_seed("realfake-sd-train", self.cfg.train_seed))
+        run = Resumable(snapshot, {"trainable": _Trainable(self, snapshot), "opt": opt, "gen": gen}, every_s)
         n = len(train)
         bs = min(self.cfg.batch_size, n)
         losses = []
-        progress = bar(range(steps), desc="finetune realfake sd", unit="step")
+        progress = bar(range(run.start, steps), desc="finetune realfake sd", unit="step")
         for step in progress:
             idx = torch.randint(n, (bs,), generator=gen)
             out = self.training_loss(train.images[idx], train.labels[idx], gen)
@@ -400,8 +421,9 @@ class RealFakeSD:
             losses.append(out["total"].item())
             if step % 10 == 0:
                 progress.set_postfix(loss=f"{losses[-1]:.4f}")
+            run.step_done(step)
         unet.eval()
-        return losses
+        return losses, run.prior_s
 
     # -- conditioning ----------------------------------------------------
     def _guidance_vector(self, label: int, generator: torch.Generator) -> torch.Tensor:

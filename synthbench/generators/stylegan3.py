@@ -219,7 +219,8 @@ class StyleGAN3Generator(Generator):
         x_all = ctx.train.images.to(dev)
         y_all = ctx.train.labels.to(dev)
         n, bs, nc = x_all.shape[0], cfg["batch_size"], cfg["num_classes"]
-        progress = bar(range(cfg["steps"]), desc="train stylegan3", unit="step")
+        run = ctx.resumable({"G": G, "D": D, "G_ema": G_ema, "opt_g": opt_g, "opt_d": opt_d, "gen": gen})
+        progress = bar(range(run.start, cfg["steps"]), desc="train stylegan3", unit="step")
         for step in progress:
             idx = torch.randint(n, (bs,), generator=gen).to(dev)
             real = x_all[idx].float() / 127.5 - 1.0
@@ -260,6 +261,7 @@ class StyleGAN3Generator(Generator):
                     be.copy_(b)
             if step % 50 == 0:
                 progress.set_postfix(d=f"{loss_d.item():.3f}", g=f"{loss_g.item():.3f}")
+            run.step_done(step)
         G_ema = G_ema.cpu()
         self._estimate_class_centres(G_ema, nc, cfg["seed"])
         return G_ema

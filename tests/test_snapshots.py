@@ -1,0 +1,107 @@
+"""A fit killed part-way resumes from its snapshot and ends with the same bytes
+as one that was never stopped (``synthbench/benchmark/snapshots.py``)."""
+
+import pytest
+import torch
+
+from synthbench.benchmark.context import FitContext
+from synthbench.benchmark.options import resolve_options
+from synthbench.benchmark.presets import PRESETS
+from synthbench.benchmark.snapshots import Resumable
+from synthbench.errors import UserError
+from synthbench.plugins import GENERATORS
+
+KILL_AFTER = 2
+"""The step after whose snapshot the first run is killed."""
+
+# Each in-suite training loop, at 6 steps; realfake's kill falls in its fine-tuning.
+LOOPS = [
+    ("edm", {"train_steps": "6"}),
+    ("ddpm", {"train_steps": "6"}),
+    ("stylegan3", {"train_steps": "6"}),
+    ("realfake", {"base_train_steps": "3", "finetune_steps": "6"}),
+]
+
+
+class Killed(Exception):
+    """Stands for the worker being killed between two steps."""
+
+
+def _fit(name, options, dataset, cache_dir):
+    cls = GENERATORS.get(name)
+    gen = cls(**resolve_options(cls.options, options, name))
+    ctx = FitContext.from_dataset(dataset, PRESETS["smoke"], torch.device("cpu"), cache_dir)
+    ctx.snapshot_every_s = 0.0  # a snapshot after every step
+    return gen.fitted(ctx), ctx
+
+
+def _weights(cache_dir, name):
+    (path,) = (cache_dir / "generators").glob(f"{name}-*[0-9a-f].pt")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.mark.parametrize("name,options", LOOPS, ids=[n for n, _ in LOOPS])
+def test_a_killed_fit_resumes_to_the_same_weights(name, options, smoke_digits, tmp_path, monkeypatch):
+    whole, _ = _fit(name, options, smoke_digits, tmp_path / "whole")
+
+    step_done = Resumable.step_done
+
+    def dies(self, step):
+        step_done(self, step)
+        if step == KILL_AFTER and self.path.name.startswith(f"{name}-"):
+            raise Killed
+
+    monkeypatch.setattr(Resumable, "step_done", dies)
+    with pytest.raises(Killed):
+        _fit(name, options, smoke_digits, tmp_path / "killed")
+    monkeypatch.setattr(Resumable, "step_done", step_done)
+    (snapshot,) = (tmp_path / "killed" / "generators").glob(f"{name}-*.snapshot.pt")
+
+    starts = []
+    init = Resumable.__init__
+
+    def spy(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        starts.append((self.path.name, self.start))
+
+    monkeypatch.setattr(Resumable, "__init__", spy)
+    resumed, ctx = _fit(name, options, smoke_digits, tmp_path / "killed")
+    assert (snapshot.name, KILL_AFTER + 1) in starts  # it went on from the snapshot, not from step 0
+    assert not snapshot.exists()  # spent once the weights file is written
+    assert ctx.cost["fit_finetune_s" if name == "realfake" else "fit_train_s"] > 0
+
+    a, b = _weights(tmp_path / "whole", name), _weights(tmp_path / "killed", name)
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], dict):
+            assert a[key].keys() == b[key].keys()
+            for k in a[key]:
+                assert torch.equal(a[key][k], b[key][k]), (key, k)
+    assert resumed.fingerprint() == whole.fingerprint()
+
+
+def test_a_damaged_snapshot_is_a_clear_error(smoke_digits, tmp_path, monkeypatch):
+    step_done = Resumable.step_done
+
+    def dies(self, step):
+        step_done(self, step)
+        raise Killed
+
+    monkeypatch.setattr(Resumable, "step_done", dies)
+    with pytest.raises(Killed):
+        _fit("edm", {"train_steps": "6"}, smoke_digits, tmp_path)
+    monkeypatch.setattr(Resumable, "step_done", step_done)
+    (snapshot,) = (tmp_path / "generators").glob("edm-*.snapshot.pt")
+    snapshot.write_bytes(snapshot.read_bytes()[:-100])
+    with pytest.raises(UserError, match="training snapshot .*Delete that file"):
+        _fit("edm", {"train_steps": "6"}, smoke_digits, tmp_path)
+
+
+def test_outside_the_weights_cache_nothing_is_written(smoke_digits, tmp_path):
+    """A loop run directly, not through ``cached_weights``, has no snapshot to
+    resume from or write."""
+    ctx = FitContext.from_dataset(smoke_digits, PRESETS["smoke"], torch.device("cpu"), tmp_path)
+    ctx.snapshot_every_s = 0.0
+    run = ctx.resumable({"net": torch.nn.Linear(2, 2)})
+    run.step_done(0)
+    assert run.path is None and run.start == 0 and not list(tmp_path.iterdir())

@@ -123,15 +123,10 @@ def aggregate(records: list, name: str) -> tuple[float, float | None, int]:
     return (float("nan") if mean is None else mean), half, len(vals)
 
 
-OUTSIDE_CELL = ("cell_s", "fit_s", "pool_s", "reference_s")
-"""A record's compute: the cell itself and the shared work charged to it (its
-generator's fit, its sample pool, its seed's reference classifier)."""
-
-
 def summary_table(cells, metric_names: list[str]) -> str:
     from tabulate import tabulate
 
-    from synthbench.benchmark.cell import Status, stored_label
+    from synthbench.benchmark.cell import COST_PHASES, Status, stored_label
     from synthbench.plugins import GENERATORS
 
     # one row per generator and options: a suite's ablation arms of one generator are rows of their own
@@ -151,7 +146,7 @@ def summary_table(cells, metric_names: list[str]) -> str:
             elif 0 < k < len(ok):  # e.g. the multiple reaching real, where only some seeds reach it
                 cell += f" ({k} of {len(ok)} seeds)"
             row.append(cell)
-        wall = sum(sum(r.cost["wall_s"].get(k, 0) for k in OUTSIDE_CELL)
+        wall = sum(sum(r.cost["wall_s"].get(k, 0) for k in COST_PHASES)
                    for records in by_status.values() for r in records)
         row += [f"{len(ok)}/{len(group)}" + (f" ({len(failed)} failed)" if failed else ""),
                 f"{wall:.1f}", sum(c.cached for c in group)]

@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from synthbench.benchmark import atomic
+from synthbench.benchmark import atomic, charges
 from synthbench.benchmark.worklog import log_computed
 from synthbench.errors import corrupt_cache
 
@@ -130,6 +131,10 @@ def content_digest(content: Any) -> str:
 DIGEST_KEY = "__digest__"
 """The entry of a cached file that holds the digest of the rest of it."""
 
+MADE_KEY = "__made__"
+"""The entry of a file computed inside a cell that names the cell and the
+seconds it took (a JSON string, under the digest): ``charges.py``."""
+
 
 def cache_key(identity: Any) -> str:
     """The key of a cached file: the first :data:`KEY_CHARS` hex characters of its
@@ -160,23 +165,24 @@ def _npz_load(path: Path) -> dict[str, Any]:
 
     with np.load(path, allow_pickle=False) as z:
         content = {name: z[name] for name in z.files}
-    if DIGEST_KEY in content:
-        content[DIGEST_KEY] = str(content[DIGEST_KEY])
+    for key in (DIGEST_KEY, MADE_KEY):  # 0-d unicode arrays, not pickles
+        if key in content:
+            content[key] = str(content[key])
     return content
 
 
 def _npz_save(path: Path, content: dict[str, Any]) -> None:
     import numpy as np
 
-    arrays = {k: np.asarray(v) for k, v in content.items()}  # the digest: a 0-d unicode array, not a pickle
+    arrays = {k: np.asarray(v) for k, v in content.items()}  # digest and note: 0-d unicode arrays, not pickles
     atomic.atomic_save_npz(path, **arrays)
 
 
 def _safetensors_save(path: Path, content: dict[str, Any]) -> None:
     from safetensors.torch import save
 
-    tensors = {k: v.contiguous() for k, v in content.items() if k != DIGEST_KEY}
-    blob = save(tensors, metadata={DIGEST_KEY: content[DIGEST_KEY]} if DIGEST_KEY in content else None)
+    tensors = {k: v.contiguous() for k, v in content.items() if k not in (DIGEST_KEY, MADE_KEY)}
+    blob = save(tensors, metadata={k: content[k] for k in (DIGEST_KEY, MADE_KEY) if k in content} or None)
     atomic.atomic_write(path, lambda fh: fh.write(blob))
 
 
@@ -186,8 +192,7 @@ def _safetensors_load(path: Path) -> dict[str, Any]:
     with safe_open(str(path), framework="pt") as f:
         content = {k: f.get_tensor(k) for k in f.keys()}
         metadata = f.metadata() or {}
-    if DIGEST_KEY in metadata:
-        content[DIGEST_KEY] = metadata[DIGEST_KEY]
+    content.update({k: metadata[k] for k in (DIGEST_KEY, MADE_KEY) if k in metadata})
     return content
 
 
@@ -224,6 +229,7 @@ class DiskCache:
                 raise ValueError("it carries no digest of its content")
             if stored != content_digest(content):
                 raise ValueError("its content does not match the digest written with it (changed on disk)")
+            charges.read_back(path, content.pop(MADE_KEY, None))
             return build(content) if build is not None else content
         except Exception as exc:
             raise corrupt_cache(what, path, exc) from None
@@ -239,8 +245,10 @@ class DiskCache:
             return self.read(path, fmt, what, build)
         with self.leases.exclusive(f"cache-{path.stem}", path.exists, task=f"{what} {path.name}") as mine:
             if mine:
+                start = time.perf_counter()
                 content = compute()
-                self.save(path, fmt, content)
+                made = charges.made_here(path, time.perf_counter() - start)
+                self.save(path, fmt, content if made is None else {**content, MADE_KEY: made})
                 log_computed(self.root.parent, "cache", path.name)
                 return build(content) if build is not None else content
         return self.read(path, fmt, what, build)  # another worker computed it meanwhile

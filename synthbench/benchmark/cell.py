@@ -38,6 +38,14 @@ from synthbench.benchmark.record_schema import DIGEST_FIELD, SCHEMA_VERSION, che
 from synthbench.errors import UserError
 
 
+COST_PHASES = ("cell_s", "fit_s", "pool_s", "reference_s", "resumed_s")
+"""The phases of a record's ``cost.wall_s`` that add up to what it charges: the
+cell itself, the shared work that the first cell to use it pays for (a
+generator's fit, a sample pool, a reference classifier), and what the cell's
+killed runs computed and kept (``charges.py``). The other phases lie inside
+``cell_s``."""
+
+
 class Status(str, Enum):
     """A record's outcome. ``ok`` and ``unsupported`` are finished (cache hits);
     a ``failed`` cell is computed again on the next run."""

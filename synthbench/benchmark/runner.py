@@ -31,6 +31,7 @@ from synthbench.benchmark.cell import (
     choice_label,
 )
 from synthbench.benchmark.cache import canonical_json
+from synthbench.benchmark.charges import Charge, charging
 from synthbench.benchmark.context import CellContext
 from synthbench.benchmark.datasets import Dataset, load_dataset
 from synthbench.benchmark.guard import DEFAULT_TIMEOUT_S
@@ -167,10 +168,12 @@ def run_cell(spec: CellSpec, protocol: Any, generator: Any, grid: Grid, samples:
         f"seed {spec.seed}")
     start = time.perf_counter()
     outcome: dict[str, Any] = {}
+    charge = Charge(spec.key)
     try:
         if fit_error is not None:
             raise fit_error
-        result = protocol.run(ctx)
+        with charging(charge):
+            result = protocol.run(ctx)
         notes = getattr(generator, "notes", None)
         details = {**result.details, "generator_notes": dict(notes)} if notes else result.details
         outcome = dict(status=Status.OK, metrics=result.metrics, details=details)
@@ -188,6 +191,8 @@ def run_cell(spec: CellSpec, protocol: Any, generator: Any, grid: Grid, samples:
     timings = dict(ctx.timings)
     for key, seconds in fit_cost.items():  # added: a protocol's own fits (mia) time a phase "fit_s" too
         timings[key] = timings.get(key, 0.0) + seconds
+    if charge.resumed_s:  # what this cell's killed runs computed and kept (charges.py)
+        timings["resumed_s"] = charge.resumed_s
     timings = {k: round(v, 3) for k, v in timings.items()}
     timings["cell_s"] = round(time.perf_counter() - start, 3)
     record = Record(spec=spec, cost={"wall_s": timings, "device": device_name(grid.device)},

@@ -40,16 +40,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from synthbench.benchmark.cache import canonical_json
-from synthbench.benchmark.cell import CellSpec, Record, Status
+from synthbench.benchmark.cell import COST_PHASES, CellSpec, Record, Status
 from synthbench.benchmark.metrics import Target, declared_key, distance, match, rule_text
 from synthbench.benchmark.presets import preset_label
 from synthbench.benchmark.store import ResultStore, invalid_record_error
 from synthbench.errors import UserError
 
-COST_PHASES = ("cell_s", "fit_s", "pool_s", "reference_s")
-"""The wall-time phases a record's ``cost.wall_s`` charges it: the cell itself
-and the shared work (a generator's fit, a sample pool, a reference classifier)
-the first cell that used it paid for."""
 
 Z95 = 1.959963984540054
 """Two-sided 95% normal quantile, for the one-seed interval from a record's stderr."""

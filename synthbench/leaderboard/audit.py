@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
-from synthbench.benchmark.cell import Record, Status
-from synthbench.leaderboard.aggregate import COST_PHASES, Table, competing, finite
+from synthbench.benchmark.cell import COST_PHASES, Record, Status
+from synthbench.leaderboard.aggregate import Table, competing, finite
 
 
 SETTLED = (Status.OK, Status.UNSUPPORTED)

@@ -1,0 +1,84 @@
+"""What a cell's killed run computed and kept is charged to the cell's record
+when it runs again (``synthbench/benchmark/charges.py``), once, and to no other
+cell."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from synthbench.benchmark.cache import JSON, MADE_KEY, NPZ, SAFETENSORS, TORCH, DiskCache
+from synthbench.benchmark.charges import Charge, charging
+from synthbench.benchmark.store import ResultStore
+from synthbench.protocols import fidelity
+
+from conftest import run_cells
+
+CONTENT = {
+    NPZ: lambda: {"x": np.arange(4)},
+    TORCH: lambda: {"x": torch.arange(4)},
+    JSON: lambda: {"x": [0, 1, 2, 3]},
+    SAFETENSORS: lambda: {"x": torch.arange(4.0)},
+}
+
+
+def _slowly(make):
+    """A computation that takes a measurable time."""
+    def compute():
+        time.sleep(0.05)
+        return make()
+    return compute
+
+
+@pytest.mark.parametrize("fmt", list(CONTENT), ids=[f.suffix for f in CONTENT])
+def test_a_file_made_in_a_cell_charges_that_cell_once_when_read_back(fmt, tmp_path):
+    cache = DiskCache(tmp_path)
+    with charging(Charge("cell-a")) as made:
+        cache.load_or_compute("f", "x", 1, fmt, "test file", _slowly(CONTENT[fmt]))
+        cache.load_or_compute("f", "x", 1, fmt, "test file", CONTENT[fmt])
+    assert made.resumed_s == 0  # computed by this run: its time is inside the cell's own
+    path = cache.path("f", "x", 1, fmt)
+    with charging(Charge("cell-a")) as again:
+        content = cache.load_or_compute("f", "x", 1, fmt, "test file", lambda: pytest.fail("recomputed"))
+        cache.read(path, fmt, "test file")
+    assert MADE_KEY not in content  # the note is the cache's, not the caller's
+    note = json.loads(str(fmt.load(path)[MADE_KEY]))
+    assert note["cell"] == "cell-a" and note["seconds"] >= 0.05
+    assert again.resumed_s == note["seconds"]  # once, though read twice
+    with charging(Charge("cell-b")) as other:
+        cache.read(path, fmt, "test file")
+    assert other.resumed_s == 0
+
+
+def test_outside_a_cell_nothing_is_noted(tmp_path):
+    cache = DiskCache(tmp_path)
+    cache.load_or_compute("f", "x", 1, JSON, "test file", lambda: {"x": 1})
+    assert MADE_KEY not in cache.path("f", "x", 1, JSON).read_text()
+
+
+def test_a_killed_cell_run_again_charges_what_it_kept(smoke_digits, tmp_path, monkeypatch):
+    """``fidelity`` caches the real splits' features, then computes metrics; a
+    run killed in between keeps the features, and the next run's record
+    carries their seconds as ``resumed_s`` (outside ``cell_s``)."""
+    store = ResultStore(tmp_path)
+    metrics = fidelity.feature_metrics
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fidelity, "feature_metrics", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_cells(smoke_digits, ["real"], "fidelity", [0], store)
+    monkeypatch.setattr(fidelity, "feature_metrics", metrics)
+    kept = sorted((tmp_path / "cache" / "features").glob("*.npz"))
+    assert len(kept) == 2
+    seconds = sum(json.loads(str(NPZ.load(p)[MADE_KEY]))["seconds"] for p in kept)
+
+    (cell,) = run_cells(smoke_digits, ["real"], "fidelity", [0], store)
+    wall = cell.record.cost["wall_s"]
+    assert cell.record.status == "ok", cell.record.error
+    assert wall["resumed_s"] == pytest.approx(seconds, abs=2e-3) and wall["resumed_s"] > 0
+    (other,) = run_cells(smoke_digits, ["real"], "fidelity", [1], store)  # reads them too: not its work
+    assert "resumed_s" not in other.record.cost["wall_s"]

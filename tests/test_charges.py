@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from synthbench.benchmark import sample_cache
 from synthbench.benchmark.cache import JSON, MADE_KEY, NPZ, SAFETENSORS, TORCH, DiskCache
 from synthbench.benchmark.charges import Charge, charging
 from synthbench.benchmark.store import ResultStore
+from synthbench.generators.base import Generator
 from synthbench.protocols import fidelity
 
 from conftest import run_cells
@@ -82,3 +84,50 @@ def test_a_killed_cell_run_again_charges_what_it_kept(smoke_digits, tmp_path, mo
     assert wall["resumed_s"] == pytest.approx(seconds, abs=2e-3) and wall["resumed_s"] > 0
     (other,) = run_cells(smoke_digits, ["real"], "fidelity", [1], store)  # reads them too: not its work
     assert "resumed_s" not in other.record.cost["wall_s"]
+
+
+class SlowGenerator(Generator):
+    """Image i is a constant image of value (seed mod 251), 10 ms a call; it dies
+    on the call that starts at ``die_at``."""
+
+    name = "slow"
+
+    def __init__(self, die_at: int | None = None):
+        super().__init__()
+        self.die_at = die_at
+
+    def sample_pool(self, labels, run_seed, start):
+        if start == self.die_at:
+            raise KeyboardInterrupt
+        return super().sample_pool(labels, run_seed, start)
+
+    def sample(self, labels, seeds):
+        time.sleep(0.01)
+        return torch.stack([torch.full((1, 2, 2), s % 251, dtype=torch.uint8) for s in seeds])
+
+
+def test_a_pool_task_charges_the_blocks_a_killed_run_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(sample_cache, "BLOCK", 4)
+    cache, labels = sample_cache.SampleCache(tmp_path), torch.arange(10)
+    with pytest.raises(KeyboardInterrupt):
+        cache.pool(SlowGenerator(die_at=8), 0, labels, 12)  # blocks 0-3 and 4-7 kept, then killed
+    cache.pool(SlowGenerator(), 0, labels, 12)  # the task run again: block 8-11
+    pool = NPZ.load(cache.path(SlowGenerator(), 0, labels))
+    assert len(pool["images"]) == 12 and len(pool["block_s"]) == 3 and not pool["block_charged"].any()
+    assert cache.claim_seconds(SlowGenerator(), 0, labels) == pytest.approx(pool["block_s"].sum())
+    assert pool["block_s"].sum() >= 0.03
+    assert cache.claim_seconds(SlowGenerator(), 0, labels) == 0  # charged once
+    before = cache.pool(SlowGenerator(), 0, labels, 12).images
+    with charging(Charge("cell-a")):  # a cell that extends the pool pays with its own time
+        grown = cache.pool(SlowGenerator(), 0, labels, 16).images
+    assert torch.equal(grown[:12], before)
+    assert cache.claim_seconds(SlowGenerator(), 0, labels) == 0
+
+
+def test_a_pool_written_before_blocks_kept_their_seconds_claims_nothing(tmp_path):
+    cache, labels = sample_cache.SampleCache(tmp_path), torch.arange(3)
+    path = cache.path(SlowGenerator(), 0, labels)
+    path.parent.mkdir(parents=True)
+    cache.cache.save(path, NPZ, {"images": np.zeros((3, 1, 2, 2), np.uint8), "labels": np.arange(3)})
+    assert cache.claim_seconds(SlowGenerator(), 0, labels) is None
+    assert cache.claim_seconds(SlowGenerator(), 5, labels) is None  # no pool at all

@@ -16,8 +16,8 @@ another cell (``ood`` reusing ``replace``'s classifiers) is charged to no one
 there: the cell that made it pays for it. Fits, pools and reference classifiers
 are tasks of their own, which ``tasks.py`` charges through their markers. A fit
 resumed from its snapshot counts the training before the kill
-(``snapshots.py``). A pool extended after a kill counts only the blocks
-generated since.
+(``snapshots.py``), and a pool task the blocks a killed run generated
+(``sample_cache.py``).
 
 The current cell is process-wide, not per thread: a worker runs one cell at a
 time, and adapter calls may run on a watchdog thread (``guard.py``).
@@ -54,6 +54,11 @@ def charging(charge: Charge) -> Iterator[Charge]:
         yield charge
     finally:
         _current = outer
+
+
+def current() -> Charge | None:
+    """The cell being computed in this process (None: a task's work, or none)."""
+    return _current
 
 
 def made_here(path: Path, seconds: float) -> str | None:

@@ -255,7 +255,10 @@ def _pool(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, st
         labels = state.grid.dataset.train.labels
         limit = guarded.pool_limit(labels)  # a source of fixed images holds so many: its cells draw no more
         state.samples.pool(guarded, task.seed, labels, task.n if limit is None else max(0, min(task.n, limit)))
-        cost["pool_s"] = time.perf_counter() - start
+        # The generation seconds of every block no record carries yet, a killed run's included
+        # (sample_cache.py); a pool written before blocks kept their seconds: this run's time.
+        claimed = state.samples.claim_seconds(guarded, task.seed, labels)
+        cost["pool_s"] = time.perf_counter() - start if claimed is None else claimed
         atomic_write_json(marker, {"task": task.label, "n": task.n,
                                    "cost": {k: round(v, 3) for k, v in cost.items() if v}})
     return "computed", None

@@ -105,3 +105,47 @@ def test_outside_the_weights_cache_nothing_is_written(smoke_digits, tmp_path):
     run = ctx.resumable({"net": torch.nn.Linear(2, 2)})
     run.step_done(0)
     assert run.path is None and run.start == 0 and not list(tmp_path.iterdir())
+
+
+def test_a_killed_classifier_training_resumes_to_the_same_weights(smoke_digits, tmp_path, monkeypatch):
+    """Classifiers snapshot at epoch ends; a training killed after epoch 2 of 4
+    goes on from epoch 3 and ends with the weights of one never stopped, and the
+    cell that runs it again is charged the seconds before the kill."""
+    from synthbench.benchmark import snapshots
+    from synthbench.benchmark.charges import Charge, charging
+    from synthbench.benchmark.context import cached_classifier
+
+    monkeypatch.setattr(snapshots, "EVERY_S", 0.0)
+    split = smoke_digits.train
+
+    def train(cache_dir):
+        return cached_classifier(split, 10, PRESETS["smoke"], 0, torch.device("cpu"), False, cache_dir, "test",
+                                 epochs=4).state_dict()
+
+    whole = train(tmp_path / "whole")
+    step_done = Resumable.step_done
+
+    def dies(self, step):
+        step_done(self, step)
+        if step == 1:
+            raise Killed
+
+    monkeypatch.setattr(Resumable, "step_done", dies)
+    with charging(Charge("cell-a")), pytest.raises(Killed):
+        train(tmp_path / "killed")
+    monkeypatch.setattr(Resumable, "step_done", step_done)
+    (snapshot,) = (tmp_path / "killed" / "classifiers").glob("*.snapshot.pt")
+    before_kill = torch.load(snapshot, weights_only=True)["elapsed_s"]
+    starts = []
+    init = Resumable.__init__
+
+    def spy(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        starts.append(self.start)
+
+    monkeypatch.setattr(Resumable, "__init__", spy)
+    with charging(Charge("cell-a")) as again:
+        resumed = train(tmp_path / "killed")
+    assert starts == [2] and not snapshot.exists()
+    assert again.resumed_s == pytest.approx(before_kill) and before_kill > 0
+    assert whole.keys() == resumed.keys() and all(torch.equal(whole[k], resumed[k]) for k in whole)

@@ -247,7 +247,7 @@ class DiskCache:
             if mine:
                 start = time.perf_counter()
                 content = compute()
-                made = charges.made_here(path, time.perf_counter() - start)
+                made = charges.made_here(path, path.name[:-len(fmt.suffix)], time.perf_counter() - start)
                 self.save(path, fmt, content if made is None else {**content, MADE_KEY: made})
                 log_computed(self.root.parent, "cache", path.name)
                 return build(content) if build is not None else content

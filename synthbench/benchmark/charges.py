@@ -44,6 +44,10 @@ class Charge:
 
 _current: Charge | None = None
 
+_before_kill: dict[str, float] = {}
+"""Training seconds a killed run spent on a file being computed, read from its
+snapshot (``snapshots.py``), by the file's name without its suffix."""
+
 
 @contextmanager
 def charging(charge: Charge) -> Iterator[Charge]:
@@ -61,9 +65,21 @@ def current() -> Charge | None:
     return _current
 
 
-def made_here(path: Path, seconds: float) -> str | None:
-    """What a file computed now records of its making (None: outside a cell);
-    a later read in this run does not count it again."""
+def resumed_training(name: str, seconds: float) -> None:
+    """A training loop went on from a snapshot that holds ``seconds`` of a killed
+    run's training of the cached file ``name`` (without its suffix): charge them
+    to the current cell, and count them in the file's note when it is written."""
+    if seconds > 0:
+        _before_kill[name] = _before_kill.get(name, 0.0) + seconds
+        if _current is not None:
+            _current.resumed_s += seconds
+
+
+def made_here(path: Path, name: str, seconds: float) -> str | None:
+    """What the file ``name`` (``path`` without its suffix), computed now in
+    ``seconds``, records of its making (None: outside a cell); a later read in
+    this run does not count it again."""
+    seconds += _before_kill.pop(name, 0.0)
     if _current is None:
         return None
     _current.counted.add(str(path))

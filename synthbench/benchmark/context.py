@@ -19,7 +19,7 @@ from synthbench.benchmark.presets import Preset
 from synthbench.benchmark.provenance import compute_tag
 from synthbench.benchmark.sample_cache import SampleCache
 from synthbench.benchmark.seeding import sample_seeds
-from synthbench.benchmark.snapshots import EVERY_S, SNAPSHOT, Resumable
+from synthbench.benchmark.snapshots import SNAPSHOT, Resumable
 from synthbench.benchmark.trainer import Evaluation, evaluate, init_model, train_classifier
 from synthbench.errors import UserError
 
@@ -30,7 +30,8 @@ def cached_classifier(split: Split, num_classes: int, preset: Preset, seed: int,
     cached under ``cache_dir/classifiers`` by a digest of the data, the preset, the
     seed and the training options: protocols and generators (e.g. ``realfake``'s
     visual guidance, through :meth:`FitContext.classifier`) that ask for the same
-    classifier share one file."""
+    classifier share one file. A training killed part-way goes on from its last
+    snapshot (``snapshots.py``)."""
     identity = _classifier_identity(split, preset, seed, device, hflip, kwargs)
 
     def build(state: dict[str, torch.Tensor]) -> torch.nn.Module:
@@ -38,13 +39,17 @@ def cached_classifier(split: Split, num_classes: int, preset: Preset, seed: int,
         model.load_state_dict(state)
         return model.to(device).eval()
 
+    cache = DiskCache(cache_dir)
+    snapshot = cache.path("classifiers", "classifier", identity, SNAPSHOT)
+
     def train() -> dict[str, torch.Tensor]:
         model = train_classifier(split.images, split.labels, num_classes, preset, seed, device, hflip, desc=desc,
-                                 **kwargs)
+                                 snapshot=snapshot, **kwargs)
         return {k: v.cpu() for k, v in model.state_dict().items()}
 
-    return DiskCache(cache_dir).load_or_compute("classifiers", "classifier", identity, TORCH, "classifier", train,
-                                                build)
+    model = cache.load_or_compute("classifiers", "classifier", identity, TORCH, "classifier", train, build)
+    snapshot.unlink(missing_ok=True)  # the classifier file is written: the snapshot is spent
+    return model
 
 
 def _classifier_identity(split: Split, preset: Preset, seed: int, device: torch.device, hflip: bool,
@@ -108,8 +113,8 @@ class FitContext:
     hflip: bool = False
     cost: dict[str, float] = field(default_factory=dict)
     """Wall seconds of the fit's phases (e.g. ``fit_train_s``), added to the record's cost."""
-    snapshot_every_s: float = EVERY_S
-    """Seconds of training between two snapshots of a fit (``snapshots.py``)."""
+    snapshot_every_s: float | None = None
+    """Seconds of training between two snapshots of a fit (None: ``snapshots.EVERY_S``)."""
     _snapshot: Path | None = field(default=None, init=False, repr=False)
     _resumed: list[Resumable] = field(default_factory=list, init=False, repr=False)
 

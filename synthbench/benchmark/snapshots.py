@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from synthbench.benchmark import charges
 from synthbench.benchmark.cache import TORCH, DiskCache, Format
 
 SNAPSHOT = Format(".snapshot.pt", TORCH.save, TORCH.load)
@@ -51,22 +52,26 @@ def _restore(obj: Any, state: Any) -> None:
 
 
 class Resumable:
-    """The state of one training loop, written every ``every_s`` seconds to
-    ``path`` (None: never written, e.g. a loop run outside the weights cache).
+    """The state of one training loop, written every ``every_s`` seconds (None:
+    :data:`EVERY_S`) to ``path`` (None: never written, e.g. a loop run outside
+    the cache).
 
     ``state`` maps names to what the loop mutates: modules, optimisers and
     ``torch.Generator``s. On construction a snapshot at ``path`` is loaded into
     them, and :attr:`start` is the first step still to run. Call
     :meth:`step_done` after each step."""
 
-    def __init__(self, path: Path | None, state: dict[str, Any], every_s: float = EVERY_S):
-        self.path, self.state, self.every_s = path, state, every_s
+    def __init__(self, path: Path | None, state: dict[str, Any], every_s: float | None = None):
+        self.path, self.state = path, state
+        self.every_s = EVERY_S if every_s is None else every_s
         self.start = 0
         self.prior_s = 0.0
-        """Training seconds already spent before the snapshot was written (kept in
-        the fit's cost, so a resumed fit costs what it cost)."""
+        """Training seconds already spent before the snapshot was written: a fit
+        task adds them to its cost, a cell gets them as ``resumed_s``
+        (``charges.py``), so a resumed training costs what it cost."""
         if path is not None and path.exists():
             self.start, self.prior_s = DiskCache.read(path, SNAPSHOT, "training snapshot", self._load)
+            charges.resumed_training(path.name[:-len(SNAPSHOT.suffix)], self.prior_s)
         self._began = time.perf_counter()
         self._last = self._began
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,7 @@ from synthbench.benchmark.metrics import metric
 from synthbench.benchmark.presets import STEP_DECAY, Preset
 from synthbench.benchmark.progress import bar
 from synthbench.benchmark.seeding import derive_seed, torch_generator
+from synthbench.benchmark.snapshots import Resumable
 
 
 def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
@@ -87,7 +89,7 @@ def _layout(x: torch.Tensor, bf16: bool) -> torch.Tensor:
 
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, preset: Preset, seed: int,
                      device: torch.device, hflip: bool, desc: str = "train classifier", epochs: int | None = None,
-                     max_steps: int | None = None, augment: bool = True) -> nn.Module:
+                     max_steps: int | None = None, augment: bool = True, snapshot: Path | None = None) -> nn.Module:
     """Train ``preset.classifier`` on ``images`` and return it in eval mode.
 
     ``images`` are uint8 images, or float inputs already in the model's input
@@ -95,7 +97,8 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
     ``epochs`` overrides the preset's; ``max_steps`` instead fixes the number of
     optimisation steps (a fixed compute budget, used by scale-up); ``augment``
     turns the random crop and flip off (``detect`` looks for pixel-level traces
-    that crops would blur)."""
+    that crops would blur). ``snapshot``: where the training's state is kept at
+    epoch ends every few minutes, and resumed from (``snapshots.py``)."""
     epochs = preset.epochs if epochs is None else epochs
     model = init_model(preset, images.shape[1], num_classes, seed).to(device)
     bf16 = _bf16(model)
@@ -123,11 +126,13 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
             opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
 
     gen = torch_generator(derive_seed("classifier-data", seed))
+    run = Resumable(snapshot, {"model": model, "opt": opt, "sched": sched, "gen": gen})  # at epoch ends
     pad = max(1, round(images.shape[-1] / 8))
     model.train()
-    step = 0
+    step = min(run.start * steps_per_epoch, total_steps)
     progress = bar(total=total_steps, desc=desc, unit="step")
-    for _ in range(epochs):
+    progress.update(step)
+    for epoch in range(run.start, epochs):
         perm = torch.randperm(n, generator=gen).to(device)
         for i in range(steps_per_epoch):
             if step >= total_steps:
@@ -147,6 +152,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
             progress.update(1)
             if step % 20 == 0:
                 progress.set_postfix(loss=f"{loss.item():.3f}")
+        run.step_done(epoch)
     progress.close()
     return model.eval()
 

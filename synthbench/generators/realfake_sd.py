@@ -59,7 +59,7 @@ from synthbench.benchmark.cache import SAFETENSORS, cache_key
 from synthbench.benchmark.context import FitContext
 from synthbench.benchmark.progress import bar
 from synthbench.benchmark.seeding import derive_seed, torch_generator
-from synthbench.benchmark.snapshots import EVERY_S, SNAPSHOT, Resumable
+from synthbench.benchmark.snapshots import SNAPSHOT, Resumable
 from synthbench.errors import UserError, corrupt_cache
 from synthbench.generators.distribution_matching import MMD_WEIGHT_PAPER, distribution_matching_loss
 from synthbench.generators.sd import (
@@ -397,7 +397,7 @@ class RealFakeSD:
         return torch.optim.AdamW(self.trainable_parameters(), lr=self.cfg.lr if lr is None else lr)
 
     def train_steps(self, train, steps: int, snapshot: Path | None = None,
-                    every_s: float = EVERY_S) -> tuple[list[float], float]:
+                    every_s: float | None = None) -> tuple[list[float], float]:
         """LoRA (+ projection) fine-tuning for ``steps`` steps on ``train``
         (batches drawn by the ``train_seed`` stream), resumed from and
         snapshotted to ``snapshot`` (``snapshots.py``). Returns the losses of the

@@ -4,6 +4,7 @@ fitted smoke EDM, and a result store in a temporary folder. Progress bars off.""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 os.environ.setdefault("SYNTHBENCH_PROGRESS", "0")
 
@@ -57,3 +58,25 @@ def reference_classifier(digits):
 
     return train_classifier(digits.train.images, digits.train.labels, 10, PRESETS["fast"], 0,
                             torch.device("cpu"), hflip=False, epochs=8)
+
+
+@contextmanager
+def killed_after(monkeypatch, step: int, only=lambda run: True):
+    """Inside, a training loop (``snapshots.Resumable``) dies right after its step
+    ``step`` is done and its snapshot, if due, written: a killed worker. The
+    block must end in that death."""
+    from synthbench.benchmark.snapshots import Resumable
+
+    step_done = Resumable.step_done
+
+    def dies(self, done):
+        step_done(self, done)
+        if done == step and only(self):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Resumable, "step_done", dies)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        monkeypatch.setattr(Resumable, "step_done", step_done)

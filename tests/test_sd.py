@@ -18,7 +18,7 @@ from synthbench.generators.sd import (
     APPENDIX_E_NEGATIVE_PROMPT, class_prompts, img2img_steps, to_dataset_images, to_pipeline_images,
 )
 
-from conftest import fit_generator
+from conftest import fit_generator, killed_after
 from tiny_sd import tiny_clip_path, tiny_sd_path  # noqa: F401  (session fixtures)
 
 LABELS = torch.tensor([0, 1, 2, 3, 4, 5, 6])
@@ -192,7 +192,6 @@ def test_lora_training_lowers_the_loss_on_a_fixed_batch(smoke_digits, tiny_sd_pa
 def test_realfake_sd_killed_fine_tuning_resumes_to_the_same_lora(smoke_digits, tiny_sd_path, tmp_path, monkeypatch):
     """The LoRA fine-tuning goes on from its snapshot after a kill and ends with
     the LoRA weights of a run never stopped (``snapshots.py``)."""
-    from synthbench.benchmark.snapshots import Resumable
     from synthbench.generators.realfake_sd import RealFakeSD
 
     opts = {**FAST, "visual_guidance": False, "finetune_steps": 4}
@@ -205,17 +204,8 @@ def test_realfake_sd_killed_fine_tuning_resumes_to_the_same_lora(smoke_digits, t
         return rf.trainable_state()
 
     whole = fit(tmp_path / "whole")
-    step_done = Resumable.step_done
-
-    def dies(self, step):
-        step_done(self, step)
-        if step == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Resumable, "step_done", dies)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_after(monkeypatch, 1):
         fit(tmp_path / "killed")
-    monkeypatch.setattr(Resumable, "step_done", step_done)
     (snapshot,) = (tmp_path / "killed" / "generators").glob("realfake-sd-*.snapshot.pt")
     steps_run = []
     loss = RealFakeSD.training_loss

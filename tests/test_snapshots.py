@@ -11,6 +11,8 @@ from synthbench.benchmark.snapshots import Resumable
 from synthbench.errors import UserError
 from synthbench.plugins import GENERATORS
 
+from conftest import killed_after
+
 KILL_AFTER = 2
 """The step after whose snapshot the first run is killed."""
 
@@ -21,10 +23,6 @@ LOOPS = [
     ("stylegan3", {"train_steps": "6"}),
     ("realfake", {"base_train_steps": "3", "finetune_steps": "6"}),
 ]
-
-
-class Killed(Exception):
-    """Stands for the worker being killed between two steps."""
 
 
 def _fit(name, options, dataset, cache_dir):
@@ -40,31 +38,26 @@ def _weights(cache_dir, name):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-@pytest.mark.parametrize("name,options", LOOPS, ids=[n for n, _ in LOOPS])
-def test_a_killed_fit_resumes_to_the_same_weights(name, options, smoke_digits, tmp_path, monkeypatch):
-    whole, _ = _fit(name, options, smoke_digits, tmp_path / "whole")
-
-    step_done = Resumable.step_done
-
-    def dies(self, step):
-        step_done(self, step)
-        if step == KILL_AFTER and self.path.name.startswith(f"{name}-"):
-            raise Killed
-
-    monkeypatch.setattr(Resumable, "step_done", dies)
-    with pytest.raises(Killed):
-        _fit(name, options, smoke_digits, tmp_path / "killed")
-    monkeypatch.setattr(Resumable, "step_done", step_done)
-    (snapshot,) = (tmp_path / "killed" / "generators").glob(f"{name}-*.snapshot.pt")
-
+def _starts(monkeypatch) -> list[tuple[str, int]]:
+    """From now on, each training loop's (snapshot name, first step), as it starts."""
     starts = []
     init = Resumable.__init__
 
     def spy(self, *args, **kwargs):
         init(self, *args, **kwargs)
-        starts.append((self.path.name, self.start))
+        starts.append((self.path.name if self.path else None, self.start))
 
     monkeypatch.setattr(Resumable, "__init__", spy)
+    return starts
+
+
+@pytest.mark.parametrize("name,options", LOOPS, ids=[n for n, _ in LOOPS])
+def test_a_killed_fit_resumes_to_the_same_weights(name, options, smoke_digits, tmp_path, monkeypatch):
+    whole, _ = _fit(name, options, smoke_digits, tmp_path / "whole")
+    with killed_after(monkeypatch, KILL_AFTER, only=lambda run: run.path.name.startswith(f"{name}-")):
+        _fit(name, options, smoke_digits, tmp_path / "killed")
+    (snapshot,) = (tmp_path / "killed" / "generators").glob(f"{name}-*.snapshot.pt")
+    starts = _starts(monkeypatch)
     resumed, ctx = _fit(name, options, smoke_digits, tmp_path / "killed")
     assert (snapshot.name, KILL_AFTER + 1) in starts  # it went on from the snapshot, not from step 0
     assert not snapshot.exists()  # spent once the weights file is written
@@ -81,16 +74,8 @@ def test_a_killed_fit_resumes_to_the_same_weights(name, options, smoke_digits, t
 
 
 def test_a_damaged_snapshot_is_a_clear_error(smoke_digits, tmp_path, monkeypatch):
-    step_done = Resumable.step_done
-
-    def dies(self, step):
-        step_done(self, step)
-        raise Killed
-
-    monkeypatch.setattr(Resumable, "step_done", dies)
-    with pytest.raises(Killed):
+    with killed_after(monkeypatch, 0):
         _fit("edm", {"train_steps": "6"}, smoke_digits, tmp_path)
-    monkeypatch.setattr(Resumable, "step_done", step_done)
     (snapshot,) = (tmp_path / "generators").glob("edm-*.snapshot.pt")
     snapshot.write_bytes(snapshot.read_bytes()[:-100])
     with pytest.raises(UserError, match="training snapshot .*Delete that file"):
@@ -123,29 +108,13 @@ def test_a_killed_classifier_training_resumes_to_the_same_weights(smoke_digits, 
                                  epochs=4).state_dict()
 
     whole = train(tmp_path / "whole")
-    step_done = Resumable.step_done
-
-    def dies(self, step):
-        step_done(self, step)
-        if step == 1:
-            raise Killed
-
-    monkeypatch.setattr(Resumable, "step_done", dies)
-    with charging(Charge("cell-a")), pytest.raises(Killed):
+    with charging(Charge("cell-a")), killed_after(monkeypatch, 1):
         train(tmp_path / "killed")
-    monkeypatch.setattr(Resumable, "step_done", step_done)
     (snapshot,) = (tmp_path / "killed" / "classifiers").glob("*.snapshot.pt")
     before_kill = torch.load(snapshot, weights_only=True)["elapsed_s"]
-    starts = []
-    init = Resumable.__init__
-
-    def spy(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        starts.append(self.start)
-
-    monkeypatch.setattr(Resumable, "__init__", spy)
+    starts = _starts(monkeypatch)
     with charging(Charge("cell-a")) as again:
         resumed = train(tmp_path / "killed")
-    assert starts == [2] and not snapshot.exists()
+    assert starts == [(snapshot.name, 2)] and not snapshot.exists()
     assert again.resumed_s == pytest.approx(before_kill) and before_kill > 0
     assert whole.keys() == resumed.keys() and all(torch.equal(whole[k], resumed[k]) for k in whole)

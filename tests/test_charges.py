@@ -131,3 +131,14 @@ def test_a_pool_written_before_blocks_kept_their_seconds_claims_nothing(tmp_path
     cache.cache.save(path, NPZ, {"images": np.zeros((3, 1, 2, 2), np.uint8), "labels": np.arange(3)})
     assert cache.claim_seconds(SlowGenerator(), 0, labels) is None
     assert cache.claim_seconds(SlowGenerator(), 5, labels) is None  # no pool at all
+
+
+def test_a_resumed_cells_estimate_counts_its_whole_work():
+    """``--dry-run`` estimates a cell from comparable records: one that was
+    resumed did part of its work in a killed run (``resumed_s``)."""
+    from synthbench.benchmark.plan import comparable_costs
+
+    from test_store import record
+
+    rec = record("ok", cost={"wall_s": {"cell_s": 10.0, "resumed_s": 90.0, "fit_s": 5.0}})
+    assert [v for k, v in comparable_costs([rec]).items() if k[0] == "cell"] == [[100.0]]

@@ -262,7 +262,7 @@ def comparable_costs(records: Iterable[Record]) -> dict[tuple, list[float]]:
         s = rec.spec
         fit_s = float(wall.get("fit_s", 0.0))
         out.setdefault(("cell", s.dataset, s.preset.get("name"), s.generator, s.protocol), []).append(
-            float(wall.get("cell_s", 0.0)))
+            float(wall.get("cell_s", 0.0)) + float(wall.get("resumed_s", 0.0)))  # a resumed cell's whole work
         if fit_s > 1.0:
             out.setdefault(("fit", s.dataset, s.preset.get("name"), s.generator), []).append(fit_s)
         if wall.get("pool_s"):

@@ -118,3 +118,22 @@ def test_a_killed_classifier_training_resumes_to_the_same_weights(smoke_digits, 
     assert starts == [(snapshot.name, 2)] and not snapshot.exists()
     assert again.resumed_s == pytest.approx(before_kill) and before_kill > 0
     assert whole.keys() == resumed.keys() and all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
+def test_the_interval_comes_from_the_environment(tmp_path, monkeypatch):
+    from synthbench.benchmark import snapshots
+    from synthbench.errors import UserError
+
+    monkeypatch.delenv("SYNTHBENCH_SNAPSHOT_S", raising=False)
+    assert snapshots.interval_s() == snapshots.EVERY_S
+    monkeypatch.setenv("SYNTHBENCH_SNAPSHOT_S", "1800")
+    assert snapshots.interval_s() == 1800.0
+    for setting, written in (("0", True), ("off", False)):
+        monkeypatch.setenv("SYNTHBENCH_SNAPSHOT_S", setting)
+        path = tmp_path / f"{setting}.snapshot.pt"
+        Resumable(path, {"net": torch.nn.Linear(2, 2)}).step_done(0)
+        assert path.exists() == written
+    for bad in ("-5", "soon", "nan"):
+        monkeypatch.setenv("SYNTHBENCH_SNAPSHOT_S", bad)
+        with pytest.raises(UserError, match="SYNTHBENCH_SNAPSHOT_S"):
+            snapshots.interval_s()

@@ -216,6 +216,24 @@ def test_realfake_sd_killed_fine_tuning_resumes_to_the_same_lora(smoke_digits, t
     assert whole.keys() == resumed.keys() and all(torch.equal(whole[k], resumed[k]) for k in whole)
 
 
+def test_realfake_sd_lora_file_of_another_unet_is_a_clear_error(smoke_digits, tiny_sd_path, tmp_path):
+    """A LoRA file whose keys do not fit the UNet (edited, or written by another
+    version) stops the run with the cache's one error, naming the file once."""
+    from safetensors.torch import load_file
+
+    from synthbench.benchmark.cache import SAFETENSORS, DiskCache
+    from synthbench.generators.realfake_sd import RealFakeSD
+
+    opts = {**FAST, "visual_guidance": False}
+    RealFakeSD(str(tiny_sd_path), None, dict(opts)).fit(_ctx(smoke_digits, tmp_path))
+    (path,) = (tmp_path / "generators").glob("realfake-sd-*.safetensors")
+    state = {f"lora.other.{k[5:]}": v for k, v in load_file(path).items() if k.startswith("lora.")}
+    DiskCache.save(path, SAFETENSORS, state)  # a valid digest over the wrong keys
+    with pytest.raises(UserError, match="LoRA keys do not match") as err:
+        RealFakeSD(str(tiny_sd_path), None, dict(opts)).fit(_ctx(smoke_digits, tmp_path))
+    assert str(err.value).count(str(path)) == 1 and "Delete that file" in str(err.value)
+
+
 def test_realfake_sd_samples_deterministic_batch_independent_and_cached(realfake, smoke_digits, tiny_sd_path,
                                                                         tiny_clip_path):
     from synthbench.generators.realfake_sd import RealFakeSD

@@ -60,7 +60,7 @@ from synthbench.benchmark.context import FitContext
 from synthbench.benchmark.progress import bar
 from synthbench.benchmark.seeding import derive_seed, torch_generator
 from synthbench.benchmark.snapshots import SNAPSHOT, Resumable
-from synthbench.errors import UserError, corrupt_cache
+from synthbench.errors import UserError
 from synthbench.generators.distribution_matching import MMD_WEIGHT_PAPER, distribution_matching_loss
 from synthbench.generators.sd import (
     APPENDIX_E_NEGATIVE_PROMPT, SDRunner, autocast, image_generators, load_pipeline, native_size, quiet_libraries,
@@ -168,14 +168,14 @@ class _Trainable:
     """The trainable part of a :class:`RealFakeSD` (LoRA and projection) as one
     state dict: what a training snapshot keeps of it, instead of the whole UNet."""
 
-    def __init__(self, owner: "RealFakeSD", path: Path | None):
-        self.owner, self.path = owner, path
+    def __init__(self, owner: "RealFakeSD"):
+        self.owner = owner
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.owner.trainable_state()
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.owner.load_trainable(state, self.path or "")
+        self.owner.load_trainable(state)
 
 
 class RealFakeSD:
@@ -305,16 +305,17 @@ class RealFakeSD:
         """Set up the pipeline and fine-tune it (or load the cached LoRA weights)."""
         self.setup(ctx)
         ident = self.train_identity(ctx)
-        path = ctx.cache.path("generators", "realfake-sd", ident, SAFETENSORS)
-        if path.exists():
-            self.load_trainable(ctx.cache.read(path, SAFETENSORS, "Real-Fake LoRA weights file"), path)
-        else:
-            snapshot = ctx.cache.path("generators", "realfake-sd", ident, SNAPSHOT)
+        snapshot = ctx.cache.path("generators", "realfake-sd", ident, SNAPSHOT)
+
+        def train() -> dict[str, torch.Tensor]:
             start = time.perf_counter()
             prior_s = self.train_steps(ctx.train, ident["steps"], snapshot, ctx.snapshot_every_s)[1]
             ctx.cost["fit_train_s"] = prior_s + time.perf_counter() - start
-            ctx.cache.save(path, SAFETENSORS, self.trainable_state())
-            snapshot.unlink(missing_ok=True)
+            return self.trainable_state()
+
+        ctx.cache.load_or_compute("generators", "realfake-sd", ident, SAFETENSORS, "Real-Fake LoRA weights file",
+                                  train, self.load_trainable)
+        snapshot.unlink(missing_ok=True)  # the LoRA file is written: the snapshot is spent
         self.pipe.unet.eval()
         cfg = self.cfg
         self._identity = {
@@ -341,19 +342,18 @@ class RealFakeSD:
             state.update({f"proj.{k}": v for k, v in self.proj.state_dict().items()})
         return {k: v.detach().float().cpu().contiguous() for k, v in state.items()}
 
-    def load_trainable(self, state: dict[str, torch.Tensor], path: Path | str = "") -> None:
+    def load_trainable(self, state: dict[str, torch.Tensor]) -> None:
+        """Load LoRA and projection weights (read through the disk cache, whose
+        reader turns a mismatch into its one error naming the file)."""
         from peft.utils import set_peft_model_state_dict
 
-        try:
-            lora = {k[5:]: v for k, v in state.items() if k.startswith("lora.")}
-            result = set_peft_model_state_dict(self.pipe.unet, lora)
-            unexpected = getattr(result, "unexpected_keys", [])
-            if unexpected or not lora:
-                raise ValueError(f"LoRA keys do not match the UNet ({len(lora)} keys, unexpected {unexpected[:3]})")
-            if self.proj is not None:
-                self.proj.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("proj.")})
-        except Exception as exc:
-            raise corrupt_cache("Real-Fake LoRA weights file", path, exc) from None
+        lora = {k[5:]: v for k, v in state.items() if k.startswith("lora.")}
+        result = set_peft_model_state_dict(self.pipe.unet, lora)
+        unexpected = getattr(result, "unexpected_keys", [])
+        if unexpected or not lora:
+            raise ValueError(f"LoRA keys do not match the UNet ({len(lora)} keys, unexpected {unexpected[:3]})")
+        if self.proj is not None:
+            self.proj.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("proj.")})
 
     def training_loss(self, images: torch.Tensor, labels: torch.Tensor,
                       generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -406,7 +406,7 @@ class RealFakeSD:
         unet.train()
         opt = self.optimizer()
         gen = torch_generator(derive_seed("realfake-sd-train", self.cfg.train_seed))
-        run = Resumable(snapshot, {"trainable": _Trainable(self, snapshot), "opt": opt, "gen": gen}, every_s)
+        run = Resumable(snapshot, {"trainable": _Trainable(self), "opt": opt, "gen": gen}, every_s)
         n = len(train)
         bs = min(self.cfg.batch_size, n)
         losses = []

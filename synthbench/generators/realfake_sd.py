@@ -243,14 +243,17 @@ class RealFakeSD:
     def _image_embeddings(self, ctx: FitContext) -> torch.Tensor:
         """CLIP image embeddings ``[N, E]`` of the fit split (cached), the
         material of Sec. 3.2's class-mean guidance."""
-        from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
-
         model_dir, proc_dir = resolve_encoder(self.image_encoder)
         self.encoder_fingerprint = weights_fingerprint(model_dir)
         identity = {"encoder": self.encoder_fingerprint, "data": ctx.dataset_digest, "version": VERSION}
-        path = ctx.cache.path("generators", "realfake-sd-clip", identity, SAFETENSORS)
-        if path.exists():
-            return ctx.cache.read(path, SAFETENSORS, "CLIP embeddings file", lambda content: content["embeds"])
+        return ctx.cache.load_or_compute(
+            "generators", "realfake-sd-clip", identity, SAFETENSORS, "CLIP embeddings file",
+            lambda: {"embeds": self._clip_embeddings(ctx, model_dir, proc_dir)}, lambda content: content["embeds"])
+
+    def _clip_embeddings(self, ctx: FitContext, model_dir: Path, proc_dir: Path) -> torch.Tensor:
+        """The CLIP image embeddings of the fit split (computed on a cache miss)."""
+        from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
         quiet_libraries()
         try:
             model = CLIPVisionModelWithProjection.from_pretrained(model_dir, local_files_only=True,
@@ -268,9 +271,7 @@ class RealFakeSD:
                 x = x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x
                 pixels = processor(images=list(x), return_tensors="pt")["pixel_values"].to(ctx.device)
                 out.append(model(pixel_values=pixels).image_embeds.float().cpu())
-        embeds = torch.cat(out)
-        ctx.cache.save(path, SAFETENSORS, {"embeds": embeds})
-        return embeds
+        return torch.cat(out)
 
     # -- fine-tuning -----------------------------------------------------
     def finetune_steps(self, ctx: FitContext) -> int:

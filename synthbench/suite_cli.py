@@ -212,3 +212,23 @@ def status(suite_file: str, results: str, threads: int | None, data_root: str | 
                f"{total['to run']} to do, of {sum(total.values())}")
     for kind, row in other.items():
         click.echo(f"{kind} tasks: " + ", ".join(f"{row.get(s, 0)} {s}" for s in states if row.get(s)))
+    kept = _training_snapshots(store.cache_dir)
+    if kept:
+        click.echo(f"training snapshots ({len(kept)}; a stopped training resumes from its own): " + "; ".join(kept))
+
+
+def _training_snapshots(cache_dir: Path) -> list[str]:
+    """The trainings in progress or stopped that have kept a snapshot
+    (``snapshots.py``): name, size and age, from the file system alone (a large
+    network's snapshot is not read just to report on it)."""
+    import time
+
+    out = []
+    for path in sorted(Path(cache_dir).glob("*/*.snapshot.pt")):
+        try:
+            st = path.stat()
+        except OSError:  # finished and removed meanwhile
+            continue
+        out.append(f"{path.parent.name}/{path.name} ({st.st_size / 2**20:.0f} MiB, "
+                   f"written {max(0.0, time.time() - st.st_mtime) / 60:.0f} min ago)")
+    return out

@@ -309,6 +309,12 @@ def test_status_and_dry_run_read_progress_from_the_store(tmp_path, capsys):
     assert code == 0 and "plan: " in out and "edm x replace x digits seed 1" in out
     row = next(line for line in out.splitlines() if "edm x replace x digits seed 1" in line)
     assert "to run" in row and row.split("|")[4].strip() != ""  # an estimate from the seed-0 record's cost
+    assert "training snapshots" not in out
+    snapshot = store / "cache" / "generators" / "edm-0123.snapshot.pt"
+    snapshot.write_bytes(b"\0" * 2**21)  # a stopped fit's (status reads no snapshot, only its size and age)
+    code, out, _ = run_cli(["status", str(suite), "--results", str(store)], capsys)
+    assert "training snapshots (1; a stopped training resumes from its own): " \
+           "generators/edm-0123.snapshot.pt (2 MiB, written 0 min ago)" in out
 
 
 def test_on_a_machine_with_gpus_each_worker_takes_one(monkeypatch):

@@ -1,6 +1,8 @@
 """A fit killed part-way resumes from its snapshot and ends with the same bytes
 as one that was never stopped (``synthbench/benchmark/snapshots.py``)."""
 
+import time
+
 import pytest
 import torch
 
@@ -137,3 +139,35 @@ def test_the_interval_comes_from_the_environment(tmp_path, monkeypatch):
         monkeypatch.setenv("SYNTHBENCH_SNAPSHOT_S", bad)
         with pytest.raises(UserError, match="SYNTHBENCH_SNAPSHOT_S"):
             snapshots.interval_s()
+
+
+def test_the_record_charged_with_a_resumed_fit_pays_for_all_of_it(smoke_digits, tmp_path, monkeypatch):
+    """The fit task that goes on from a killed run's snapshot charges the
+    training before the kill too, in the ``fit_s`` its first cell carries."""
+    from synthbench.benchmark import snapshots
+    from synthbench.benchmark.store import ResultStore
+
+    from conftest import run_cells
+
+    from synthbench.generators import diffusion
+
+    monkeypatch.setattr(snapshots, "EVERY_S", 0.0)
+    store = ResultStore(tmp_path)
+    edm = {"edm": {"train_steps": "6"}}
+    loss_terms = diffusion.edm_loss_terms
+
+    def slow(*args, **kwargs):  # the killed run's steps take 0.5 s more each, the resumed run's do not
+        time.sleep(0.5)
+        return loss_terms(*args, **kwargs)
+
+    monkeypatch.setattr(diffusion, "edm_loss_terms", slow)
+    with killed_after(monkeypatch, KILL_AFTER):
+        run_cells(smoke_digits, edm, "replace", [0], store)
+    monkeypatch.setattr(diffusion, "edm_loss_terms", loss_terms)
+    (snapshot,) = (tmp_path / "cache" / "generators").glob("edm-*.snapshot.pt")
+    before_kill = torch.load(snapshot, weights_only=True)["elapsed_s"]
+    monkeypatch.setattr(snapshots, "EVERY_S", 1e9)  # no new snapshot: what was kept is what is charged
+    (cell,) = [c for c in run_cells(smoke_digits, edm, "replace", [0], store) if c.spec.generator == "edm"]
+    wall = cell.record.cost["wall_s"]
+    assert before_kill >= 0.5 * (KILL_AFTER + 1)
+    assert wall["fit_train_s"] >= before_kill and wall["fit_s"] >= before_kill

@@ -48,6 +48,10 @@ _before_kill: dict[str, float] = {}
 """Training seconds a killed run spent on a file being computed, read from its
 snapshot (``snapshots.py``), by the file's name without its suffix."""
 
+_resumed_total = 0.0
+"""Training seconds of killed runs that this process's trainings went on from:
+a fit task charges what grew while it ran (:func:`resumed_training_s`)."""
+
 
 @contextmanager
 def charging(charge: Charge) -> Iterator[Charge]:
@@ -69,10 +73,17 @@ def resumed_training(name: str, seconds: float) -> None:
     """A training loop went on from a snapshot that holds ``seconds`` of a killed
     run's training of the cached file ``name`` (without its suffix): charge them
     to the current cell, and count them in the file's note when it is written."""
+    global _resumed_total
     if seconds > 0:
         _before_kill[name] = _before_kill.get(name, 0.0) + seconds
+        _resumed_total += seconds
         if _current is not None:
             _current.resumed_s += seconds
+
+
+def resumed_training_s() -> float:
+    """All the killed runs' training seconds this process has gone on from so far."""
+    return _resumed_total
 
 
 def made_here(path: Path, name: str, seconds: float) -> str | None:

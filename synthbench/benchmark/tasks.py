@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 import torch
 
+from synthbench.benchmark import charges
 from synthbench.benchmark.cell import Grid, PluginChoice, Status
 from synthbench.benchmark.context import FitContext, reference_classifier, reference_classifier_path
 from synthbench.benchmark.guard import Guarded
@@ -187,13 +188,15 @@ def _fitted(task: Task, state: _State) -> tuple[Guarded, dict[str, float]]:
 def _fit_now(state: _State, gen: PluginChoice, overrides: Mapping[str, Any] | None = None,
              train: Any = None) -> tuple[Guarded, dict[str, float]]:
     """A fresh instance of ``gen`` (options ``overrides`` replaced) fitted on
-    ``train`` (None: the full train split), and the fit's wall seconds by phase."""
+    ``train`` (None: the full train split), and the fit's wall seconds by phase
+    (``fit_s`` with the training a killed run did before the snapshot it resumed)."""
     guarded = _guarded(state, gen, overrides)
     ctx = FitContext.from_dataset(state.grid.dataset, state.grid.preset, state.grid.device, state.store.cache_dir,
                                   train=train)
-    start = time.perf_counter()
+    start, resumed = time.perf_counter(), charges.resumed_training_s()
     guarded.fitted(ctx)
-    return guarded, {"fit_s": time.perf_counter() - start, **ctx.cost}
+    # a fit that went on from a killed run's snapshot costs that run's training too (snapshots.py)
+    return guarded, {"fit_s": time.perf_counter() - start + charges.resumed_training_s() - resumed, **ctx.cost}
 
 
 def _classifier(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, str]) -> tuple[str, str | None]:

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from synthbench.benchmark import charges
 from synthbench.benchmark.cache import TORCH, DiskCache, cache_key, digest
 from synthbench.benchmark.datasets import Dataset, Split
 from synthbench.benchmark.presets import Preset
@@ -114,9 +115,9 @@ class FitContext:
     cost: dict[str, float] = field(default_factory=dict)
     """Wall seconds of the fit's phases (e.g. ``fit_train_s``), added to the record's cost."""
     snapshot_every_s: float | None = None
-    """Seconds of training between two snapshots of a fit (None: ``snapshots.EVERY_S``)."""
+    """Seconds of training between two snapshots of a fit (None: 5 minutes, or
+    ``SYNTHBENCH_SNAPSHOT_S``: :func:`~synthbench.benchmark.snapshots.interval_s`)."""
     _snapshot: Path | None = field(default=None, init=False, repr=False)
-    _resumed: list[Resumable] = field(default_factory=list, init=False, repr=False)
 
     @property
     def compute_tag(self) -> str:
@@ -145,15 +146,15 @@ class FitContext:
         snapshot = self.cache.path("generators", name, identity, SNAPSHOT)
 
         def compute() -> dict[str, Any]:
-            start = time.perf_counter()
-            outer = self._snapshot, self._resumed  # a fit inside another's train() keeps its own
-            self._snapshot, self._resumed = snapshot, []
+            start, resumed = time.perf_counter(), charges.resumed_training_s()
+            outer, self._snapshot = self._snapshot, snapshot  # a fit inside another's train() keeps its own
             try:
                 state = train().state_dict()
-                prior = sum(r.prior_s for r in self._resumed)
             finally:
-                self._snapshot, self._resumed = outer
-            self.cost[phase] = self.cost.get(phase, 0.0) + prior + time.perf_counter() - start
+                self._snapshot = outer
+            # the training a killed run did before the snapshot this one went on from counts too
+            seconds = time.perf_counter() - start + charges.resumed_training_s() - resumed
+            self.cost[phase] = self.cost.get(phase, 0.0) + seconds
             return {state_key: state}
 
         def load(content: dict[str, Any]) -> torch.nn.Module:
@@ -179,9 +180,7 @@ class FitContext:
                 ...
                 run.step_done(step)
         """
-        run = Resumable(self._snapshot, state, self.snapshot_every_s)
-        self._resumed.append(run)
-        return run
+        return Resumable(self._snapshot, state, self.snapshot_every_s)
 
     def classifier(self, seed: int, desc: str) -> torch.nn.Module:
         """The preset's classifier trained on ``train`` with ``seed``, shared through

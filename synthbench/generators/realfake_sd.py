@@ -55,6 +55,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from synthbench.benchmark import charges
 from synthbench.benchmark.cache import SAFETENSORS, cache_key
 from synthbench.benchmark.context import FitContext
 from synthbench.benchmark.progress import bar
@@ -309,9 +310,10 @@ class RealFakeSD:
         snapshot = ctx.cache.path("generators", "realfake-sd", ident, SNAPSHOT)
 
         def train() -> dict[str, torch.Tensor]:
-            start = time.perf_counter()
-            prior_s = self.train_steps(ctx.train, ident["steps"], snapshot, ctx.snapshot_every_s)[1]
-            ctx.cost["fit_train_s"] = prior_s + time.perf_counter() - start
+            start, resumed = time.perf_counter(), charges.resumed_training_s()
+            self.train_steps(ctx.train, ident["steps"], snapshot, ctx.snapshot_every_s)
+            # the training a killed run did before the snapshot this one went on from counts too
+            ctx.cost["fit_train_s"] = time.perf_counter() - start + charges.resumed_training_s() - resumed
             return self.trainable_state()
 
         ctx.cache.load_or_compute("generators", "realfake-sd", ident, SAFETENSORS, "Real-Fake LoRA weights file",
@@ -398,11 +400,11 @@ class RealFakeSD:
         return torch.optim.AdamW(self.trainable_parameters(), lr=self.cfg.lr if lr is None else lr)
 
     def train_steps(self, train, steps: int, snapshot: Path | None = None,
-                    every_s: float | None = None) -> tuple[list[float], float]:
+                    every_s: float | None = None) -> list[float]:
         """LoRA (+ projection) fine-tuning for ``steps`` steps on ``train``
         (batches drawn by the ``train_seed`` stream), resumed from and
         snapshotted to ``snapshot`` (``snapshots.py``). Returns the losses of the
-        steps run here and the training seconds spent before the snapshot."""
+        steps run here."""
         unet = self.pipe.unet
         unet.train()
         opt = self.optimizer()
@@ -424,7 +426,7 @@ class RealFakeSD:
                 progress.set_postfix(loss=f"{losses[-1]:.4f}")
             run.step_done(step)
         unet.eval()
-        return losses, run.prior_s
+        return losses
 
     # -- conditioning ----------------------------------------------------
     def _guidance_vector(self, label: int, generator: torch.Generator) -> torch.Tensor:

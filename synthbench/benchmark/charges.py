@@ -26,6 +26,7 @@ time, and adapter calls may run on a watchdog thread (``guard.py``).
 from __future__ import annotations
 
 import json
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +51,7 @@ snapshot (``snapshots.py``), by the file's name without its suffix."""
 
 _resumed_total = 0.0
 """Training seconds of killed runs that this process's trainings went on from:
-a fit task charges what grew while it ran (:func:`resumed_training_s`)."""
+a task charges what grew while it ran (:func:`spent`)."""
 
 
 @contextmanager
@@ -81,9 +82,23 @@ def resumed_training(name: str, seconds: float) -> None:
             _current.resumed_s += seconds
 
 
-def resumed_training_s() -> float:
-    """All the killed runs' training seconds this process has gone on from so far."""
-    return _resumed_total
+@dataclass
+class Spent:
+    """What a block of work cost: see :func:`spent`."""
+
+    seconds: float = 0.0
+
+
+@contextmanager
+def spent() -> Iterator[Spent]:
+    """Times a block of work outside any cell (a fit, a reference classifier):
+    its wall seconds plus the training a killed run did before the snapshots
+    the block went on from, so the task charges all the work."""
+    out, start, resumed = Spent(), time.perf_counter(), _resumed_total
+    try:
+        yield out
+    finally:
+        out.seconds = time.perf_counter() - start + _resumed_total - resumed
 
 
 def made_here(path: Path, name: str, seconds: float) -> str | None:

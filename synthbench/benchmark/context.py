@@ -146,15 +146,13 @@ class FitContext:
         snapshot = self.cache.path("generators", name, identity, SNAPSHOT)
 
         def compute() -> dict[str, Any]:
-            start, resumed = time.perf_counter(), charges.resumed_training_s()
             outer, self._snapshot = self._snapshot, snapshot  # a fit inside another's train() keeps its own
             try:
-                state = train().state_dict()
+                with charges.spent() as cost:  # a killed run's training before the snapshot counts too
+                    state = train().state_dict()
             finally:
                 self._snapshot = outer
-            # the training a killed run did before the snapshot this one went on from counts too
-            seconds = time.perf_counter() - start + charges.resumed_training_s() - resumed
-            self.cost[phase] = self.cost.get(phase, 0.0) + seconds
+            self.cost[phase] = self.cost.get(phase, 0.0) + cost.seconds
             return {state_key: state}
 
         def load(content: dict[str, Any]) -> torch.nn.Module:

@@ -193,10 +193,9 @@ def _fit_now(state: _State, gen: PluginChoice, overrides: Mapping[str, Any] | No
     guarded = _guarded(state, gen, overrides)
     ctx = FitContext.from_dataset(state.grid.dataset, state.grid.preset, state.grid.device, state.store.cache_dir,
                                   train=train)
-    start, resumed = time.perf_counter(), charges.resumed_training_s()
-    guarded.fitted(ctx)
-    # a fit that went on from a killed run's snapshot costs that run's training too (snapshots.py)
-    return guarded, {"fit_s": time.perf_counter() - start + charges.resumed_training_s() - resumed, **ctx.cost}
+    with charges.spent() as cost:  # a fit that went on from a killed run's snapshot costs its training too
+        guarded.fitted(ctx)
+    return guarded, {"fit_s": cost.seconds, **ctx.cost}
 
 
 def _classifier(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, str]) -> tuple[str, str | None]:
@@ -205,10 +204,10 @@ def _classifier(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[s
     with board.exclusive(task.key, path.exists, task=task.label) as mine:
         if not mine:
             return "cached", None
-        start = time.perf_counter()
-        reference_classifier(g.dataset, g.preset, task.seed, g.device, state.store.cache_dir)
+        with charges.spent() as cost:  # a killed run's part of the training too
+            reference_classifier(g.dataset, g.preset, task.seed, g.device, state.store.cache_dir)
         atomic_write_json(task_marker(state.store.root, task.key),
-                          {"task": task.label, "cost": {"reference_s": round(time.perf_counter() - start, 3)}})
+                          {"task": task.label, "cost": {"reference_s": round(cost.seconds, 3)}})
     return "computed", None
 
 

@@ -47,7 +47,6 @@ embeddings of the fit split likewise. Nothing is unpickled.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
@@ -310,10 +309,9 @@ class RealFakeSD:
         snapshot = ctx.cache.path("generators", "realfake-sd", ident, SNAPSHOT)
 
         def train() -> dict[str, torch.Tensor]:
-            start, resumed = time.perf_counter(), charges.resumed_training_s()
-            self.train_steps(ctx.train, ident["steps"], snapshot, ctx.snapshot_every_s)
-            # the training a killed run did before the snapshot this one went on from counts too
-            ctx.cost["fit_train_s"] = time.perf_counter() - start + charges.resumed_training_s() - resumed
+            with charges.spent() as cost:  # a killed run's training before the snapshot counts too
+                self.train_steps(ctx.train, ident["steps"], snapshot, ctx.snapshot_every_s)
+            ctx.cost["fit_train_s"] = cost.seconds
             return self.trainable_state()
 
         ctx.cache.load_or_compute("generators", "realfake-sd", ident, SAFETENSORS, "Real-Fake LoRA weights file",

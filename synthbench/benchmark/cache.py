@@ -200,6 +200,15 @@ TORCH = Format(".pt", atomic.atomic_torch_save, _torch_load)
 NPZ = Format(".npz", _npz_save, _npz_load)
 JSON = Format(".json", atomic.atomic_write_json, lambda path: json.loads(path.read_text()))
 SAFETENSORS = Format(".safetensors", _safetensors_save, _safetensors_load)
+SNAPSHOT = Format(".snapshot.pt", atomic.atomic_torch_save, _torch_load)
+"""A training snapshot of a file being computed (``snapshots.py``): the file's
+name with this suffix instead of its own. :meth:`DiskCache.load_or_compute`
+removes it once the file is written."""
+
+
+def snapshot_of(path: Path, fmt: Format) -> Path:
+    """Where the training snapshot of the cached file ``path`` (of format ``fmt``) lives."""
+    return path.with_name(path.name[:-len(fmt.suffix)] + SNAPSHOT.suffix)
 
 
 class DiskCache:
@@ -247,8 +256,9 @@ class DiskCache:
             if mine:
                 start = time.perf_counter()
                 content = compute()
-                made = charges.made_here(path, path.name[:-len(fmt.suffix)], time.perf_counter() - start)
+                made = charges.made_here(path, snapshot_of(path, fmt), time.perf_counter() - start)
                 self.save(path, fmt, content if made is None else {**content, MADE_KEY: made})
+                snapshot_of(path, fmt).unlink(missing_ok=True)  # the file is written: its snapshot is spent
                 log_computed(self.root.parent, "cache", path.name)
                 return build(content) if build is not None else content
         return self.read(path, fmt, what, build)  # another worker computed it meanwhile

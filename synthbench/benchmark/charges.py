@@ -47,7 +47,7 @@ _current: Charge | None = None
 
 _before_kill: dict[str, float] = {}
 """Training seconds a killed run spent on a file being computed, read from its
-snapshot (``snapshots.py``), by the file's name without its suffix."""
+snapshot (``snapshots.py``), by the snapshot's path."""
 
 _resumed_total = 0.0
 """Training seconds of killed runs that this process's trainings went on from:
@@ -70,13 +70,13 @@ def current() -> Charge | None:
     return _current
 
 
-def resumed_training(name: str, seconds: float) -> None:
-    """A training loop went on from a snapshot that holds ``seconds`` of a killed
-    run's training of the cached file ``name`` (without its suffix): charge them
-    to the current cell, and count them in the file's note when it is written."""
+def resumed_training(snapshot: Path, seconds: float) -> None:
+    """A training loop went on from ``snapshot``, which holds ``seconds`` of a
+    killed run's training: charge them to the current cell, and count them in
+    the note of the file the snapshot belongs to when it is written."""
     global _resumed_total
     if seconds > 0:
-        _before_kill[name] = _before_kill.get(name, 0.0) + seconds
+        _before_kill[str(snapshot)] = _before_kill.get(str(snapshot), 0.0) + seconds
         _resumed_total += seconds
         if _current is not None:
             _current.resumed_s += seconds
@@ -101,11 +101,11 @@ def spent() -> Iterator[Spent]:
         out.seconds = time.perf_counter() - start + _resumed_total - resumed
 
 
-def made_here(path: Path, name: str, seconds: float) -> str | None:
-    """What the file ``name`` (``path`` without its suffix), computed now in
-    ``seconds``, records of its making (None: outside a cell); a later read in
+def made_here(path: Path, snapshot: Path, seconds: float) -> str | None:
+    """What the file ``path``, computed now in ``seconds`` (resumed, maybe, from
+    ``snapshot``), records of its making (None: outside a cell); a later read in
     this run does not count it again."""
-    seconds += _before_kill.pop(name, 0.0)
+    seconds += _before_kill.pop(str(snapshot), 0.0)
     if _current is None:
         return None
     _current.counted.add(str(path))

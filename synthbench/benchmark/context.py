@@ -14,13 +14,13 @@ from typing import Any, Callable, Iterator
 import torch
 
 from synthbench.benchmark import charges
-from synthbench.benchmark.cache import TORCH, DiskCache, cache_key, digest
+from synthbench.benchmark.cache import TORCH, DiskCache, cache_key, digest, snapshot_of
 from synthbench.benchmark.datasets import Dataset, Split
 from synthbench.benchmark.presets import Preset
 from synthbench.benchmark.provenance import compute_tag
 from synthbench.benchmark.sample_cache import SampleCache
 from synthbench.benchmark.seeding import sample_seeds
-from synthbench.benchmark.snapshots import SNAPSHOT, Resumable
+from synthbench.benchmark.snapshots import Resumable
 from synthbench.benchmark.trainer import Evaluation, evaluate, init_model, train_classifier
 from synthbench.errors import UserError
 
@@ -41,16 +41,14 @@ def cached_classifier(split: Split, num_classes: int, preset: Preset, seed: int,
         return model.to(device).eval()
 
     cache = DiskCache(cache_dir)
-    snapshot = cache.path("classifiers", "classifier", identity, SNAPSHOT)
+    snapshot = snapshot_of(cache.path("classifiers", "classifier", identity, TORCH), TORCH)
 
     def train() -> dict[str, torch.Tensor]:
         model = train_classifier(split.images, split.labels, num_classes, preset, seed, device, hflip, desc=desc,
                                  snapshot=snapshot, **kwargs)
         return {k: v.cpu() for k, v in model.state_dict().items()}
 
-    model = cache.load_or_compute("classifiers", "classifier", identity, TORCH, "classifier", train, build)
-    snapshot.unlink(missing_ok=True)  # the classifier file is written: the snapshot is spent
-    return model
+    return cache.load_or_compute("classifiers", "classifier", identity, TORCH, "classifier", train, build)
 
 
 def _classifier_identity(split: Split, preset: Preset, seed: int, device: torch.device, hflip: bool,
@@ -143,7 +141,7 @@ class FitContext:
         identity = {"dataset_digest": self.dataset_digest, "train": recipe, "version": version,
                     "compute": self.compute_tag}
 
-        snapshot = self.cache.path("generators", name, identity, SNAPSHOT)
+        snapshot = snapshot_of(self.cache.path("generators", name, identity, TORCH), TORCH)
 
         def compute() -> dict[str, Any]:
             outer, self._snapshot = self._snapshot, snapshot  # a fit inside another's train() keeps its own
@@ -162,7 +160,6 @@ class FitContext:
             return net
 
         net = self.cache.load_or_compute("generators", name, identity, TORCH, f"{name} weights file", compute, load)
-        snapshot.unlink(missing_ok=True)  # the weights file is written: the snapshot is spent
         return net, cache_key(identity)
 
     def resumable(self, state: dict[str, Any]) -> Resumable:

@@ -13,8 +13,8 @@ write is atomic and carries the disk cache's digest, and a corrupt snapshot
 stops the run like any cached file (``cache.py``). The next start of the same
 training loads them and goes on from that step. All of that state is saved
 whole, so a resumed training's weights are bit-identical to an uninterrupted
-one's (``tests/test_snapshots.py``). The snapshot is deleted once the file is
-written.
+one's (``tests/test_snapshots.py``). The disk cache deletes the snapshot once
+the file is written (``cache.snapshot_of``).
 
 The snapshot lives under the file's own key, which names the data, the recipe,
 the version and the compute tag, so it is only ever picked up by the training
@@ -31,12 +31,8 @@ from typing import Any
 import torch
 
 from synthbench.benchmark import charges
-from synthbench.benchmark.cache import TORCH, DiskCache, Format
+from synthbench.benchmark.cache import SNAPSHOT, DiskCache
 from synthbench.errors import UserError
-
-SNAPSHOT = Format(".snapshot.pt", TORCH.save, TORCH.load)
-"""A training snapshot: the weights file's key with ``.snapshot.pt`` (torch's
-tensors-only reader, as for weights)."""
 
 EVERY_S = 300.0
 """Seconds of training between two snapshots: a kill loses at most this much
@@ -95,7 +91,7 @@ class Resumable:
         (``charges.py``), so a resumed training costs what it cost."""
         if path is not None and path.exists():
             self.start, self.prior_s = DiskCache.read(path, SNAPSHOT, "training snapshot", self._load)
-            charges.resumed_training(path.name[:-len(SNAPSHOT.suffix)], self.prior_s)
+            charges.resumed_training(path, self.prior_s)
         self._began = time.perf_counter()
         self._last = self._began
 

@@ -55,11 +55,11 @@ import torch
 from torch import nn
 
 from synthbench.benchmark import charges
-from synthbench.benchmark.cache import SAFETENSORS, cache_key
+from synthbench.benchmark.cache import SAFETENSORS, cache_key, snapshot_of
 from synthbench.benchmark.context import FitContext
 from synthbench.benchmark.progress import bar
 from synthbench.benchmark.seeding import derive_seed, torch_generator
-from synthbench.benchmark.snapshots import SNAPSHOT, Resumable
+from synthbench.benchmark.snapshots import Resumable
 from synthbench.errors import UserError
 from synthbench.generators.distribution_matching import MMD_WEIGHT_PAPER, distribution_matching_loss
 from synthbench.generators.sd import (
@@ -306,7 +306,7 @@ class RealFakeSD:
         """Set up the pipeline and fine-tune it (or load the cached LoRA weights)."""
         self.setup(ctx)
         ident = self.train_identity(ctx)
-        snapshot = ctx.cache.path("generators", "realfake-sd", ident, SNAPSHOT)
+        snapshot = snapshot_of(ctx.cache.path("generators", "realfake-sd", ident, SAFETENSORS), SAFETENSORS)
 
         def train() -> dict[str, torch.Tensor]:
             with charges.spent() as cost:  # a killed run's training before the snapshot counts too
@@ -316,7 +316,6 @@ class RealFakeSD:
 
         ctx.cache.load_or_compute("generators", "realfake-sd", ident, SAFETENSORS, "Real-Fake LoRA weights file",
                                   train, self.load_trainable)
-        snapshot.unlink(missing_ok=True)  # the LoRA file is written: the snapshot is spent
         self.pipe.unet.eval()
         cfg = self.cfg
         self._identity = {

@@ -142,16 +142,17 @@ def plan_text(grids: list, results: str) -> str:
     """The plan, task by task: state and estimated cost from comparable records."""
     from tabulate import tabulate
 
-    from synthbench.benchmark.plan import build_plan, comparable_costs, estimate_s, task_state
+    from synthbench.benchmark.plan import build_plan, comparable_costs, estimate_s, needed_keys, task_state
     from synthbench.benchmark.store import ResultStore
 
     store = ResultStore(results)
     plan = build_plan(grids)
+    needed = needed_keys(plan)
     costs = comparable_costs(store.records())
     rows, todo_s, unknown, counts = [], 0.0, 0, {}
     for task in plan.tasks:
         grid = plan.grids[task.setting]
-        state = task_state(task, grid, store)
+        state = task_state(task, grid, store, needed)
         est = estimate_s(task, costs) if state in ("to run", "failed") else None
         if state in ("to run", "failed"):
             if est is None:
@@ -183,7 +184,7 @@ def status(suite_file: str, results: str, threads: int | None, data_root: str | 
     from synthbench.benchmark import progress
     from synthbench.benchmark.cell import stored_label
     from synthbench.benchmark.driver import suite_grids
-    from synthbench.benchmark.plan import build_plan, task_state
+    from synthbench.benchmark.plan import build_plan, needed_keys, task_state
     from synthbench.benchmark.store import ResultStore
     from synthbench.benchmark.suite import load_suite
     from synthbench.plugins import GENERATORS, PROTOCOLS
@@ -193,10 +194,11 @@ def status(suite_file: str, results: str, threads: int | None, data_root: str | 
     grids = suite_grids(suite, results, threads, None, data_root)
     plan = build_plan(grids)
     store = ResultStore(results)
+    needed = needed_keys(plan)
     table: dict[tuple[str, str, str], dict[str, int]] = {}
     other: dict[str, dict[str, int]] = {}
     for task in plan.tasks:
-        state = task_state(task, plan.grids[task.setting], store)
+        state = task_state(task, plan.grids[task.setting], store, needed)
         state = {"cached": "done"}.get(state, state)
         if task.kind == "cell":  # one row per generator and protocol options: ablation arms apart
             row = table.setdefault((task.spec.dataset, stored_label(GENERATORS, *task.generator),
@@ -210,8 +212,9 @@ def status(suite_file: str, results: str, threads: int | None, data_root: str | 
     total = {s: sum(r.get(s, 0) for r in table.values()) for s in states}
     click.echo(f"cells: {total['done']} done, {total['running']} running, {total['failed']} failed, "
                f"{total['to run']} to do, of {sum(total.values())}")
-    for kind, row in other.items():
-        click.echo(f"{kind} tasks: " + ", ".join(f"{row.get(s, 0)} {s}" for s in states if row.get(s)))
+    for kind, row in other.items():  # shared work only finished cells need is "not needed": a run skips it
+        click.echo(f"{kind} tasks: " + ", ".join(f"{row.get(s, 0)} {s}" for s in [*states, "not needed"]
+                                                 if row.get(s)))
     kept = _training_snapshots(store.cache_dir)
     if kept:
         click.echo(f"training snapshots ({len(kept)}; a stopped training resumes from its own): " + "; ".join(kept))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -315,6 +316,14 @@ def test_status_and_dry_run_read_progress_from_the_store(tmp_path, capsys):
     code, out, _ = run_cli(["status", str(suite), "--results", str(store)], capsys)
     assert "training snapshots (1; a stopped training resumes from its own): " \
            "generators/edm-0123.snapshot.pt (2 MiB, written 0 min ago)" in out
+    # seed 0 alone is finished: with its caches gone, its fits are work no cell needs, which a run skips, so
+    # the dry run neither lists them as to run nor counts them in its estimate
+    shutil.rmtree(store / "cache")
+    done = write_suite(tmp_path, name="done", seeds="[0]", protocols="{replace: {}}")
+    code, out, _ = run_cli(["status", str(done), "--results", str(store)], capsys)
+    assert "cells: 2 done, 0 running, 0 failed, 0 to do, of 2" in out and "fit tasks: 2 not needed" in out
+    code, out, _ = run_cli(["run", str(done), "--results", str(store), "--dry-run"], capsys)
+    assert code == 0 and "plan: 6 tasks (2 cached, 4 not needed); estimated 0.00 h" in out, out
 
 
 def test_on_a_machine_with_gpus_each_worker_takes_one(monkeypatch):

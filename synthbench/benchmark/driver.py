@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 from synthbench.benchmark.atomic import remove_orphans
 from synthbench.benchmark.cell import CellOutcome, Grid
-from synthbench.benchmark.plan import Plan, Setting, Task, build_plan
+from synthbench.benchmark.plan import Plan, Setting, Task, build_plan, needed_keys
 from synthbench.benchmark.progress import bar, say
 from synthbench.benchmark.store import ResultStore, read_record
 from synthbench.benchmark.tasks import TaskResult, prime
@@ -21,12 +21,9 @@ from synthbench.errors import UserError
 
 
 def to_run(plan: Plan) -> Plan:
-    """The part of ``plan`` not done yet: cells without a finished record, and
-    the fits, classifiers and pools those cells depend on (a suite whose records
-    all exist fits nothing, even when its caches were deleted)."""
-    todo = [t for t in plan.tasks if t.kind == "cell"
-            and ResultStore(t.setting.results).lookup(t.spec) is None]
-    needed = {d for t in todo for d in t.deps} | {t.key for t in todo}
+    """The part of ``plan`` not done yet (:func:`~synthbench.benchmark.plan.needed_keys`):
+    a suite whose records all exist fits nothing, even when its caches were deleted."""
+    needed = needed_keys(plan)
     return Plan([t for t in plan.tasks if t.key in needed], plan.grids)
 
 

@@ -201,9 +201,27 @@ def build_plan(grids: Iterable[tuple[Setting, Grid]]) -> Plan:
 # --------------------------------------------------------------------------- what is done
 
 
-def task_state(task: Task, grid: Grid, store: ResultStore) -> str:
+def needed_keys(plan: Plan) -> set[str]:
+    """Keys of the tasks a run of ``plan`` does: the cells without a finished
+    record, and the fits, classifiers and pools those cells depend on. Shared
+    work that only finished cells need is not redone, even when its cache was
+    deleted: a run, its ``--dry-run`` and ``status`` all read this one rule."""
+    todo = [t for t in plan.tasks if t.kind == "cell" and ResultStore(t.setting.results).lookup(t.spec) is None]
+    return {d for t in todo for d in t.deps} | {t.key for t in todo}
+
+
+def task_state(task: Task, grid: Grid, store: ResultStore, needed: set[str] | None = None) -> str:
     """``cached``, ``failed`` (a cell whose record is a failure), ``running``
-    (a live lease) or ``to run``, from the store alone."""
+    (a live lease), ``to run``, or ``not needed`` (shared work no unfinished
+    cell depends on, when ``needed`` from :func:`needed_keys` is given), from
+    the store alone."""
+    state = _stored_state(task, grid, store)
+    if state == "to run" and needed is not None and task.key not in needed:
+        return "not needed"
+    return state
+
+
+def _stored_state(task: Task, grid: Grid, store: ResultStore) -> str:
     from synthbench.benchmark.lease import LeaseBoard
 
     if task.kind == "cell":

@@ -87,3 +87,46 @@ def test_a_lease_held_by_an_abandoned_call_of_this_process_is_not_waited_for(tmp
         with board.exclusive("k", lambda: False):
             pass
     held.release()
+
+
+def test_a_run_takes_up_work_it_put_off_as_soon_as_its_holder_finishes(monkeypatch):
+    """Two runs on one store: what this run put off because the other held it
+    (and what depends on it) runs as soon as the other run finishes it, in plan
+    order, not after the rest of the suite."""
+    from synthbench.benchmark.executors import inline
+    from synthbench.benchmark.plan import Plan, Task
+    from synthbench.benchmark.tasks import TaskResult
+
+    def task(key: str, *deps: str) -> Task:
+        return Task("cell", key, key, setting=None, deps=deps)
+
+    # "pool" is the other run's until this run has finished one task ("c1")
+    plan = Plan([task("pool"), task("cell", "pool"), task("c1"), task("c2"), task("c3")])
+    order, calls = [], []
+
+    def fake_run_task(t: Task, dep_errors=None, wait: bool = True) -> TaskResult:
+        calls.append((t.key, wait))
+        if t.key == "pool" and not order:
+            return TaskResult(t.key, t.kind, "busy")
+        order.append(t.key)
+        return TaskResult(t.key, t.kind, "cached" if t.key == "pool" else "computed")
+
+    monkeypatch.setattr(inline, "run_task", fake_run_task)
+    inline.InlineExecutor().run(plan, lambda result: None)
+    assert order == ["c1", "pool", "cell", "c2", "c3"]  # before this fix: c1, c2, c3, pool, cell
+    assert ("cell", False) not in calls[:2]  # not tried while what it depends on was held elsewhere
+
+    # when everything left is held elsewhere, the run waits for the first task instead of spinning
+    order.clear()
+    calls.clear()
+
+    def held_until_waited_for(t: Task, dep_errors=None, wait: bool = True) -> TaskResult:
+        calls.append((t.key, wait))
+        if t.key == "pool" and not wait:
+            return TaskResult(t.key, t.kind, "busy")
+        order.append(t.key)
+        return TaskResult(t.key, t.kind, "cached")
+
+    monkeypatch.setattr(inline, "run_task", held_until_waited_for)
+    inline.InlineExecutor().run(Plan([task("pool"), task("cell", "pool")]), lambda result: None)
+    assert order == ["pool", "cell"] and calls == [("pool", False), ("pool", True), ("cell", False)]

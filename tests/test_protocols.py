@@ -6,6 +6,7 @@ import torch
 
 from synthbench.benchmark.cell import Status
 from synthbench.benchmark.presets import PRESETS
+from synthbench.benchmark.provenance import cpu_model
 from synthbench.benchmark.store import ResultStore
 from synthbench.generators.real import RealGenerator
 from synthbench.plugins import GENERATORS
@@ -32,6 +33,7 @@ def test_replace_real_and_edm_write_full_records(smoke_digits, tmp_path):
         assert sum(map(sum, rec.details["confusion_matrix"])) == len(smoke_digits.test)
         assert rec.spec.dataset_digest == smoke_digits.digest
         assert rec.cost["wall_s"]["cell_s"] > 0 and rec.provenance["torch_version"]
+        assert rec.provenance["cpu"] == cpu_model()  # fp32 bytes repeat only on the same kind of CPU
         # the sample grid: two training images of each class, with their labels
         assert rec.details["sample_labels"] == sorted(list(range(10)) * 2)
         assert torch.tensor(rec.details["samples"]).shape == (20, *smoke_digits.image_shape)

@@ -30,6 +30,24 @@ def device_name(device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux's /proc/cpuinfo, else what ``platform`` says).
+    fp32 results repeat bitwise only on the same kind of CPU: oneDNN picks its
+    kernels by instruction set, and an AMD EPYC and an Intel Xeon round a smoke
+    suite's training apart (``configs/regress.yaml``)."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    if fields.get("model name"):  # a virtual machine's name can be generic: family and model tell the part
+        numbers = [f"{k} {fields[k]}" for k in ("cpu family", "model") if fields.get(k)]
+        return fields["model name"] + (f" ({', '.join(numbers)})" if numbers else "")
+    return platform.processor() or None
+
+
 def compute_tag(device) -> str:
     """What trained weights depend on beyond their inputs and seeds: on a CPU,
     the intra-op thread count (float reductions are split per thread, so training
@@ -53,5 +71,6 @@ def provenance(device) -> dict:
         "torch_version": torch.__version__,
         "python": platform.python_version(),
         "device": device_name(device),
+        "cpu": cpu_model(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -13,7 +13,7 @@ from synthbench.benchmark.cell import Record, cell_hash, seal
 from synthbench.benchmark.metrics import metric
 from synthbench.benchmark.store import ResultStore
 from synthbench.leaderboard.aggregate import build_tables
-from synthbench.leaderboard.audit import cost_tables, provenance_warnings, separation
+from synthbench.leaderboard.audit import cost_tables, provenance_text, provenance_warnings, separation
 from synthbench.leaderboard.findings import (CONSISTENT, NOT_MEASURED, NOT_SHOWN, REFUTED, REPRODUCED,
                                              build_findings, paired_difference, verdict)
 from synthbench.leaderboard.readme import END, START, update_readme
@@ -28,7 +28,7 @@ SEEDS = (0, 1, 2)
 
 def rec(generator: str, protocol: str, seed: int, metrics: dict, *, options: dict | None = None,
         threads: int = 1, precision: str | None = None, wall: float = 36.0, status: str = "ok",
-        dataset: str = "digits") -> Record:
+        dataset: str = "digits", cpu: str | None = None) -> Record:
     """A current record (registered versions) of ``generator`` x ``protocol`` on ``dataset``."""
     preset = {"name": "fast"} if precision is None else {"name": "fast", "precision": precision}
     spec = {"schema_version": 1, "synthbench_version": "0.1.0", "dataset": dataset,
@@ -41,7 +41,7 @@ def rec(generator: str, protocol: str, seed: int, metrics: dict, *, options: dic
         "schema_version": 1, "cell_hash": cell_hash(spec), "spec": spec, "status": status, "error": None,
         "metrics": metrics, "details": {},
         "cost": {"wall_s": {"cell_s": wall, "fit_s": 0.0}, "device": f"cpu (x86_64, {threads} threads)"},
-        "provenance": {"created": f"2024-01-01T00:00:0{seed}+00:00"}}))
+        "provenance": {"created": f"2024-01-01T00:00:0{seed}+00:00", **({"cpu": cpu} if cpu else {})}}))
 
 
 def acc(outcomes: np.ndarray) -> dict:
@@ -244,6 +244,16 @@ def test_cost_tables_sum_cpu_hours_and_separation_counts_pairs():
     # stylegan3 at 0.75 is clearly below both
     assert (sep.separated, sep.pairs) == (2, 3)
     assert "paired bootstrap" in sep.method
+
+
+def test_the_provenance_line_names_the_cpus_records_were_computed_on():
+    """fp32 bytes repeat only on one kind of CPU, so the board says which CPUs its
+    records came from; records older than the field are counted as not recorded."""
+    ok = {"top1": acc(draws(0, 0.9))}
+    old = [rec("real", "replace", s, ok) for s in SEEDS]
+    assert "CPUs" not in provenance_text(build_tables(old))  # nothing recorded: nothing to say
+    mixed = old[:1] + [rec("real", "replace", 1, ok, cpu="AMD EPYC"), rec("real", "replace", 2, ok, cpu="Intel Xeon")]
+    assert provenance_text(build_tables(mixed)).endswith("CPUs AMD EPYC (1), Intel Xeon (1), not recorded (1)")
 
 
 # --------------------------------------------------------------------------- the site and the README

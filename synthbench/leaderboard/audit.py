@@ -12,6 +12,7 @@ leaderboard`` prints a warning for each, and the findings page repeats them.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
@@ -88,6 +89,10 @@ def provenance_text(tables: list[Table]) -> str:
         parts.append(f"CPU records at {', '.join(map(str, counts))} thread{'s' if counts != [1] else ''}")
     parts.append(f"precision {', '.join(sorted(set(map(precision, recs)))) or 'n/a'}")
     parts.append(f"device {', '.join(sorted({r.spec.device_type for r in recs})) or 'n/a'}")
+    cpus = Counter(r.provenance.get("cpu") for r in recs if r.spec.device_type == "cpu")
+    if any(cpus):  # named in records since provenance had a `cpu` field: fp32 bytes repeat on one kind only
+        parts.append("CPUs " + ", ".join(f"{name or 'not recorded'} ({n})" for name, n in
+                                         sorted(cpus.items(), key=lambda kv: (kv[0] is None, str(kv[0])))))
     return "; ".join(parts)
 
 

@@ -142,17 +142,16 @@ def plan_text(grids: list, results: str) -> str:
     """The plan, task by task: state and estimated cost from comparable records."""
     from tabulate import tabulate
 
-    from synthbench.benchmark.plan import build_plan, comparable_costs, estimate_s, needed_keys, task_state
+    from synthbench.benchmark.plan import build_plan, comparable_costs, estimate_s, task_states
     from synthbench.benchmark.store import ResultStore
 
     store = ResultStore(results)
     plan = build_plan(grids)
-    needed = needed_keys(plan)
+    state_of = task_states(plan, store)
     costs = comparable_costs(store.records())
     rows, todo_s, unknown, counts = [], 0.0, 0, {}
     for task in plan.tasks:
-        grid = plan.grids[task.setting]
-        state = task_state(task, grid, store, needed)
+        state = state_of[task.key]
         est = estimate_s(task, costs) if state in ("to run", "failed") else None
         if state in ("to run", "failed"):
             if est is None:
@@ -184,7 +183,7 @@ def status(suite_file: str, results: str, threads: int | None, data_root: str | 
     from synthbench.benchmark import progress
     from synthbench.benchmark.cell import stored_label
     from synthbench.benchmark.driver import suite_grids
-    from synthbench.benchmark.plan import build_plan, needed_keys, task_state
+    from synthbench.benchmark.plan import build_plan, task_states
     from synthbench.benchmark.store import ResultStore
     from synthbench.benchmark.suite import load_suite
     from synthbench.plugins import GENERATORS, PROTOCOLS
@@ -194,12 +193,11 @@ def status(suite_file: str, results: str, threads: int | None, data_root: str | 
     grids = suite_grids(suite, results, threads, None, data_root)
     plan = build_plan(grids)
     store = ResultStore(results)
-    needed = needed_keys(plan)
+    state_of = task_states(plan, store)
     table: dict[tuple[str, str, str], dict[str, int]] = {}
     other: dict[str, dict[str, int]] = {}
     for task in plan.tasks:
-        state = task_state(task, plan.grids[task.setting], store, needed)
-        state = {"cached": "done"}.get(state, state)
+        state = {"cached": "done"}.get(state_of[task.key], state_of[task.key])
         if task.kind == "cell":  # one row per generator and protocol options: ablation arms apart
             row = table.setdefault((task.spec.dataset, stored_label(GENERATORS, *task.generator),
                                     stored_label(PROTOCOLS, *task.protocol)), {})

@@ -205,20 +205,24 @@ def needed_keys(plan: Plan) -> set[str]:
     """Keys of the tasks a run of ``plan`` does: the cells without a finished
     record, and the fits, classifiers and pools those cells depend on. Shared
     work that only finished cells need is not redone, even when its cache was
-    deleted: a run, its ``--dry-run`` and ``status`` all read this one rule."""
-    todo = [t for t in plan.tasks if t.kind == "cell" and ResultStore(t.setting.results).lookup(t.spec) is None]
-    return {d for t in todo for d in t.deps} | {t.key for t in todo}
+    deleted: a run, its ``--dry-run`` and ``status`` (:func:`task_states`) all
+    read this one rule."""
+    return _needed([t for t in plan.tasks if t.kind == "cell"
+                    and ResultStore(t.setting.results).lookup(t.spec) is None])
 
 
-def task_state(task: Task, grid: Grid, store: ResultStore, needed: set[str] | None = None) -> str:
-    """``cached``, ``failed`` (a cell whose record is a failure), ``running``
-    (a live lease), ``to run``, or ``not needed`` (shared work no unfinished
-    cell depends on, when ``needed`` from :func:`needed_keys` is given), from
-    the store alone."""
-    state = _stored_state(task, grid, store)
-    if state == "to run" and needed is not None and task.key not in needed:
-        return "not needed"
-    return state
+def _needed(unfinished: list[Task]) -> set[str]:
+    return {d for t in unfinished for d in t.deps} | {t.key for t in unfinished}
+
+
+def task_states(plan: Plan, store: ResultStore) -> dict[str, str]:
+    """Each task's state, from the store alone, each record read once:
+    ``cached``, ``failed`` (a cell whose record is a failure), ``running`` (a
+    live lease), ``to run``, or ``not needed`` (shared work no unfinished cell
+    depends on, which a run skips: :func:`needed_keys`)."""
+    states = {t.key: _stored_state(t, plan.grids[t.setting], store) for t in plan.tasks}
+    needed = _needed([t for t in plan.tasks if t.kind == "cell" and states[t.key] != "cached"])
+    return {k: "not needed" if s == "to run" and k not in needed else s for k, s in states.items()}
 
 
 def _stored_state(task: Task, grid: Grid, store: ResultStore) -> str:

@@ -30,6 +30,7 @@ def device_name(device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+@functools.cache  # read once per process: every record asks
 def cpu_model() -> str | None:
     """The CPU's model name (Linux's /proc/cpuinfo, else what ``platform`` says).
     fp32 results repeat bitwise only on the same kind of CPU: oneDNN picks its

@@ -149,7 +149,7 @@ def plan_text(grids: list, results: str) -> str:
     plan = build_plan(grids)
     state_of = task_states(plan, store)
     costs = comparable_costs(store.records())
-    rows, todo_s, unknown, counts = [], 0.0, 0, {}
+    rows, todo_s, unknown, counts, scaled = [], 0.0, 0, {}, set()
     for task in plan.tasks:
         state = state_of[task.key]
         est = estimate_s(task, costs) if state in ("to run", "failed") else None
@@ -157,13 +157,17 @@ def plan_text(grids: list, results: str) -> str:
             if est is None:
                 unknown += 1
             else:
-                todo_s += est
+                todo_s += est.seconds
+                if est.scaled_from:
+                    scaled.add(est.scaled_from)
         counts[state] = counts.get(state, 0) + 1
-        rows.append([task.kind, task.label, state, "" if est is None else f"{est:.0f}",
-                     ", ".join(d.split("-")[0] for d in task.deps) or "-"])
+        shown = "" if est is None else f"{est.seconds:.0f}" + (f" (~{est.scaled_from})" if est.scaled_from else "")
+        rows.append([task.kind, task.label, state, shown, ", ".join(d.split("-")[0] for d in task.deps) or "-"])
     head = (f"plan: {len(plan.tasks)} tasks ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}); "
             f"estimated {todo_s / 3600:.2f} h of compute for the tasks to run"
-            + (f", {unknown} of them without a comparable record to estimate from" if unknown else ""))
+            + (f", {unknown} of them without a comparable record to estimate from" if unknown else "")
+            + (f"; '(~{', '.join(sorted(scaled))})': no record of that generator here, so its cost on that "
+               f"dataset, scaled by the other generators' cost ratio between the two" if scaled else ""))
     return head + "\n" + tabulate(rows, headers=["task", "what", "state", "est. s", "after"], tablefmt="github")
 
 

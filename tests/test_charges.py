@@ -142,3 +142,29 @@ def test_a_resumed_cells_estimate_counts_its_whole_work():
 
     rec = record("ok", cost={"wall_s": {"cell_s": 10.0, "resumed_s": 90.0, "fit_s": 5.0}})
     assert [v for k, v in comparable_costs([rec]).items() if k[0] == "cell"] == [[100.0]]
+
+
+def test_a_row_new_to_a_dataset_is_estimated_from_its_records_on_another():
+    """``--dry-run`` on a row with no record on this dataset (ddpm on
+    fashion-mnist) carries its cost on another dataset across, scaled by how
+    much dearer the new dataset is for the generators measured on both; it
+    says so, and it stays unknown where nothing can be carried."""
+    from synthbench.benchmark.plan import Estimate, estimate_for_key
+
+    costs = {
+        ("cell", "digits", "fast", "edm", "replace"): [10.0, 12.0, 14.0],
+        ("cell", "fashion", "fast", "edm", "replace"): [120.0],   # x10 for edm
+        ("cell", "digits", "fast", "real", "replace"): [2.0],
+        ("cell", "fashion", "fast", "real", "replace"): [40.0],   # x20 for real
+        ("cell", "digits", "fast", "ddpm", "replace"): [30.0],
+        ("cell", "digits", "fast", "ddpm", "detect"): [5.0],     # no reference measured detect on both
+        ("cell", "digits", "fast", "gan", "recon"): [0.0],       # unsupported: costs nothing anywhere
+        ("cell", "fashion", "fast", "edm", "recon"): [900.0],
+        ("cell", "digits", "fast", "edm", "recon"): [90.0],
+    }
+    assert estimate_for_key(("cell", "fashion", "fast", "edm", "replace"), costs) == Estimate(120.0)
+    assert estimate_for_key(("cell", "fashion", "fast", "ddpm", "replace"), costs) == Estimate(450.0, "digits")
+    assert estimate_for_key(("cell", "fashion", "fast", "gan", "recon"), costs) == Estimate(0.0, "digits")
+    assert estimate_for_key(("cell", "fashion", "fast", "ddpm", "detect"), costs) is None
+    assert estimate_for_key(("cell", "fashion", "paper", "ddpm", "replace"), costs) is None  # other preset
+    assert estimate_for_key(("classifier", "fashion", "fast"), costs) is None

@@ -259,20 +259,67 @@ def pool_done(task: Task, results: str | Path) -> bool:
         return False
 
 
-def estimate_s(task: Task, comparable: dict[tuple, list[float]]) -> float | None:
+@dataclass(frozen=True)
+class Estimate:
+    """A task's likely seconds, and where the figure comes from: ``scaled_from``
+    is None when comparable records of the same dataset give it, else the
+    dataset whose records of the same generator were scaled (see
+    :func:`estimate_s`)."""
+    seconds: float
+    scaled_from: str | None = None
+
+
+def _comparable_key(task: Task) -> tuple:
+    if task.kind == "cell":
+        return ("cell", task.spec.dataset, task.spec.preset["name"], task.generator[0], task.protocol[0])
+    if task.kind in ("fit", "pool"):
+        return (task.kind, task.setting.dataset, task.setting.preset, task.generator[0])
+    return ("classifier", task.setting.dataset, task.setting.preset)
+
+
+def _scaled(key: tuple, comparable: dict[tuple, list[float]]) -> Estimate | None:
+    """The same generator's cost on another dataset, times how much dearer this
+    dataset is for the generators measured on both.
+
+    A new row of a grid (ddpm on fashion-mnist, say) has no record of its own to
+    estimate from, but the generator usually has records on another dataset at
+    the same preset, and other generators have records on both: the median of
+    their cost ratios (this dataset over the other, task kind and protocol
+    alike) carries the generator's own figure across. Of the other datasets, the
+    one with the most such reference generators is used."""
+    if len(key) < 4:  # a reference classifier has no generator to carry over
+        return None
+    kind, dataset, preset, generator, rest = key[0], key[1], key[2], key[3], key[4:]
+    best: tuple[int, str, float] | None = None
+    for other in sorted({k[1] for k in comparable if k[0] == kind and k[1] != dataset and k[2] == preset}):
+        own = comparable.get((kind, other, preset, generator, *rest))
+        if not own:
+            continue
+        ratios = []
+        for k, here in comparable.items():
+            if k[:3] == (kind, dataset, preset) and k[4:] == rest and k[3] != generator:
+                there = comparable.get((kind, other, preset, k[3], *rest))
+                if there and statistics.median(there) > 0:
+                    ratios.append(statistics.median(here) / statistics.median(there))
+        if ratios and (best is None or len(ratios) > best[0]):
+            best = (len(ratios), other, statistics.median(own) * statistics.median(ratios))
+    return None if best is None else Estimate(best[2], best[1])
+
+
+def estimate_s(task: Task, comparable: dict[tuple, list[float]]) -> Estimate | None:
     """Seconds a task is likely to take (the median), from the ``cost`` of
     comparable records in the store: a cell from cells of the same dataset,
     preset, generator and protocol; a fit, a pool or a reference classifier from
-    the ``fit_s``, ``pool_s`` or ``reference_s`` charged to such cells. None when
-    there are none."""
-    if task.kind == "cell":
-        values = comparable.get(("cell", task.spec.dataset, task.spec.preset["name"], task.generator[0],
-                                 task.protocol[0]))
-    elif task.kind in ("fit", "pool"):
-        values = comparable.get((task.kind, task.setting.dataset, task.setting.preset, task.generator[0]))
-    else:
-        values = comparable.get(("classifier", task.setting.dataset, task.setting.preset))
-    return statistics.median(values) if values else None
+    the ``fit_s``, ``pool_s`` or ``reference_s`` charged to such cells. Without
+    any, the generator's records on another dataset, scaled (:func:`_scaled`).
+    None when neither exists."""
+    return estimate_for_key(_comparable_key(task), comparable)
+
+
+def estimate_for_key(key: tuple, comparable: dict[tuple, list[float]]) -> Estimate | None:
+    """:func:`estimate_s` for a key of :func:`comparable_costs`."""
+    values = comparable.get(key)
+    return Estimate(statistics.median(values)) if values else _scaled(key, comparable)
 
 
 def comparable_costs(records: Iterable[Record]) -> dict[tuple, list[float]]:

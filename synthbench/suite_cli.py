@@ -187,7 +187,7 @@ def status(suite_file: str, results: str, threads: int | None, data_root: str | 
     from synthbench.benchmark import progress
     from synthbench.benchmark.cell import stored_label
     from synthbench.benchmark.driver import suite_grids
-    from synthbench.benchmark.plan import build_plan, task_states
+    from synthbench.benchmark.plan import build_plan, comparable_costs, estimate_s, task_states
     from synthbench.benchmark.store import ResultStore
     from synthbench.benchmark.suite import load_suite
     from synthbench.plugins import GENERATORS, PROTOCOLS
@@ -217,6 +217,13 @@ def status(suite_file: str, results: str, threads: int | None, data_root: str | 
     for kind, row in other.items():  # shared work only finished cells need is "not needed": a run skips it
         click.echo(f"{kind} tasks: " + ", ".join(f"{row.get(s, 0)} {s}" for s in [*states, "not needed"]
                                                  if row.get(s)))
+    costs = comparable_costs(store.records())
+    left = [estimate_s(t, costs) for t in plan.tasks if state_of[t.key] in ("to run", "failed")]
+    if left:
+        known = [e for e in left if e is not None]
+        click.echo(f"left: about {sum(e.seconds for e in known) / 3600:.1f} h of compute for {len(left)} tasks "
+                   f"(the dry run's estimate, task by task: --dry-run)"
+                   + (f"; {len(left) - len(known)} with nothing to estimate from" if len(known) < len(left) else ""))
     kept = _training_snapshots(store.cache_dir)
     if kept:
         click.echo(f"training snapshots ({len(kept)}; a stopped training resumes from its own): " + "; ".join(kept))

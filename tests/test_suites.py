@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -306,6 +307,7 @@ def test_status_and_dry_run_read_progress_from_the_store(tmp_path, capsys):
         held.release()
     assert "cells: 2 done, 1 running, 0 failed, 1 to do, of 4" in out  # seed 0 of edm and of real (evaluate's)
     assert "fit tasks: 2 done" in out  # evaluate's fits at one thread are the suite's
+    assert re.search(r"left: about \d+\.\d h of compute for \d+ tasks", out), out  # what is left, estimated
     code, out, _ = run_cli(["run", str(suite), "--results", str(store), "--dry-run"], capsys)
     assert code == 0 and "plan: " in out and "edm x replace x digits seed 1" in out
     row = next(line for line in out.splitlines() if "edm x replace x digits seed 1" in line)
@@ -322,6 +324,7 @@ def test_status_and_dry_run_read_progress_from_the_store(tmp_path, capsys):
     done = write_suite(tmp_path, name="done", seeds="[0]", protocols="{replace: {}}")
     code, out, _ = run_cli(["status", str(done), "--results", str(store)], capsys)
     assert "cells: 2 done, 0 running, 0 failed, 0 to do, of 2" in out and "fit tasks: 2 not needed" in out
+    assert "left:" not in out
     code, out, _ = run_cli(["run", str(done), "--results", str(store), "--dry-run"], capsys)
     assert code == 0 and "plan: 6 tasks (2 cached, 4 not needed); estimated 0.00 h" in out, out
 

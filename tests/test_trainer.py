@@ -23,3 +23,32 @@ def test_training_is_seeded_and_learns(digits):
     assert ev.top1 > 0.5  # chance is 0.1
     assert sum(map(sum, ev.confusion)) == len(digits.test)
     assert 0 < ev.stderr < 0.05
+
+
+def test_evaluation_runs_in_fixed_batches_whatever_the_split_size():
+    """Every image is computed in a batch of exactly the evaluation batch (the
+    last chunk padded, its padding dropped): oneDNN picks kernels by batch
+    size, and a short last chunk could round its images apart."""
+    from synthbench.benchmark.batches import eval_batch, in_fixed_batches
+    from synthbench.benchmark.classifiers import build_classifier
+    from synthbench.benchmark.feature_metrics import classifier_features
+    from synthbench.benchmark.trainer import predict_logits
+
+    seen = []
+    out = in_fixed_batches(lambda x: (seen.append(len(x)), x.sum((1, 2, 3)))[1],
+                           torch.arange(10 * 3 * 2 * 2).reshape(10, 3, 2, 2).float(), 4)
+    assert seen == [4, 4, 4] and out.dtype == torch.float32 and out.shape == (10,)
+    assert torch.equal(out[9], torch.tensor(sum(range(108, 120)), dtype=torch.float32))  # padding dropped
+
+    cpu = torch.device("cpu")
+    assert eval_batch(cpu) == 64 and eval_batch(torch.device("cuda")) == 512
+    torch.manual_seed(0)
+    model = build_classifier("smallcnn", 1, 10).eval()
+    images = torch.randint(0, 256, (150, 1, 12, 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    full = predict_logits(model, images, cpu)
+    # an image's logits do not depend on the images evaluated with it
+    assert torch.equal(predict_logits(model, images[:67], cpu), full[:67])
+    assert torch.equal(predict_logits(model, images[140:], cpu), full[140:])
+    feats = classifier_features(model, images, cpu)
+    assert feats.shape == (150, model.num_features)
+    assert torch.equal(classifier_features(model, images[3:5], cpu), feats[3:5])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch_fidelity import FeatureExtractorBase, register_feature_extractor
@@ -19,6 +19,7 @@ from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, k
 from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
+from synthbench.benchmark.batches import eval_batch, in_fixed_batches
 from synthbench.benchmark.classifiers import to_input
 from synthbench.errors import UserError
 
@@ -81,23 +82,13 @@ if CLASSIFIER_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:
     register_feature_extractor(CLASSIFIER_EXTRACTOR, ClassifierFeatureExtractor)
 
 
-def _extract(extractor: torch.nn.Module, images: torch.Tensor, device: torch.device, batch: int,
-             prepare: Callable[[torch.Tensor], torch.Tensor] = lambda x: x) -> torch.Tensor:
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(images), batch):
-            out.append(extractor(prepare(images[i:i + batch]).to(device))[0].float().cpu())
-    if not out:
-        raise ValueError("no images to extract features from")
-    return torch.cat(out)
-
-
 def classifier_features(model: torch.nn.Module, images: torch.Tensor, device: torch.device,
-                        batch: int = 512) -> torch.Tensor:
+                        batch: int | None = None) -> torch.Tensor:
     """Penultimate features of uint8 ``images``, through the registered
-    torch-fidelity extractor (the same code path ``calculate_metrics`` takes)."""
+    torch-fidelity extractor (the same code path ``calculate_metrics`` takes),
+    in the fixed evaluation batches of ``batches.py``."""
     ext = ClassifierFeatureExtractor(CLASSIFIER_EXTRACTOR, [FEATURE_NAME], synthbench_classifier=model)
-    return _extract(ext, images, device, batch)
+    return in_fixed_batches(lambda x: ext(x.to(device))[0], images, batch or eval_batch(device))
 
 
 def find_inception_weights(path: str = "") -> Path | None:
@@ -131,8 +122,10 @@ def inception_features(images: torch.Tensor, weights: Path, device: torch.device
         checked.write_bytes(data)
         ext = FeatureExtractorInceptionV3(INCEPTION_EXTRACTOR, ["2048"], feature_extractor_weights_path=str(checked),
                                           verbose=False).to(device).eval()
-    return _extract(ext, images, device, batch,
-                    lambda x: x.expand(-1, 3, -1, -1).contiguous() if x.shape[1] == 1 else x)
+    def features(x: torch.Tensor) -> torch.Tensor:
+        return ext((x.expand(-1, 3, -1, -1).contiguous() if x.shape[1] == 1 else x).to(device))[0]
+
+    return in_fixed_batches(features, images, batch)
 
 
 def density_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = 5, chunk: int = 1024) -> tuple[float, float]:

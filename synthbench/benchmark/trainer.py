@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synthbench.benchmark.batches import eval_batch, in_fixed_batches
 from synthbench.benchmark.classifiers import build_classifier, to_input
 from synthbench.benchmark.metrics import metric
 from synthbench.benchmark.presets import STEP_DECAY, Preset
@@ -158,19 +159,22 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: torch.Tensor, device: torch.device, batch: int = 512) -> torch.Tensor:
-    """Logits for uint8 images, in float32 on the CPU (evaluation in fixed-size
-    batches, no autograd graph kept across them), in the precision the model
-    was trained in."""
+def predict_logits(model: nn.Module, images: torch.Tensor, device: torch.device,
+                   batch: int | None = None) -> torch.Tensor:
+    """Logits for uint8 images, in float32 on the CPU, in the precision the
+    model was trained in; evaluated in fixed-size batches (``batches.py``: the
+    device's evaluation batch unless given), so an image's logits do not depend
+    on how many came with it."""
     model.eval()
     bf16 = _bf16(model)
-    out = []
-    for i in range(0, images.shape[0], batch):
-        x = images[i:i + batch].to(device)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(device)
         x = to_input(x) if x.dtype == torch.uint8 else x
         with _autocast(device, bf16):
-            out.append(model(_layout(x, bf16)).float().cpu())
-    return torch.cat(out)
+            return model(_layout(x, bf16))
+
+    return in_fixed_batches(forward, images, batch or eval_batch(device))
 
 
 @dataclass

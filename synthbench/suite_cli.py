@@ -6,12 +6,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from synthbench.benchmark.guard import DEFAULT_TIMEOUT_S, timeout_option
 from synthbench.errors import UserError
+
+if TYPE_CHECKING:  # the CLI imports the harness lazily, when a command runs
+    from synthbench.benchmark.plan import Estimate, Plan
+    from synthbench.benchmark.store import ResultStore
 
 
 def executor_options(fn: Callable) -> Callable:
@@ -138,35 +142,44 @@ def _print_tables(grids: list, cells: list) -> int:
     return sum(1 for c in cells if c.record is not None and c.record.status is Status.FAILED)
 
 
+def left_estimates(plan: Plan, state_of: dict[str, str], store: ResultStore) -> dict[str, Estimate | None]:
+    """The estimate (or None) of each task a run would still do: the dry run
+    lists them, ``status`` sums them."""
+    from synthbench.benchmark.plan import comparable_costs, estimate_s
+
+    costs = comparable_costs(store.records())
+    return {t.key: estimate_s(t, costs) for t in plan.tasks if state_of[t.key] in ("to run", "failed")}
+
+
+def _left_summary(estimates: dict[str, Estimate | None]) -> tuple[float, int]:
+    """Seconds of the estimated tasks, and how many have no estimate."""
+    return (sum(e.seconds for e in estimates.values() if e is not None),
+            sum(e is None for e in estimates.values()))
+
+
 def plan_text(grids: list, results: str) -> str:
     """The plan, task by task: state and estimated cost from comparable records."""
     from tabulate import tabulate
 
-    from synthbench.benchmark.plan import build_plan, comparable_costs, estimate_s, task_states
+    from synthbench.benchmark.plan import build_plan, task_states
     from synthbench.benchmark.store import ResultStore
 
     store = ResultStore(results)
     plan = build_plan(grids)
     state_of = task_states(plan, store)
-    costs = comparable_costs(store.records())
-    rows, todo_s, unknown, counts, scaled = [], 0.0, 0, {}, set()
+    estimates = left_estimates(plan, state_of, store)
+    rows, counts = [], {}
     for task in plan.tasks:
-        state = state_of[task.key]
-        est = estimate_s(task, costs) if state in ("to run", "failed") else None
-        if state in ("to run", "failed"):
-            if est is None:
-                unknown += 1
-            else:
-                todo_s += est.seconds
-                if est.scaled_from:
-                    scaled.add(est.scaled_from)
+        state, est = state_of[task.key], estimates.get(task.key)
         counts[state] = counts.get(state, 0) + 1
         shown = "" if est is None else f"{est.seconds:.0f}" + (f" (~{est.scaled_from})" if est.scaled_from else "")
         rows.append([task.kind, task.label, state, shown, ", ".join(d.split("-")[0] for d in task.deps) or "-"])
+    todo_s, unknown = _left_summary(estimates)
+    scaled = sorted({e.scaled_from for e in estimates.values() if e is not None and e.scaled_from})
     head = (f"plan: {len(plan.tasks)} tasks ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}); "
             f"estimated {todo_s / 3600:.2f} h of compute for the tasks to run"
             + (f", {unknown} of them without a comparable record to estimate from" if unknown else "")
-            + (f"; '(~{', '.join(sorted(scaled))})': no record of that generator here, so its cost on that "
+            + (f"; '(~{', '.join(scaled)})': no record of that generator here, so its cost on that "
                f"dataset, scaled by the other generators' cost ratio between the two" if scaled else ""))
     return head + "\n" + tabulate(rows, headers=["task", "what", "state", "est. s", "after"], tablefmt="github")
 
@@ -187,7 +200,7 @@ def status(suite_file: str, results: str, threads: int | None, data_root: str | 
     from synthbench.benchmark import progress
     from synthbench.benchmark.cell import stored_label
     from synthbench.benchmark.driver import suite_grids
-    from synthbench.benchmark.plan import build_plan, comparable_costs, estimate_s, task_states
+    from synthbench.benchmark.plan import build_plan, task_states
     from synthbench.benchmark.store import ResultStore
     from synthbench.benchmark.suite import load_suite
     from synthbench.plugins import GENERATORS, PROTOCOLS
@@ -217,13 +230,12 @@ def status(suite_file: str, results: str, threads: int | None, data_root: str | 
     for kind, row in other.items():  # shared work only finished cells need is "not needed": a run skips it
         click.echo(f"{kind} tasks: " + ", ".join(f"{row.get(s, 0)} {s}" for s in [*states, "not needed"]
                                                  if row.get(s)))
-    costs = comparable_costs(store.records())
-    left = [estimate_s(t, costs) for t in plan.tasks if state_of[t.key] in ("to run", "failed")]
-    if left:
-        known = [e for e in left if e is not None]
-        click.echo(f"left: about {sum(e.seconds for e in known) / 3600:.1f} h of compute for {len(left)} tasks "
+    estimates = left_estimates(plan, state_of, store)
+    if estimates:
+        left_s, unknown = _left_summary(estimates)
+        click.echo(f"left: about {left_s / 3600:.1f} h of compute for {len(estimates)} tasks "
                    f"(the dry run's estimate, task by task: --dry-run)"
-                   + (f"; {len(left) - len(known)} with nothing to estimate from" if len(known) < len(left) else ""))
+                   + (f"; {unknown} with nothing to estimate from" if unknown else ""))
     kept = _training_snapshots(store.cache_dir)
     if kept:
         click.echo(f"training snapshots ({len(kept)}; a stopped training resumes from its own): " + "; ".join(kept))

@@ -142,13 +142,15 @@ def _print_tables(grids: list, cells: list) -> int:
     return sum(1 for c in cells if c.record is not None and c.record.status is Status.FAILED)
 
 
-def left_estimates(plan: Plan, state_of: dict[str, str], store: ResultStore) -> dict[str, Estimate | None]:
-    """The estimate (or None) of each task a run would still do: the dry run
-    lists them, ``status`` sums them."""
+def left_estimates(plan: Plan, state_of: dict[str, str], store: ResultStore,
+                   states: tuple[str, ...] = ("to run", "failed")) -> dict[str, Estimate | None]:
+    """The estimate (or None) of each task in ``states``, by default those a run
+    would still do: the dry run lists them, ``status`` sums them (and asks for
+    the running ones too, to say how far along they are)."""
     from synthbench.benchmark.plan import comparable_costs, estimate_s
 
     costs = comparable_costs(store.records())
-    return {t.key: estimate_s(t, costs) for t in plan.tasks if state_of[t.key] in ("to run", "failed")}
+    return {t.key: estimate_s(t, costs) for t in plan.tasks if state_of[t.key] in states}
 
 
 def _left_summary(estimates: dict[str, Estimate | None]) -> tuple[float, int]:
@@ -230,7 +232,11 @@ def status(suite_file: str, results: str, threads: int | None, data_root: str | 
     for kind, row in other.items():  # shared work only finished cells need is "not needed": a run skips it
         click.echo(f"{kind} tasks: " + ", ".join(f"{row.get(s, 0)} {s}" for s in [*states, "not needed"]
                                                  if row.get(s)))
-    estimates = left_estimates(plan, state_of, store)
+    estimates = left_estimates(plan, state_of, store, ("to run", "failed", "running"))
+    running = {k: e for k, e in estimates.items() if state_of[k] == "running"}
+    estimates = {k: e for k, e in estimates.items() if k not in running}
+    for line in _running_lines(plan, running, store):
+        click.echo(line)
     if estimates:
         left_s, unknown = _left_summary(estimates)
         click.echo(f"left: about {left_s / 3600:.1f} h of compute for {len(estimates)} tasks "
@@ -239,6 +245,34 @@ def status(suite_file: str, results: str, threads: int | None, data_root: str | 
     kept = _training_snapshots(store.cache_dir)
     if kept:
         click.echo(f"training snapshots ({len(kept)}; a stopped training resumes from its own): " + "; ".join(kept))
+
+
+def _running_lines(plan: Plan, running: dict[str, Estimate | None], store: ResultStore) -> list[str]:
+    """One line per running task: which worker holds it, for how long, and the
+    dry run's estimate beside it, so that a task far past its estimate (a slow
+    node, a hung adapter) shows from the login node. A worker killed without
+    releasing its lease is not listed: once its lease is past its time to live
+    the task reads "to run" and the next worker takes it over."""
+    import time
+
+    from synthbench.benchmark.lease import LeaseBoard
+
+    board = LeaseBoard(store.root / "leases")
+    out = []
+    for task in plan.tasks:
+        if task.key not in running:
+            continue
+        held = board.holder(task.key)
+        if held is None:  # finished, or lapsed, since the states were read
+            continue
+        since = held.get("created")
+        took = f"{max(0.0, time.time() - float(since)) / 60:.0f} min so far" if isinstance(since, (int, float)) \
+            else "started at an unknown time"
+        est = running[task.key]
+        out.append(f"running: {task.label} ({held.get('owner', '?')}, {took}"
+                   + (f"; estimated {est.seconds / 60:.0f} min" + (f" (~{est.scaled_from})" if est.scaled_from else "")
+                      if est is not None else "") + ")")
+    return out
 
 
 def _training_snapshots(cache_dir: Path) -> list[str]:

@@ -306,6 +306,12 @@ def test_status_and_dry_run_read_progress_from_the_store(tmp_path, capsys):
     finally:
         held.release()
     assert "cells: 2 done, 1 running, 0 failed, 1 to do, of 4" in out  # seed 0 of edm and of real (evaluate's)
+    # the running cell, named with its holder, its time so far and the estimate from seed 0's record
+    from synthbench.benchmark.lease import owner_id
+
+    assert re.search(rf"running: edm x replace x digits seed 1 \({re.escape(owner_id())}, \d+ min so far; "
+                     rf"estimated \d+ min\)", out), out
+    assert "running: real" not in out  # only tasks with a live lease
     assert "fit tasks: 2 done" in out  # evaluate's fits at one thread are the suite's
     assert re.search(r"left: about \d+\.\d h of compute for \d+ tasks", out), out  # what is left, estimated
     code, out, _ = run_cli(["run", str(suite), "--results", str(store), "--dry-run"], capsys)

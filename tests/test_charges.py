@@ -168,3 +168,32 @@ def test_a_row_new_to_a_dataset_is_estimated_from_its_records_on_another():
     assert estimate_for_key(("cell", "fashion", "fast", "ddpm", "detect"), costs) is None
     assert estimate_for_key(("cell", "fashion", "paper", "ddpm", "replace"), costs) is None  # other preset
     assert estimate_for_key(("classifier", "fashion", "fast"), costs) is None
+
+
+def test_a_pool_is_estimated_per_image_where_records_name_its_size():
+    """A suite with ``scaleup`` draws x10 pools, one without (the Real-Fake
+    ablation) x1: records that name their pool's size (``cost.pool_images``)
+    give a cost per image, times the size the plan asks for; older records,
+    which do not, give their whole pool's seconds as before."""
+    from synthbench.benchmark.cell import CellSpec, Record, Status
+    from synthbench.benchmark.plan import Estimate, Setting, Task, comparable_costs, estimate_s
+
+    def record(generator: str, dataset: str, pool_s: float, images: int | None) -> Record:
+        spec = CellSpec(schema_version=1, synthbench_version="0", dataset=dataset, dataset_digest="d",
+                        generator=generator, generator_version=1,
+                        generator_options={}, generator_extra={}, protocol="replace", protocol_version=1,
+                        protocol_options={}, preset={"name": "fast"}, seed=0, device_type="cpu")
+        cost = {"wall_s": {"cell_s": 1.0, "pool_s": pool_s}, **({"pool_images": images} if images else {})}
+        return Record(spec=spec, status=Status.OK, cost=cost)
+
+    def pool(generator: str, dataset: str, n: int) -> Task:
+        return Task("pool", f"pool-{generator}", "a pool", Setting(dataset, "fast", "r"), (generator, {}), seed=0,
+                    n=n)
+
+    costs = comparable_costs([record("edm", "fashion", 3000.0, 30000), record("edm", "fashion", 2000.0, 30000),
+                              record("ddpm", "fashion", 900.0, None), record("edm", "digits", 100.0, 10000),
+                              record("sg", "digits", 20.0, 10000)])
+    assert estimate_s(pool("edm", "fashion", 3000), costs) == Estimate(pytest.approx(250.0))  # 1/12 s an image
+    assert estimate_s(pool("ddpm", "fashion", 3000), costs) == Estimate(900.0)  # no size named: the pool's own
+    # a generator new to the dataset: its seconds per image on digits (1/500), scaled as edm's (x8.3)
+    assert estimate_s(pool("sg", "fashion", 3000), costs) == Estimate(pytest.approx(50.0), "digits")

@@ -193,6 +193,11 @@ def test_shared_work_is_charged_once_even_when_its_worker_dies_before_any_cell(t
         assert sum(c.get(phase, 0.0) for c in costs) == pytest.approx(shared[prefix][phase], abs=1e-6)
     charged = [c["fit_s"] for c in costs if c.get("fit_s", 0.0) >= shared["fit"]["fit_s"]]
     assert len(charged) == 1  # the fit, once (the other cells only loaded its weights)
+    # a record charged a pool names the pool's size, which the dry run's per-image estimate needs
+    pools = [json.loads(p.read_text()) for p in (store / "cache" / "tasks").glob("pool*.json")]
+    full = [json.loads(p.read_text())["cost"] for p in ResultStore(store).paths()]
+    assert sorted(c["pool_images"] for c in full if "pool_s" in c["wall_s"]) == sorted(m["images"] for m in pools)
+    assert all("pool_images" not in c for c in full if "pool_s" not in c["wall_s"])
     assert len(list((store / "cache" / "tasks").glob("*.charged"))) == len(list(
         (store / "cache" / "tasks").glob("*.json")))
 
@@ -203,12 +208,13 @@ def test_a_claim_on_shared_cost_is_kept_by_its_cell_and_refused_to_others(tmp_pa
     from synthbench.benchmark.tasks import _claim_shared_cost
 
     atomic_write_json(task_marker(tmp_path, "fit-a"), {"cost": {"fit_s": 2.0, "fit_train_s": 1.5}})
-    atomic_write_json(task_marker(tmp_path, "pool-a-s0"), {"cost": {"pool_s": 3.0}})
+    atomic_write_json(task_marker(tmp_path, "pool-a-s0"), {"n": 300, "images": 250, "cost": {"pool_s": 3.0}})
     deps = ("fit-a", "classifier-missing", "pool-a-s0")
-    assert _claim_shared_cost(tmp_path, deps, "cell-1") == {"fit_s": 2.0, "fit_train_s": 1.5, "pool_s": 3.0}
-    assert _claim_shared_cost(tmp_path, deps, "cell-2") == {}
+    shared = {"fit_s": 2.0, "fit_train_s": 1.5, "pool_s": 3.0}
+    assert _claim_shared_cost(tmp_path, deps, "cell-1") == (shared, 250)  # the images the pool holds
+    assert _claim_shared_cost(tmp_path, deps, "cell-2") == ({}, 0)
     # cell-1 run again (its record never landed): it takes the cost again instead of losing it
-    assert _claim_shared_cost(tmp_path, deps, "cell-1") == {"fit_s": 2.0, "fit_train_s": 1.5, "pool_s": 3.0}
+    assert _claim_shared_cost(tmp_path, deps, "cell-1") == (shared, 250)
 
 
 def _children(pid: int) -> list[int]:

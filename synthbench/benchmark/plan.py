@@ -310,9 +310,14 @@ def estimate_s(task: Task, comparable: dict[tuple, list[float]]) -> Estimate | N
     """Seconds a task is likely to take (the median), from the ``cost`` of
     comparable records in the store: a cell from cells of the same dataset,
     preset, generator and protocol; a fit, a pool or a reference classifier from
-    the ``fit_s``, ``pool_s`` or ``reference_s`` charged to such cells. Without
-    any, the generator's records on another dataset, scaled (:func:`_scaled`).
-    None when neither exists."""
+    the ``fit_s``, ``pool_s`` or ``reference_s`` charged to such cells (a pool
+    per image, times its size, where the records name their pool's size:
+    ``cost.pool_images``). Without any, the generator's records on another
+    dataset, scaled (:func:`_scaled`). None when neither exists."""
+    if task.kind == "pool" and task.n:  # per image where records say their pool's size (a pool is x1 or x10)
+        per_image = estimate_for_key(("pool_image", *_comparable_key(task)[1:]), comparable)
+        if per_image is not None:
+            return Estimate(per_image.seconds * task.n, per_image.scaled_from)
     return estimate_for_key(_comparable_key(task), comparable)
 
 
@@ -336,6 +341,10 @@ def comparable_costs(records: Iterable[Record]) -> dict[tuple, list[float]]:
             out.setdefault(("fit", s.dataset, s.preset.get("name"), s.generator), []).append(fit_s)
         if wall.get("pool_s"):
             out.setdefault(("pool", s.dataset, s.preset.get("name"), s.generator), []).append(float(wall["pool_s"]))
+            images = rec.cost.get("pool_images")
+            if isinstance(images, int) and images > 0:  # records since the size was kept: seconds per image
+                out.setdefault(("pool_image", s.dataset, s.preset.get("name"), s.generator), []).append(
+                    float(wall["pool_s"]) / images)
         if wall.get("reference_s"):
             out.setdefault(("classifier", s.dataset, s.preset.get("name")), []).append(float(wall["reference_s"]))
     return out

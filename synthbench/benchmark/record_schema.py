@@ -207,3 +207,6 @@ def check_record(data: Any) -> None:
                 raise _fail(f"cost.wall_s.{phase}", f"{show(seconds)} is not a finite number of seconds >= 0")
     if cost.get("device") is not None and not isinstance(cost["device"], str):
         raise _fail("cost.device", f"{show(cost['device'])} is neither null nor a string")
+    images = cost.get("pool_images")
+    if images is not None and not (isinstance(images, int) and not isinstance(images, bool) and images > 0):
+        raise _fail("cost.pool_images", f"{show(images)} is not a number of images > 0")

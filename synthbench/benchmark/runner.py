@@ -160,7 +160,7 @@ def run_protocol(grid: Grid, proto: PluginChoice, store: ResultStore,
 
 
 def run_cell(spec: CellSpec, protocol: Any, generator: Any, grid: Grid, samples: SampleCache, store: ResultStore,
-              fit_cost: dict[str, float], fit_error: Exception | None = None) -> Record:
+              fit_cost: dict[str, float], fit_error: Exception | None = None, pool_images: int = 0) -> Record:
     ctx = CellContext(dataset=grid.dataset, generator=generator, preset=grid.preset, seed=spec.seed,
                       device=grid.device, options=spec.protocol_options, samples=samples, cache_dir=store.cache_dir)
     say(f"{choice_label(spec.generator, getattr(generator, 'options', {}), spec.generator_options)} x "
@@ -195,7 +195,10 @@ def run_cell(spec: CellSpec, protocol: Any, generator: Any, grid: Grid, samples:
         timings["resumed_s"] = charge.resumed_s
     timings = {k: round(v, 3) for k, v in timings.items()}
     timings["cell_s"] = round(time.perf_counter() - start, 3)
-    record = Record(spec=spec, cost={"wall_s": timings, "device": device_name(grid.device)},
+    cost: dict[str, Any] = {"wall_s": timings, "device": device_name(grid.device)}
+    if pool_images and "pool_s" in timings:  # the size of the pool whose seconds this record carries
+        cost["pool_images"] = pool_images
+    record = Record(spec=spec, cost=cost,
                     provenance=provenance(grid.device), **outcome)
     try:  # what every reader will check: a record that fails it would be recomputed on every run
         check_record(record.body())

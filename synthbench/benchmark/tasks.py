@@ -211,7 +211,7 @@ def _classifier(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[s
     return "computed", None
 
 
-def _claim_shared_cost(root: str | Path, deps: tuple[str, ...], cell_key: str) -> dict[str, float]:
+def _claim_shared_cost(root: str | Path, deps: tuple[str, ...], cell_key: str) -> tuple[dict[str, float], int]:
     """The cost of the shared work (fits, reference classifiers, sample pools)
     that the tasks ``deps`` did and that no record carries yet, claimed for the
     cell ``cell_key``: each finished task's marker is charged to exactly one
@@ -219,13 +219,20 @@ def _claim_shared_cost(root: str | Path, deps: tuple[str, ...], cell_key: str) -
     worker that did it lived to run a cell. A claim is a file created
     exclusively next to the marker, so two workers never both take it; it names
     the cell, so a cell run again after a crash before its record landed takes
-    the cost again instead of losing it."""
+    the cost again instead of losing it.
+
+    Returns the seconds by phase, and the number of images of the sample pools
+    claimed (0 when none): a pool's cost grows with its size, which the suite
+    sets (x10 with ``scaleup``, x1 without), so the dry run estimates a pool
+    per image (``plan.comparable_costs``)."""
     cost: dict[str, float] = {}
+    images = 0
     for dep in deps:
         marker = task_marker(root, dep)
         try:
-            shared = json.loads(marker.read_text()).get("cost") or {}
-        except (OSError, ValueError):
+            done = json.loads(marker.read_text())
+            shared = done.get("cost") or {}
+        except (OSError, ValueError, AttributeError):
             continue  # not finished (or not a task that leaves a marker): nothing to charge
         claim = marker.with_suffix(".charged")
         try:
@@ -242,7 +249,10 @@ def _claim_shared_cost(root: str | Path, deps: tuple[str, ...], cell_key: str) -
         for phase, seconds in shared.items():
             if isinstance(seconds, (int, float)):
                 cost[phase] = cost.get(phase, 0.0) + float(seconds)
-    return cost
+        if "pool_s" in shared:  # a marker written before "images" was kept names the size asked for
+            n = done.get("images", done.get("n"))
+            images += n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 0
+    return cost, images
 
 
 def _pool(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, str]) -> tuple[str, str | None]:
@@ -256,12 +266,13 @@ def _pool(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, st
         start = time.perf_counter()
         labels = state.grid.dataset.train.labels
         limit = guarded.pool_limit(labels)  # a source of fixed images holds so many: its cells draw no more
-        state.samples.pool(guarded, task.seed, labels, task.n if limit is None else max(0, min(task.n, limit)))
+        images = task.n if limit is None else max(0, min(task.n, limit))
+        state.samples.pool(guarded, task.seed, labels, images)
         # The generation seconds of every block no record carries yet, a killed run's included
         # (sample_cache.py); a pool written before blocks kept their seconds: this run's time.
         claimed = state.samples.claim_seconds(guarded, task.seed, labels)
         cost["pool_s"] = time.perf_counter() - start if claimed is None else claimed
-        atomic_write_json(marker, {"task": task.label, "n": task.n,
+        atomic_write_json(marker, {"task": task.label, "n": task.n, "images": images,
                                    "cost": {k: round(v, 3) for k, v in cost.items() if v}})
     return "computed", None
 
@@ -288,9 +299,11 @@ def _cell(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, st
                     raise
                 fit_error = RuntimeError(f"{gen.name}.fit failed: {type(exc).__name__}: {exc}")
                 fit_error.__cause__ = exc
-        for phase, seconds in _claim_shared_cost(store.root, task.deps, task.key).items():
+        shared, pool_images = _claim_shared_cost(store.root, task.deps, task.key)
+        for phase, seconds in shared.items():
             fit_cost[phase] = fit_cost.get(phase, 0.0) + seconds
-        record = run_cell(spec, protocol, generator, state.grid, state.samples, store, fit_cost, fit_error)
+        record = run_cell(spec, protocol, generator, state.grid, state.samples, store, fit_cost, fit_error,
+                          pool_images=pool_images)
         store.write(record)
         log_computed(store.root, "cell", task.key)
     return ("failed" if record.status is Status.FAILED else "computed"), record.error

@@ -30,6 +30,15 @@ def test_one_holder_at_a_time_and_release(tmp_path):
     again.release()
 
 
+def test_a_lease_file_that_is_not_a_mapping_reads_as_held_by_nobody_named(tmp_path):
+    """``status`` and the plan read every live lease: one edited by hand (a JSON
+    list, say) still counts as held, and names no owner rather than raising."""
+    (tmp_path / "leases").mkdir()
+    (tmp_path / "leases" / "k.1.lease").write_text("[1, 2]")
+    held = LeaseBoard(tmp_path / "leases", ttl_s=60).holder("k")
+    assert held is not None and "owner" not in held and held["age_s"] >= 0
+
+
 def test_an_expired_lease_is_taken_over_once(tmp_path):
     board = LeaseBoard(tmp_path / "leases", ttl_s=5)
     dead = board.try_claim("k")

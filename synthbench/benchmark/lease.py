@@ -104,7 +104,7 @@ class LeaseBoard:
             return {"owner": "?", "task": key, "age_s": 0.0}
         if age > self.ttl_s:
             return None
-        return {**info, "age_s": age}
+        return {**(info if isinstance(info, dict) else {}), "age_s": age}  # a hand-edited file: held, unnamed
 
     def try_claim(self, key: str, task: str = "") -> Lease | None:
         """The lease on ``key`` if nobody holds a live one, else None. Never waits."""

@@ -59,6 +59,7 @@ def provenance_warnings(tables: list[Table]) -> list[str]:
     if len(by_precision) > 1:  # the preset (and so its precision) keys a table: the mix is across tables
         out.append("the board mixes precisions: " + "; ".join(
             f"{p} in {', '.join(where)}" for p, where in sorted(by_precision.items())) + ".")
+    short: dict[tuple, list[Table]] = {}  # (dataset, preset, row, seeds, table's most) -> its tables
     for t in tables:
         if t.stale:
             continue
@@ -73,11 +74,22 @@ def provenance_warnings(tables: list[Table]) -> list[str]:
         rows = [row for row in t.rows if not row.stale]
         done = {row.key: sum(1 for r in row.records if r.status in SETTLED) for row in rows}
         most = max(done.values(), default=0)
-        short = [f"{row.label} ({done[row.key]})" for row in rows if done[row.key] < most]
-        if short:
-            out.append(f"{_where(t)}: rows with fewer than {most} seeds computed (failed seeds not counted): "
-                       f"{', '.join(short)}.")
+        for row in rows:
+            if done[row.key] < most:
+                short.setdefault((t.dataset, t.preset, row.label, done[row.key], most), []).append(t)
+    # A row still computing is short in every protocol at once: one line for it, not one per table.
+    current = [t for t in tables if not t.stale]
+    for (dataset, preset, label, n, most), where in short.items():
+        out.append(f"{dataset} ({preset}): {label} has {n} of {most} seeds computed (failed seeds not counted) "
+                   f"in {', '.join(_table_name(t, current) for t in where)}.")
     return out
+
+
+def _table_name(table: Table, current: list[Table]) -> str:
+    """A table's protocol, with its options only where another current table of
+    the same dataset, preset and protocol needs telling apart from it."""
+    twins = [t for t in current if (t.dataset, t.preset, t.protocol) == (table.dataset, table.preset, table.protocol)]
+    return f"{table.protocol} ({table.options_label})" if len(twins) > 1 and table.options_label else table.protocol
 
 
 def provenance_text(tables: list[Table]) -> str:

@@ -174,7 +174,7 @@ def plan_text(grids: list, results: str) -> str:
     for task in plan.tasks:
         state, est = state_of[task.key], estimates.get(task.key)
         counts[state] = counts.get(state, 0) + 1
-        shown = "" if est is None else f"{est.seconds:.0f}" + (f" (~{est.scaled_from})" if est.scaled_from else "")
+        shown = "" if est is None else est.text()
         rows.append([task.kind, task.label, state, shown, ", ".join(d.split("-")[0] for d in task.deps) or "-"])
     todo_s, unknown = _left_summary(estimates)
     scaled = sorted({e.scaled_from for e in estimates.values() if e is not None and e.scaled_from})
@@ -270,8 +270,7 @@ def _running_lines(plan: Plan, running: dict[str, Estimate | None], store: Resul
             else "started at an unknown time"
         est = running[task.key]
         out.append(f"running: {task.label} ({held.get('owner', '?')}, {took}"
-                   + (f"; estimated {est.seconds / 60:.0f} min" + (f" (~{est.scaled_from})" if est.scaled_from else "")
-                      if est is not None else "") + ")")
+                   + (f"; estimated {est.text('min')}" if est is not None else "") + ")")
     return out
 
 

@@ -268,6 +268,13 @@ class Estimate:
     seconds: float
     scaled_from: str | None = None
 
+    def text(self, unit: str = "s") -> str:
+        """The figure in seconds (``s``) or minutes (``min``), with ``(~digits)``
+        after one carried over from another dataset: the dry run's table and
+        ``status``'s running lines say it the same way."""
+        figure = f"{self.seconds:.0f}" if unit == "s" else f"{self.seconds / 60:.0f} min"
+        return figure + (f" (~{self.scaled_from})" if self.scaled_from else "")
+
 
 def _comparable_key(task: Task) -> tuple:
     if task.kind == "cell":

@@ -32,7 +32,7 @@ import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 import torch
 
@@ -268,7 +268,7 @@ class Estimate:
     seconds: float
     scaled_from: str | None = None
 
-    def text(self, unit: str = "s") -> str:
+    def text(self, unit: Literal["s", "min"] = "s") -> str:
         """The figure in seconds (``s``) or minutes (``min``), with ``(~digits)``
         after one carried over from another dataset: the dry run's table and
         ``status``'s running lines say it the same way."""

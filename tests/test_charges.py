@@ -197,3 +197,49 @@ def test_a_pool_is_estimated_per_image_where_records_name_its_size():
     assert estimate_s(pool("ddpm", "fashion", 3000), costs) == Estimate(900.0)  # no size named: the pool's own
     # a generator new to the dataset: its seconds per image on digits (1/500), scaled as edm's (x8.3)
     assert estimate_s(pool("sg", "fashion", 3000), costs) == Estimate(pytest.approx(50.0), "digits")
+
+
+def test_a_fit_is_estimated_from_fits_that_trained_less_the_base_they_built_on():
+    """A fit that read cached weights took seconds, one that trained took an
+    hour: the estimate of a fit task (which runs only when nothing is cached)
+    comes from the fits that trained. A fit that trained the network it builds
+    on inside itself (``fit_base_s``, ``realfake`` on ``edm``'s) counts only its
+    own part: the base is a task of its own in the plan."""
+    from synthbench.benchmark.cell import CellSpec, Record, Status
+    from synthbench.benchmark.plan import Estimate, Setting, Task, comparable_costs, estimate_s
+
+    def record(generator: str, wall: dict[str, float]) -> Record:
+        spec = CellSpec(schema_version=1, synthbench_version="0", dataset="fashion", dataset_digest="d",
+                        generator=generator, generator_version=1, generator_options={}, generator_extra={},
+                        protocol="replace", protocol_version=1, protocol_options={}, preset={"name": "fast"},
+                        seed=0, device_type="cpu")
+        return Record(spec=spec, status=Status.OK, cost={"wall_s": {"cell_s": 1.0, **wall}})
+
+    def fit(generator: str) -> Task:
+        return Task("fit", f"fit-{generator}", "a fit", Setting("fashion", "fast", "r"), (generator, {}))
+
+    costs = comparable_costs([
+        record("edm", {"fit_s": 2000.0, "fit_train_s": 1990.0}),
+        record("edm", {"fit_s": 2200.0, "fit_train_s": 2190.0}),
+        record("edm", {"fit_s": 2.0}), record("edm", {"fit_s": 3.0}), record("edm", {"fit_s": 2.5}),  # cache reads
+        record("realfake", {"fit_s": 2400.0, "fit_base_s": 2000.0, "fit_finetune_s": 390.0}),
+        record("realfake", {"fit_s": 420.0, "fit_finetune_s": 410.0}),
+        record("stylegan3", {"fit_s": 300.0}),  # an adapter that names no phase: its fit_s as it is
+    ])
+    assert estimate_s(fit("edm"), costs) == Estimate(2100.0)  # not the median with the reads (3.0)
+    assert estimate_s(fit("realfake"), costs) == Estimate(410.0)  # its own 400 and 420, not the base's 2000
+    assert estimate_s(fit("stylegan3"), costs) == Estimate(300.0)
+
+
+def test_a_cell_charges_the_fit_its_generator_builds_on_as_fit_base_s(tmp_path):
+    """A cell claims the cost of the base fit task (``edm``'s network, which
+    ``realfake`` fine-tunes) with its own fit's: both are in ``fit_s`` (the
+    board's CPU-hours), the base's also as ``fit_base_s``."""
+    from synthbench.benchmark.atomic import atomic_write_json
+    from synthbench.benchmark.plan import task_marker
+    from synthbench.benchmark.tasks import _claim_shared_cost
+
+    atomic_write_json(task_marker(tmp_path, "fit-base"), {"cost": {"fit_s": 2000.0, "fit_train_s": 1990.0}})
+    atomic_write_json(task_marker(tmp_path, "fit-own"), {"cost": {"fit_s": 400.0, "fit_finetune_s": 390.0}})
+    cost, _ = _claim_shared_cost(tmp_path, ("fit-base", "fit-own"), "cell-1", bases=("fit-base",))
+    assert cost == {"fit_s": 2400.0, "fit_base_s": 2000.0, "fit_finetune_s": 390.0}

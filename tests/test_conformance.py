@@ -235,3 +235,17 @@ def test_every_committed_record_key_is_its_spec_digest():
         spec = CellSpec.from_json(record["spec"])
         assert spec.key == record["cell_hash"], path
         assert path.name.endswith(f"-{spec.key[:16]}.json"), path
+
+
+@pytest.mark.parametrize("name", GENERATORS.names())
+def test_generator_builds_on_a_registered_generator_with_valid_options(name):
+    """``builds_on`` names a fit the plan will run as a task: a registered
+    generator, not this one, with options its declarations accept."""
+    cls = GENERATORS.get(name)
+    built = cls.builds_on({key: opt.default for key, opt in cls.options.items()})
+    if built is None:
+        return
+    base, options = built
+    assert base != name and base in GENERATORS.names()
+    assert GENERATORS.get(base).builds_on({}) is None, "a base that builds on another: the plan fits one level"
+    resolve_options(GENERATORS.get(base).options, dict(options), base)

@@ -356,3 +356,56 @@ def test_on_a_machine_with_gpus_each_worker_takes_one(monkeypatch):
     ids.put(3)
     worker_init(None, ids, {"SYNTHBENCH_LEASE_TTL": "9"})
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "3" and os.environ["SYNTHBENCH_LEASE_TTL"] == "9"
+
+
+def test_a_fit_that_builds_on_another_generators_fit_runs_after_it_as_a_task(tmp_path):
+    """``realfake`` fine-tunes the network ``edm`` trains: the plan holds that
+    fit as a task of its own (keyed as ``edm``'s, so a suite listing both fits it
+    once), before realfake's, for the members-only fit too, and every cell
+    depends on it (the dry run counts its hours; a cell claims its cost)."""
+    from synthbench.benchmark.driver import suite_grids
+    from synthbench.benchmark.plan import build_plan
+
+    both = write_suite(tmp_path, "both", seeds="[0]", generators="{edm: {}, realfake: {}}",
+                       protocols="{replace: {}, mia: {}}")
+    alone = write_suite(tmp_path, "alone", seeds="[0]", generators="{realfake: [{}, {mmd: false}]}",
+                        protocols="{replace: {}, mia: {}}")
+    store = str(tmp_path / "r")
+    plan_both, plan_alone = (build_plan(suite_grids(load_suite(s), store)) for s in (both, alone))
+    edm_fits = {t.fit: t.key for t in plan_both.by_kind("fit") if t.generator[0] == "edm"}
+    assert set(edm_fits) == {"full", "members"} and len(plan_both.by_kind("fit")) == 4  # edm's own are the bases
+    keys = [t.key for t in plan_alone.tasks]
+    assert len(keys) == len(set(keys))
+    for plan in (plan_both, plan_alone):
+        order = {t.key: i for i, t in enumerate(plan.tasks)}
+        fits = [t for t in plan.by_kind("fit") if t.generator[0] == "realfake"]
+        assert {t.fit for t in fits} == {"full", "members"}
+        for t in fits:
+            assert t.deps == (edm_fits[t.fit],) and order[edm_fits[t.fit]] < order[t.key]
+        for cell in (t for t in plan.by_kind("cell") if t.generator[0] == "realfake"):
+            wanted = edm_fits["members" if cell.protocol[0] == "mia" else "full"]
+            assert cell.bases == (wanted,) and wanted in cell.deps
+            assert cell.deps.index(wanted) < min(cell.deps.index(k) for k in cell.deps if k.startswith("fit-")
+                                                 and k != wanted)
+    # the two arms share one base fit task
+    assert sum(t.generator[0] == "edm" for t in plan_alone.by_kind("fit")) == 2
+    # a generator that builds on nothing has no base (edm's own cells)
+    assert all(t.bases == () for t in plan_both.by_kind("cell") if t.generator[0] != "realfake")
+
+
+def test_a_suite_fits_realfakes_base_once_and_charges_it_as_fit_base_s(tmp_path, capsys):
+    """Run end to end: ``edm``'s network is a fit task of its own (computed once
+    for two arms), each arm's fine-tuning reads it from the cache, and the first
+    cell to land carries the base's seconds in ``fit_s`` and ``fit_base_s``."""
+    suite = write_suite(tmp_path, seeds="[0]", generators="{realfake: [{}, {mmd: false}]}",
+                        protocols="{replace: {}}")
+    store = tmp_path / "r"
+    code, _, err = run_cli(["run", str(suite), "--results", str(store), "-q"], capsys)
+    assert code == 0, err
+    fits = [e["name"] for e in read_worklog(store) if e["kind"] == "fit"]
+    assert len(fits) == len(set(fits)) == 3  # edm's network, then each arm's fine-tuning
+    walls = _record_costs(store)
+    assert len(walls) == 2
+    based = [w for w in walls if w.get("fit_base_s")]
+    assert len(based) == 1 and based[0]["fit_s"] > based[0]["fit_base_s"] > 0
+    assert based[0].get("fit_finetune_s", 0) > 0 and "fit_train_s" not in based[0]  # the base: one figure

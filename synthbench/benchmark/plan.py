@@ -6,7 +6,9 @@ shared work it needs, generator by generator, seed by seed):
 
 1. **fit** tasks: every fit of a generator that some cell will ask for: the full
    fit, ``mia``'s members-only fit, ``longtail``'s long-tailed and unconditional
-   fits (``Protocol.generator_fits``), each once however many protocols want it;
+   fits (``Protocol.generator_fits``), each once however many protocols want it,
+   each after the fit of another generator it builds on (``realfake`` on
+   ``edm``'s network: ``Generator.builds_on``);
 2. **classifier** tasks: each seed's reference classifier (the judge of synthetic
    samples), for the seeds whose protocols use it;
 3. **pool** tasks: each (generator, seed)'s shared synthetic pool at the largest
@@ -85,6 +87,9 @@ class Task:
     deps: tuple[str, ...] = ()
     spec: CellSpec | None = field(default=None, compare=False)
     """For a cell task: the cell's spec (its key is the record's)."""
+    bases: tuple[str, ...] = ()
+    """For a cell task: the keys among ``deps`` of fits its generator's fits
+    build on (:meth:`Generator.builds_on`); their cost is the record's ``fit_base_s``."""
 
 
 @dataclass
@@ -147,20 +152,25 @@ def build_plan(grids: Iterable[tuple[Setting, Grid]]) -> Plan:
                 generator = gen.instance()
                 unsupported = protocol.unsupported_reason(generator) is not None
                 fit_keys: dict[str, str] = {}
+                base_keys: dict[str, str] = {}  # need name -> the key of the fit it builds on
                 if not unsupported:
                     for need in protocol.planned_fits(ds, generator, grid.preset):
                         key = fit_key(grid, gen, need.overrides, fit_data_digest(ds, need.train), threads)
                         fit_keys[need.name] = key
+                        base = _base_fit(setting, grid, gen, proto, protocol, need.name, threads)
+                        if base is not None:
+                            fits.append(base)
+                            base_keys[need.name] = base.key
                         what = "" if need.is_full else f" ({need.name})"
                         fits.append(Task("fit", key, f"fit {gen.label}{what} on {ds.name}", setting,
-                                         (gen.name, gen.options), (proto.name, proto.options), fit=need.name))
+                                         (gen.name, gen.options), (proto.name, proto.options), fit=need.name,
+                                         deps=tuple(k for k in [base_keys.get(need.name)] if k)))
                 pool_n = 0 if unsupported or generator.oracle else protocol.sample_pool_size(len(ds.train),
                                                                                               grid.preset)
                 for seed in grid.seeds:
-                    deps = []
-                    if "full" in fit_keys:
-                        deps.append(fit_keys["full"])
-                    deps += [k for name, k in fit_keys.items() if name != "full"]
+                    deps = []  # each fit after the one it builds on (a cell claims the cost of both)
+                    for name in sorted(fit_keys, key=lambda n: n != "full"):
+                        deps += [k for k in (base_keys.get(name), fit_keys[name]) if k]
                     if protocol.uses_reference_classifier and not unsupported:
                         ckey = f"classifier-{ds.digest[:12]}-{cache_key(grid.preset.as_dict())[:12]}-s{seed}"
                         classifiers.append(Task("classifier", ckey, f"reference classifier seed {seed} on {ds.name}",
@@ -177,7 +187,8 @@ def build_plan(grids: Iterable[tuple[Setting, Grid]]) -> Plan:
                     cells.append(Task("cell", f"cell-{spec.key[:32]}",
                                       f"{gen.label} x {proto.label} x {ds.name} seed {seed}", setting,
                                       (gen.name, gen.options), (proto.name, proto.options), seed,
-                                      deps=tuple(deps), full_fit=fit_keys.get("full"), spec=spec))
+                                      deps=tuple(deps), full_fit=fit_keys.get("full"), spec=spec,
+                                      bases=tuple(base_keys.values())))
     # a pool wanted at several sizes: the largest one, under one key
     largest: dict[str, Task] = {}
     for task in pools:
@@ -196,6 +207,30 @@ def build_plan(grids: Iterable[tuple[Setting, Grid]]) -> Plan:
     for task in shared.values():  # shared work no cell needs (none today): still in the plan
         add(task)
     return plan
+
+
+def _base_fit(setting: Setting, grid: Grid, gen: PluginChoice, proto: PluginChoice, protocol: Any, need: str,
+              threads: int) -> Task | None:
+    """The fit task of the generator ``gen``'s fit ``need`` starts from
+    (:meth:`Generator.builds_on`), keyed as that generator's own fit, so a suite
+    listing both fits it once; None when it builds on nothing, or the protocol
+    asks no such fit of the base."""
+    from synthbench.plugins import GENERATORS
+
+    built = gen.cls.builds_on(dict(gen.options))
+    if built is None:
+        return None
+    name, options = built
+    base = PluginChoice.resolve(GENERATORS, name, options, where=f"(the fit {gen.label} builds on)")
+    ds = grid.dataset
+    needs = {n.name: n for n in protocol.planned_fits(ds, base.instance(), grid.preset)}
+    if need not in needs:
+        return None
+    base_need = needs[need]
+    key = fit_key(grid, base, base_need.overrides, fit_data_digest(ds, base_need.train), threads)
+    what = "" if base_need.is_full else f" ({need})"
+    return Task("fit", key, f"fit {base.label}{what} on {ds.name}", setting, (base.name, base.options),
+                (proto.name, proto.options), fit=need)
 
 
 # --------------------------------------------------------------------------- what is done
@@ -319,12 +354,18 @@ def estimate_s(task: Task, comparable: dict[tuple, list[float]]) -> Estimate | N
     preset, generator and protocol; a fit, a pool or a reference classifier from
     the ``fit_s``, ``pool_s`` or ``reference_s`` charged to such cells (a pool
     per image, times its size, where the records name their pool's size:
-    ``cost.pool_images``). Without any, the generator's records on another
-    dataset, scaled (:func:`_scaled`). None when neither exists."""
+    ``cost.pool_images``; a fit from the fits that trained, not those that read
+    cached weights, less the base a fit trained inside it: ``fit_base_s``).
+    Without any, the generator's records on another dataset, scaled
+    (:func:`_scaled`). None when neither exists."""
     if task.kind == "pool" and task.n:  # per image where records say their pool's size (a pool is x1 or x10)
         per_image = estimate_for_key(("pool_image", *_comparable_key(task)[1:]), comparable)
         if per_image is not None:
             return Estimate(per_image.seconds * task.n, per_image.scaled_from)
+    if task.kind == "fit":  # a task that runs trains: the fits that read cached weights are no guide
+        trained = estimate_for_key(("fit_trained", *_comparable_key(task)[1:]), comparable)
+        if trained is not None:
+            return trained
     return estimate_for_key(_comparable_key(task), comparable)
 
 
@@ -344,8 +385,12 @@ def comparable_costs(records: Iterable[Record]) -> dict[tuple, list[float]]:
         fit_s = float(wall.get("fit_s", 0.0))
         out.setdefault(("cell", s.dataset, s.preset.get("name"), s.generator, s.protocol), []).append(
             float(wall.get("cell_s", 0.0)) + float(wall.get("resumed_s", 0.0)))  # a resumed cell's whole work
-        if fit_s > 1.0:
-            out.setdefault(("fit", s.dataset, s.preset.get("name"), s.generator), []).append(fit_s)
+        own_fit_s = fit_s - float(wall.get("fit_base_s", 0.0))  # a base trained inside is a task of its own
+        if own_fit_s > 1.0:
+            out.setdefault(("fit", s.dataset, s.preset.get("name"), s.generator), []).append(own_fit_s)
+            if any(k.startswith("fit_") and k not in ("fit_s", "fit_base_s") and float(v) > 0
+                   for k, v in wall.items()):  # the fit trained here, not read from the weights cache
+                out.setdefault(("fit_trained", s.dataset, s.preset.get("name"), s.generator), []).append(own_fit_s)
         if wall.get("pool_s"):
             out.setdefault(("pool", s.dataset, s.preset.get("name"), s.generator), []).append(float(wall["pool_s"]))
             images = rec.cost.get("pool_images")

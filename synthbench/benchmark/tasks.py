@@ -211,7 +211,8 @@ def _classifier(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[s
     return "computed", None
 
 
-def _claim_shared_cost(root: str | Path, deps: tuple[str, ...], cell_key: str) -> tuple[dict[str, float], int]:
+def _claim_shared_cost(root: str | Path, deps: tuple[str, ...], cell_key: str,
+                       bases: tuple[str, ...] = ()) -> tuple[dict[str, float], int]:
     """The cost of the shared work (fits, reference classifiers, sample pools)
     that the tasks ``deps`` did and that no record carries yet, claimed for the
     cell ``cell_key``: each finished task's marker is charged to exactly one
@@ -220,6 +221,10 @@ def _claim_shared_cost(root: str | Path, deps: tuple[str, ...], cell_key: str) -
     exclusively next to the marker, so two workers never both take it; it names
     the cell, so a cell run again after a crash before its record landed takes
     the cost again instead of losing it.
+
+    A fit among ``bases`` (one the generator's fit builds on) is charged as its
+    ``fit_s``, also kept as ``fit_base_s``: the dry run estimates the two fits
+    apart (``plan.comparable_costs``).
 
     Returns the seconds by phase, and the number of images of the sample pools
     claimed (0 when none): a pool's cost grows with its size, which the suite
@@ -246,6 +251,8 @@ def _claim_shared_cost(root: str | Path, deps: tuple[str, ...], cell_key: str) -
         else:
             with os.fdopen(fd, "w") as fh:
                 fh.write(cell_key + "\n")
+        if dep in bases:
+            shared = {"fit_s": shared.get("fit_s", 0.0), "fit_base_s": shared.get("fit_s", 0.0)}
         for phase, seconds in shared.items():
             if isinstance(seconds, (int, float)):
                 cost[phase] = cost.get(phase, 0.0) + float(seconds)
@@ -299,7 +306,7 @@ def _cell(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, st
                     raise
                 fit_error = RuntimeError(f"{gen.name}.fit failed: {type(exc).__name__}: {exc}")
                 fit_error.__cause__ = exc
-        shared, pool_images = _claim_shared_cost(store.root, task.deps, task.key)
+        shared, pool_images = _claim_shared_cost(store.root, task.deps, task.key, task.bases)
         for phase, seconds in shared.items():
             fit_cost[phase] = fit_cost.get(phase, 0.0) + seconds
         record = run_cell(spec, protocol, generator, state.grid, state.samples, store, fit_cost, fit_error,

@@ -77,6 +77,19 @@ class Generator(Configurable):
         return {}
 
     @classmethod
+    def builds_on(cls, options: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        """The generator whose fit this one's starts from, as (registered name,
+        options), or None. ``realfake`` fine-tunes the network ``edm`` trains:
+        the plan runs that fit as a task of its own, before this one's, so a dry
+        run and ``status`` count its hours when its weights are not cached, and
+        the arms of an ablation wait for one base instead of for each other.
+        Options as a suite gives them (the base's defaults fill the rest); the
+        base itself builds on nothing (one level). A fit that trains its base itself charges it to the
+        cost phase ``fit_base_s``, which the dry run leaves out of this
+        generator's own fit estimate."""
+        return None
+
+    @classmethod
     def resolve_argument(cls, argument: str, given: dict[str, Any]) -> dict[str, Any]:
         """The options ``NAME:ARGUMENT`` stands for, ``given`` ones kept (an
         adapter with an :attr:`argument_option` may normalise the argument)."""

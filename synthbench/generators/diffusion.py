@@ -370,10 +370,12 @@ EDM_WEIGHTS_VERSION = 1
 version): bump it when :func:`train_edm` changes, with the adapters' versions."""
 
 
-def fit_edm_unet(ctx: FitContext, recipe: dict[str, Any]) -> tuple[nn.Module, str]:
+def fit_edm_unet(ctx: FitContext, recipe: dict[str, Any], phase: str = "fit_train_s") -> tuple[nn.Module, str]:
     """The in-suite EDM UNet of ``recipe`` through the weights cache (trained on a
-    miss); ``edm`` and ``realfake``'s base share the file. Returns (unet, key)."""
+    miss, its seconds charged to the cost ``phase``); ``edm`` and ``realfake``'s
+    base share the file. Returns (unet, key)."""
     def build() -> nn.Module:
         return build_unet(ctx.image_shape, recipe["num_classes"], recipe["channels"], recipe["layers_per_block"])
 
-    return ctx.cached_weights("edm", recipe, EDM_WEIGHTS_VERSION, build, lambda: train_edm(ctx, recipe))
+    return ctx.cached_weights("edm", recipe, EDM_WEIGHTS_VERSION, build, lambda: train_edm(ctx, recipe),
+                              phase=phase)

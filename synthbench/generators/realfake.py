@@ -187,6 +187,19 @@ class RealFakeGenerator(Generator):
         """Which backbone runs is part of what a record means."""
         return {"backbone": "stable-diffusion" if options.get("sd_model") else "in-suite-edm"}
 
+    @classmethod
+    def builds_on(cls, options: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        """The in-suite backbone is ``edm``'s network of the same training recipe
+        (one weights file); Stable Diffusion is loaded, not fitted here."""
+        if options.get("sd_model"):
+            return None
+        base: dict[str, Any] = {}
+        if options.get("base_train_steps") is not None:
+            base["train_steps"] = options["base_train_steps"]
+        if options.get("train_seed", 0) != 0:
+            base["train_seed"] = options["train_seed"]
+        return "edm", base
+
     # -- fitting ---------------------------------------------------------
     def fit(self, ctx: FitContext) -> dict[str, Any]:
         self.device = ctx.device
@@ -204,7 +217,7 @@ class RealFakeGenerator(Generator):
         self.steps = self.setting("sampler_steps", ctx.preset)
         recipe = unet_recipe(ctx, self.setting("base_train_steps", ctx.preset), BASE_LR, self.opts["train_seed"],
                              conditional=True)
-        unet, base_key = fit_edm_unet(ctx, recipe)
+        unet, base_key = fit_edm_unet(ctx, recipe, phase="fit_base_s")  # see builds_on
         self._train = ctx.train
         self._by_class = [(ctx.train.labels == c).nonzero().flatten() for c in range(len(ctx.class_names))]
         self._features = None

@@ -409,3 +409,28 @@ def test_a_suite_fits_realfakes_base_once_and_charges_it_as_fit_base_s(tmp_path,
     based = [w for w in walls if w.get("fit_base_s")]
     assert len(based) == 1 and based[0]["fit_s"] > based[0]["fit_base_s"] > 0
     assert based[0].get("fit_finetune_s", 0) > 0 and "fit_train_s" not in based[0]  # the base: one figure
+
+
+def test_a_fit_that_trained_its_base_inside_marks_the_base_done_without_cost(tmp_path):
+    """A realfake fit whose base task had not run (a store from before the base
+    was a task, a worker that took the fit first) trains edm's network inside
+    itself and charges it as ``fit_base_s``: the base then reads as done, at no
+    cost of its own, so the dry run neither redoes nor counts it twice."""
+    from synthbench.benchmark.driver import suite_grids
+    from synthbench.benchmark.plan import build_plan, task_marker, task_states
+    from synthbench.benchmark.tasks import run_task
+
+    suite = write_suite(tmp_path, seeds="[0]", generators="{realfake: {}}", protocols="{replace: {}}")
+    store = tmp_path / "r"
+    plan = build_plan(suite_grids(load_suite(suite), str(store)))
+    fit = next(t for t in plan.by_kind("fit") if t.generator[0] == "realfake")
+    (base,) = fit.deps
+    assert run_task(fit).outcome == "computed"
+    assert json.loads(task_marker(store, base).read_text())["cost"] == {}
+    assert json.loads(task_marker(store, fit.key).read_text())["cost"]["fit_base_s"] > 0
+    assert task_states(plan, ResultStore(store))[base] == "cached"
+    # a base task's own marker (with its cost) is never replaced
+    task_marker(store, fit.key).unlink()
+    task_marker(store, base).write_text(json.dumps({"cost": {"fit_s": 5.0}}))
+    assert run_task(fit).outcome == "computed"
+    assert json.loads(task_marker(store, base).read_text()) == {"cost": {"fit_s": 5.0}}

@@ -161,8 +161,23 @@ def _fit(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, str
             _remember(state, task.key, guarded)
         atomic_write_json(marker, {"task": task.label, "fingerprint": guarded.fingerprint(),
                                    "cost": {k: round(v, 3) for k, v in cost.items()}})
+        _mark_bases_done(state.store.root, task)
         log_computed(state.store.root, "fit", task.key)
     return "computed", None
+
+
+def _mark_bases_done(root: Path, task: Task) -> None:
+    """A fit's deps are the fits it builds on (``plan._base_fit``): it has their
+    weights now, trained inside it where their task had not run (its cost is
+    then this fit's ``fit_base_s``). Leave each such base a marker without cost,
+    so ``status`` and the dry run count it done, never replacing the marker
+    (and cost) of a base task that ran."""
+    for key in task.deps:
+        try:
+            with open(task_marker(root, key), "x") as fh:
+                json.dump({"task": f"trained inside {task.label}", "cost": {}}, fh)
+        except FileExistsError:
+            pass
 
 
 def _remember(state: _State, key: str, guarded: Guarded) -> None:

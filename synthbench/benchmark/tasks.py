@@ -266,8 +266,9 @@ def _claim_shared_cost(root: str | Path, deps: tuple[str, ...], cell_key: str,
         else:
             with os.fdopen(fd, "w") as fh:
                 fh.write(cell_key + "\n")
-        if dep in bases:
-            shared = {"fit_s": shared.get("fit_s", 0.0), "fit_base_s": shared.get("fit_s", 0.0)}
+        if dep in bases:  # a base trained inside the fit (a marker without cost) adds nothing
+            base_s = shared.get("fit_s", 0.0)
+            shared = {"fit_s": base_s, "fit_base_s": base_s} if base_s else {}
         for phase, seconds in shared.items():
             if isinstance(seconds, (int, float)):
                 cost[phase] = cost.get(phase, 0.0) + float(seconds)

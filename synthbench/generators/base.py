@@ -84,9 +84,9 @@ class Generator(Configurable):
         run and ``status`` count its hours when its weights are not cached, and
         the arms of an ablation wait for one base instead of for each other.
         Options as a suite gives them (the base's defaults fill the rest); the
-        base itself builds on nothing (one level). A fit that trains its base itself charges it to the
-        cost phase ``fit_base_s``, which the dry run leaves out of this
-        generator's own fit estimate."""
+        base itself builds on nothing (one level). A fit that trains its base
+        itself charges it to the cost phase ``fit_base_s``, which the dry run
+        leaves out of this generator's own fit estimate."""
         return None
 
     @classmethod

@@ -116,6 +116,23 @@ def test_ablation_arms_are_units_matched_across_tables_by_row_key():
     assert "g0 (steps=3)" in validity.cell("fid", "top1").units
 
 
+def test_with_arms_among_the_units_each_cell_is_repeated_over_the_generators_alone(validity):
+    """Arms of one recipe are not independent generators: every cell also says
+    what the default rows alone give, and the note says why."""
+    fid = validity.cell("fid", "top1")
+    alone = fid.generators_only
+    assert alone is not None and alone.n == 6 and "g0 (steps=3)" not in alone.units
+    assert alone.rho == pytest.approx(-1.0) and alone.verdict == PREDICTS
+    recall = validity.cell("recall", "top1").generators_only
+    assert recall.rho == pytest.approx(spearman(np.array([3, 6, 1, 4, 2, 5]),
+                                                np.array([0.5, 0.55, 0.6, 0.65, 0.7, 0.75])))
+    assert "; generators only: " in fid.summary and fid.summary.startswith("-1.00")
+    assert any("1 of the 7 units are ablation arms of g0" in note for note in validity.notes)
+    (plain,) = predictive_validity(build_tables([r for r in board() if r.spec.generator_options == {}]))
+    assert plain.cell("fid", "top1").generators_only is None
+    assert not any("are ablation arms of" in note for note in plain.notes)
+
+
 def test_a_generator_that_never_crosses_ranks_worst_tied_with_the_others():
     """g3 crosses on one seed only, g4 has no crossing_multiple, g5 a null one:
     all three rank worst, tied; fid tied the same way correlates perfectly."""

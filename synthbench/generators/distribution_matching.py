@@ -21,6 +21,15 @@ here), they weight the loss by min-SNR (Hang et al. 2023, "Efficient Diffusion
 Training via Min-SNR Weighting Strategy", arXiv 2303.09556; ``snr_gamma`` on the
 Stable Diffusion backbone), and their LoRA rank is 4. The adapters expose gamma
 as ``mmd_weight`` and record the value used.
+
+How much the term acts: once the denoiser's residuals are nearly uncorrelated
+across a batch, L_DM is about L_simple / N (the squared mean of N independent
+residuals), so at gamma = 0.05 the MMD term is a small fraction of the loss.
+Measured on the in-suite EDM base of fashion-mnist at ``fast`` (10 batches,
+gradients with respect to every weight): L_DM / L_simple = 0.0081 at N = 128
+(1/N = 0.0078), and the norm of gamma x grad L_DM is 1.3 % of grad L_simple's
+(2.1 % at N = 8). That is why switching ``mmd`` off barely moves the in-suite
+ablation; ``mmd_weight`` is the knob for a stronger term.
 """
 
 from __future__ import annotations

@@ -261,6 +261,11 @@ class Correlation:
     """``predicts``, ``inverted``, ``inconclusive``, ``too few units`` or ``constant``."""
     p: float | None = None
     """Two-sided permutation p-value of rho = 0 (exact up to 8 units)."""
+    generators_only: Correlation | None = None
+    """The same cell over the generators' default rows alone, when ablation arms
+    are among the units: arms of one recipe share a base network, so they are
+    not independent draws of generators and the all-units p and interval are
+    optimistic; this one is not, at the price of fewer units."""
 
     @property
     def agrees(self) -> str:
@@ -300,7 +305,10 @@ class Correlation:
         interval = (f" [{fmt(self.low)}, {fmt(self.high)}]" if self.low is not None and self.high is not None
                     else "")
         p = f", p={self.p:.3f}" if self.p is not None else ""
-        return f"{fmt(self.rho)}{interval}, n={self.n}{p}, {self.verdict}"
+        text = f"{fmt(self.rho)}{interval}, n={self.n}{p}, {self.verdict}"
+        if self.generators_only is not None:
+            text += f"; generators only: {self.generators_only.summary}"
+        return text
 
 
 @dataclass
@@ -360,7 +368,19 @@ class ValidityTable:
             f"{EXACT_UP_TO} units); inverted: the same with the other sign; "
             f"inconclusive: it contains 0; under {MIN_UNITS} units nothing is computed.",
             "Units: generator rows and ablation arms; not the real reference, superseded or flagged rows.",
-        ] + [note for protocol, note in PROTOCOL_NOTES.items() if protocol in {m.protocol for m in self.measures}]
+        ] + self._dependence_note + [note for protocol, note in PROTOCOL_NOTES.items() if protocol in {m.protocol for m in self.measures}]
+
+    @property
+    def _dependence_note(self) -> list[str]:
+        arms = [u for u in self.units if u.variant]
+        if not arms:
+            return []
+        owners = ", ".join(sorted({u.generator for u in arms}))
+        return [f"{len(arms)} of the {len(self.units)} units are ablation arms of {owners}: arms of one recipe "
+                "share its base network and data, so they are not independent draws of generators, and the "
+                "all-units interval and p-value are optimistic. 'generators only' repeats each cell over the "
+                "generators' default rows alone (independent, but fewer: with 4 units no ordering is rarer "
+                "than p = 0.083)."]
 
     @property
     def measures(self) -> list[Measure]:
@@ -499,9 +519,14 @@ def predictive_validity(tables: list[Table], replicates: int = REPLICATES) -> li
             cells = []
             for tg in targets:
                 xs, ys = values[(m.protocol, m.name)], values[(tg.protocol, tg.name)]
-                pairs = [(u.label, xs[u.key], ys[u.key]) for u in order if u.key in xs and u.key in ys]
-                cells.append(correlate(m, tg, pairs, _cell_rng(dataset, digest, preset, m.name, tg.name),
-                                       replicates))
+                held = [u for u in order if u.key in xs and u.key in ys]
+                pairs = [(u.label, xs[u.key], ys[u.key]) for u in held]
+                cell = correlate(m, tg, pairs, _cell_rng(dataset, digest, preset, m.name, tg.name), replicates)
+                if any(u.variant for u in held):  # its own seed: the all-units cell stays as it was
+                    cell.generators_only = correlate(
+                        m, tg, [(u.label, xs[u.key], ys[u.key]) for u in held if not u.variant],
+                        _cell_rng(dataset, digest, preset, m.name, tg.name, "generators only"), replicates)
+                cells.append(cell)
             rows.append(ValidityRow(m, cells))
         entered = {label for row in rows for c in row.cells for label in c.units}
         out.append(ValidityTable(

@@ -181,18 +181,20 @@ TABLE_2 = [  # (fine-tuned, visual guidance, mmd, prior init), Yuan et al. 2024 
 
 def test_the_shipped_ablation_suite_resolves_to_table_2s_nine_rows(smoke_digits):
     """Loaded from configs/, resolved against the installed realfake options (on
-    the digits data, so fashion-mnist need not be there)."""
+    the digits data, so fashion-mnist need not be there): Table 2's nine rows,
+    then one beyond it (the full recipe with a stronger MMD term)."""
     from synthbench.benchmark.presets import get_preset
 
     suite = load_suite(CONFIGS / "fashion-realfake-ablation.yaml")
     assert suite.datasets == ("fashion-mnist",) and suite.preset == "fast" and suite.seeds == (0, 1, 2)
     assert suite.device == "cpu" and suite.threads == 1
     assert set(suite.protocols) == {"replace", "fidelity", "detect"}
-    assert suite.generators["real"] == {} and len(suite.generators["realfake"]) == 9
+    assert suite.generators["real"] == {} and len(suite.generators["realfake"]) == 10
     grid = resolve_grid(smoke_digits, suite.generators, suite.protocols, suite.preset, suite.seeds)
     assert grid.generators[0].name == "real"
-    arms = grid.generators[1:]
+    arms, extra = grid.generators[1:-1], grid.generators[-1]
     assert len({a.label for a in arms}) == 9 and arms[-1].label == "realfake"  # row 9: the defaults
+    assert extra.label == "realfake (mmd_weight=1.0)" and extra.options["mmd_weight"] == 1.0
     preset = get_preset(suite.preset)
     rows = []
     for arm, given in zip(arms, suite.generators["realfake"]):
@@ -204,4 +206,4 @@ def test_the_shipped_ablation_suite_resolves_to_table_2s_nine_rows(smoke_digits)
                      arm.options["prior_init"]))
     assert rows == TABLE_2
     keys = [spec.key for proto in grid.protocols for _, spec in grid.specs(proto)]
-    assert len(set(keys)) == len(keys) == 10 * 3 * 3
+    assert len(set(keys)) == len(keys) == 11 * 3 * 3

@@ -215,6 +215,26 @@ def test_realfake_ablation_tests_each_component_against_the_arm_one_step_below()
     assert f.verdict == "mixed" and "with the component - without it: " in f.sentence
 
 
+def test_a_component_at_another_setting_is_a_step_of_its_own_not_an_ablation_arm():
+    """The full recipe with a stronger MMD term is compared with the arm without
+    MMD (and named by its setting), never with the full recipe as an arm."""
+    records = []
+    for s in SEEDS:
+        full = draws(800 + s, 0.8)
+        strong = np.maximum(full, draws(810 + s, 0.2))
+        arms = {None: full, (("mmd", False),): full, (("mmd_weight", 1.0),): strong}
+        for opts, outcomes in arms.items():
+            records.append(rec("realfake", "replace", s, {"top1": acc(outcomes)},
+                               options=dict(opts) if opts else None))
+    f = finding(records, "realfake-ablation")
+    steps = {e.subject: e.verdict for e in f.evidence if e.comparison == "top1, with the component - without it"}
+    assert steps == {"distribution matching, added to fine-tuned + latent prior + visual guidance": NOT_SHOWN,
+                     "distribution matching (mmd_weight=1.0), added to fine-tuned + latent prior + visual guidance":
+                         REPRODUCED}
+    whole = [e.subject for e in f.evidence if e.comparison == "top1, every component on - this arm"]
+    assert whole == ["fine-tuned + latent prior + visual guidance"]
+
+
 def test_a_dataset_still_being_computed_does_not_carry_the_verdict_until_it_catches_up():
     """fashion-mnist is preferred over digits, but only once its comparisons are
     as complete (seeds and generators) as digits'."""

@@ -223,6 +223,9 @@ class Row:
     samples nobody re-ran), or empty (a built-in generator the board's own runs
     computed)."""
     verification_text: str = ""
+    changed: dict[str, Any] = field(default_factory=dict)
+    """The options that differ from the generator's defaults, as values (what
+    ``options_label`` writes; all of them when the generator is unknown)."""
 
     @property
     def ok_records(self) -> list[Record]:
@@ -498,7 +501,7 @@ def _make_row(rkey: str, by_seed: dict[int, Record], plugins: PluginInfo) -> Row
     oracle = bool(getattr(cls, "oracle", False)) if cls is not None else name == "real"
     return Row(generator=name, generator_version=spec.generator_version, options=options,
                options_label=_options_text(shown), oracle=oracle, stale=stale, records=records,
-               key=slug(name, rkey))
+               key=slug(name, rkey), changed=shown)
 
 
 def _make_table(tkey: str, spec: CellSpec, rows: list[Row], plugins: PluginInfo) -> Table:

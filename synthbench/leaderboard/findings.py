@@ -494,31 +494,60 @@ def _crossings(row: Row) -> str:
 ABLATION_COMPONENTS = (("prior_init", "latent prior"), ("visual_guidance", "visual guidance"),
                        ("mmd", "distribution matching"))
 
-
-def _arm_text(row: Row) -> str:
-    """An ablation arm in Table 2's words: which components are on."""
-    opts = row.options
-    if opts.get("finetune_steps") == 0:
-        on = ["latent prior"] if opts.get("prior_init", True) else []
-        return "no fine-tuning" + (f", {on[0]}" if on else "")
-    on = [label for key, label in ABLATION_COMPONENTS if opts.get(key, True)]
-    return "fine-tuned" + (" + " + " + ".join(on) if on else " only")
+COMPONENT_SETTINGS = {"strength": "prior_init", "guidance_images": "visual_guidance", "mmd_weight": "mmd"}
+"""Options that tune a component rather than switch it: part of what the
+component is when it is on, of no effect when it is off."""
 
 
-def _components(row: Row) -> tuple[dict[str, bool], str]:
+def _components(row: Row) -> tuple[dict[str, tuple | None], str]:
     """Which of Table 2's steps an arm has (fine-tuning, then the three
-    components), and its other options as a key: two arms are a step apart
-    when those keys match and one component differs. Without fine-tuning,
-    visual guidance and distribution matching (terms of the fine-tuning loss)
-    are off whatever their options say."""
+    components: None when off, else the component's settings), and its other
+    options as a key: two arms are a step apart when those keys match and one
+    component is on in one and off in the other. Without fine-tuning, visual
+    guidance and distribution matching (terms of the fine-tuning loss) are off
+    whatever their options say."""
     opts = row.options
     tuned = opts.get("finetune_steps") != 0
-    on = {"fine-tuning": tuned}
+    state: dict[str, tuple | None] = {"fine-tuning": () if tuned else None}
     for key, label in ABLATION_COMPONENTS:
-        on[label] = bool(opts.get(key, True)) and (tuned or key == "prior_init")
-    ignored = {key for key, _ in ABLATION_COMPONENTS} | ({"finetune_steps"} if not tuned else set())
+        active = bool(opts.get(key, True)) and (tuned or key == "prior_init")
+        state[label] = tuple((k, repr(opts.get(k))) for k, c in COMPONENT_SETTINGS.items() if c == key) \
+            if active else None
+    ignored = ({key for key, _ in ABLATION_COMPONENTS} | set(COMPONENT_SETTINGS)
+               | ({"finetune_steps"} if not tuned else set()))
     rest = repr(sorted((k, repr(v)) for k, v in opts.items() if k not in ignored))
-    return on, rest
+    return state, rest
+
+
+def _settings_text(row: Row, component: str | None = None) -> str:
+    """`` (mmd_weight=1.0)``: the row's non-default options that are neither a
+    component's switch nor a setting of a component that is off (or, given a
+    component, that component's non-default settings only)."""
+    state, _ = _components(row)
+    keys = {key: label for key, label in ABLATION_COMPONENTS}
+    shown = []
+    for k, v in sorted(row.changed.items()):
+        if k in keys or (k == "finetune_steps" and v == 0):
+            continue
+        owner = keys.get(COMPONENT_SETTINGS.get(k, ""))
+        if component is not None and owner != component:
+            continue
+        if owner is not None and state[owner] is None:
+            continue
+        shown.append(f"{k}={v}")
+    return f" ({', '.join(shown)})" if shown else ""
+
+
+def _arm_text(row: Row) -> str:
+    """An ablation arm in Table 2's words: which components are on, and any
+    non-default setting they run at."""
+    state, _ = _components(row)
+    if state["fine-tuning"] is None:
+        text = "no fine-tuning" + (", latent prior" if state["latent prior"] is not None else "")
+    else:
+        on = [label for _, label in ABLATION_COMPONENTS if state[label] is not None]
+        text = "fine-tuned" + (" + " + " + ".join(on) if on else " only")
+    return text + _settings_text(row)
 
 
 def _component_steps(t: Table, rows: list[Row]) -> list[Evidence]:
@@ -527,13 +556,14 @@ def _component_steps(t: Table, rows: list[Row]) -> list[Evidence]:
     the full recipe, or add one to a smaller arm)."""
     out = []
     described = [(row, *_components(row)) for row in rows]
-    for with_row, with_on, with_rest in described:
-        for without_row, without_on, without_rest in described:
+    for with_row, with_state, with_rest in described:
+        for without_row, without_state, without_rest in described:
             if with_rest != without_rest:
                 continue
-            differ = [c for c in with_on if with_on[c] != without_on[c]]
-            if len(differ) == 1 and with_on[differ[0]]:
-                out.append(_compare(t, f"{differ[0]}, added to {_arm_text(without_row)}", with_row, "top1",
+            differ = [c for c in with_state if with_state[c] != without_state[c]]
+            if len(differ) == 1 and without_state[differ[0]] is None:
+                out.append(_compare(t, f"{differ[0]}{_settings_text(with_row, differ[0])}, added to "
+                                       f"{_arm_text(without_row)}", with_row, "top1",
                                     without_row, "top1", +1, "top1, with the component - without it"))
     return out
 
@@ -547,8 +577,9 @@ def realfake_ablation(tables: list[Table]) -> Finding:
         arms = [arm for arm in t.rows
                 if arm.generator == "realfake" and arm.variant and not arm.stale and arm.ok_records]
         for arm in arms:
-            out.append(_compare(t, _arm_text(arm), full, "top1", arm, "top1", +1,
-                                "top1, every component on - this arm"))
+            if None in _components(arm)[0].values():  # an ablation arm (an all-on row at other settings is not)
+                out.append(_compare(t, _arm_text(arm), full, "top1", arm, "top1", +1,
+                                    "top1, every component on - this arm"))
         out.extend(_component_steps(t, [full] + arms))
     return Finding(
         "realfake-ablation", "Each Real-Fake component adds accuracy; all three together are best",

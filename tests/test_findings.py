@@ -44,6 +44,11 @@ def rec(generator: str, protocol: str, seed: int, metrics: dict, *, options: dic
         "provenance": {"created": f"2024-01-01T00:00:0{seed}+00:00", **({"cpu": cpu} if cpu else {})}}))
 
 
+def realfake_options(given: dict | None) -> dict:
+    """Every realfake option, as a record's spec holds them (defaults filled in)."""
+    return {**{k: o.default for k, o in GENERATORS.get("realfake").options.items()}, **(given or {})}
+
+
 def acc(outcomes: np.ndarray) -> dict:
     """An accuracy entry that keeps its per-image outcomes (the paired bootstrap reads them)."""
     top1 = float(outcomes.mean())
@@ -203,9 +208,9 @@ def test_realfake_ablation_tests_each_component_against_the_arm_one_step_below()
                 (("finetune_steps", 0), ("prior_init", False)): base,
                 (("mmd", False), ("prior_init", False), ("visual_guidance", False)): tuned,
                 (("mmd", False), ("prior_init", False)): guided}
-        for opts, outcomes in arms.items():
+        for opts, outcomes in arms.items():  # options as the records hold them: every one, defaults too
             records.append(rec("realfake", "replace", s, {"top1": acc(outcomes)},
-                               options=dict(opts) if opts else None))
+                               options=realfake_options(dict(opts) if opts else None)))
     f = finding(records, "realfake-ablation")
     steps = {e.subject: e.verdict for e in f.evidence if e.comparison == "top1, with the component - without it"}
     assert steps == {"fine-tuning, added to no fine-tuning": REPRODUCED,
@@ -223,9 +228,9 @@ def test_a_component_at_another_setting_is_a_step_of_its_own_not_an_ablation_arm
         full = draws(800 + s, 0.8)
         strong = np.maximum(full, draws(810 + s, 0.2))
         arms = {None: full, (("mmd", False),): full, (("mmd_weight", 1.0),): strong}
-        for opts, outcomes in arms.items():
+        for opts, outcomes in arms.items():  # options as the records hold them: every one, defaults too
             records.append(rec("realfake", "replace", s, {"top1": acc(outcomes)},
-                               options=dict(opts) if opts else None))
+                               options=realfake_options(dict(opts) if opts else None)))
     f = finding(records, "realfake-ablation")
     steps = {e.subject: e.verdict for e in f.evidence if e.comparison == "top1, with the component - without it"}
     assert steps == {"distribution matching, added to fine-tuned + latent prior + visual guidance": NOT_SHOWN,

@@ -494,43 +494,41 @@ def _crossings(row: Row) -> str:
 ABLATION_COMPONENTS = (("prior_init", "latent prior"), ("visual_guidance", "visual guidance"),
                        ("mmd", "distribution matching"))
 
-COMPONENT_SETTINGS = {"strength": "prior_init", "guidance_images": "visual_guidance", "mmd_weight": "mmd"}
-"""Options that tune a component rather than switch it: part of what the
-component is when it is on, of no effect when it is off."""
+COMPONENT_SETTINGS = {"finetune_steps": "fine-tuning", "finetune_lr": "fine-tuning", "strength": "latent prior",
+                      "guidance_images": "visual guidance", "mmd_weight": "distribution matching"}
+"""Options that tune a step rather than switch it: part of what the step is
+when it is on, of no effect when it is off."""
 
 
 def _components(row: Row) -> tuple[dict[str, tuple | None], str]:
     """Which of Table 2's steps an arm has (fine-tuning, then the three
-    components: None when off, else the component's settings), and its other
+    components: None when off, else the step's settings), and its other
     options as a key: two arms are a step apart when those keys match and one
-    component is on in one and off in the other. Without fine-tuning, visual
+    step is on in one and off in the other. Without fine-tuning, visual
     guidance and distribution matching (terms of the fine-tuning loss) are off
     whatever their options say."""
     opts = row.options
     tuned = opts.get("finetune_steps") != 0
-    state: dict[str, tuple | None] = {"fine-tuning": () if tuned else None}
+    active = {"fine-tuning": tuned}
     for key, label in ABLATION_COMPONENTS:
-        active = bool(opts.get(key, True)) and (tuned or key == "prior_init")
-        state[label] = tuple((k, repr(opts.get(k))) for k, c in COMPONENT_SETTINGS.items() if c == key) \
-            if active else None
-    ignored = ({key for key, _ in ABLATION_COMPONENTS} | set(COMPONENT_SETTINGS)
-               | ({"finetune_steps"} if not tuned else set()))
+        active[label] = bool(opts.get(key, True)) and (tuned or key == "prior_init")
+    state = {label: tuple((k, repr(opts.get(k))) for k, owner in COMPONENT_SETTINGS.items() if owner == label)
+             if on else None for label, on in active.items()}
+    ignored = {key for key, _ in ABLATION_COMPONENTS} | set(COMPONENT_SETTINGS)
     rest = repr(sorted((k, repr(v)) for k, v in opts.items() if k not in ignored))
     return state, rest
 
 
 def _settings_text(row: Row, component: str | None = None) -> str:
     """`` (mmd_weight=1.0)``: the row's non-default options that are neither a
-    component's switch nor a setting of a component that is off (or, given a
-    component, that component's non-default settings only)."""
+    component's switch nor a setting of a step that is off (or, given a step,
+    that step's non-default settings only)."""
     state, _ = _components(row)
-    keys = {key: label for key, label in ABLATION_COMPONENTS}
+    switches = {key for key, _ in ABLATION_COMPONENTS}
     shown = []
     for k, v in sorted(row.changed.items()):
-        if k in keys or (k == "finetune_steps" and v == 0):
-            continue
-        owner = keys.get(COMPONENT_SETTINGS.get(k, ""))
-        if component is not None and owner != component:
+        owner = COMPONENT_SETTINGS.get(k)
+        if k in switches or (component is not None and owner != component):
             continue
         if owner is not None and state[owner] is None:
             continue
@@ -600,7 +598,8 @@ def realfake_ablation(tables: list[Table]) -> Finding:
                         "but some component, added on its own, does not help, the components' gains are not "
                         "additive at this scale. Distribution matching at the paper's gamma = 0.05 is a small "
                         "term once the base model's residuals are uncorrelated across a batch (about 1/N of the "
-                        "denoising loss), and the in-suite diffusion model fine-tuned for a few hundred steps is "
+                        "denoising loss; the suite's row at mmd_weight = 1.0 shows whether a stronger one acts), "
+                        "and the in-suite diffusion model fine-tuned for a few hundred steps is "
                         "not Stable Diffusion: a component tuned for SD may not carry over."})
 
 

@@ -214,7 +214,7 @@ def test_markdown_is_a_github_table(validity):
     text = validity.to_markdown()
     lines = [line for line in text.splitlines() if line.startswith("|")]
     assert lines[0] == "| metric | replace top1 ↑ |" and lines[1] == "|---|---|"
-    assert lines[2].startswith("| fid ↓ | -1.0000 [-1.0000, -1.0000], n=7, p=0.000, predicts")
+    assert lines[2].startswith("| fid ↓ | -1.0000 [-1.0000, -1.0000], n=7, p<0.001, predicts")
     assert all(line.count("|") == 3 for line in lines)
     assert "Units (7): g0, g0 (steps=3), g1" in text and "real (the real reference)" in text
 

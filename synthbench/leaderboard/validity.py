@@ -304,7 +304,7 @@ class Correlation:
             return f"{self.verdict}, n={self.n}"
         interval = (f" [{fmt(self.low)}, {fmt(self.high)}]" if self.low is not None and self.high is not None
                     else "")
-        p = f", p={self.p:.3f}" if self.p is not None else ""
+        p = "" if self.p is None else ", p<0.001" if self.p < 0.001 else f", p={self.p:.3f}"  # never "p=0.000"
         text = f"{fmt(self.rho)}{interval}, n={self.n}{p}, {self.verdict}"
         if self.generators_only is not None:
             text += f"; generators only: {self.generators_only.summary}"

@@ -368,7 +368,8 @@ class ValidityTable:
             f"{EXACT_UP_TO} units); inverted: the same with the other sign; "
             f"inconclusive: it contains 0; under {MIN_UNITS} units nothing is computed.",
             "Units: generator rows and ablation arms; not the real reference, superseded or flagged rows.",
-        ] + self._dependence_note + [note for protocol, note in PROTOCOL_NOTES.items() if protocol in {m.protocol for m in self.measures}]
+        ] + self._dependence_note + [note for protocol, note in PROTOCOL_NOTES.items()
+                                     if protocol in {m.protocol for m in self.measures}]
 
     @property
     def _dependence_note(self) -> list[str]:
@@ -376,11 +377,13 @@ class ValidityTable:
         if not arms:
             return []
         owners = ", ".join(sorted({u.generator for u in arms}))
+        alone = len(self.units) - len(arms)
+        floor = (f": with {alone} units no ordering is rarer than p = {2 / math.factorial(alone):.3f}"
+                 if MIN_UNITS <= alone <= EXACT_UP_TO else "")
         return [f"{len(arms)} of the {len(self.units)} units are ablation arms of {owners}: arms of one recipe "
                 "share its base network and data, so they are not independent draws of generators, and the "
                 "all-units interval and p-value are optimistic. 'generators only' repeats each cell over the "
-                "generators' default rows alone (independent, but fewer: with 4 units no ordering is rarer "
-                "than p = 0.083)."]
+                f"generators' default rows alone (independent, but fewer{floor})."]
 
     @property
     def measures(self) -> list[Measure]:

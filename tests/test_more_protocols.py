@@ -170,7 +170,9 @@ def test_mia_edm_runs_and_reports(smoke_digits, tmp_path, monkeypatch):
     trained = [e for e in read_worklog(tmp_path) if e["kind"] == "cache" and e["name"].startswith("edm-")]
     assert len(trained) == 1
     wall = rec.cost["wall_s"]
-    assert 0 < wall["fit_s"] <= wall["cell_s"]  # the members' fit is counted, not overwritten by the runner's
+    # the members' fit is counted, not overwritten by the runner's. It ran as the plan's fit task, outside
+    # the cell (cell.COST_PHASES), so it is not bounded by cell_s: comparing the two timed the machine's load
+    assert wall["fit_s"] > 0 and wall["cell_s"] > 0
     m = rec.metrics
     for key in ("synthetic_online_auc", "synthetic_offline_auc", "synthetic_online_tpr@0.001",
                 "copy_fraction_feature", "nearer_member_fraction_pixel"):

@@ -14,7 +14,7 @@ from synthbench.benchmark.metrics import metric
 from synthbench.benchmark.store import ResultStore
 from synthbench.leaderboard.aggregate import build_tables
 from synthbench.leaderboard.audit import cost_tables, provenance_text, provenance_warnings, separation
-from synthbench.leaderboard.findings import (CONSISTENT, NOT_MEASURED, NOT_SHOWN, REFUTED, REPRODUCED,
+from synthbench.leaderboard.findings import (CONSISTENT, NOT_MEASURED, NOT_SHOWN, REFUTED, REPRODUCED, Finding,
                                              build_findings, paired_difference, verdict)
 from synthbench.leaderboard.readme import END, START, update_readme
 from synthbench.leaderboard.site import build_site
@@ -44,9 +44,23 @@ def rec(generator: str, protocol: str, seed: int, metrics: dict, *, options: dic
         "provenance": {"created": f"2024-01-01T00:00:0{seed}+00:00", **({"cpu": cpu} if cpu else {})}}))
 
 
-def realfake_options(given: dict | None) -> dict:
-    """Every realfake option, as a record's spec holds them (defaults filled in)."""
-    return {**{k: o.default for k, o in GENERATORS.get("realfake").options.items()}, **(given or {})}
+def ablation(arms_of_seed) -> Finding:
+    """The realfake-ablation finding over ``replace`` records of the arms that
+    ``arms_of_seed(seed)`` gives (options -> per-image outcomes; ``{}`` is the
+    default row). Each record holds every realfake option, defaults too, as
+    the records a run writes do."""
+    defaults = {k: o.default for k, o in GENERATORS.get("realfake").options.items()}
+    records = [rec("realfake", "replace", s, {"top1": acc(outcomes)}, options={**defaults, **dict(opts)})
+               for s in SEEDS for opts, outcomes in arms_of_seed(s).items()]
+    return finding(records, "realfake-ablation")
+
+
+def subjects(f: Finding, comparison: str) -> dict[str, str]:
+    """Subject -> verdict of a finding's evidence of one kind of comparison."""
+    return {e.subject: e.verdict for e in f.evidence if e.comparison == comparison}
+
+
+STEP, WHOLE = "top1, with the component - without it", "top1, every component on - this arm"
 
 
 def acc(outcomes: np.ndarray) -> dict:
@@ -179,18 +193,13 @@ def test_a_finding_without_records_is_not_measured_and_cites_its_paper():
 
 
 def test_realfake_ablation_compares_the_full_recipe_with_each_arm():
-    records = []
-    for s in SEEDS:
+    def arms(s):
         full = draws(500 + s, 0.9)
-        records.append(rec("real", "replace", s, {"top1": acc(draws(600 + s, 0.95))}))
-        records.append(rec("realfake", "replace", s, {"top1": acc(full)}))
-        records.append(rec("realfake", "replace", s, {"top1": acc(np.where(np.arange(N) < 50, 0, full)
-                                                                  .astype(np.int8))}, options={"mmd": False}))
-        records.append(rec("realfake", "replace", s, {"top1": acc(full)}, options={"finetune_steps": 0,
-                                                                                   "prior_init": False}))
-    f = finding(records, "realfake-ablation")
-    by = {e.subject: e.verdict for e in f.evidence if e.comparison == "top1, every component on - this arm"}
-    assert by == {"fine-tuned + latent prior + visual guidance": REPRODUCED, "no fine-tuning": NOT_SHOWN}
+        return {(): full, (("mmd", False),): np.where(np.arange(N) < 50, 0, full).astype(np.int8),
+                (("finetune_steps", 0), ("prior_init", False)): full}
+
+    assert subjects(ablation(arms), WHOLE) == {"fine-tuned + latent prior + visual guidance": REPRODUCED,
+                                               "no fine-tuning": NOT_SHOWN}
 
 
 def test_realfake_ablation_tests_each_component_against_the_arm_one_step_below():
@@ -198,24 +207,20 @@ def test_realfake_ablation_tests_each_component_against_the_arm_one_step_below()
     compared, so a component that hurts shows up even when the full recipe beats
     every arm (here visual guidance costs 5 points on the fine-tuned model, yet
     all-on still wins by its prior)."""
-    records = []
-    for s in SEEDS:
+    def arms(s):
         base = draws(700 + s, 0.7)
-        tuned = np.maximum(base, draws(710 + s, 0.3))            # fine-tuning helps
+        tuned = np.maximum(base, draws(710 + s, 0.3))                   # fine-tuning helps
         guided = np.where(np.arange(N) < 50, 0, tuned).astype(np.int8)  # guidance hurts
-        full = np.maximum(guided, draws(720 + s, 0.6))           # the prior helps a lot
-        arms = {None: full,
+        full = np.maximum(guided, draws(720 + s, 0.6))                  # the prior helps a lot
+        return {(): full,
                 (("finetune_steps", 0), ("prior_init", False)): base,
                 (("mmd", False), ("prior_init", False), ("visual_guidance", False)): tuned,
                 (("mmd", False), ("prior_init", False)): guided}
-        for opts, outcomes in arms.items():  # options as the records hold them: every one, defaults too
-            records.append(rec("realfake", "replace", s, {"top1": acc(outcomes)},
-                               options=realfake_options(dict(opts) if opts else None)))
-    f = finding(records, "realfake-ablation")
-    steps = {e.subject: e.verdict for e in f.evidence if e.comparison == "top1, with the component - without it"}
-    assert steps == {"fine-tuning, added to no fine-tuning": REPRODUCED,
-                     "visual guidance, added to fine-tuned only": REFUTED}
-    whole = {e.subject: e.verdict for e in f.evidence if e.comparison == "top1, every component on - this arm"}
+
+    f = ablation(arms)
+    assert subjects(f, STEP) == {"fine-tuning, added to no fine-tuning": REPRODUCED,
+                                 "visual guidance, added to fine-tuned only": REFUTED}
+    whole = subjects(f, WHOLE)
     assert set(whole.values()) == {REPRODUCED} and len(whole) == 3
     assert f.verdict == "mixed" and "with the component - without it: " in f.sentence
 
@@ -223,21 +228,15 @@ def test_realfake_ablation_tests_each_component_against_the_arm_one_step_below()
 def test_a_component_at_another_setting_is_a_step_of_its_own_not_an_ablation_arm():
     """The full recipe with a stronger MMD term is compared with the arm without
     MMD (and named by its setting), never with the full recipe as an arm."""
-    records = []
-    for s in SEEDS:
+    def arms(s):
         full = draws(800 + s, 0.8)
-        strong = np.maximum(full, draws(810 + s, 0.2))
-        arms = {None: full, (("mmd", False),): full, (("mmd_weight", 1.0),): strong}
-        for opts, outcomes in arms.items():  # options as the records hold them: every one, defaults too
-            records.append(rec("realfake", "replace", s, {"top1": acc(outcomes)},
-                               options=realfake_options(dict(opts) if opts else None)))
-    f = finding(records, "realfake-ablation")
-    steps = {e.subject: e.verdict for e in f.evidence if e.comparison == "top1, with the component - without it"}
-    assert steps == {"distribution matching, added to fine-tuned + latent prior + visual guidance": NOT_SHOWN,
-                     "distribution matching (mmd_weight=1.0), added to fine-tuned + latent prior + visual guidance":
-                         REPRODUCED}
-    whole = [e.subject for e in f.evidence if e.comparison == "top1, every component on - this arm"]
-    assert whole == ["fine-tuned + latent prior + visual guidance"]
+        return {(): full, (("mmd", False),): full, (("mmd_weight", 1.0),): np.maximum(full, draws(810 + s, 0.2))}
+
+    f = ablation(arms)
+    assert subjects(f, STEP) == {
+        "distribution matching, added to fine-tuned + latent prior + visual guidance": NOT_SHOWN,
+        "distribution matching (mmd_weight=1.0), added to fine-tuned + latent prior + visual guidance": REPRODUCED}
+    assert list(subjects(f, WHOLE)) == ["fine-tuned + latent prior + visual guidance"]
 
 
 def test_a_dataset_still_being_computed_does_not_carry_the_verdict_until_it_catches_up():

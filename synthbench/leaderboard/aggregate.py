@@ -202,7 +202,7 @@ class Row:
     generator: str
     generator_version: Any
     options: dict[str, Any]
-    options_label: str
+    changed: dict[str, Any]
     """The options that differ from the generator's defaults (all when unknown)."""
     oracle: bool
     stale: str
@@ -223,9 +223,6 @@ class Row:
     samples nobody re-ran), or empty (a built-in generator the board's own runs
     computed)."""
     verification_text: str = ""
-    changed: dict[str, Any] = field(default_factory=dict)
-    """The options that differ from the generator's defaults, as values (what
-    ``options_label`` writes; all of them when the generator is unknown)."""
 
     @property
     def ok_records(self) -> list[Record]:
@@ -264,6 +261,11 @@ class Row:
     @property
     def devices(self) -> str:
         return ", ".join(sorted({str(r.cost.get("device") or r.spec.device_type) for r in self.records}))
+
+    @property
+    def options_label(self) -> str:
+        """``changed`` as the tables write it (``mmd=False, prior_init=False``)."""
+        return _options_text(self.changed)
 
     @property
     def label(self) -> str:
@@ -500,8 +502,7 @@ def _make_row(rkey: str, by_seed: dict[int, Record], plugins: PluginInfo) -> Row
         shown = options
     oracle = bool(getattr(cls, "oracle", False)) if cls is not None else name == "real"
     return Row(generator=name, generator_version=spec.generator_version, options=options,
-               options_label=_options_text(shown), oracle=oracle, stale=stale, records=records,
-               key=slug(name, rkey), changed=shown)
+               changed=shown, oracle=oracle, stale=stale, records=records, key=slug(name, rkey))
 
 
 def _make_table(tkey: str, spec: CellSpec, rows: list[Row], plugins: PluginInfo) -> Table:

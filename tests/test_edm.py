@@ -97,3 +97,34 @@ def test_official_pickle_needs_the_opt_in_and_then_samples(smoke_digits, session
     with pytest.raises(UserError, match="does not exist"):
         fit_generator("edm", smoke_digits, session_cache, network_pkl=str(tmp_path / "nope.pkl"),
                       trust_pickle="true")
+
+
+def test_compile_without_a_compiler_is_a_clear_error():
+    """compile=true on a machine whose C++ compiler does not work stops with a
+    message that names the fix, not a traceback from inductor."""
+    from synthbench.generators.diffusion import EDMDenoiser, denoise_in_chunks
+
+    net = EDMDenoiser(build_unet((1, 8, 8), 10, (16, 32), 1)).eval()
+    x, y = torch.zeros(3, 1, 8, 8), torch.zeros(3, dtype=torch.long)
+    # a batch shape no other test compiles, and no on-disk graph cache, so inductor must build kernels
+    with torch._inductor.config.patch({"cpp.cxx": ("/nonexistent/g++",), "fx_graph_cache": False}):
+        with pytest.raises(UserError, match="C\\+\\+ compiler.*compile=false"):
+            denoise_in_chunks(net, x, 1.0, y, 3, torch.device("cpu"), "fp32", compile=True)
+
+
+def test_compiled_network_matches_eager_closely_and_is_its_own_cell():
+    """The compiled network computes what the eager one does up to float
+    rounding; as it rounds differently, compile is part of the cell's key."""
+    from synthbench.benchmark.options import keyed_options, resolve_options
+    from synthbench.generators.diffusion import EDMDenoiser, denoise_in_chunks
+    from synthbench.generators.edm import EDMGenerator
+
+    torch.manual_seed(0)
+    net = EDMDenoiser(build_unet((1, 8, 8), 10, (16, 32), 1)).eval()
+    x, y = torch.randn(5, 1, 8, 8), torch.arange(5)
+    eager = denoise_in_chunks(net, x, 2.0, y, 8, torch.device("cpu"))
+    fast = denoise_in_chunks(net, x, 2.0, y, 8, torch.device("cpu"), compile=True)
+    assert torch.allclose(eager, fast, atol=1e-4) and fast.dtype == torch.float32
+    keyed = [keyed_options(EDMGenerator.options, resolve_options(EDMGenerator.options, {"compile": c}, "edm"))
+             for c in ("false", "true")]
+    assert keyed[0]["compile"] is False and keyed[1]["compile"] is True

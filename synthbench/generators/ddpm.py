@@ -31,9 +31,10 @@ noise level, sqrt((1 - abar_t) / abar_t): 0.52 / 1.02 / 1.99 at t_re 30 / 50 /
 S in log sigma instead (``recon_sigma(t_re, S)`` is that level).
 
 The network is the same diffusers ``UNet2DModel`` the ``edm`` adapter builds
-(``edm.build_unet``), with twice the output channels. Batch independence: the
-network runs on fixed ``eval_batch`` chunks (the last one padded) and every
-sample's noise comes from its own generator.
+(``diffusion.build_unet``), with twice the output channels. Batch independence:
+the network runs on fixed ``eval_batch`` chunks (the last one padded) and every
+sample's noise comes from its own generator; that fixed shape is also what lets
+``compile=true`` build one graph for every batch.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ from synthbench.benchmark.seeding import derive_seed, per_sample_normal, torch_g
 from synthbench.errors import UserError
 from synthbench.generators.base import Generator
 from synthbench.generators.diffusion import (
-    T_RECON, build_unet, precision_option, step_with_ema, to_uint8, unet_recipe, warmup_lr,
+    T_RECON, build_unet, compile_option, compiled, eval_batch_option, network_batch, precision_option, run_network,
+    step_with_ema, to_uint8, unet_recipe, warmup_lr,
 )
 
 T_TRAIN = 1000
@@ -158,9 +160,9 @@ class DDPMGenerator(Generator):
                      check_help="must be > 0"),
         "vlb_weight": Option("vlb_weight", HYBRID_LAMBDA, "lambda of the hybrid loss (Eq. 16: 0.001).", float,
                              check=lambda v: v >= 0, check_help="must be >= 0"),
-        "eval_batch": Option.positive_int("eval_batch", "Fixed network batch of the sampler (does not change the "
-                                          "images).", default=256, in_key=False),
+        "eval_batch": eval_batch_option(),
         "precision": precision_option(),
+        "compile": compile_option(),
     }
 
     @classmethod
@@ -238,7 +240,8 @@ class DDPMGenerator(Generator):
                  desc: str) -> torch.Tensor:
         """The respaced reverse chain along ``timesteps`` (descending), in fixed
         ``eval_batch`` chunks; sample i's noise comes from its own generator."""
-        chunk = self.opts["eval_batch"]
+        chunk = network_batch(self.opts["eval_batch"], self.device)
+        unet = compiled(self.unet, self.opts["compile"])
         out = []
         for i in range(0, len(x), chunk):
             xb, yb = x[i:i + chunk].float(), labels[i:i + chunk]
@@ -254,7 +257,7 @@ class DDPMGenerator(Generator):
             cond = yb.to(self.device) if self.conditional else None
             for t in bar(sched.timesteps, desc=desc, unit="step"):
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.opts["precision"] == "bf16"):
-                    model_out = self.unet(xb, t.to(self.device), class_labels=cond).sample.float()
+                    model_out = run_network(unet, xb, t.to(self.device), class_labels=cond).sample.float()
                 # one generator per row: diffusers draws each row's noise from its own
                 xb = sched.step(model_out, t, xb, generator=gens).prev_sample
             out.append(xb.cpu()[:k])

@@ -30,6 +30,9 @@ run stops with a refusal (``generators/pickles.py``). The file's SHA-256 is part
 of the cell's spec, so a different pickle is a different record.
 
 Batch independence: the network runs on fixed-size chunks (``eval_batch``).
+Speed: ``precision=bf16`` and ``compile=true`` (the diffusion core's
+:func:`~synthbench.generators.diffusion.compiled`) change how the network
+computes, and so the cell; neither changes the sampler.
 """
 
 from __future__ import annotations
@@ -46,8 +49,8 @@ from synthbench.errors import UserError
 from synthbench.generators.base import Generator
 from synthbench.generators.pickles import pickle_spec_extras
 from synthbench.generators.diffusion import (
-    EDMDenoiser, denoise_in_chunks, fit_edm_unet, precision_option, reconstruct_images, recon_start_sigma, sample_images,
-    unet_recipe,
+    EDMDenoiser, compile_option, denoise_in_chunks, eval_batch_option, fit_edm_unet, network_batch, precision_option,
+    reconstruct_images, recon_start_sigma, sample_images, unet_recipe,
 )
 
 
@@ -93,9 +96,9 @@ class EDMGenerator(Generator):
                      check=lambda v: v > 0, check_help="must be > 0"),
         "conditional": Option("conditional", True, "Class-conditional (True) or unconditional "
                               "(False: samples are pseudo-labelled by the reference classifier).", bool),
-        "eval_batch": Option.positive_int("eval_batch", "Fixed network batch of the sampler (does not "
-                                          "change the images).", default=256, in_key=False),
+        "eval_batch": eval_batch_option(),
         "precision": precision_option(),
+        "compile": compile_option(),
         "network_pkl": Option("network_pkl", "", "An official NVlabs EDM network pickle to sample from "
                               "instead of training (needs trust_pickle=true).", str),
         "trust_pickle": Option("trust_pickle", False, "Opt in to unpickling network_pkl (pickles run code).",
@@ -150,8 +153,9 @@ class EDMGenerator(Generator):
     # -- generation ------------------------------------------------------
     def _denoiser(self, labels: torch.Tensor):
         cond = torch.as_tensor(labels, dtype=torch.long) if self.conditional else None
-        return lambda x, sigma: denoise_in_chunks(self.net, x, sigma, cond, self.opts["eval_batch"], self.device,
-                                                   self.opts["precision"])
+        chunk = network_batch(self.opts["eval_batch"], self.device)
+        return lambda x, sigma: denoise_in_chunks(self.net, x, sigma, cond, chunk, self.device, self.opts["precision"],
+                                                   self.opts["compile"])
 
     def sample(self, labels: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
         return sample_images(self._denoiser(labels), seeds, self.image_shape, self.steps, self.opts["churn"],

@@ -69,8 +69,8 @@ from synthbench.errors import Unsupported
 from synthbench.generators.base import Generator
 from synthbench.generators.diffusion import (
     RHO, SIGMA_DATA, SIGMA_MIN, EDMDenoiser, denoise_in_chunks, edm_loss_terms, fit_edm_unet, heun_sample,
-    karras_sigmas, precision_option, reconstruct_images, recon_start_sigma, step_with_ema, to_uint8,
-    unet_recipe,
+    karras_sigmas, eval_batch_option, network_batch, precision_option, reconstruct_images, recon_start_sigma,
+    step_with_ema, to_uint8, unet_recipe,
 )
 from synthbench.generators.distribution_matching import MMD_WEIGHT_PAPER, distribution_matching_loss
 
@@ -166,8 +166,7 @@ class RealFakeGenerator(Generator):
                                              "(in-suite), 30 UniPC steps (SD).",
                                              per_preset=lambda p: p.gen_sampler_steps),
         "train_seed": Option("train_seed", 0, "Seed of the base training and the fine-tuning.", int),
-        "eval_batch": Option.positive_int("eval_batch", "Fixed network batch of the sampler (does not change "
-                                          "the images).", default=256, in_key=False),
+        "eval_batch": eval_batch_option(),
         "precision": precision_option(),
         "sd_model": Option("sd_model", "", "Stable Diffusion: a local diffusers folder or a hub id; empty: "
                            "the in-suite backbone.", str),
@@ -310,8 +309,8 @@ class RealFakeGenerator(Generator):
             gens = [torch_generator(derive_seed("realfake-guidance", s)) for s in seeds]
             emb.set_rows(labels.to(self.device), self._guidance_vectors(labels, gens).to(self.device))
             cond = torch.arange(len(labels))
-        return lambda x, sigma: denoise_in_chunks(self.net, x, sigma, cond, self.opts["eval_batch"], self.device,
-                                                   self.opts["precision"])
+        chunk = network_batch(self.opts["eval_batch"], self.device)
+        return lambda x, sigma: denoise_in_chunks(self.net, x, sigma, cond, chunk, self.device, self.opts["precision"])
 
     def sample(self, labels: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
         labels = torch.as_tensor(labels, dtype=torch.long)

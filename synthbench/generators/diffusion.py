@@ -229,6 +229,7 @@ def compile_option() -> Option:
 
 
 _COMPILED = "_synthbench_compiled"
+RECOMPILE_LIMIT = 64
 
 
 def compiled(net: nn.Module, enabled: bool) -> nn.Module:
@@ -239,13 +240,17 @@ def compiled(net: nn.Module, enabled: bool) -> nn.Module:
     so one graph serves every batch and image i is computed the same way in any
     batch, as in eager mode. Networks of one class share that graph (their
     weights are its inputs, not constants), so a suite that fits many compiles
-    each shape once. Past torch's recompile limit dynamo would quietly run the
-    network eagerly, which rounds differently: a compiled cell must never be
-    an eager one, so that raises instead."""
+    each shape once. Past the recompile limit (raised to
+    :data:`RECOMPILE_LIMIT`) dynamo would quietly run the network eagerly, which
+    rounds differently: a compiled cell must never be an eager one, so that
+    raises instead."""
     if not enabled:
         return net
     wrapper = net.__dict__.get(_COMPILED)
     if wrapper is None:
+        # graphs per network class: one per image shape, chunk size, precision and conditioning that a
+        # process meets; a suite over several datasets passes dynamo's default limit of 8
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
         torch._dynamo.config.fail_on_recompile_limit_hit = True
         # diffusers' up-sampling blocks ask is_torch_version() (an lru_cache) on every call; dynamo traces
         # through the cache and says so once per block, which tells a user nothing they can act on
@@ -290,7 +295,9 @@ def denoise_in_chunks(net: nn.Module, x: torch.Tensor, sigma: float | torch.Tens
     :func:`compiled`."""
     net = compiled(net, compile)
     sig = torch.as_tensor(sigma, dtype=torch.float32).reshape(-1)
-    sig = sig.expand(x.shape[0]) if sig.numel() == 1 else sig
+    # contiguous: a compiled network guards on strides, and an expanded (stride-0) sigma in full chunks but a
+    # concatenated one in the padded last chunk would cost a second graph
+    sig = (sig.expand(x.shape[0]) if sig.numel() == 1 else sig).contiguous()
     outs = []
     for i in range(0, x.shape[0], chunk):
         xb, sb = x[i:i + chunk], sig[i:i + chunk]

@@ -37,6 +37,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from synthbench.benchmark.batches import CPU_EVAL_BATCH
 from synthbench.benchmark.context import FitContext
 from synthbench.benchmark.options import Option
 from synthbench.benchmark.progress import bar
@@ -194,7 +195,9 @@ def precision_option() -> Option:
                   "different precision is a different cell.", str, choices=PRECISIONS)
 
 
-CPU_NETWORK_BATCH, OTHER_NETWORK_BATCH = 64, 256
+CPU_NETWORK_BATCH, OTHER_NETWORK_BATCH = CPU_EVAL_BATCH, 256
+"""A sampler's fixed network batch when ``eval_batch`` is unset: the classifiers' CPU batch (the same
+cache argument holds, see :func:`network_batch`); a GPU keeps the 256 the adapters always used."""
 
 
 def eval_batch_option() -> Option:

@@ -162,3 +162,17 @@ def test_precision_is_part_of_the_cell(tmp_path, capsys):
     presets = sorted(json.loads(p.read_text())["spec"]["preset"]["precision"]
                      for p in (tmp_path / "records").rglob("*.json"))
     assert presets == ["bf16", "fp32"]
+
+
+@pytest.mark.parametrize("amx, same_as", [(False, "fp32"), (True, "bf16")])
+def test_precision_auto_is_the_cell_it_resolves_to(tmp_path, capsys, monkeypatch, amx, same_as):
+    """``--precision auto`` is fp32 or bf16 decided for this machine before any
+    cell is keyed: its dry run finds the record of the precision it chose."""
+    import torch
+
+    args = ["evaluate", "-g", "real", "--preset", "smoke", "--seeds", "1", "--results", str(tmp_path), "-q",
+            "--device", "cpu"]
+    assert run_cli(args + ["--precision", same_as], capsys)[0] == 0
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    code, out, _ = run_cli(args + ["--precision", "auto", "--dry-run"], capsys)
+    assert code == 0 and "cached" in out and "to compute" not in out

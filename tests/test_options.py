@@ -46,3 +46,65 @@ def test_int_list():
     assert parse_int_list("0, 30,50") == (0, 30, 50)
     with pytest.raises(ValueError):
         parse_int_list("")
+
+
+def test_an_option_declared_from_preset_follows_the_run_unless_given():
+    """A generator's sampler ``precision`` follows the run's (``--precision``, else
+    the preset's), and is written into the resolved options, so the spec names
+    it; a given value wins, and without a preset the declared default holds."""
+    from synthbench.benchmark.presets import get_preset
+
+    spec = {"precision": Option("precision", "fp32", "Arithmetic.", str, choices=("fp32", "bf16"),
+                                from_preset="precision"), **SPEC}
+    assert resolve_options(spec, {}, "p")["precision"] == "fp32"
+    assert resolve_options(spec, {}, "p", get_preset("fast"))["precision"] == "fp32"
+    assert resolve_options(spec, {}, "p", get_preset("fast", "bf16"))["precision"] == "bf16"
+    assert resolve_options(spec, {}, "p", get_preset("paper"))["precision"] == "bf16"
+    assert resolve_options(spec, {"precision": "fp32"}, "p", get_preset("paper"))["precision"] == "fp32"
+    assert resolve_options(spec, {}, "p", get_preset("paper"))["mode"] == "a"  # others keep their defaults
+
+
+def test_the_runs_precision_reaches_the_diffusion_samplers_and_keeps_fast_keys(smoke_digits):
+    """``--precision bf16`` makes edm, ddpm and realfake sample in bf16 (a
+    different cell); at the preset's fp32 their options, and so the keys of the
+    published records, are what they were; ``real`` declares no precision."""
+    from synthbench.benchmark.presets import get_preset
+    from synthbench.benchmark.runner import resolve_grid
+
+    names = {"real": {}, "edm": {}, "ddpm": {}, "realfake": {}}
+    fp32 = resolve_grid(smoke_digits, names, ["replace"], "fast", (0,))
+    bf16 = resolve_grid(smoke_digits, names, ["replace"], get_preset("fast", "bf16"), (0,))
+    mixed = resolve_grid(smoke_digits, {"edm": {"precision": "fp32"}}, ["replace"], get_preset("fast", "bf16"),
+                         (0,))
+    assert [g.options.get("precision") for g in fp32.generators] == [None, "fp32", "fp32", "fp32"]
+    assert [g.options.get("precision") for g in bf16.generators] == [None, "bf16", "bf16", "bf16"]
+    assert mixed.generators[0].options["precision"] == "fp32"
+    assert [g.label for g in fp32.generators] == ["real", "edm", "ddpm", "realfake"]
+    keys = {name: [spec.key for gen, spec in grid.specs(grid.protocols[0]) if gen.name == "edm"]
+            for name, grid in (("fp32", fp32), ("bf16", bf16), ("mixed", mixed))}
+    assert keys["fp32"] != keys["bf16"] != keys["mixed"] != keys["fp32"]
+    spec = next(spec for gen, spec in fp32.specs(fp32.protocols[0]) if gen.name == "edm")
+    assert spec.generator_options["precision"] == "fp32" and spec.preset["precision"] == "fp32"
+
+
+def test_precision_auto_is_decided_for_the_device_before_any_cell_is_keyed(monkeypatch, smoke_digits):
+    """``--precision auto``: bf16 on a CPU with AMX, fp32 on one without (or with
+    a torch that has no AMX probe); the spec never holds "auto"."""
+    import torch
+
+    from synthbench.benchmark.presets import get_preset, run_precision
+    from synthbench.benchmark.runner import resolve_grid
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert run_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert run_precision("auto", "cpu") == "fp32"
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    assert run_precision("auto", "cpu") == "fp32"
+    assert [run_precision(p, "cpu") for p in (None, "fp32", "bf16")] == [None, "fp32", "bf16"]
+    with pytest.raises(UserError, match="choose one of fp32, bf16, auto"):
+        run_precision("fp16", "cpu")
+    grid = resolve_grid(smoke_digits, {"edm": {}}, ["replace"], get_preset("smoke", run_precision("auto", "cpu")),
+                        (0,))
+    spec = next(spec for _, spec in grid.specs(grid.protocols[0]))
+    assert spec.preset["precision"] == spec.generator_options["precision"] == "fp32"

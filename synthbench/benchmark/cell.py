@@ -99,10 +99,11 @@ class PluginChoice:
 
     @classmethod
     def resolve(cls, registry: Any, name: str, given: Mapping[str, Any] | None = None,
-                where: str = "") -> "PluginChoice":
+                where: str = "", preset: Preset | None = None) -> "PluginChoice":
         """Look ``name`` up in ``registry`` and check ``given`` against its options.
         ``NAME:ARGUMENT`` (``samples:PATH``) sets the option the plugin declares
-        for its argument."""
+        for its argument. ``preset``: the run's, whose fields fill the options
+        declared ``from_preset`` that ``given`` leaves unset."""
         base, colon, argument = name.partition(":")
         plugin = registry.get(base if colon else name)
         given = dict(given or {})
@@ -112,7 +113,7 @@ class PluginChoice:
                 raise UserError(f"The {registry.kind} {base} takes no argument after its name; give it as {base}.")
             given = resolve(argument, given)
         owner = f"{registry.kind} {plugin.name}" + (f" {where}" if where else "")
-        return cls(plugin.name, plugin, resolve_options(plugin.options, given, owner))
+        return cls(plugin.name, plugin, resolve_options(plugin.options, given, owner, preset))
 
     def instance(self) -> Any:
         return self.cls(**self.options)

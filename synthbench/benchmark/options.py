@@ -74,6 +74,12 @@ class Option:
     """The value a ``None`` setting takes under a preset (see :func:`by_preset`):
     the option stays ``None`` in the cell's spec, so the spec names the choice
     "the preset's default" rather than a number."""
+    from_preset: str | None = None
+    """A :class:`Preset` field whose value the option takes when a run resolves
+    it unset (``precision``: a generator's sampler follows the run's
+    ``--precision``, else the preset's). Unlike ``per_preset`` the value is
+    written into the cell's spec, as if given: a spec names the arithmetic it
+    used, and a preset whose field equals ``default`` keys its cells as before."""
     in_key: bool = True
     """False for an option that does not change outputs (a fixed network batch
     the adapter pads to): it is left out of the cell's key and the generator's
@@ -183,8 +189,11 @@ def options_label(declared: dict[str, Option], values: dict[str, Any]) -> str:
     return ", ".join(f"{name}={_value_text(value)}" for name, value in shown)
 
 
-def resolve_options(spec: dict[str, Option], given: dict[str, Any], owner: str) -> dict[str, Any]:
-    """Defaults overlaid with ``given``; unknown keys are an error naming the known ones."""
+def resolve_options(spec: dict[str, Option], given: dict[str, Any], owner: str,
+                    preset: "Preset | None" = None) -> dict[str, Any]:
+    """Defaults overlaid with ``given``; unknown keys are an error naming the known ones.
+    With ``preset``, an option declared ``from_preset`` and not given takes that
+    preset field's value instead of its default."""
     unknown = sorted(set(given) - set(spec))
     if unknown:
         known = ", ".join(sorted(spec)) or "(none)"
@@ -193,6 +202,9 @@ def resolve_options(spec: dict[str, Option], given: dict[str, Any], owner: str) 
             f"`synthbench list` shows each with its default."
         )
     out = {name: opt.default for name, opt in spec.items()}
+    if preset is not None:
+        out.update({name: getattr(preset, opt.from_preset) for name, opt in spec.items()
+                    if opt.from_preset is not None and name not in given})
     for key, raw in given.items():
         out[key] = spec[key].parse(raw, owner)
     return out

@@ -221,7 +221,8 @@ def _base_fit(setting: Setting, grid: Grid, gen: PluginChoice, proto: PluginChoi
     if built is None:
         return None
     name, options = built
-    base = PluginChoice.resolve(GENERATORS, name, options, where=f"(the fit {gen.label} builds on)")
+    base = PluginChoice.resolve(GENERATORS, name, options, where=f"(the fit {gen.label} builds on)",
+                                preset=grid.preset)
     ds = grid.dataset
     needs = {n.name: n for n in protocol.planned_fits(ds, base.instance(), grid.preset)}
     if need not in needs:

@@ -18,6 +18,7 @@ in-suite generators' training budget, so a protocol runs at three scales.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from synthbench.errors import UserError
 
@@ -95,6 +96,43 @@ STEP_DECAY = {"step": 0.1, "step-x0.2": 0.2}
 """The learning-rate factor of each step schedule, applied every ``lr_step_epochs``."""
 
 PRECISIONS = ("fp32", "bf16")
+PRECISION_CHOICES = (*PRECISIONS, "auto")
+"""What ``--precision`` and a suite's ``precision:`` take: ``auto`` is resolved by
+:func:`run_precision` before any cell is keyed, so a spec always names fp32 or bf16."""
+
+
+def native_bf16(device: Any) -> bool:
+    """Whether ``device`` computes bf16 natively enough for it to pay: a CUDA
+    device that supports it, or a CPU with AMX tiles (bf16 trained SmallCNN about
+    2x as fast as fp32 on a 2-core Xeon with AMX). AVX512-BF16 alone is not
+    decided for: bf16 ran 1.9x fp32 on a 2-core AMD EPYC with it but 0.95x on a
+    2-core Intel Xeon with it and no AMX
+    (``tests/benchmarks/test_trainer_vs_plain_loop.py``), so ``auto`` keeps fp32
+    there, never slower than the default. torch exposes the AMX probe only
+    privately; a torch without it reads as no AMX."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+        try:
+            return bool(probe()) if probe is not None else False
+        except Exception:  # noqa: BLE001 - a probe that fails means "do not rely on it"
+            return False
+    return False
+
+
+def run_precision(choice: str | None, device: Any) -> str | None:
+    """``--precision`` resolved on ``device``: ``auto`` becomes bf16 where
+    :func:`native_bf16` says it pays and fp32 elsewhere; None (the preset's) and
+    fp32/bf16 pass through; anything else is a :class:`UserError`."""
+    if choice is not None and choice not in PRECISION_CHOICES:
+        raise UserError(f"--precision {choice!r}: choose one of {', '.join(PRECISION_CHOICES)}.")
+    if choice == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return choice
 
 
 def get_preset(name: str, precision: str | None = None) -> Preset:

@@ -36,7 +36,7 @@ from synthbench.benchmark.context import CellContext
 from synthbench.benchmark.datasets import Dataset, load_dataset
 from synthbench.benchmark.guard import DEFAULT_TIMEOUT_S
 from synthbench.benchmark.options import keyed_options
-from synthbench.benchmark.presets import Preset, get_preset
+from synthbench.benchmark.presets import Preset, get_preset, run_precision
 from synthbench.benchmark.progress import say
 from synthbench.benchmark.provenance import device_name, provenance
 from synthbench.benchmark.record_schema import check_record
@@ -84,7 +84,8 @@ def _plugin_rows(given: PluginsGiven) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
-def _resolve_rows(registry: Any, rows: list[tuple[str, dict[str, Any]]], where: str) -> tuple[PluginChoice, ...]:
+def _resolve_rows(registry: Any, rows: list[tuple[str, dict[str, Any]]], where: str,
+                  preset: Preset) -> tuple[PluginChoice, ...]:
     """Each row looked up and its options checked. A row given twice exactly
     (``-g edm,edm``, or ``real`` named besides the oracle row ``with_real`` adds)
     is kept once; two rows given differently that key the same cells (an option
@@ -93,7 +94,7 @@ def _resolve_rows(registry: Any, rows: list[tuple[str, dict[str, Any]]], where: 
     out: list[PluginChoice] = []
     seen: dict[str, tuple[str, dict[str, Any]]] = {}
     for name, opts in rows:
-        choice = PluginChoice.resolve(registry, name, opts, where)
+        choice = PluginChoice.resolve(registry, name, opts, where, preset)
         ident = canonical_json([choice.name, keyed_options(choice.cls.options, choice.options)])
         if ident in seen:
             if seen[ident] == (name, opts):
@@ -108,13 +109,14 @@ def _resolve_rows(registry: Any, rows: list[tuple[str, dict[str, Any]]], where: 
     return tuple(out)
 
 
-def _choices(generators: PluginsGiven, protocols: PluginsGiven, with_real: bool,
-             where: str) -> tuple[tuple[PluginChoice, ...], tuple[PluginChoice, ...]]:
+def _choices(generators: PluginsGiven, protocols: PluginsGiven, with_real: bool, where: str,
+             preset: Preset) -> tuple[tuple[PluginChoice, ...], tuple[PluginChoice, ...]]:
     gens = _plugin_rows(generators)
     if with_real:  # the oracle row first, as every table is read against it (the caller's options if it gave any)
         real = [row for row in gens if row[0] == "real"] or [("real", {})]
         gens = real + [row for row in gens if row[0] != "real"]
-    return _resolve_rows(GENERATORS, gens, where), _resolve_rows(PROTOCOLS, _plugin_rows(protocols), where)
+    return (_resolve_rows(GENERATORS, gens, where, preset),
+            _resolve_rows(PROTOCOLS, _plugin_rows(protocols), where, preset))
 
 
 def resolve_grid(dataset: Dataset, generators: PluginsGiven, protocols: PluginsGiven, preset: Preset | str,
@@ -124,8 +126,8 @@ def resolve_grid(dataset: Dataset, generators: PluginsGiven, protocols: PluginsG
     (every problem is a :class:`UserError`). ``with_real`` puts the ``real``
     oracle row first, as every table is read against it. A name mapped to a
     list of option mappings gives one row per mapping (:data:`PluginsGiven`)."""
-    gens, protos = _choices(generators, protocols, with_real, where)
     the_preset = get_preset(preset) if isinstance(preset, str) else preset
+    gens, protos = _choices(generators, protocols, with_real, where, the_preset)
     dev = resolve_device(device) if isinstance(device, str) else device
     return Grid(dataset, gens, protos, the_preset, tuple(int(s) for s in seeds), dev)
 
@@ -134,11 +136,12 @@ def make_grid(generators: PluginsGiven, protocols: PluginsGiven, dataset: str = 
               seeds: Sequence[int] = (0, 1, 2), device: str = "auto", data_root: str | None = None,
               with_real: bool = True, where: str = "", precision: str | None = None) -> Grid:
     """:func:`resolve_grid` on the dataset named ``dataset``, loaded and capped by
-    the preset (its classifier ``precision`` replaced when given); the plugins
-    and options are checked before the data is read."""
-    gens, protos = _choices(generators, protocols, with_real, where)
-    the_preset = get_preset(preset, precision)
+    the preset (its ``precision`` replaced when given; ``auto`` is decided for
+    the device here, :func:`~synthbench.benchmark.presets.run_precision`); the
+    plugins and options are checked before the data is read."""
     dev = resolve_device(device)
+    the_preset = get_preset(preset, run_precision(precision, dev))
+    gens, protos = _choices(generators, protocols, with_real, where, the_preset)
     say(f"loading dataset {dataset}")
     data = load_dataset(dataset, data_root).capped(the_preset.max_train_per_class)
     return Grid(data, gens, protos, the_preset, tuple(int(s) for s in seeds), dev)

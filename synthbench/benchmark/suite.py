@@ -171,12 +171,12 @@ def load_suite(path: str | Path, flag: str = "suite") -> Suite:
     threads = data.get("threads")
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise _bad(path, "threads must be a positive integer")
-    precision = data.get("precision")
-    if precision is not None and precision not in ("fp32", "bf16"):
-        raise _bad(path, f"precision {precision!r} must be fp32 or bf16 (or left out for the preset's)")
-    preset = str(data.get("preset", "fast"))
-    from synthbench.benchmark.presets import PRESETS
+    from synthbench.benchmark.presets import PRECISION_CHOICES, PRESETS
 
+    precision = data.get("precision")
+    if precision is not None and precision not in PRECISION_CHOICES:
+        raise _bad(path, f"precision {precision!r} must be fp32, bf16 or auto (or left out for the preset's)")
+    preset = str(data.get("preset", "fast"))
     if preset not in PRESETS:
         raise _bad(path, f"preset {preset!r} must be one of {', '.join(PRESETS)}")
     data_root = data.get("data_root")

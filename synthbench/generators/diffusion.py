@@ -190,9 +190,11 @@ def precision_option() -> Option:
     """The ``precision`` option of the in-suite diffusion adapters (edm and
     realfake through :func:`denoise_in_chunks`, ddpm in its own reverse chain)."""
     return Option("precision", "fp32", "Network arithmetic when sampling and reconstructing: fp32, or bf16 "
-                  "autocast (about 1.9x the speed on a CPU with AMX, and the usual choice on a GPU; pixels "
-                  "move by a few levels with a deterministic sampler, more with ddpm's stochastic one). A "
-                  "different precision is a different cell.", str, choices=PRECISIONS)
+                  "autocast (about 1.8x the speed on a CPU with AMX, and the usual choice on a GPU; pixels "
+                  "move by a level or so with a deterministic sampler, more with ddpm's stochastic one). "
+                  "Unset, it follows the run's --precision (else the preset's: fp32 at smoke and fast, bf16 at "
+                  "paper). A different precision is a different cell.", str, choices=PRECISIONS,
+                  from_preset="precision")
 
 
 CPU_NETWORK_BATCH, OTHER_NETWORK_BATCH = CPU_EVAL_BATCH, 256

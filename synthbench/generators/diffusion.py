@@ -40,6 +40,7 @@ from torch import nn
 from synthbench.benchmark.batches import CPU_EVAL_BATCH
 from synthbench.benchmark.context import FitContext
 from synthbench.benchmark.options import Option
+from synthbench.benchmark.presets import PRECISIONS
 from synthbench.benchmark.progress import bar
 from synthbench.benchmark.seeding import derive_seed, per_sample_normal, torch_generator
 from synthbench.errors import UserError
@@ -182,8 +183,6 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] -> uint8, rounded and clamped."""
     return ((x + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
-
-PRECISIONS = ("fp32", "bf16")
 
 
 def precision_option() -> Option:

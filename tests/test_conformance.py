@@ -91,20 +91,23 @@ def test_generator_passes_validate(name, request, smoke_digits, session_cache):
                                   and n not in TINY_SD_OPTION])  # sd's precision applies on CUDA only
 def test_generator_passes_validate_in_every_precision(name, smoke_digits, session_cache):
     """Determinism and batch-size independence hold in every precision an adapter
-    ships, eager and, where it offers ``compile``, compiled (fp32 eager is the
-    test above)."""
+    ships, eager and, where it offers ``compile``, compiled, and for a network
+    trained in bf16 where it offers ``train_precision`` (fp32 eager is the test
+    above)."""
     cls = GENERATORS.get(name)
-    modes = [(p, c) for p in cls.options["precision"].choices
+    modes = [{"precision": p, "compile": str(c)} for p in cls.options["precision"].choices
              for c in ((False, True) if "compile" in cls.options else (False,)) if (p, c) != ("fp32", False)]
-    for precision, compile in modes:
-        given = {**FIT_OPTIONS.get(name, {}), "precision": precision, "compile": str(compile)}
+    if "train_precision" in cls.options:
+        modes.append({"precision": "bf16", "train_precision": "bf16"})
+    for mode in modes:
+        given = {**FIT_OPTIONS.get(name, {}), **mode}
         given = {k: v for k, v in given.items() if k in cls.options}
         checks = validate_generator(name, cls, resolve_options(cls.options, given, name), smoke_digits,
                                     PRESETS["smoke"], torch.device("cpu"), session_cache, n=60,
                                     min_adherence=ADHERENCE_FLOOR.get(name, 0.3))
         report = {c.name: (c.passed, c.detail) for c in checks}
-        assert [c.name for c in checks if c.passed is False] == [], (precision, compile, report)
-        assert report["determinism"][0] and report["batch-size independence"][0], (precision, compile, report)
+        assert [c.name for c in checks if c.passed is False] == [], (mode, report)
+        assert report["determinism"][0] and report["batch-size independence"][0], (mode, report)
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)

@@ -59,6 +59,26 @@ def test_corrupt_cached_weights_is_a_clear_error(smoke_digits, tmp_path):
         fit_generator("edm", smoke_digits, tmp_path, train_steps="2")
 
 
+def test_bf16_training_is_deterministic_and_keyed_apart(smoke_digits, tmp_path):
+    """train_precision=bf16 trains under autocast: the same recipe gives the same
+    weights in two runs, other weights than fp32's, in a cache file of its own;
+    an fp32 recipe names no precision, so fp32 weights keep the key they had."""
+    from synthbench.benchmark.context import FitContext
+    from synthbench.benchmark.presets import PRESETS
+    from synthbench.generators.diffusion import unet_recipe
+
+    a = fit_generator("edm", smoke_digits, tmp_path / "a", train_steps="5", train_precision="bf16")
+    b = fit_generator("edm", smoke_digits, tmp_path / "b", train_steps="5", train_precision="bf16")
+    f = fit_generator("edm", smoke_digits, tmp_path / "a", train_steps="5", train_precision="fp32")
+    wa, wb, wf = (g.net.unet.state_dict() for g in (a, b, f))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wf[k]) for k in wa)
+    assert len(list((tmp_path / "a" / "generators").glob("edm-*.pt"))) == 2
+    ctx = FitContext.from_dataset(smoke_digits, PRESETS["smoke"], torch.device("cpu"), tmp_path)
+    assert "precision" not in unet_recipe(ctx, 5, 1e-3, 0, True)
+    assert unet_recipe(ctx, 5, 1e-3, 0, True, "bf16")["precision"] == "bf16"
+
+
 class FakeEDMPrecond(torch.nn.Module):
     """Stands in for NVlabs' EDMPrecond in a pickle: D(x; sigma, one-hot) with
     the attributes the adapter reads. Module-level so pickle can find it."""

@@ -32,7 +32,9 @@ of the cell's spec, so a different pickle is a different record.
 Batch independence: the network runs on fixed-size chunks (``eval_batch``).
 Speed: ``precision=bf16`` and ``compile=true`` (the diffusion core's
 :func:`~synthbench.generators.diffusion.compiled`) change how the network
-computes, and so the cell; neither changes the sampler.
+computes, and so the cell; neither changes the sampler. ``train_precision=bf16``
+trains under bf16 autocast (:func:`~synthbench.generators.diffusion.training_arithmetic`):
+other weights, so another cell and another weights file.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from synthbench.generators.base import Generator
 from synthbench.generators.pickles import pickle_spec_extras
 from synthbench.generators.diffusion import (
     EDMDenoiser, compile_option, denoise_in_chunks, eval_batch_option, fit_edm_unet, network_batch, precision_option,
-    reconstruct_images, recon_start_sigma, sample_images, unet_recipe,
+    reconstruct_images, recon_start_sigma, sample_images, train_precision_option, unet_recipe,
 )
 
 
@@ -94,6 +96,7 @@ class EDMGenerator(Generator):
         "train_seed": Option("train_seed", 0, "Seed of the in-suite training run.", int),
         "lr": Option("lr", 1e-3, "Adam learning rate of in-suite training.", float,
                      check=lambda v: v > 0, check_help="must be > 0"),
+        "train_precision": train_precision_option(),
         "conditional": Option("conditional", True, "Class-conditional (True) or unconditional "
                               "(False: samples are pseudo-labelled by the reference classifier).", bool),
         "eval_batch": eval_batch_option(),
@@ -123,7 +126,7 @@ class EDMGenerator(Generator):
         if self.opts["network_pkl"]:
             return self._load_official(ctx)
         recipe = unet_recipe(ctx, self.setting("train_steps", ctx.preset), self.opts["lr"], self.opts["train_seed"],
-                             self.conditional)
+                             self.conditional, self.opts["train_precision"])
         unet, key = fit_edm_unet(ctx, recipe)
         self.net = EDMDenoiser(unet).to(self.device).eval()
         return {"weights": key, "dataset_digest": ctx.dataset_digest, "sampler_steps": self.steps}

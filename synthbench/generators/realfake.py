@@ -70,7 +70,7 @@ from synthbench.generators.base import Generator
 from synthbench.generators.diffusion import (
     RHO, SIGMA_DATA, SIGMA_MIN, EDMDenoiser, denoise_in_chunks, edm_loss_terms, fit_edm_unet, heun_sample,
     karras_sigmas, eval_batch_option, network_batch, precision_option, reconstruct_images, recon_start_sigma,
-    step_with_ema, to_uint8, unet_recipe,
+    step_with_ema, to_uint8, train_precision_option, training_arithmetic, unet_recipe, with_precision,
 )
 from synthbench.generators.distribution_matching import MMD_WEIGHT_PAPER, distribution_matching_loss
 
@@ -166,6 +166,7 @@ class RealFakeGenerator(Generator):
                                              "(in-suite), 30 UniPC steps (SD).",
                                              per_preset=lambda p: p.gen_sampler_steps),
         "train_seed": Option("train_seed", 0, "Seed of the base training and the fine-tuning.", int),
+        "train_precision": train_precision_option(),
         "eval_batch": eval_batch_option(),
         "precision": precision_option(),
         "sd_model": Option("sd_model", "", "Stable Diffusion: a local diffusers folder or a hub id; empty: "
@@ -197,6 +198,8 @@ class RealFakeGenerator(Generator):
             base["train_steps"] = options["base_train_steps"]
         if options.get("train_seed", 0) != 0:
             base["train_seed"] = options["train_seed"]
+        if "train_precision" in options:  # always: unset, edm's would follow the run's, not realfake's
+            base["train_precision"] = options["train_precision"]
         return "edm", base
 
     # -- fitting ---------------------------------------------------------
@@ -215,7 +218,7 @@ class RealFakeGenerator(Generator):
         self._sd = None
         self.steps = self.setting("sampler_steps", ctx.preset)
         recipe = unet_recipe(ctx, self.setting("base_train_steps", ctx.preset), BASE_LR, self.opts["train_seed"],
-                             conditional=True)
+                             conditional=True, precision=self.opts["train_precision"])
         unet, base_key = fit_edm_unet(ctx, recipe, phase="fit_base_s")  # see builds_on
         self._train = ctx.train
         self._by_class = [(ctx.train.labels == c).nonzero().flatten() for c in range(len(ctx.class_names))]
@@ -238,11 +241,11 @@ class RealFakeGenerator(Generator):
             # a different extractor (retrained elsewhere) must not reuse them.
             guidance = [self.opts["guidance_images"], state_digest(extractor)[:16]]
             unet.class_embedding = GuidedClassEmbedding(unet.class_embedding, self._features.shape[1])
-        cfg = {
+        cfg = with_precision({
             "base": base_key, "steps": steps, "lr": self.opts["finetune_lr"] or FINETUNE_LR,
             "gamma": self.opts["mmd_weight"] if self.opts["mmd"] else 0.0, "guidance": guidance,
             "batch_size": ctx.preset.gen_batch_size, "seed": self.opts["train_seed"], "hflip": ctx.hflip,
-        }
+        }, self.opts["train_precision"])
         unet, key = ctx.cached_weights("realfake", cfg, self.version, lambda: unet,
                                        lambda: self._finetune(ctx, unet, cfg), state_key="unet",
                                        phase="fit_finetune_s")
@@ -291,8 +294,9 @@ class RealFakeGenerator(Generator):
                 cond = torch.arange(bs, device=dev)
             else:
                 cond = y.to(dev)
-            denoised, weight = edm_loss_terms(net, x, cond, gen, dev)
-            loss, simple, dm = distribution_matching_loss(x, denoised, cfg["gamma"], weight=weight)
+            with training_arithmetic(dev, cfg.get("precision", "fp32")):
+                denoised, weight = edm_loss_terms(net, x, cond, gen, dev)
+            loss, simple, dm = distribution_matching_loss(x, denoised.float(), cfg["gamma"], weight=weight)
             step_with_ema(opt, loss, unet, ema, ema_decay)
             if step % 50 == 0:
                 progress.set_postfix(simple=f"{simple.item():.3f}", dm=f"{dm.item():.4f}")

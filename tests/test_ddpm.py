@@ -89,3 +89,15 @@ def test_unconditional_samples_are_pseudo_labelled_with_a_threshold(smoke_digits
     assert gen.pseudo_label_threshold() == 0.999999  # the option is the threshold the harness applies
     with pytest.raises(UserError, match="reach the pseudo-label confidence threshold 0.999999; lower the threshold"):
         ctx.synthetic(24)
+
+
+def test_bf16_training_is_deterministic_and_keyed_apart(smoke_digits, tmp_path):
+    """ddpm's own training loop under train_precision=bf16: the same weights in two
+    runs, other weights than fp32's, each in its own cache file."""
+    a = fit_generator("ddpm", smoke_digits, tmp_path / "a", train_steps="5", train_precision="bf16")
+    b = fit_generator("ddpm", smoke_digits, tmp_path / "b", train_steps="5", train_precision="bf16")
+    f = fit_generator("ddpm", smoke_digits, tmp_path / "a", train_steps="5", train_precision="fp32")
+    wa, wb, wf = (g.unet.state_dict() for g in (a, b, f))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wf[k]) for k in wa)
+    assert len(list((tmp_path / "a" / "generators").glob("ddpm-*.pt"))) == 2

@@ -54,7 +54,7 @@ from synthbench.errors import UserError
 from synthbench.generators.base import Generator
 from synthbench.generators.diffusion import (
     T_RECON, build_unet, compile_option, compiled, eval_batch_option, network_batch, precision_option, run_network,
-    step_with_ema, to_uint8, unet_recipe, warmup_lr,
+    step_with_ema, to_uint8, train_precision_option, training_arithmetic, unet_recipe, warmup_lr,
 )
 
 T_TRAIN = 1000
@@ -160,6 +160,7 @@ class DDPMGenerator(Generator):
                      check_help="must be > 0"),
         "vlb_weight": Option("vlb_weight", HYBRID_LAMBDA, "lambda of the hybrid loss (Eq. 16: 0.001).", float,
                              check=lambda v: v >= 0, check_help="must be >= 0"),
+        "train_precision": train_precision_option(),
         "eval_batch": eval_batch_option(),
         "precision": precision_option(),
         "compile": compile_option(),
@@ -179,7 +180,7 @@ class DDPMGenerator(Generator):
         self.image_shape = ctx.image_shape
         self.steps = self.setting("sampler_steps", ctx.preset)
         recipe = {**unet_recipe(ctx, self.setting("train_steps", ctx.preset), self.opts["lr"], self.opts["train_seed"],
-                                self.conditional), "vlb_weight": self.opts["vlb_weight"]}
+                                self.conditional, self.opts["train_precision"]), "vlb_weight": self.opts["vlb_weight"]}
 
         def build() -> nn.Module:
             return build_unet(ctx.image_shape, recipe["num_classes"], recipe["channels"], recipe["layers_per_block"],
@@ -220,7 +221,8 @@ class DDPMGenerator(Generator):
             noise = torch.randn(x0.shape, generator=gen).to(dev)
             a = abar[t].view(-1, 1, 1, 1)
             xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-            out = unet(xt, t, class_labels=None if y_all is None else y_all[idx].to(dev)).sample
+            with training_arithmetic(dev, cfg.get("precision", "fp32")):
+                out = unet(xt, t, class_labels=None if y_all is None else y_all[idx].to(dev)).sample.float()
             eps, v = out[:, :c], out[:, c:]
             mse = (eps - noise).pow(2).mean()
             # Eq. 16: L_vlb = sum_t L_t = T * E_t[L_t]; the stop-gradient on eps

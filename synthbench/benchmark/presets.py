@@ -84,7 +84,8 @@ PRESETS: dict[str, Preset] = {
         lr=0.01, lr_schedule="step", lr_step_epochs=30, max_train_per_class=None,
         gen_train_steps=200_000, gen_batch_size=512, gen_channels=(128, 256, 256, 256),
         gen_channels_large=(128, 256, 256, 256), gen_layers_per_block=2, gen_sampler_steps=18, precision="bf16",
-    ),    "paper-r50": Preset(
+    ),
+    "paper-r50": Preset(
         name="paper-r50", classifier="resnet50-224", epochs=200, batch_size=128, optimizer="sgd",
         lr=0.1, lr_schedule="step-x0.2", lr_step_epochs=50, max_train_per_class=None,
         gen_train_steps=200_000, gen_batch_size=512, gen_channels=(128, 256, 256, 256),

@@ -29,8 +29,9 @@ checks each).
 Training precision (the ``train_precision`` option of edm, realfake and ddpm): the
 training forward under bf16 autocast, with the loss, the optimiser and the EMA
 in fp32 (:func:`training_arithmetic`). On the `fast` fashion-mnist network at
-one thread on a CPU with AMX an EDM training step took 0.64-0.72x the CPU time
-of fp32 (``tests/benchmarks/test_edm_training_precision.py``). The recipe names
+one thread on a CPU with AMX an EDM training step took 0.6 of fp32's CPU time
+(``tests/benchmarks/test_edm_training_precision.py``: 1.67x the steps per
+CPU-second), and a 2,000-step fit 19.8 minutes against 33.1. The recipe names
 bf16 only when it is used, so fp32 weights keep their cache keys.
 """
 
@@ -218,7 +219,7 @@ def train_precision_option() -> Option:
     """The ``train_precision`` option of the adapters that train their UNet
     in-suite (edm, realfake's base and fine-tuning, ddpm)."""
     return Option("train_precision", "fp32", "Arithmetic of in-suite training: fp32, or bf16 autocast for the "
-                  "network's forward (loss, optimiser and EMA stay fp32; an EDM training step about 1.5-2x fp32's "
+                  "network's forward (loss, optimiser and EMA stay fp32; an EDM training step about 1.7x fp32's "
                   "speed on a CPU with AMX, and the usual choice on a GPU). Unset, it follows the run's "
                   "--precision (else the preset's: fp32 at smoke and fast, bf16 at paper). Other weights, so "
                   "a different cell.", str, choices=PRECISIONS, from_preset="precision")

@@ -215,14 +215,15 @@ def precision_option() -> Option:
                   from_preset="precision")
 
 
-def train_precision_option() -> Option:
+def train_precision_option(note: str = "") -> Option:
     """The ``train_precision`` option of the adapters that train their UNet
-    in-suite (edm, realfake's base and fine-tuning, ddpm)."""
+    in-suite (edm, realfake's base and fine-tuning, ddpm); ``note`` ends its help."""
     return Option("train_precision", "fp32", "Arithmetic of in-suite training: fp32, or bf16 autocast for the "
                   "network's forward (loss, optimiser and EMA stay fp32; an EDM training step about 1.7x fp32's "
                   "speed on a CPU with AMX, and the usual choice on a GPU). Unset, it follows the run's "
                   "--precision (else the preset's: fp32 at smoke and fast, bf16 at paper). Other weights, so "
-                  "a different cell.", str, choices=PRECISIONS, from_preset="precision")
+                  "a different cell." + (f" {note}" if note else ""), str, choices=PRECISIONS,
+                  from_preset="precision")
 
 
 @contextlib.contextmanager

@@ -166,7 +166,8 @@ class RealFakeGenerator(Generator):
                                              "(in-suite), 30 UniPC steps (SD).",
                                              per_preset=lambda p: p.gen_sampler_steps),
         "train_seed": Option("train_seed", 0, "Seed of the base training and the fine-tuning.", int),
-        "train_precision": train_precision_option(),
+        "train_precision": train_precision_option("The in-suite backbone's; Stable Diffusion's LoRA training "
+                                                  "follows precision."),
         "eval_batch": eval_batch_option(),
         "precision": precision_option(),
         "sd_model": Option("sd_model", "", "Stable Diffusion: a local diffusers folder or a hub id; empty: "

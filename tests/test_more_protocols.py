@@ -94,6 +94,10 @@ def test_longtail_arms(smoke_digits, tmp_path):
     assert "conditional=False" in d["control_generator"]
     for arm in ("lt", "balanced", "targeted", "control"):
         assert len(d["per_class_accuracy"][arm]) == 10
+    # the control's unconditional generator is the plan's unconditional fit, loaded from its weights file,
+    # not a second training of it (the whole train split, given explicitly, is keyed as the whole split)
+    weights = [p.name for p in (tmp_path / "cache" / "generators").glob("edm-*.pt") if "snapshot" not in p.name]
+    assert len(weights) == 2, weights  # the conditional top-up generator and the unconditional control
 
 
 def test_longtail_topup_option():

@@ -93,8 +93,24 @@ class GeneratorFit:
 
 
 def fit_data_digest(ds: Dataset, train: Split | None) -> str:
-    """The digest a fit on ``train`` (a subset of ``ds.train``, None: all of it) is keyed by."""
-    return ds.digest if train is None else digest(ds.digest, train.images, train.labels)
+    """The digest a fit on ``train`` (a subset of ``ds.train``, None: all of it) is
+    keyed by. A ``train`` holding the whole train split is keyed as None: it is
+    the same training, so one weights file. (``longtail``'s control fits the
+    unconditional generator on ``ds.train`` given explicitly; keyed apart, it
+    trained a second copy of the fit the plan had just made, half an hour at
+    `fast` on fashion-mnist.)"""
+    if train is None or _whole(train, ds.train):
+        return ds.digest
+    return digest(ds.digest, train.images, train.labels)
+
+
+def _whole(part: Split, full: Split) -> bool:
+    """Whether ``part`` is the split ``full`` (the same object, or the same
+    images and labels in the same order)."""
+    if part is full:
+        return True
+    return (part.images.shape == full.images.shape and torch.equal(part.labels, full.labels)
+            and torch.equal(part.images, full.images))
 
 
 @dataclass

@@ -197,12 +197,12 @@ def cli() -> None:
               help="CPU threads for torch (default: torch's choice). On a CPU, trained weights differ "
                    "between thread counts; the published results/ used 1.")
 @click.option("--precision", type=click.Choice(PRECISION_CHOICES), default=None,
-              help="The run's arithmetic: the classifiers' (training and evaluation), and the samplers' of "
-                   "the generators with a precision option (edm, ddpm, realfake) unless --option "
-                   "NAME.precision=... sets theirs; default: the preset's (fp32 at smoke and fast, bf16 at "
-                   "paper). On a CPU with AMX, bf16 trained classifiers about 2x as fast and sampled edm 1.8x "
-                   "(2.7x with --option edm.compile=true); auto: bf16 on a CPU with AMX or a GPU with bf16, fp32 "
-                   "elsewhere. A different precision is a different cell.")
+              help="The run's arithmetic: the classifiers' (training and evaluation), and that of edm, ddpm "
+                   "and realfake when sampling and when training their network in-suite, unless --option "
+                   "NAME.precision=... or NAME.train_precision=... sets theirs; default: the preset's (fp32 at "
+                   "smoke and fast, bf16 at paper). On a CPU with AMX, bf16 trained classifiers about 2x as fast, "
+                   "an EDM 1.7x and sampled edm 1.8x (2.7x with --option edm.compile=true); auto: bf16 on a CPU "
+                   "with AMX or a GPU with bf16, fp32 elsewhere. A different precision is a different cell.")
 @click.option("--adapter-timeout", type=click.FloatRange(min=0), default=DEFAULTS["adapter_timeout"],
               metavar="SECONDS", help="Longest one call into the generator (fit, or one block of samples) may "
                                       "take; past it the cell is failed with 'timed out'. 0: no limit.")

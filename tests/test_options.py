@@ -78,6 +78,9 @@ def test_the_runs_precision_reaches_the_diffusion_samplers_and_keeps_fast_keys(s
                          (0,))
     assert [g.options.get("precision") for g in fp32.generators] == [None, "fp32", "fp32", "fp32"]
     assert [g.options.get("precision") for g in bf16.generators] == [None, "bf16", "bf16", "bf16"]
+    # their in-suite training follows the run's precision too
+    assert [g.options.get("train_precision") for g in fp32.generators] == [None, "fp32", "fp32", "fp32"]
+    assert [g.options.get("train_precision") for g in bf16.generators] == [None, "bf16", "bf16", "bf16"]
     assert mixed.generators[0].options["precision"] == "fp32"
     assert [g.label for g in fp32.generators] == ["real", "edm", "ddpm", "realfake"]
     keys = {name: [spec.key for gen, spec in grid.specs(grid.protocols[0]) if gen.name == "edm"]

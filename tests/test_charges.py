@@ -243,3 +243,52 @@ def test_a_cell_charges_the_fit_its_generator_builds_on_as_fit_base_s(tmp_path):
     atomic_write_json(task_marker(tmp_path, "fit-own"), {"cost": {"fit_s": 400.0, "fit_finetune_s": 390.0}})
     cost, _ = _claim_shared_cost(tmp_path, ("fit-base", "fit-own"), "cell-1", bases=("fit-base",))
     assert cost == {"fit_s": 2400.0, "fit_base_s": 2000.0, "fit_finetune_s": 390.0}
+
+
+def test_a_fit_trained_inside_a_cell_is_charged_once(smoke_digits, tmp_path):
+    """A protocol may fit the generator on a subset its plan did not list (a
+    third-party one may not declare ``generator_fits``): the fit is then trained
+    inside the cell, so its time is already in ``cell_s`` and must not be charged
+    again as a shared ``fit_s`` (cell.COST_PHASES adds both)."""
+    from synthbench.api import GENERATORS, PROTOCOLS, Generator, Protocol, ProtocolResult, metric
+    from synthbench.benchmark.cell import COST_PHASES
+    from synthbench.benchmark.runner import resolve_grid, run_protocol
+
+    class SlowFit(Generator):
+        name = "slow-fit"
+
+        def fit(self, ctx):
+            time.sleep(0.5)
+            self.shape = ctx.image_shape
+            return {"n": len(ctx.train)}
+
+        def sample(self, labels, seeds):
+            return torch.zeros((len(labels), *self.shape), dtype=torch.uint8)
+
+    class FitsASubset(Protocol):
+        name = "fits-a-subset"
+        description = "fits the generator on ten images inside the cell"
+        metrics = {"score": True}
+        uses_reference_classifier = False
+
+        def needs_fitted_generator(self):
+            return False
+
+        def run(self, ctx):
+            ctx.fit_generator(ctx.dataset.train.subset(torch.arange(10)))
+            return ProtocolResult({"score": metric(1.0, None, 1, True)}, {})
+
+    GENERATORS.register(SlowFit.name, SlowFit)
+    PROTOCOLS.register(FitsASubset.name, FitsASubset)
+    try:
+        grid = resolve_grid(smoke_digits, [SlowFit.name], FitsASubset.name, "smoke", (0,), "cpu")
+        [cell] = run_protocol(grid, grid.protocols[0], ResultStore(tmp_path))
+    finally:
+        GENERATORS.unregister(SlowFit.name)
+        PROTOCOLS.unregister(FitsASubset.name)
+    assert cell.record.status.value == "ok", cell.record.error
+    wall = cell.record.cost["wall_s"]
+    assert 0.5 <= wall["cell_fit_s"] <= wall["cell_s"]
+    charged = sum(wall.get(k, 0.0) for k in COST_PHASES)
+    assert charged == pytest.approx(wall["cell_s"] + wall.get("fit_s", 0.0))
+    assert wall.get("fit_s", 0.0) < 0.5  # no planned fit: the in-cell one is not charged twice

@@ -311,9 +311,13 @@ class CellContext:
     def fit_generator(self, train: Split, **option_overrides: Any):
         """A fresh instance of this cell's generator, fitted on ``train`` (a subset
         of the real train split, e.g. MIA members or a long-tailed split), with
-        some options overridden (e.g. ``conditional=False``). Cached like any fit."""
+        some options overridden (e.g. ``conditional=False``). Cached like any fit.
+        Its time is the cell's ``cell_fit_s`` phase, inside ``cell_s``: a fit the
+        plan ran ahead (``Protocol.generator_fits``) is read from the cache here
+        and charged once, as the shared ``fit_s``; one it did not plan is trained
+        here and charged once, as part of the cell (``cell.COST_PHASES``)."""
         gen = self.generator.spawn(**option_overrides)
-        with self.phase("fit_s"):
+        with self.phase("cell_fit_s"):
             gen.fitted(FitContext.from_dataset(self.dataset, self.preset, self.device, self.cache_dir, train=train))
         return gen
 
@@ -327,7 +331,7 @@ class CellContext:
         if not getattr(self.generator, "trusted", False):
             return None
         gen = self.generator.spawn()
-        with self.phase("fit_s"):
+        with self.phase("cell_fit_s"):
             return gen.fitted(FitContext.from_dataset(self.dataset, self.preset, self.device, self.cache_dir))
 
     def evaluate(self, model: torch.nn.Module) -> Evaluation:

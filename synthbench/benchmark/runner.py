@@ -192,7 +192,7 @@ def run_cell(spec: CellSpec, protocol: Any, generator: Any, grid: Grid, samples:
                        traceback=traceback.format_exc(limit=8))
         say(f"cell failed: {outcome['error']}")
     timings = dict(ctx.timings)
-    for key, seconds in fit_cost.items():  # added: a protocol's own fits (mia) time a phase "fit_s" too
+    for key, seconds in fit_cost.items():  # the plan's fits charged to this cell (in-cell fits are "cell_fit_s")
         timings[key] = timings.get(key, 0.0) + seconds
     if charge.resumed_s:  # what this cell's killed runs computed and kept (charges.py)
         timings["resumed_s"] = charge.resumed_s

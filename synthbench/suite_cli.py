@@ -147,10 +147,9 @@ def left_estimates(plan: Plan, state_of: dict[str, str], store: ResultStore,
     """The estimate (or None) of each task in ``states``, by default those a run
     would still do: the dry run lists them, ``status`` sums them (and asks for
     the running ones too, to say how far along they are)."""
-    from synthbench.benchmark.plan import comparable_costs, estimate_s
+    from synthbench.benchmark.plan import comparable_costs, estimate_tasks
 
-    costs = comparable_costs(store.records())
-    return {t.key: estimate_s(t, costs) for t in plan.tasks if state_of[t.key] in states}
+    return estimate_tasks([t for t in plan.tasks if state_of[t.key] in states], comparable_costs(store.records()))
 
 
 def _left_summary(estimates: dict[str, Estimate | None]) -> tuple[float, int]:

@@ -44,8 +44,11 @@ def test_recon_sweep_gives_accuracy_and_entropy_per_t_re(smoke_digits, tmp_path)
     before = sorted(p.name for p in (tmp_path / "cache" / "recon").iterdir())
     # t_re = 0 is the input itself, never cached; the rest: CACHE/recon/<gen>-<split>-t<t>-<24 hex>.npz
     assert {re.fullmatch(r"edm-(train|test)-t(\d+)-[0-9a-f]{24}\.npz", n).group(2) for n in before} == {"20", "100"}
-    run_cells(smoke_digits, EDM, {"recon": {"t_re": "0,20,100"}}, [1], store)
+    later = run_cells(smoke_digits, EDM, {"recon": {"t_re": "0,20,100"}}, [1], store)[0].record
     assert sorted(p.name for p in (tmp_path / "cache" / "recon").iterdir()) == before
+    # the first seed's record says which of its work the later seeds read (the dry run's estimate)
+    assert rec.cost["wall_s"]["shared_s"] >= rec.cost["wall_s"]["reconstruct_s"] > 0
+    assert "reconstruct_s" not in later.cost["wall_s"]
 
 
 def test_recon_on_a_generator_that_cannot_reconstruct(smoke_digits, tmp_path):

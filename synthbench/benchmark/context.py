@@ -223,13 +223,22 @@ class CellContext:
     timings: dict[str, float] = field(default_factory=dict)
 
     @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        """Add the wall time of the block to ``timings[name]`` (the record's cost)."""
+    def phase(self, name: str, shared: bool = False) -> Iterator[None]:
+        """Add the wall time of the block to ``timings[name]`` (the record's cost).
+
+        ``shared``: the block computes something into the cache that later cells
+        read instead of computing it again (``recon``'s reconstructions, which
+        every seed shares; a fit trained inside a cell). Its time is also added
+        to ``shared_s``, so that ``--dry-run`` does not expect each later cell to
+        pay for it again (``plan.comparable_costs``)."""
         start = time.perf_counter()
         try:
             yield
         finally:
-            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+            seconds = time.perf_counter() - start
+            self.timings[name] = self.timings.get(name, 0.0) + seconds
+            if shared:
+                self.timings["shared_s"] = self.timings.get("shared_s", 0.0) + seconds
 
     def synthetic(self, n: int, generator: Any = None, like: Split | None = None) -> Split:
         """The first ``n`` images of this seed's synthetic pool, labels cycling
@@ -317,7 +326,7 @@ class CellContext:
         and charged once, as the shared ``fit_s``; one it did not plan is trained
         here and charged once, as part of the cell (``cell.COST_PHASES``)."""
         gen = self.generator.spawn(**option_overrides)
-        with self.phase("cell_fit_s"):
+        with self.phase("cell_fit_s", shared=True):
             gen.fitted(FitContext.from_dataset(self.dataset, self.preset, self.device, self.cache_dir, train=train))
         return gen
 
@@ -331,7 +340,7 @@ class CellContext:
         if not getattr(self.generator, "trusted", False):
             return None
         gen = self.generator.spawn()
-        with self.phase("cell_fit_s"):
+        with self.phase("cell_fit_s", shared=True):
             return gen.fitted(FitContext.from_dataset(self.dataset, self.preset, self.device, self.cache_dir))
 
     def evaluate(self, model: torch.nn.Module) -> Evaluation:

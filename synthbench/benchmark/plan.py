@@ -370,6 +370,33 @@ def estimate_s(task: Task, comparable: dict[tuple, list[float]]) -> Estimate | N
     return estimate_for_key(_comparable_key(task), comparable)
 
 
+def estimate_tasks(tasks: Iterable[Task], comparable: dict[tuple, list[float]]) -> dict[str, Estimate | None]:
+    """:func:`estimate_s` of each task, keyed by task, with the shared work of
+    cells counted once.
+
+    A cell's records are comparable without the work it put in the cache for
+    later cells (``shared_s``: ``recon``'s reconstructions, which every seed
+    reads; a fit trained inside a cell). Where this dataset's records did that
+    work it is cached, and no task pays it again; where none did (a dataset or
+    generator new to the store, estimated from another dataset), the first of
+    the tasks, in plan order, pays it: its estimate is its seeds' median plus
+    the shared work, scaled. A cache deleted since the records were written is
+    not seen: the estimate is then too low by that work."""
+    out: dict[str, Estimate | None] = {}
+    paid: set[tuple] = set()
+    for task in tasks:
+        est = estimate_s(task, comparable)
+        if task.kind == "cell" and est is not None:
+            key = _comparable_key(task)
+            if ("cell_shared", *key[1:]) not in comparable and key not in paid:
+                shared = estimate_for_key(("cell_shared", *key[1:]), comparable)
+                if shared is not None:
+                    est = Estimate(est.seconds + shared.seconds, est.scaled_from or shared.scaled_from)
+            paid.add(key)
+        out[task.key] = est
+    return out
+
+
 def estimate_for_key(key: tuple, comparable: dict[tuple, list[float]]) -> Estimate | None:
     """:func:`estimate_s` for a key of :func:`comparable_costs`."""
     values = comparable.get(key)
@@ -384,8 +411,12 @@ def comparable_costs(records: Iterable[Record]) -> dict[tuple, list[float]]:
         wall = rec.cost.get("wall_s", {})
         s = rec.spec
         fit_s = float(wall.get("fit_s", 0.0))
-        out.setdefault(("cell", s.dataset, s.preset.get("name"), s.generator, s.protocol), []).append(
-            float(wall.get("cell_s", 0.0)) + float(wall.get("resumed_s", 0.0)))  # a resumed cell's whole work
+        cell = (s.dataset, s.preset.get("name"), s.generator, s.protocol)
+        shared = float(wall.get("shared_s", 0.0))  # work later cells read from the cache (CellContext.phase)
+        out.setdefault(("cell", *cell), []).append(
+            float(wall.get("cell_s", 0.0)) + float(wall.get("resumed_s", 0.0)) - shared)  # a resumed cell's whole work
+        if shared > 1.0:
+            out.setdefault(("cell_shared", *cell), []).append(shared)
         own_fit_s = fit_s - float(wall.get("fit_base_s", 0.0))  # a base trained inside is a task of its own
         if own_fit_s > 1.0:
             out.setdefault(("fit", s.dataset, s.preset.get("name"), s.generator), []).append(own_fit_s)

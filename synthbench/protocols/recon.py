@@ -274,7 +274,7 @@ class ReconProtocol(Protocol):
         keywords = self._recon_keywords(t_re)
 
         def compute() -> dict[str, np.ndarray]:
-            with ctx.phase("reconstruct_s"):
+            with ctx.phase("reconstruct_s", shared=True):
                 worker = gen if reconstructor is None else reconstructor()
                 # the defaults: the contract's four-argument call; sigma mode / churn add keywords
                 out = worker.reconstruct(split.images, split.labels, t_re, seeds, **keywords)

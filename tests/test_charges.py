@@ -227,8 +227,11 @@ def test_work_a_cell_shares_with_later_cells_is_estimated_once():
         record("edm", "digits", 1, {"cell_s": 90.0}),
         record("ddpm", "digits", 0, {"cell_s": 500.0, "shared_s": 400.0}),
         record("ddpm", "digits", 1, {"cell_s": 100.0}),
+        record("edm", "mnist", 0, {"cell_s": 500.0}),  # written before shared_s: its seeds did the shared work
     ])
-    got = estimate_tasks([cell("edm", "fashion", 2), cell("ddpm", "fashion", 0), cell("ddpm", "fashion", 1)], costs)
+    got = estimate_tasks([cell("edm", "fashion", 2), cell("ddpm", "fashion", 0), cell("ddpm", "fashion", 1),
+                          cell("edm", "mnist", 1)], costs)
+    assert got["cell-edm-mnist-1"] == Estimate(500.0)  # as before: no shared work added to a row with records
     assert got["cell-edm-fashion-2"] == Estimate(880.0)  # its reconstructions are cached: the seeds' own work
     # ddpm is new to fashion: its digits figures scaled by edm's ratios (own work x880/90, reconstructions
     # x10); the first cell reconstructs, once

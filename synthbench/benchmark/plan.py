@@ -376,19 +376,19 @@ def estimate_tasks(tasks: Iterable[Task], comparable: dict[tuple, list[float]]) 
 
     A cell's records are comparable without the work it put in the cache for
     later cells (``shared_s``: ``recon``'s reconstructions, which every seed
-    reads; a fit trained inside a cell). Where this dataset's records did that
-    work it is cached, and no task pays it again; where none did (a dataset or
-    generator new to the store, estimated from another dataset), the first of
-    the tasks, in plan order, pays it: its estimate is its seeds' median plus
-    the shared work, scaled. A cache deleted since the records were written is
-    not seen: the estimate is then too low by that work."""
+    reads; a fit trained inside a cell). Where the row has records on this
+    dataset, the first of them did that work and it is cached: no task pays it
+    again. For a row new to the dataset (estimated from another dataset), the
+    first of its tasks, in plan order, pays it: its estimate is the cells' own
+    work plus the shared work, both scaled. A cache deleted since the records
+    were written is not seen: the estimate is then too low by that work."""
     out: dict[str, Estimate | None] = {}
     paid: set[tuple] = set()
     for task in tasks:
         est = estimate_s(task, comparable)
         if task.kind == "cell" and est is not None:
             key = _comparable_key(task)
-            if ("cell_shared", *key[1:]) not in comparable and key not in paid:
+            if key not in comparable and key not in paid:
                 shared = estimate_for_key(("cell_shared", *key[1:]), comparable)
                 if shared is not None:
                     est = Estimate(est.seconds + shared.seconds, est.scaled_from or shared.scaled_from)

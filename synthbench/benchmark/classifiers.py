@@ -23,19 +23,32 @@ ARCHITECTURES = ("smallcnn", "resnet18", "resnet50", "resnet50-224")
 
 
 class SmallCNN(nn.Module):
-    """Three conv blocks and a linear head: ~100k parameters, trains in seconds on
-    8x8 digits and in a minute or two per epoch-sweep on 28x28 images on a CPU."""
+    """Five conv-BN-ReLU blocks, two max-pools and a linear head: ~100k parameters,
+    trains in seconds on 8x8 digits and in a minute or two per epoch-sweep on
+    28x28 images on a CPU.
+
+    The ReLU of the block before each pool runs after the pool instead. Max-pool
+    and ReLU commute exactly (ReLU is monotone and both only select values, so
+    the forward values and the gradients are the same bits), and after the pool
+    the ReLU touches a quarter of the elements: a training step 1.04x faster in
+    bf16 and 1.06x in fp32 (``fast`` fashion-mnist batch, one thread, 2-core
+    Intel Xeon with AMX), with bitwise the same weights after 120 steps
+    (``tests/test_classifiers.py`` checks the equality). The state dict's keys
+    are those of the textbook order, so weights cached before load as they were."""
 
     def __init__(self, in_chans: int, num_classes: int, width: int = 32):
         super().__init__()
 
-        def block(cin: int, cout: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-                                 nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+        def block(cin: int, cout: int, relu: bool = True) -> nn.Sequential:
+            layers = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout)]
+            return nn.Sequential(*layers, *([nn.ReLU(inplace=True)] if relu else []))
+
+        def pool_then_relu() -> nn.Sequential:
+            return nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), nn.ReLU(inplace=True))
 
         self.body = nn.Sequential(
-            block(in_chans, width), block(width, width), nn.MaxPool2d(2, ceil_mode=True),
-            block(width, 2 * width), block(2 * width, 2 * width), nn.MaxPool2d(2, ceil_mode=True),
+            block(in_chans, width), block(width, width, relu=False), pool_then_relu(),
+            block(width, 2 * width), block(2 * width, 2 * width, relu=False), pool_then_relu(),
             block(2 * width, 4 * width),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)

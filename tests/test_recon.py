@@ -70,7 +70,7 @@ def test_recon_test_entropy_subset_is_stratified_and_seeded_by_full_index(smoke_
 
     def ctx(preset):
         return SimpleNamespace(generator=gen, cache_dir=tmp_path, dataset=smoke_digits, preset=PRESETS[preset],
-                               phase=lambda name: contextlib.nullcontext())
+                               phase=lambda name, **_: contextlib.nullcontext())
 
     # defaults: 1,000 at smoke/fast (digits' 359 test images: all of them), all at paper
     assert cls(**resolve_options(cls.options, {}, "recon"))._entropy_test_index(ctx("smoke")) is None
@@ -164,7 +164,7 @@ def test_recon_cache_keeps_steps_sigma_and_churn_apart(smoke_digits, session_cac
     gen = fit_generator("edm", smoke_digits, session_cache, eval_batch="64")
     cls = PROTOCOLS.get("recon")
     ctx = SimpleNamespace(generator=gen, cache_dir=tmp_path, dataset=smoke_digits, preset=PRESETS["smoke"],
-                          phase=lambda name: contextlib.nullcontext())
+                          phase=lambda name, **_: contextlib.nullcontext())
     split = smoke_digits.train.subset(torch.arange(6))
 
     def recon(**options):

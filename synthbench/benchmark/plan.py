@@ -414,7 +414,8 @@ def comparable_costs(records: Iterable[Record]) -> dict[tuple, list[float]]:
         cell = (s.dataset, s.preset.get("name"), s.generator, s.protocol)
         shared = float(wall.get("shared_s", 0.0))  # work later cells read from the cache (CellContext.phase)
         out.setdefault(("cell", *cell), []).append(
-            float(wall.get("cell_s", 0.0)) + float(wall.get("resumed_s", 0.0)) - shared)  # a resumed cell's whole work
+            # a resumed cell's whole work (resumed_s), less what later cells read instead of doing
+            float(wall.get("cell_s", 0.0)) + float(wall.get("resumed_s", 0.0)) - shared)
         if shared > 1.0:
             out.setdefault(("cell_shared", *cell), []).append(shared)
         own_fit_s = fit_s - float(wall.get("fit_base_s", 0.0))  # a base trained inside is a task of its own

@@ -96,6 +96,9 @@ def test_bad_config_values_and_unwritable_results(tmp_path, capsys):
     cfg.write_text("seeds: many\n")
     code, _, err = run_cli(["evaluate", "--config", str(cfg), "--dry-run"], capsys)
     assert code == 2 and "--seeds 'many'" in err
+    cfg.write_text("compile: 1\n")
+    code, _, err = run_cli(["evaluate", "--config", str(cfg), "--dry-run"], capsys)
+    assert code == 2 and "compile=1: give true or false" in err
     blocker = tmp_path / "file"
     blocker.write_text("x")
     code, _, err = run_cli(["evaluate", "--preset", "smoke", "--results", str(blocker / "sub"), "--seeds", "1"], capsys)
@@ -162,6 +165,25 @@ def test_precision_is_part_of_the_cell(tmp_path, capsys):
     presets = sorted(json.loads(p.read_text())["spec"]["preset"]["precision"]
                      for p in (tmp_path / "records").rglob("*.json"))
     assert presets == ["bf16", "fp32"]
+
+
+def test_compile_is_part_of_the_cell_and_leaves_other_keys_alone(tmp_path, capsys):
+    """--compile trains the classifiers under torch.compile: a different cell,
+    whose spec says so and whose board label says "compiled"; a run without it
+    keeps the spec (and so the key) it had before the flag existed."""
+    from synthbench.benchmark.presets import preset_label
+
+    args = ["evaluate", "-g", "real", "--preset", "smoke", "--seeds", "1", "--results", str(tmp_path), "-q"]
+    assert run_cli(args, capsys)[0] == 0
+    code, out, _ = run_cli(args + ["--compile", "--dry-run"], capsys)
+    assert code == 0 and "to compute" in out
+    assert run_cli(args + ["--compile"], capsys)[0] == 0
+    presets = sorted((json.loads(p.read_text())["spec"]["preset"] for p in (tmp_path / "records").rglob("*.json")),
+                     key=len)
+    assert "compile" not in presets[0] and presets[1] == {**presets[0], "compile": True}
+    assert [preset_label(p) for p in presets] == ["smoke", "smoke, compiled"]
+    code, out, _ = run_cli(args + ["--no-compile", "--dry-run"], capsys)  # the eager cell, cached
+    assert code == 0 and "cached" in out and "to compute" not in out
 
 
 @pytest.mark.parametrize("amx, same_as", [(False, "fp32"), (True, "bf16")])

@@ -110,16 +110,18 @@ def test_generator_passes_validate_in_every_precision(name, smoke_digits, sessio
         assert report["determinism"][0] and report["batch-size independence"][0], (mode, report)
 
 
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("precision", PRECISIONS)
-def test_classifiers_are_deterministic_in_every_precision(precision, smoke_digits, tmp_path):
-    """The classifier contract in each precision a preset may ask for: the same
-    seed gives the same weights; an image's logits do not depend on the batch it
-    is evaluated in; a classifier read back from the cache evaluates exactly as
-    the one that was trained (it keeps its precision)."""
+def test_classifiers_are_deterministic_in_every_precision(precision, compile, smoke_digits, tmp_path):
+    """The classifier contract in each precision a preset may ask for, trained
+    eagerly and under torch.compile (``--compile``): the same seed gives the same
+    weights; an image's logits do not depend on the batch it is evaluated in; a
+    classifier read back from the cache evaluates exactly as the one that was
+    trained (it keeps its precision)."""
     from synthbench.benchmark.context import cached_classifier
     from synthbench.benchmark.trainer import PRECISION_ATTR, predict_logits
 
-    preset, cpu = get_preset("smoke", precision), torch.device("cpu")
+    preset, cpu = get_preset("smoke", precision, compile), torch.device("cpu")
     train, test = smoke_digits.train, smoke_digits.test
     a, b = (cached_classifier(train, 10, preset, 0, cpu, False, tmp_path / name, "conformance") for name in "ab")
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())

@@ -90,6 +90,27 @@ def test_the_runs_precision_reaches_the_diffusion_samplers_and_keeps_fast_keys(s
     assert spec.generator_options["precision"] == "fp32" and spec.preset["precision"] == "fp32"
 
 
+def test_compile_keys_classifiers_apart_and_leaves_every_other_key_alone(smoke_digits):
+    """``--compile`` (the preset's ``compile``) keys the cells apart; without it
+    no spec changes: the preset keeps no ``compile`` field, ``records migrate``
+    adds none, and the diffusion networks keep their own ``compile`` option."""
+    from synthbench.benchmark.cell import current_spec
+    from synthbench.benchmark.presets import get_preset
+    from synthbench.benchmark.runner import resolve_grid
+
+    names = {"edm": {}, "ddpm": {}}
+    plain = resolve_grid(smoke_digits, names, ["replace"], "fast", (0,))
+    off = resolve_grid(smoke_digits, names, ["replace"], get_preset("fast", None, False), (0,))
+    on = resolve_grid(smoke_digits, names, ["replace"], get_preset("fast", None, True), (0,))
+    assert [g.options["compile"] for g in on.generators] == [False, False]
+    specs = {name: [spec for _, spec in grid.specs(grid.protocols[0])] for name, grid in
+             (("plain", plain), ("off", off), ("on", on))}
+    assert [s.key for s in specs["plain"]] == [s.key for s in specs["off"]]
+    assert all("compile" not in s.preset and current_spec(s) == s for s in specs["plain"])
+    assert all(s.preset["compile"] is True and current_spec(s) == s for s in specs["on"])
+    assert not {s.key for s in specs["on"]} & {s.key for s in specs["plain"]}
+
+
 def test_precision_auto_is_decided_for_the_device_before_any_cell_is_keyed(monkeypatch, smoke_digits):
     """``--precision auto``: bf16 on a CPU with AMX, fp32 on one without (or with
     a torch that has no AMX probe); the spec never holds "auto"."""

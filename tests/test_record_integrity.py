@@ -505,6 +505,8 @@ def test_a_table_names_a_precision_that_is_not_its_presets():
     assert preset_label({"name": "fast", "precision": "fp32"}) == "fast"
     assert preset_label({"name": "fast"}) == "fast"
     assert preset_label({"name": "fast", "precision": "bf16"}) == "fast, bf16"
+    assert preset_label({"name": "fast", "precision": "bf16", "compile": True}) == "fast, bf16, compiled"
+    assert preset_label({"name": "fast", "compile": False}) == "fast"
     assert preset_label({"name": "paper", "precision": "bf16"}) == "paper"
     bf16 = {**SPEC, "preset": {**SPEC["preset"], "precision": "bf16"}}
     records = [record("real"), Record.from_json(seal({**body("real"), "spec": bf16, "cell_hash": cell_hash(bf16)}))]

@@ -82,6 +82,7 @@ def test_seeds_are_a_count_a_range_or_a_list():
     ("generators: {real: {}}\nprotocols: {replace: {}}\nseeds: 0-x\n", "seeds must be"),
     ("generators: {real: {}}\nprotocols: {replace: {}}\npreset: huge\n", "preset 'huge'"),
     ("generators: {real: {}}\nprotocols: {nosuch: {}}\n", "nosuch"),
+    ("generators: {real: {}}\nprotocols: {replace: {}}\ncompile: maybe\n", "compile 'maybe' must be true or false"),
 ])
 def test_bad_suites_are_one_paragraph_errors(tmp_path, capsys, text, message):
     path = tmp_path / "bad.yaml"

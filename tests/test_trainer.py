@@ -52,3 +52,43 @@ def test_evaluation_runs_in_fixed_batches_whatever_the_split_size():
     feats = classifier_features(model, images, cpu)
     assert feats.shape == (150, model.num_features)
     assert torch.equal(classifier_features(model, images[3:5], cpu), feats[3:5])
+
+
+def test_compiled_training_is_close_to_eager_and_keyed_apart(digits):
+    """``compile`` (``--compile``) trains the same model under torch.compile: the
+    weights agree with eager training up to float rounding, and, as they round
+    differently, the classifier cache keeps the two apart."""
+    from synthbench.benchmark.context import reference_classifier_path
+    from synthbench.benchmark.presets import get_preset
+    from synthbench.benchmark.trainer import predict_logits
+
+    cpu = torch.device("cpu")
+    eager, fast = get_preset("smoke"), get_preset("smoke", None, True)
+    assert "compile" not in eager.as_dict() and fast.as_dict() == {**eager.as_dict(), "compile": True}
+    assert reference_classifier_path(digits, eager, 0, cpu, "c") != reference_classifier_path(digits, fast, 0, cpu, "c")
+    a, b = (train_classifier(digits.train.images, digits.train.labels, 10, p, 1, cpu, False, epochs=1)
+            for p in (eager, fast))
+    assert not hasattr(b, "_orig_mod")  # the trained module itself, evaluated eagerly
+    # relative to each tensor's scale: batch norm's running variances are in the tens
+    diffs = [float((pa - pb).abs().max() / pa.abs().max()) for pa, pb in
+             zip(a.state_dict().values(), b.state_dict().values()) if pa.is_floating_point()]
+    assert max(diffs) < 2e-2, diffs  # AdamW steps by sign-like ratios, so small rounding grows a little
+    pa, pb = (predict_logits(m, digits.test.images, cpu).argmax(1) for m in (a, b))
+    assert float((pa == pb).float().mean()) > 0.97
+
+
+def test_training_compile_without_a_compiler_is_a_clear_error(digits):
+    """--compile on a machine whose C++ compiler does not work stops with a
+    message that names the fix, not a traceback from inductor."""
+    import pytest
+
+    from synthbench.benchmark.presets import get_preset
+    from synthbench.errors import UserError
+
+    images = torch.nn.functional.pad(digits.train.images[:64], (1, 1, 1, 1))  # a shape no other test compiles
+    # no on-disk graph or autograd cache either, so inductor must build kernels
+    with torch._inductor.config.patch({"cpp.cxx": ("/nonexistent/g++",), "fx_graph_cache": False}), \
+            torch._functorch.config.patch({"enable_autograd_cache": False}):
+        with pytest.raises(UserError, match="C\\+\\+ compiler.*without --compile"):
+            train_classifier(images, digits.train.labels[:64], 10, get_preset("smoke", None, True), 0,
+                             torch.device("cpu"), False, epochs=1)

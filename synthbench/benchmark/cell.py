@@ -33,7 +33,7 @@ from synthbench.benchmark.atomic import json_default
 from synthbench.benchmark.cache import canonical_json
 from synthbench.benchmark.datasets import Dataset
 from synthbench.benchmark.options import keyed_options, options_label, resolve_options
-from synthbench.benchmark.presets import Preset
+from synthbench.benchmark.presets import STORED_WHEN_SET, Preset
 from synthbench.benchmark.record_schema import DIGEST_FIELD, SCHEMA_VERSION, check_record, check_spec
 from synthbench.errors import UserError
 
@@ -196,7 +196,8 @@ def current_spec(spec: CellSpec) -> CellSpec:
     migrate``: options left out of a cell's key (``Option.in_key``) removed, and
     options and preset fields declared since the record was written added at their
     defaults (one is added without a version bump only when its default reproduces
-    the old outputs). A plugin that is not installed leaves its options as they are."""
+    the old outputs; preset fields stored only when set, ``STORED_WHEN_SET``, are
+    not added). A plugin that is not installed leaves its options as they are."""
     from synthbench.plugins import GENERATORS, PROTOCOLS
     from synthbench.errors import UserError
 
@@ -212,7 +213,7 @@ def current_spec(spec: CellSpec) -> CellSpec:
         changes[field_name] = keyed_options(declared, {**given, **added})
     # a preset field added since (e.g. precision) takes its default, which reproduces older records
     added = {f.name: f.default for f in dataclasses.fields(Preset)
-             if f.default is not dataclasses.MISSING and f.name not in spec.preset}
+             if f.default is not dataclasses.MISSING and f.name not in spec.preset and f.name not in STORED_WHEN_SET}
     return dataclasses.replace(spec, preset={**spec.preset, **added}, **changes)
 
 

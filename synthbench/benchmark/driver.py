@@ -91,9 +91,10 @@ def suite_grids(suite: Any, results: str, threads: int | None = None, adapter_ti
     out = []
     for dataset in suite.datasets:
         grid = make_grid(suite.generators, suite.protocols, dataset, suite.preset, suite.seeds, suite.device, root,
-                         with_real=False, where=f"in suite {suite.path}", precision=suite.precision)
+                         with_real=False, where=f"in suite {suite.path}", precision=suite.precision,
+                         compile=suite.compile)
         setting = Setting(dataset=dataset, preset=suite.preset, results=str(results), device=suite.device,
-                          precision=grid.preset.precision, data_root=root, threads=threads,
+                          precision=grid.preset.precision, compile=grid.preset.compile, data_root=root, threads=threads,
                           adapter_timeout_s=DEFAULT_TIMEOUT_S if adapter_timeout_s is None else adapter_timeout_s)
         out.append((setting, grid))
     return out

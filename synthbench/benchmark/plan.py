@@ -58,6 +58,7 @@ class Setting:
     results: str
     device: str = "auto"
     precision: str | None = None
+    compile: bool | None = None
     data_root: str | None = None
     threads: int | None = None
     adapter_timeout_s: float | None = DEFAULT_TIMEOUT_S

@@ -58,10 +58,27 @@ class Preset:
     (autocast and channels_last). A field added after records were first
     written: its default reproduces them (``synthbench records migrate`` adds it
     to older specs). ``--precision`` overrides a preset's."""
+    compile: bool = False
+    """``torch.compile`` the classifier's training step (``compiling.py``;
+    evaluation stays eager). Compiled kernels round differently, so a compiled
+    classifier is another cell and cache entry. Stored only where true
+    (:data:`STORED_WHEN_SET`): every spec and key written before it existed
+    stays the same. ``--compile`` sets it; the diffusion networks have their own
+    ``compile`` option, because on a CPU compiling pays for their sampling and
+    not for this training (``trainer.py``)."""
 
     def as_dict(self) -> dict:
-        """JSON-shaped (lists, not tuples), as it is stored in records."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """JSON-shaped (lists, not tuples), as it is stored in records; the
+        fields of :data:`STORED_WHEN_SET` only where they differ from their
+        default."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()
+                if not (k in STORED_WHEN_SET and v == STORED_WHEN_SET[k])}
+
+
+STORED_WHEN_SET: dict[str, Any] = {"compile": False}
+"""Preset fields added after records were written, left out of a spec (and so
+of every key) at these defaults, which reproduce the records written before
+them: no store needs migrating when one is added."""
 
 
 PRESETS: dict[str, Preset] = {
@@ -136,21 +153,25 @@ def run_precision(choice: str | None, device: Any) -> str | None:
     return choice
 
 
-def get_preset(name: str, precision: str | None = None) -> Preset:
-    """The preset ``name``, with its classifier ``precision`` replaced when given."""
+def get_preset(name: str, precision: str | None = None, compile: bool | None = None) -> Preset:
+    """The preset ``name``, with its classifier ``precision`` and ``compile``
+    replaced when given."""
     if name not in PRESETS:
         raise UserError(f"Unknown preset {name!r}: choose one of {', '.join(PRESETS)}.")
-    if precision is None:
-        return PRESETS[name]
-    if precision not in PRECISIONS:
-        raise UserError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}.")
-    return replace(PRESETS[name], precision=precision)
+    preset = PRESETS[name]
+    if precision is not None:
+        if precision not in PRECISIONS:
+            raise UserError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}.")
+        preset = replace(preset, precision=precision)
+    return preset if compile is None else replace(preset, compile=bool(compile))
 
 
 def preset_label(preset: dict) -> str:
-    """How a table names a record's preset: its name, and its precision when that
-    is not the preset's own (``fast, bf16``), so the two never look alike."""
+    """How a table names a record's preset: its name, its precision when that is
+    not the preset's own, and ``compiled`` (``fast, bf16, compiled``), so no two
+    look alike."""
     name = str(preset.get("name", "?"))
     precision = preset.get("precision")
     own = PRESETS[name].precision if name in PRESETS else None
-    return name if precision in (None, own) else f"{name}, {precision}"
+    parts = [name, *([precision] if precision not in (None, own) else [])]
+    return ", ".join(parts + ["compiled"] * bool(preset.get("compile")))

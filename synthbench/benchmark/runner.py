@@ -134,13 +134,15 @@ def resolve_grid(dataset: Dataset, generators: PluginsGiven, protocols: PluginsG
 
 def make_grid(generators: PluginsGiven, protocols: PluginsGiven, dataset: str = "digits", preset: str = "fast",
               seeds: Sequence[int] = (0, 1, 2), device: str = "auto", data_root: str | None = None,
-              with_real: bool = True, where: str = "", precision: str | None = None) -> Grid:
+              with_real: bool = True, where: str = "", precision: str | None = None,
+              compile: bool | None = None) -> Grid:
     """:func:`resolve_grid` on the dataset named ``dataset``, loaded and capped by
-    the preset (its ``precision`` replaced when given; ``auto`` is decided for
-    the device here, :func:`~synthbench.benchmark.presets.run_precision`); the
-    plugins and options are checked before the data is read."""
+    the preset (its ``precision`` and ``compile`` replaced when given; ``auto``
+    is decided for the device here,
+    :func:`~synthbench.benchmark.presets.run_precision`); the plugins and
+    options are checked before the data is read."""
     dev = resolve_device(device)
-    the_preset = get_preset(preset, run_precision(precision, dev))
+    the_preset = get_preset(preset, run_precision(precision, dev), compile)
     gens, protos = _choices(generators, protocols, with_real, where, the_preset)
     say(f"loading dataset {dataset}")
     data = load_dataset(dataset, data_root).capped(the_preset.max_train_per_class)
@@ -222,7 +224,7 @@ def run_grid(grid: Grid, store: ResultStore, adapter_timeout_s: float | None = D
     from synthbench.benchmark.plan import Setting
 
     setting = Setting(dataset=grid.dataset.name, preset=grid.preset.name, results=str(store.root),
-                      device=str(grid.device), precision=grid.preset.precision,
+                      device=str(grid.device), precision=grid.preset.precision, compile=grid.preset.compile,
                       threads=torch.get_num_threads() if grid.device.type == "cpu" else None,
                       adapter_timeout_s=adapter_timeout_s)
     return run_plan([(setting, grid)], executor)
@@ -232,7 +234,7 @@ def evaluate(generators: PluginsGiven, protocols: PluginsGiven = "replace", data
              preset: str = "fast", seeds: Sequence[int] = (0, 1, 2), results: str | Path = "runs",
              device: str = "auto", threads: int | None = None, data_root: str | None = None,
              with_real: bool = True, adapter_timeout_s: float | None = DEFAULT_TIMEOUT_S,
-             precision: str | None = None) -> list[Record]:
+             precision: str | None = None, compile: bool | None = None) -> list[Record]:
     """Run a grid from Python and return its records (cached ones included), e.g.
     ``evaluate({"edm": {"churn": 0.5}}, ["replace", "fidelity"], preset="smoke")``.
     The same cells, keys and records as ``synthbench evaluate``; each call into an
@@ -240,5 +242,5 @@ def evaluate(generators: PluginsGiven, protocols: PluginsGiven = "replace", data
     if threads:
         torch.set_num_threads(int(threads))
     grid = make_grid(generators, protocols, dataset, preset, seeds, device, data_root, with_real,
-                     precision=precision)
+                     precision=precision, compile=compile)
     return [c.record for c in run_grid(grid, ResultStore(results), adapter_timeout_s) if c.record is not None]

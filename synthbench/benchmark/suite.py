@@ -46,7 +46,7 @@ from synthbench.errors import UserError
 PluginOptions = dict[str, Any] | list[dict[str, Any]]
 """A name's options in a suite: one mapping, or a list of mappings (ablation arms)."""
 
-KEYS = {"name", "description", "dataset", "datasets", "preset", "precision", "seeds", "device", "threads",
+KEYS = {"name", "description", "dataset", "datasets", "preset", "precision", "compile", "seeds", "device", "threads",
         "data_root", "generators", "protocols", "tolerance"}
 
 
@@ -70,6 +70,9 @@ class Suite:
     protocols: dict[str, PluginOptions]
     raw: dict[str, Any]
     """The file's mapping, for readers that add keys (``regress``: tolerances)."""
+    compile: bool | None = None
+    """``compile: true``: the preset's ``compile`` (the classifiers' training
+    step under torch.compile)."""
 
 
 def parse_seeds(value: Any, where: str = "--seeds") -> tuple[int, ...]:
@@ -176,12 +179,15 @@ def load_suite(path: str | Path, flag: str = "suite") -> Suite:
     precision = data.get("precision")
     if precision is not None and precision not in PRECISION_CHOICES:
         raise _bad(path, f"precision {precision!r} must be fp32, bf16 or auto (or left out for the preset's)")
+    compile = data.get("compile")
+    if compile is not None and not isinstance(compile, bool):
+        raise _bad(path, f"compile {compile!r} must be true or false (or left out for the preset's)")
     preset = str(data.get("preset", "fast"))
     if preset not in PRESETS:
         raise _bad(path, f"preset {preset!r} must be one of {', '.join(PRESETS)}")
     data_root = data.get("data_root")
     return Suite(path=path, name=str(data.get("name") or path.stem), datasets=tuple(dict.fromkeys(datasets)),
-                 preset=preset, seeds=seeds, device=device, threads=threads, precision=precision,
+                 preset=preset, seeds=seeds, device=device, threads=threads, precision=precision, compile=compile,
                  data_root=str(data_root) if data_root is not None else None,
                  generators=_plugin_map(path, "generators", data.get("generators")),
                  protocols=_plugin_map(path, "protocols", data.get("protocols")), raw=data)

@@ -89,7 +89,7 @@ def _state(setting: Setting, dataset_digest: str | None, device_type: str | None
         if setting.threads:
             torch.set_num_threads(setting.threads)
         grid = make_grid({}, {}, setting.dataset, setting.preset, (0,), setting.device, setting.data_root,
-                         with_real=False, precision=setting.precision)
+                         with_real=False, precision=setting.precision, compile=setting.compile)
         prime(setting, grid)
     state = _STATES[setting]
     if device_type is not None and state.grid.device.type != device_type:

@@ -16,9 +16,15 @@ torchvision DataLoader loop. bf16 goes further: on a 2-core AMD EPYC with
 AVX512-BF16 it ran 1.9x the fp32 trainer and 2.3x the loop, at 76% of the bf16
 matmul rate (its convolutions, forward and backward, are 69% of a step; batch
 norm, ReLU and pooling most of the rest), test accuracy 0.8669 against 0.8638 in
-fp32 and 0.8711 for the loop. ``torch.compile`` of the model made bf16 steps
-slower there (0.8x) and oneDNN's bf16 mode for fp32 work gave 1.05x
-(``tests/benchmarks/test_onednn_fp32_modes.py``), so neither is used. fp32 in
+fp32 and 0.8711 for the loop. oneDNN's bf16 mode for fp32 work gave 1.05x
+(``tests/benchmarks/test_onednn_fp32_modes.py``), so it is not used.
+``torch.compile`` of the training step is a switch (``Preset.compile``,
+``--compile``), off by default: with torch 2.14 on a 2-core AMD EPYC, bf16 at
+one thread, a 3,000-step ``fast`` training took 449 s compiled against 368 s
+eager, and 600 steps 95-97 s against 76-80 s (compiling, 10-40 s, included;
+separate processes, taking turns), so compiled steps were no faster there (an
+isolated step, compiled and eager interleaved in one process, had suggested
+1.14-1.25x). It is there for GPUs, where it is not measured yet. fp32 in
 channels_last gave SmallCNN steps 1.3-1.5x there too, but it moves logits (by
 about 1e-8) and so every published fp32 number: it waits for a recompute of the
 whole store.
@@ -38,6 +44,7 @@ from torch import nn
 
 from synthbench.benchmark.batches import eval_batch, in_fixed_batches
 from synthbench.benchmark.classifiers import build_classifier, to_input
+from synthbench.benchmark.compiling import compiled, run_compiled
 from synthbench.benchmark.metrics import metric
 from synthbench.benchmark.presets import STEP_DECAY, Preset
 from synthbench.benchmark.progress import bar
@@ -126,6 +133,15 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
 
+    forward = compiled(model, preset.compile)
+
+    def loss_and_grads(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # forward and backward together: a compiled model may build its backward kernels at the first backward
+        with _autocast(device, bf16):
+            loss = F.cross_entropy(forward(x), y)
+        loss.backward()
+        return loss
+
     gen = torch_generator(derive_seed("classifier-data", seed))
     run = Resumable(snapshot, {"model": model, "opt": opt, "sched": sched, "gen": gen})  # at epoch ends
     pad = max(1, round(images.shape[-1] / 8))
@@ -143,10 +159,9 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
             x = to_input(x) if x.dtype == torch.uint8 else x
             if augment:
                 x = random_crop_flip(x, pad, hflip, gen)
-            with _autocast(device, bf16):
-                loss = F.cross_entropy(model(_layout(x, bf16)), y_all[idx])
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = run_compiled(loss_and_grads, _layout(x, bf16), y_all[idx],
+                                eager="run without --compile (the preset's compile: false)")
             opt.step()
             sched.step()
             step += 1

@@ -47,13 +47,14 @@ import torch
 from torch import nn
 
 from synthbench.benchmark.context import FitContext
+from synthbench.benchmark.compiling import compiled, run_compiled
 from synthbench.benchmark.options import Option, by_preset
 from synthbench.benchmark.progress import bar
 from synthbench.benchmark.seeding import derive_seed, per_sample_normal, torch_generator
 from synthbench.errors import UserError
 from synthbench.generators.base import Generator
 from synthbench.generators.diffusion import (
-    T_RECON, build_unet, compile_option, compiled, eval_batch_option, network_batch, precision_option, run_network,
+    T_RECON, build_unet, compile_option, eval_batch_option, network_batch, precision_option,
     step_with_ema, to_uint8, train_precision_option, training_arithmetic, unet_recipe, warmup_lr,
 )
 
@@ -259,7 +260,7 @@ class DDPMGenerator(Generator):
             cond = yb.to(self.device) if self.conditional else None
             for t in bar(sched.timesteps, desc=desc, unit="step"):
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.opts["precision"] == "bf16"):
-                    model_out = run_network(unet, xb, t.to(self.device), class_labels=cond).sample.float()
+                    model_out = run_compiled(unet, xb, t.to(self.device), class_labels=cond).sample.float()
                 # one generator per row: diffusers draws each row's noise from its own
                 xb = sched.step(model_out, t, xb, generator=gens).prev_sample
             out.append(xb.cpu()[:k])

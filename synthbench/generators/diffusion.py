@@ -40,7 +40,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import warnings
 from collections.abc import Iterator
 from typing import Any, Callable, Sequence
 
@@ -48,6 +47,7 @@ import torch
 from torch import nn
 
 from synthbench.benchmark.batches import CPU_EVAL_BATCH
+from synthbench.benchmark.compiling import compiled, run_compiled
 from synthbench.benchmark.context import FitContext
 from synthbench.benchmark.options import Option
 from synthbench.benchmark.presets import PRECISIONS
@@ -272,69 +272,13 @@ def network_batch(value: int | None, device: torch.device) -> int:
 
 
 def compile_option() -> Option:
-    """The ``compile`` option of the in-suite diffusion adapters (see
-    :func:`compiled`)."""
+    """The ``compile`` option of the in-suite diffusion adapters
+    (:func:`~synthbench.benchmark.compiling.compiled`)."""
     return Option("compile", False, "torch.compile the network for sampling and reconstruction (inductor: "
                   "needs a C++ compiler on a CPU, triton on CUDA). With precision=bf16 on a CPU with AMX the "
                   "fast fashion-mnist sampler ran 2.7x fp32 eager's images per CPU-second (bf16 eager 1.8x, "
                   "compiled fp32 1.3x), after a first call of 5-40 s that compiles. Compiled kernels round "
                   "differently, so a compiled cell is a different cell.", bool)
-
-
-_COMPILED = "_synthbench_compiled"
-RECOMPILE_LIMIT = 64
-
-
-def compiled(net: nn.Module, enabled: bool) -> nn.Module:
-    """``net`` itself, or (``enabled``) its ``torch.compile`` wrapper, made once
-    per network and kept on it (outside its submodules and state dict), so every
-    chunk, sample and reconstruction of a fitted adapter reuses one compilation.
-    ``dynamic=False``: the chunks have one fixed shape (:func:`denoise_in_chunks`),
-    so one graph serves every batch and image i is computed the same way in any
-    batch, as in eager mode. Networks of one class share that graph (their
-    weights are its inputs, not constants), so a suite that fits many compiles
-    each shape once. Past the recompile limit (raised to
-    :data:`RECOMPILE_LIMIT`) dynamo would quietly run the network eagerly, which
-    rounds differently: a compiled cell must never be an eager one, so that
-    raises instead."""
-    if not enabled:
-        return net
-    wrapper = net.__dict__.get(_COMPILED)
-    if wrapper is None:
-        # graphs per network class: one per image shape, chunk size, precision and conditioning that a
-        # process meets; a suite over several datasets passes dynamo's default limit of 8
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
-        torch._dynamo.config.fail_on_recompile_limit_hit = True
-        # diffusers' up-sampling blocks ask is_torch_version() (an lru_cache) on every call; dynamo traces
-        # through the cache and says so once per block, which tells a user nothing they can act on
-        warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")
-        wrapper = torch.compile(net, dynamic=False)
-        object.__setattr__(net, _COMPILED, wrapper)  # not Module.__setattr__: it is no submodule
-    return wrapper
-
-
-def _compile_failure(exc: Exception) -> bool:
-    """Whether ``exc`` is torch.compile failing to build its kernels (imported
-    here: only a failure pays for loading the compiler's modules)."""
-    from torch._dynamo.exc import BackendCompilerFailed
-    from torch._inductor.exc import InductorError
-
-    return isinstance(exc, (BackendCompilerFailed, InductorError))
-
-
-def run_network(net: nn.Module, *args: Any, **kwargs: Any) -> Any:
-    """``net(*args, **kwargs)``, with a failed compilation (``compile=true`` on a
-    machine without a working C++ compiler, or without triton on CUDA) turned
-    into a :class:`UserError` that says what to do."""
-    try:
-        return net(*args, **kwargs)
-    except Exception as exc:
-        if not _compile_failure(exc):
-            raise
-        raise UserError(f"compile=true could not compile the network ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else 'no message'}). torch.compile needs a C++ "
-                        f"compiler (gcc or clang on the PATH) on a CPU and triton on CUDA; install one, or run "
-                        f"with --option compile=false (the default), which gives the eager cell.") from exc
 
 
 @torch.no_grad()
@@ -362,7 +306,7 @@ def denoise_in_chunks(net: nn.Module, x: torch.Tensor, sigma: float | torch.Tens
             yb = None if yb is None else torch.cat([yb, yb.new_zeros(chunk - k)])
         yb = None if yb is None else yb.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            outs.append(run_network(net, xb.to(device), sb.to(device), yb).float().cpu()[:k])
+            outs.append(run_compiled(net, xb.to(device), sb.to(device), yb).float().cpu()[:k])
     return torch.cat(outs)
 
 

@@ -278,7 +278,8 @@ def recompute(rec: Any, bundle: Bundle, work: Path, data_root: str | None, devic
     try:
         grid = make_grid({spec.generator: options}, {spec.protocol: dict(spec.protocol_options)}, spec.dataset,
                          preset.name, (spec.seed,), spec.device_type if device == "auto" else device, data_root,
-                         with_real=False, precision=spec.preset.get("precision"))
+                         with_real=False, precision=spec.preset.get("precision"),
+                         compile=spec.preset.get("compile"))
         if grid.dataset.digest != spec.dataset_digest:
             raise ValueError(f"dataset {spec.dataset} here has digest {grid.dataset.digest[:12]}, the record's "
                              f"{spec.dataset_digest[:12]} (other files)")

@@ -1,0 +1,71 @@
+"""``torch.compile`` as the harness uses it: for the classifier trainer's step
+(``Preset.compile``) and for the diffusion networks' sampling (their ``compile``
+option). One policy for both:
+
+- A module is compiled once and the wrapper kept on it (outside its submodules
+  and state dict), so every call reuses one compilation, and modules of one
+  class share their graphs (weights are graph inputs, not constants).
+- ``dynamic=False``: callers feed fixed shapes, so a row is computed the same
+  way in any batch.
+- Past dynamo's recompile limit a module would quietly run eagerly, which rounds
+  differently; a compiled cell must never be an eager one, so that raises.
+- A machine that cannot build kernels (no C++ compiler on a CPU, no triton on
+  CUDA) gets a :class:`UserError` that says what to do, not inductor's traceback.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from synthbench.errors import UserError
+
+_COMPILED = "_synthbench_compiled"
+RECOMPILE_LIMIT = 64
+"""Graphs per module class a process may build: one per image shape, batch,
+precision, conditioning and train/eval mode it meets; a suite over several
+datasets passes dynamo's default of 8."""
+
+
+def compiled(module: nn.Module, enabled: bool) -> nn.Module | Callable[..., Any]:
+    """``module`` itself, or (``enabled``) its ``torch.compile`` wrapper, made
+    once per module and kept on it."""
+    if not enabled:
+        return module
+    wrapper = module.__dict__.get(_COMPILED)
+    if wrapper is None:
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+        torch._dynamo.config.fail_on_recompile_limit_hit = True
+        # diffusers' up-sampling blocks ask is_torch_version() (an lru_cache) on every call; dynamo traces
+        # through the cache and says so once per block, which tells a user nothing they can act on
+        warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")
+        wrapper = torch.compile(module, dynamic=False)
+        object.__setattr__(module, _COMPILED, wrapper)  # not Module.__setattr__: it is no submodule
+    return wrapper
+
+
+def _compile_failure(exc: Exception) -> bool:
+    """Whether ``exc`` is torch.compile failing to build its kernels (imported
+    here: only a failure pays for loading the compiler's modules)."""
+    from torch._dynamo.exc import BackendCompilerFailed
+    from torch._inductor.exc import InductorError
+
+    return isinstance(exc, (BackendCompilerFailed, InductorError))
+
+
+def run_compiled(fn: Callable[..., Any], *args: Any, eager: str = "run with --option compile=false (the default)",
+                 **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, with a failed compilation turned into a
+    :class:`UserError` that ends with ``eager``, how to get the eager cell."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:
+        if not _compile_failure(exc):
+            raise
+        raise UserError(f"torch.compile could not compile the network ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else 'no message'}). It needs a C++ compiler "
+                        f"(gcc or clang on the PATH) on a CPU and triton on CUDA; install one, or {eager}, "
+                        f"which gives the eager cell.") from exc

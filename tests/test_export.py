@@ -52,6 +52,7 @@ def test_export_reads_back_with_the_records_numbers(store, tmp_path, capsys, fmt
     one = rows.iloc[0]
     assert one["dataset"] == "digits" and one["preset"] in ("fast", "smoke", "paper") and one["threads"] >= 1
     assert isinstance(json.loads(one["generator_options"]), dict)
+    assert not rows["compile"].astype(bool).any()  # the store's classifiers were trained eagerly
     assert f"{len(df)} rows" in text
 
 

@@ -27,8 +27,9 @@ from synthbench.errors import UserError
 from synthbench.leaderboard.audit import threads
 
 COLUMNS = ("dataset", "dataset_digest", "generator", "generator_version", "generator_options", "protocol",
-           "protocol_version", "protocol_options", "preset", "precision", "seed", "metric", "value", "stderr", "n",
-           "higher_is_better", "status", "error", "threads", "device", "synthbench_version", "cell_hash", "created")
+           "protocol_version", "protocol_options", "preset", "precision", "compile", "seed", "metric", "value",
+           "stderr", "n", "higher_is_better", "status", "error", "threads", "device", "synthbench_version",
+           "cell_hash", "created")
 FORMATS = ("csv", "jsonl", "parquet")
 
 
@@ -42,7 +43,8 @@ def rows(records: Iterable[Record]) -> Iterator[dict[str, Any]]:
                 "generator_options": canonical_json({**s.generator_options, **s.generator_extra}),
                 "protocol": s.protocol, "protocol_version": s.protocol_version,
                 "protocol_options": canonical_json(s.protocol_options), "preset": s.preset.get("name"),
-                "precision": s.preset.get("precision", "fp32"), "seed": s.seed, "status": rec.status.value,
+                "precision": s.preset.get("precision", "fp32"), "compile": bool(s.preset.get("compile")),
+                "seed": s.seed, "status": rec.status.value,
                 "error": rec.error, "threads": threads(rec),
                 "device": device, "synthbench_version": s.synthbench_version, "cell_hash": rec.cell_hash,
                 "created": rec.provenance.get("created")}

@@ -263,7 +263,7 @@ def recompute(rec: Any, bundle: Bundle, work: Path, data_root: str | None, devic
     from synthbench.benchmark.store import ResultStore
 
     spec = rec.spec
-    preset = get_preset(str(spec.preset.get("name")), spec.preset.get("precision"))
+    preset = get_preset(str(spec.preset.get("name")), spec.preset.get("precision"), spec.preset.get("compile"))
     if preset.as_dict() != spec.preset:
         raise ValueError(f"preset {preset.name} is not what it was when the record was written")
     options = dict(spec.generator_options)

@@ -63,7 +63,7 @@ def _merged(ctx: click.Context, params: dict[str, Any]) -> dict[str, Any]:
 
 def _validated(p: dict[str, Any]) -> dict[str, Any]:
     """Values from a YAML file skip click's checks: check them here."""
-    from synthbench.benchmark.suite import parse_seeds
+    from synthbench.benchmark.suite import parse_seeds, parse_switch
 
     if p["seed"] is not None:
         p["seeds"] = (_whole_number("seed", p["seed"], "seed: 2"),)
@@ -88,7 +88,8 @@ def _validated(p: dict[str, Any]) -> dict[str, Any]:
     if p["precision"] is not None and p["precision"] not in PRECISION_CHOICES:
         raise UserError(f"precision={p['precision']!r}: choose {', '.join(PRECISION_CHOICES)} (or leave it out "
                         f"for the preset's).")
-    if p["compile"] is not None and not isinstance(p["compile"], bool):
+    p["compile"] = parse_switch(p["compile"])
+    if not (p["compile"] is None or isinstance(p["compile"], bool)):
         raise UserError(f"compile={p['compile']!r}: give true or false (or leave it out for the preset's).")
     return p
 

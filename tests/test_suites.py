@@ -75,6 +75,13 @@ def test_seeds_are_a_count_a_range_or_a_list():
             parse_seeds(bad)
 
 
+def test_a_switch_is_a_bool_or_its_quoted_name():
+    from synthbench.benchmark.suite import parse_switch
+
+    assert parse_switch(True) is True and parse_switch(" TRUE ") is True and parse_switch("false") is False
+    assert parse_switch(None) is None and parse_switch("yes") == "yes" and parse_switch(1) == 1  # refused later
+
+
 @pytest.mark.parametrize("text, message", [
     ("generators: [real\n", "not valid YAML"),
     ("generators: {real: {}}\nprotocols: {replace: {}}\ndataset: digits\ndatasets: [digits]\n", "not both"),

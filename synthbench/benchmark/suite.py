@@ -75,6 +75,14 @@ class Suite:
     step under torch.compile)."""
 
 
+def parse_switch(value: Any) -> Any:
+    """A YAML on/off value: a bool, or "true"/"false" in any case (a quoted one);
+    anything else comes back as it is, for the caller to refuse."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return value
+
+
 def parse_seeds(value: Any, where: str = "--seeds") -> tuple[int, ...]:
     """Seeds as given: a count N (seeds 0..N-1), a range ``A-B`` (inclusive), a
     comma-separated list ``0,3,7``, or a YAML list."""
@@ -179,8 +187,8 @@ def load_suite(path: str | Path, flag: str = "suite") -> Suite:
     precision = data.get("precision")
     if precision is not None and precision not in PRECISION_CHOICES:
         raise _bad(path, f"precision {precision!r} must be fp32, bf16 or auto (or left out for the preset's)")
-    compile = data.get("compile")
-    if compile is not None and not isinstance(compile, bool):
+    compile = parse_switch(data.get("compile"))
+    if not (compile is None or isinstance(compile, bool)):
         raise _bad(path, f"compile {compile!r} must be true or false (or left out for the preset's)")
     preset = str(data.get("preset", "fast"))
     if preset not in PRESETS:

@@ -12,6 +12,25 @@ def test_crop_flip_shapes_and_content():
     assert torch.equal(random_crop_flip(x, 0, False, torch_generator(0)), x)
 
 
+def test_augmented_batches_are_channels_last_so_fp32_training_is_too():
+    """The batched crop gathers pixels in NHWC order, so the batch it returns is
+    channels_last, for one channel and for three. Convolutions then return
+    channels_last activations, and an fp32 classifier (NCHW weights) trains in
+    channels_last all the way down: that is how every published fp32 record was
+    trained, and it is the layout that ran fp32 SmallCNN steps fastest on a CPU.
+    A crop that returned contiguous NCHW batches would change the arithmetic
+    (and so those records) and slow training down."""
+    from synthbench.benchmark.classifiers import build_classifier
+
+    for chans in (1, 3):
+        x = torch.rand(4, chans, 8, 8)
+        y = random_crop_flip(x, 1, True, torch_generator(0))
+        assert y.is_contiguous(memory_format=torch.channels_last) and y.stride(1) == 1  # channels innermost
+        model = build_classifier("smallcnn", chans, 10)
+        assert model.feature_map(y).is_contiguous(memory_format=torch.channels_last)
+        assert not model.feature_map(x).is_contiguous(memory_format=torch.channels_last)  # unaugmented: NCHW
+
+
 def test_training_is_seeded_and_learns(digits):
     preset = PRESETS["smoke"]
     cpu = torch.device("cpu")

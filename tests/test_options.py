@@ -111,6 +111,24 @@ def test_compile_keys_classifiers_apart_and_leaves_every_other_key_alone(smoke_d
     assert not {s.key for s in specs["on"]} & {s.key for s in specs["plain"]}
 
 
+@pytest.mark.parametrize("avx512_bf16, amx, warned", [(False, False, True), (True, False, False),
+                                                     (False, True, False)])
+def test_bf16_on_a_cpu_that_emulates_it_is_warned(monkeypatch, capsys, avx512_bf16, amx, warned):
+    """A run asking for bf16 classifiers on a CPU with neither AVX512-BF16 nor
+    AMX says that torch emulates bf16 there (10x slower), and still runs."""
+    import torch
+
+    from synthbench.benchmark import progress
+    from synthbench.benchmark.runner import make_grid
+
+    monkeypatch.setattr(progress, "_enabled", True)  # status lines, off in the tests
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    grid = make_grid({"real": {}}, ["replace"], "digits", "smoke", (0,), "cpu", precision="bf16")
+    assert grid.preset.precision == "bf16"
+    assert ("emulates" in capsys.readouterr().err) == warned
+
+
 def test_precision_auto_is_decided_for_the_device_before_any_cell_is_keyed(monkeypatch, smoke_digits):
     """``--precision auto``: bf16 on a CPU with AMX, fp32 on one without (or with
     a torch that has no AMX probe); the spec never holds "auto"."""

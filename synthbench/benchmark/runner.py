@@ -36,7 +36,7 @@ from synthbench.benchmark.context import CellContext
 from synthbench.benchmark.datasets import Dataset, load_dataset
 from synthbench.benchmark.guard import DEFAULT_TIMEOUT_S
 from synthbench.benchmark.options import keyed_options
-from synthbench.benchmark.presets import Preset, get_preset, run_precision
+from synthbench.benchmark.presets import Preset, bf16_instructions, get_preset, run_precision
 from synthbench.benchmark.progress import say
 from synthbench.benchmark.provenance import device_name, provenance
 from synthbench.benchmark.record_schema import check_record
@@ -143,6 +143,10 @@ def make_grid(generators: PluginsGiven, protocols: PluginsGiven, dataset: str = 
     options are checked before the data is read."""
     dev = resolve_device(device)
     the_preset = get_preset(preset, run_precision(precision, dev), compile)
+    if the_preset.precision == "bf16" and not bf16_instructions(dev):
+        say(f"warning: bf16 classifiers on {dev}, which has no bf16 instructions (no AVX512-BF16 or AMX on a "
+            f"CPU): torch emulates them, and a training step ran 10x slower than fp32 on such a CPU. "
+            f"--precision auto picks fp32 here.")
     gens, protos = _choices(generators, protocols, with_real, where, the_preset)
     say(f"loading dataset {dataset}")
     data = load_dataset(dataset, data_root).capped(the_preset.max_train_per_class)

@@ -16,8 +16,9 @@ def test_augmented_batches_are_channels_last_so_fp32_training_is_too():
     """The batched crop gathers pixels in NHWC order, so the batch it returns is
     channels_last, for one channel and for three. Convolutions then return
     channels_last activations, and an fp32 classifier (NCHW weights) trains in
-    channels_last all the way down: that is how every published fp32 record was
-    trained, and it is the layout that ran fp32 SmallCNN steps fastest on a CPU.
+    channels_last all the way down: that is how the published fp32 classifiers
+    were trained (all but ``detect``'s, which train unaugmented), and it is the
+    layout that ran fp32 SmallCNN steps fastest on a CPU.
     A crop that returned contiguous NCHW batches would change the arithmetic
     (and so those records) and slow training down."""
     from synthbench.benchmark.classifiers import build_classifier

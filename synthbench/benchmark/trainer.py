@@ -9,7 +9,8 @@ The preset's ``precision`` sets the arithmetic, on any device. ``fp32`` is plain
 float32 with NCHW weights; it trains on channels_last activations all the same,
 because the batched crop gathers pixels in NHWC order and hands the first
 convolution a channels_last batch (``tests/test_trainer.py`` holds it there:
-every published fp32 record was trained so). ``bf16`` trains and evaluates
+the published fp32 classifiers were trained so; ``detect``'s, trained without
+augmentation, see NCHW batches). ``bf16`` trains and evaluates
 under bf16 autocast in channels_last, which is what AMX and tensor cores are
 fast at. The model is
 tagged with its precision, so a classifier is always evaluated the way it was

@@ -133,13 +133,19 @@ def native_bf16(device: Any) -> bool:
     device = torch.device(device)
     if device.type == "cuda":
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    if device.type == "cpu":
-        probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-        try:
-            return bool(probe()) if probe is not None else False
-        except Exception:  # noqa: BLE001 - a probe that fails means "do not rely on it"
-            return False
-    return False
+    return device.type == "cpu" and _cpu_has("_is_amx_tile_supported")
+
+
+def _cpu_has(probe_name: str) -> bool:
+    """One of torch's private CPU feature probes (``torch.cpu._is_*``); a torch
+    without it, or a probe that fails, reads as "no": never rely on it then."""
+    import torch
+
+    probe = getattr(torch.cpu, probe_name, None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except Exception:  # noqa: BLE001 - a probe that fails means "do not rely on it"
+        return False
 
 
 def bf16_instructions(device: Any) -> bool:
@@ -150,12 +156,7 @@ def bf16_instructions(device: Any) -> bool:
     import torch
 
     device = torch.device(device)
-    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    try:
-        avx512_bf16 = device.type == "cpu" and probe is not None and bool(probe())
-    except Exception:  # noqa: BLE001 - a probe that fails means "do not rely on it"
-        avx512_bf16 = False
-    return avx512_bf16 or native_bf16(device)
+    return (device.type == "cpu" and _cpu_has("_is_avx512_bf16_supported")) or native_bf16(device)
 
 
 def run_precision(choice: str | None, device: Any) -> str | None:

@@ -20,6 +20,32 @@ from synthbench.generators.base import FitContext
 
 progress.set_enabled(False)
 
+MAX_WORKERS = 4
+"""``-n auto`` (pyproject's addopts) runs the tests in this many processes at
+most: most tests are single-threaded Python around small tensors, so a 2-core
+machine runs them in about half the time in 2 processes; past 4, each worker's
+copy of the session fixtures (smoke fits, about 1.3 GB of memory) costs more
+than it saves."""
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def pytest_xdist_auto_num_workers(config):
+    if config.getoption("benchmark_enable", False):
+        return 0  # a speed measurement needs the machine to itself: no workers beside it
+    return max(1, min(_cores(), MAX_WORKERS))
+
+
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # share the cores between the workers instead of each one spinning threads for all of them (a busy
+    # core makes torch's spinning threads 2-10x slower); a test that sets a thread count still gets it
+    torch.set_num_threads(max(1, _cores() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
 
 @pytest.fixture(scope="session")
 def digits():

@@ -15,7 +15,7 @@ from synthbench.cli import main
 from test_cli import run_cli
 from synthbench.errors import UserError
 from synthbench.leaderboard.regress import (BASELINE_FORMAT, Tolerance, baseline_path, cell_key, compare,
-                                            load_suite, read_baseline)
+                                            load_suite, read_baseline, render)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_SUITE = """
@@ -116,6 +116,31 @@ def test_compare_tolerances_status_and_missing_cells(tmp_path):
     assert report.drifted and not report.notes
     clean = compare(suite, base, {**base})
     assert not clean.drifted and all(line.verdict == "same" for line in clean.lines)
+    assert clean.machines is None and "machines:" not in render(clean)
+
+
+def test_a_run_on_another_kind_of_cpu_names_both_machines_without_drifting(tmp_path):
+    """The smoke numbers repeat bitwise only on the same kind of CPU: a report
+    whose values moved names where the baseline and the run were computed (the
+    CPU and the kernels torch dispatched), and that alone is not drift."""
+    suite_file = tmp_path / "s.yaml"
+    suite_file.write_text(TINY_SUITE)
+    suite = load_suite(suite_file)
+    env = {"torch": "2.14.1", "device": "cpu (x86_64, 2 threads)", "threads": 2, "cpu": "AMD EPYC",
+           "cpu_capability": "AVX512"}
+    base = {"suite_digest": suite.digest, "dataset_digest": "x", "plugins": {}, "environment": env,
+            "cells": {"a/replace/seed0": {"status": "ok", "error": None, "metrics": {"top1": 0.5}}}}
+    now = dict(base, environment=dict(env, cpu_capability="AVX2"),
+               cells={"a/replace/seed0": {"status": "ok", "error": None, "metrics": {"top1": 0.51}}})
+    report = compare(suite, base, now)
+    assert not report.drifted and report.machines
+    text = render(report)
+    assert "machines: baseline computed with torch 2.14.1, cpu (x86_64, 2 threads), AMD EPYC, AVX512 kernels; " \
+           "this run with torch 2.14.1, cpu (x86_64, 2 threads), AMD EPYC, AVX2 kernels" in text
+    assert "regress ok" in text
+    # a baseline written before the kernels were recorded says so
+    old = dict(base, environment={k: v for k, v in env.items() if k not in ("cpu", "cpu_capability")})
+    assert "cpu (x86_64, 2 threads), kernels not recorded; this run" in render(compare(suite, old, base))
 
 
 @pytest.mark.parametrize("text, message", [

@@ -172,7 +172,7 @@ def compute(suite: Suite, results: str | Path | None = None, executor: Any = Non
     baseline's form (nothing compared yet)."""
     import torch
 
-    from synthbench.benchmark.provenance import device_name
+    from synthbench.benchmark.provenance import cpu_model, device_name
     from synthbench.benchmark.runner import make_grid, run_grid
     from synthbench.benchmark.store import ResultStore
 
@@ -204,7 +204,9 @@ def compute(suite: Suite, results: str | Path | None = None, executor: Any = Non
         "plugins": {**{f"generator:{g.name}": g.cls.version for g in grid.generators},
                     **{f"protocol:{p.name}": p.cls.version for p in grid.protocols}},
         "environment": {"synthbench": _version(), "torch": torch.__version__, "threads": threads_used,
-                        "device": device_name(grid.device)},
+                        "device": device_name(grid.device),
+                        **({"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+                           if grid.device.type == "cpu" else {})},
         "cells": cells,
     }
 
@@ -262,6 +264,9 @@ class Report:
     """Drift that is not one metric: versions, suite, dataset."""
     cells: int = 0
     """Cells compared (the union of both sides)."""
+    machines: str | None = None
+    """Where the baseline and this run were computed, when that differs: not
+    drift, but what tells a reader why values moved within tolerance."""
 
     @property
     def drifted(self) -> bool:
@@ -294,6 +299,7 @@ def compare(suite: Suite, baseline: dict[str, Any], current: dict[str, Any]) -> 
         if old != new:
             report.notes.append(f"{plugin.replace(':', ' ')} is v{new} but the baseline was written with v{old}: "
                                 f"regenerate the baseline (--update-baseline) with the version bump")
+    report.machines = _machines(baseline.get("environment") or {}, current.get("environment") or {})
     old_cells, new_cells = baseline.get("cells") or {}, current.get("cells") or {}
     report.cells = len(set(old_cells) | set(new_cells))
     for key in sorted(set(old_cells) | set(new_cells)):
@@ -323,6 +329,29 @@ def compare(suite: Suite, baseline: dict[str, Any], current: dict[str, Any]) -> 
     return report
 
 
+MACHINE_KEYS = ("torch", "device", "cpu", "cpu_capability")
+
+
+def _machine_text(env: dict[str, Any]) -> str:
+    text = f"torch {env.get('torch', '?')}, {env.get('device', '?')}"
+    if env.get("cpu"):
+        text += f", {env['cpu']}"
+    if str(env.get("device", "")).startswith("cpu"):
+        text += f", {env['cpu_capability']} kernels" if env.get("cpu_capability") else ", kernels not recorded"
+    return text
+
+
+def _machines(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """One line naming both machines when they differ. fp32 smoke numbers repeat
+    bitwise only with the same torch on the same kind of CPU (torch dispatches
+    its kernels by instruction set: ``torch.backends.cpu.get_cpu_capability()``),
+    so this is the first thing to read beside values that moved."""
+    if all(old.get(k) == new.get(k) for k in MACHINE_KEYS):
+        return None
+    return (f"baseline computed with {_machine_text(old)}; this run with {_machine_text(new)}: across machines "
+            f"values may move, and the suite's tolerances were sized on such moves")
+
+
 def _cell_text(v: Any) -> str:
     if _num(v):
         return f"{v:.6g}"
@@ -343,6 +372,8 @@ def render(report: Report, show_all: bool = False) -> str:
                             tablefmt="github"))
     for note in report.notes:
         out.append(f"DRIFT: {note}")
+    if report.machines:
+        out.append(f"machines: {report.machines}")
     drifted = sum(line.drift for line in report.lines)
     moved = sum(line.verdict == "within tolerance" for line in report.lines)
     verdict = "FAIL" if report.drifted else "ok"

@@ -61,6 +61,8 @@ def test_regress_passes_on_an_unchanged_recomputation(tiny, capsys):
     code, out, err = run_cli(["regress", "-q", "--suite", str(suite), "--baseline", str(base.parent)], capsys)
     assert code == 0, out + err
     assert "regress ok" in out and "0 drifted" in out
+    assert data["environment"]["cpu_capability"] and data["environment"]["device"].startswith("cpu")
+    assert "machines:" not in out  # the same machine: nothing to name
 
 
 def test_regress_fails_on_a_perturbed_baseline_and_says_what_moved(tiny, tmp_path, capsys):

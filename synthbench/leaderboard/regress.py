@@ -182,6 +182,7 @@ def compute(suite: Suite, results: str | Path | None = None, executor: Any = Non
     if suite.threads:
         torch.set_num_threads(suite.threads)
     threads_used = torch.get_num_threads()
+    device = device_name(grid.device)  # named at the suite's thread count, before it is restored below
     cells: dict[str, Any] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="synthbench-regress-") as tmp:
@@ -204,7 +205,7 @@ def compute(suite: Suite, results: str | Path | None = None, executor: Any = Non
         "plugins": {**{f"generator:{g.name}": g.cls.version for g in grid.generators},
                     **{f"protocol:{p.name}": p.cls.version for p in grid.protocols}},
         "environment": {"synthbench": _version(), "torch": torch.__version__, "threads": threads_used,
-                        "device": device_name(grid.device),
+                        "device": device,
                         **({"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
                            if grid.device.type == "cpu" else {})},
         "cells": cells,

@@ -53,6 +53,7 @@ PROTOCOLS = Registry(
         "mia": "synthbench.protocols.mia:MIAProtocol",
         "fidelity": "synthbench.protocols.fidelity:FidelityProtocol",
         "detect": "synthbench.protocols.detect:DetectProtocol",
+        "copies": "synthbench.protocols.copies:CopiesProtocol",
     },
     base="synthbench.protocols.base:Protocol",
 )

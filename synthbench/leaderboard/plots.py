@@ -506,15 +506,16 @@ def gradcam_figure(gradcam: Any, path: Path) -> Path | None:
 
 
 @styled
-def pairs_figure(pairs: Any, path: Path) -> Path | None:
-    """The closest synthetic/member pairs of ``mia``'s copy check: synthetic on
-    top, its nearest member below, the distance between them."""
+def pairs_figure(pairs: Any, path: Path, other: str = "member") -> Path | None:
+    """The closest pairs of a copy check: synthetic on top, its nearest real
+    image below (``other``: a training ``member`` or a ``test`` image), the
+    distance between them."""
     if not isinstance(pairs, list) or not pairs:
         return None
     good = []
     for p in pairs:
         # Not a dict, or a side missing (None in a list of images does not parse): left out.
-        imgs = _images([p.get("synthetic"), p.get("member")]) if isinstance(p, dict) else None
+        imgs = _images([p.get("synthetic"), p.get(other)]) if isinstance(p, dict) else None
         if imgs is not None:
             good.append((imgs, p.get("distance"), p.get("label")))
     if not good:
@@ -527,7 +528,7 @@ def pairs_figure(pairs: Any, path: Path) -> Path | None:
         d = f"d={dist:.3g}" if isinstance(dist, (int, float)) else ""
         axes[0, c].set_title(f"{d}\nclass {label}" if label is not None else d, fontsize=7)
     axes[0, 0].set_ylabel("synthetic", fontsize=8)
-    axes[1, 0].set_ylabel("member", fontsize=8)
+    axes[1, 0].set_ylabel(other, fontsize=8)
     return _save(fig, path)
 
 

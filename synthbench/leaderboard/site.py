@@ -227,6 +227,8 @@ ROW_FIGURES: list[RowFigure] = [
      lambda ds, p, order: plots.roc_figure(ds[0].get("roc_curves"), p)),
     ("pairs", "closest synthetic / member pairs (copy check)", "png", "first",
      lambda ds, p, order: plots.pairs_figure(ds[0].get("closest_pairs"), p)),
+    ("test-pairs", "closest synthetic / test pairs (contamination check)", "png", "first",
+     lambda ds, p, order: plots.pairs_figure(ds[0].get("closest_test_pairs"), p, other="test")),
     ("samples", "samples", "png", "first",
      lambda ds, p, order: plots.samples_figure(ds[0].get("samples"), p, ds[0].get("sample_labels"))),
 ]

@@ -72,6 +72,7 @@ from synthbench.benchmark.options import Option, by_preset
 from synthbench.benchmark.presets import Preset
 from synthbench.benchmark.seeding import derive_seed, numpy_rng
 from synthbench.benchmark.metrics import metric
+from synthbench.benchmark.nearest import copy_check, nearest_distances
 from synthbench.benchmark.trainer import predict_logits
 from synthbench.errors import Unsupported
 from synthbench.protocols.base import Protocol, ProtocolResult
@@ -81,17 +82,6 @@ CLOSEST_PAIRS = 8
 
 def _even_shadows(v) -> bool:
     return v is None or (v >= 2 and v % 2 == 0)
-
-
-def nearest_distances(queries: torch.Tensor, refs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Euclidean distance from each query to its nearest reference, and its index."""
-    dists, idx = [], []
-    for i in range(0, len(queries), 1024):
-        d = torch.cdist(queries[i:i + 1024].double(), refs.double())
-        m = d.min(1)
-        dists.append(m.values)
-        idx.append(m.indices)
-    return torch.cat(dists), torch.cat(idx)
 
 
 class MIAProtocol(Protocol):
@@ -269,35 +259,25 @@ class MIAProtocol(Protocol):
         out: dict = {"metrics": {}, "copy_quantile": q, "nearest": {}}
         for space, embed in spaces.items():
             s, m, nm, t = (embed(x.images) for x in (synthetic, members, non_members, test))
-            d_member, idx_member = nearest_distances(s, m)
+            # Memorisation: samples nearer a member than held-out test images come by chance.
+            member = copy_check(s, m, t, q)
             d_non, _ = nearest_distances(s, nm)
-            d_heldout, _ = nearest_distances(t, m)
-            threshold = float(torch.quantile(d_heldout, q))
-            copy_fraction = float((d_member < threshold).double().mean())
-            nearer = float((d_member < d_non).double().mean())
+            nearer = float((member.distances < d_non).double().mean())
             # Contamination: samples that sit on test images. The reference is real train images the generator
             # never saw (the non-members): how near an unseen real image comes to the test split by chance.
-            d_test, _ = nearest_distances(s, t)
-            d_unseen_to_test, _ = nearest_distances(nm, t)
-            test_threshold = float(torch.quantile(d_unseen_to_test, q))
-            test_copy = float((d_test < test_threshold).double().mean())
-            out["metrics"][f"test_copy_fraction_{space}"] = metric(test_copy, None, len(synthetic), False)
-            out["metrics"][f"copy_fraction_{space}"] = metric(copy_fraction, None, len(synthetic), False)
+            on_test = copy_check(s, t, nm, q)
+            out["metrics"][f"test_copy_fraction_{space}"] = metric(on_test.fraction, None, len(synthetic), False)
+            out["metrics"][f"copy_fraction_{space}"] = metric(member.fraction, None, len(synthetic), False)
             out["metrics"][f"nearer_member_fraction_{space}"] = metric(nearer, None, len(synthetic), False)
             out["nearest"][space] = {
-                "threshold": threshold,
-                "synthetic_to_member_median": float(d_member.median()),
+                "threshold": member.threshold,
+                "synthetic_to_member_median": float(member.distances.median()),
                 "synthetic_to_non_member_median": float(d_non.median()),
-                "heldout_to_member_median": float(d_heldout.median()),
-                "test_threshold": test_threshold,
-                "synthetic_to_test_median": float(d_test.median()),
+                "heldout_to_member_median": float(member.unseen_distances.median()),
+                "test_threshold": on_test.threshold,
+                "synthetic_to_test_median": float(on_test.distances.median()),
             }
             if space == "pixel":
-                order = torch.argsort(d_member)[:CLOSEST_PAIRS]
-                out["closest_pairs"] = [{
-                    "distance": float(d_member[i]),
-                    "synthetic": synthetic.images[i].tolist(),
-                    "member": members.images[idx_member[i]].tolist(),
-                    "label": int(synthetic.labels[i]),
-                } for i in order.tolist()]
+                out["closest_pairs"] = member.closest_pairs(synthetic.images, members.images, synthetic.labels,
+                                                            CLOSEST_PAIRS, "member")
         return out

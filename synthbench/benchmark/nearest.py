@@ -70,8 +70,9 @@ def copy_check(samples: torch.Tensor, references: torch.Tensor, unseen: torch.Te
     """How many ``samples`` (embedded, ``[N, D]``) sit markedly near a
     ``references`` image: nearer than the ``quantile`` of the nearest-reference
     distances of ``unseen``, real images from the same distribution that are not
-    in ``references``."""
+    in ``references``. The search runs where the tensors are (a GPU's float64
+    is fast enough for paper-sized splits); what it returns is on the CPU."""
     d, idx = nearest_distances(samples, references)
     d_unseen, _ = nearest_distances(unseen, references)
     threshold = float(torch.quantile(d_unseen, quantile))
-    return CopyCheck(float((d < threshold).double().mean()), threshold, d, idx, d_unseen)
+    return CopyCheck(float((d < threshold).double().mean()), threshold, d.cpu(), idx.cpu(), d_unseen.cpu())

@@ -286,10 +286,39 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
         click.echo(summary_table([c for c in cells if c.spec.protocol == proto.name],
                                  proto.instance().table_metrics()))
     click.echo(f"records: {Path(store.root) / 'records'}")
+    for line in copy_notes(cells):
+        click.echo(line)
     click.echo(next_steps(preset.name, str(store.root)))
     if any(c.record and c.record.status is Status.FAILED for c in cells):
         click.echo("Some cells failed; their records hold the error. Fix the cause and run again.", err=True)
         sys.exit(1)
+
+
+def copy_notes(cells: list[Any]) -> list[str]:
+    """The flags the board will raise on this run's generators (memorises,
+    contaminated: ``leaderboard/aggregate.py``), said at the terminal too, and
+    for pre-generated samples run without ``copies``, how to check them."""
+    from synthbench.benchmark.cell import stored_label
+    from synthbench.leaderboard.aggregate import flag_key, memorisation_flags
+    from synthbench.plugins import GENERATORS
+
+    records = [c.record for c in cells if c.record is not None]
+    flags = memorisation_flags(records)
+    lines, said = [], set()
+    for rec in records:
+        key = flag_key(rec.spec)
+        if key in flags and key not in said:
+            said.add(key)
+            label = stored_label(GENERATORS, rec.spec.generator, rec.spec.generator_options)
+            lines += [f"flag: {label} on {rec.spec.dataset} {flag}" for flag in flags[key]]
+    unchecked = sorted({stored_label(GENERATORS, c.spec.generator, c.spec.generator_options) for c in cells
+                        if c.spec.generator == "samples"}
+                       - {stored_label(GENERATORS, c.spec.generator, c.spec.generator_options) for c in cells
+                          if c.spec.protocol == "copies"})
+    if unchecked:
+        lines.append(f"note: {', '.join(unchecked)} not checked for copies of real (test) images: add -p copies "
+                     f"(seconds); a set holding test images scores on the test set what it copied.")
+    return lines
 
 
 def next_steps(preset: str, results: str) -> str:

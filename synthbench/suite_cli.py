@@ -109,8 +109,10 @@ def run(suite_file: str, results: str, data_root: str | None, adapter_timeout: f
                         f"again to resume.") from None
     failed = _print_tables(grids, cells)
     click.echo(f"records: {Path(results) / 'records'}")
-    from synthbench.cli import next_steps
+    from synthbench.cli import copy_notes, next_steps
 
+    for line in copy_notes(cells):
+        click.echo(line)
     click.echo(next_steps(suite.preset, results))
     if failed:
         click.echo(f"{failed} cells failed; their records hold the error. Fix the cause and run again.", err=True)

@@ -97,6 +97,8 @@ def test_a_sample_set_holding_test_images_is_flagged_contaminated_on_every_table
     code, out, err = run_cli(["evaluate", "-g", f"samples:{src}", "-p", "replace,copies", "--preset", "smoke",
                               "--seeds", "1", "--results", str(tmp_path / "runs"), "-q"], capsys)
     assert code == 0, err
+    assert "flag: samples (label=leaky) on digits contaminated: " in out  # said at the terminal too
+    assert "not checked for copies" not in out
     tables = {t.protocol: t for t in build_tables(read_store(tmp_path / "runs").records)}
     for protocol in ("replace", "copies"):
         row = next(r for r in tables[protocol].rows if r.generator == "samples")
@@ -124,3 +126,18 @@ def test_contamination_is_flagged_from_a_tenth_and_memorisation_from_half():
     assert flags("copies", copy_fraction_pixel=0.3) == ""  # a little memorisation: a fifth, like realfake's
     assert flags("copies", copy_fraction_pixel=0.6).startswith("memorises: 60%")
     assert flags("replace", test_copy_fraction_pixel=0.9) == ""  # only the copy checks raise flags
+
+
+def test_samples_run_without_copies_are_told_how_to_check_them():
+    from types import SimpleNamespace
+
+    from synthbench.cli import copy_notes
+
+    def cell(generator, protocol, options=None):
+        return SimpleNamespace(spec=SimpleNamespace(generator=generator, protocol=protocol,
+                                                    generator_options=options or {}), record=None)
+
+    (note,) = copy_notes([cell("samples", "replace", {"label": "mine"}), cell("edm", "replace")])
+    assert note.startswith("note: samples (label=mine) not checked for copies") and "-p copies" in note
+    assert copy_notes([cell("samples", "replace", {"label": "mine"}), cell("samples", "copies", {"label": "mine"})]) == []
+    assert copy_notes([cell("edm", "replace")]) == []

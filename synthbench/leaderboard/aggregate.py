@@ -454,6 +454,17 @@ COPY_CHECKS = ("mia", "copies")
 """The protocols whose records carry ``copy_fraction_*`` and ``test_copy_fraction_*``."""
 
 
+def row_key(spec: Any) -> str:
+    """The board's key of the row a record's generator lands in (``Row.key``)."""
+    return slug(spec.generator, canonical_json([spec.generator, spec.generator_version, spec.generator_options,
+                                                spec.generator_extra]))
+
+
+def flag_key(spec: Any) -> tuple[str, str, str]:
+    """Where :func:`memorisation_flags` files a record's flags."""
+    return spec.dataset_digest, canonical_json(spec.preset), row_key(spec)
+
+
 def memorisation_flags(records: list[Record]) -> dict[tuple[str, str, str], list[str]]:
     """Flags by (dataset digest, preset, row key) from the copy checks' records
     (``COPY_CHECKS``), mean over seeds and the protocols that ran; the reference
@@ -469,13 +480,11 @@ def memorisation_flags(records: list[Record]) -> dict[tuple[str, str, str], list
         s = rec.spec
         if s.protocol not in COPY_CHECKS or rec.status is not Status.OK or s.generator == "real":
             continue
-        rkey = slug(s.generator, canonical_json([s.generator, s.generator_version, s.generator_options,
-                                                 s.generator_extra]))
         for prefix, _, _ in checks:
             frac = max((rec.metrics[k]["value"] for k in (f"{prefix}_pixel", f"{prefix}_feature")
                         if k in rec.metrics and finite(rec.metrics[k]["value"])), default=None)
             if frac is not None:
-                values.setdefault((s.dataset_digest, canonical_json(s.preset), rkey), {}).setdefault(
+                values.setdefault(flag_key(s), {}).setdefault(
                     prefix, []).append((s.protocol, frac))
     out: dict[tuple[str, str, str], list[str]] = {}
     for key, by_check in values.items():

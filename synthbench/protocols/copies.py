@@ -27,8 +27,8 @@ from the same cache), the train split R and the test split T, with the rule of
   R has seen, so fresh samples score about ``copy_quantile`` and a generator
   that returns its training images scores 1. (``mia``'s ``copy_fraction`` is
   this rule for a generator fitted on half of R; Carlini et al. 2023, "Extracting
-  Training Data from Diffusion Models", arXiv 2301.13188, Sec. 4, measure
-  memorisation as nearness to a training image in the same spirit.)
+  Training Data from Diffusion Models", arXiv 2301.13188, measure memorisation
+  as nearness to a training image in the same spirit.)
 - ``test_copy_fraction_{space}`` (contamination): the share of S nearer its
   nearest test image than the ``copy_quantile`` quantile of the train images'
   nearest-test distances. Train images are real images that are not test
@@ -37,13 +37,15 @@ from the same cache), the train split R and the test split T, with the rule of
 
 Spaces: ``pixel`` (uint8 values / 255, flattened: exact and near-exact copies)
 and ``feature`` (the reference classifier's penultimate features: copies that
-were resized, re-encoded or shifted). The board flags a generator whose mean
-over seeds of either fraction, in either space, reaches 0.5
-(``leaderboard/aggregate.py``), in every table.
+pixels miss, e.g. re-encoded or slightly shifted ones). The board flags a
+generator, in every table, when the mean over seeds of its larger fraction of
+the two spaces reaches 0.5 for memorisation or 0.1 for contamination
+(``leaderboard/aggregate.py`` says why).
 
 The ``real`` oracle's samples are the train images themselves: its
 ``copy_fraction`` is 1 by construction (a flag is never raised on it) and its
-``test_copy_fraction`` the chance level, below ``copy_quantile``.
+``test_copy_fraction`` at most ``copy_quantile``, by construction too (its
+samples are the images the threshold is taken from).
 
 ``details``: the thresholds and median distances, the number of samples that
 are a train or a test image bit for bit, and the closest

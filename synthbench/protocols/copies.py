@@ -44,8 +44,9 @@ the two spaces reaches 0.5 for memorisation or 0.1 for contamination
 
 The ``real`` oracle's samples are the train images themselves: its
 ``copy_fraction`` is 1 by construction (a flag is never raised on it) and its
-``test_copy_fraction`` at most ``copy_quantile``, by construction too (its
-samples are the images the threshold is taken from).
+``test_copy_fraction`` is ``copy_quantile`` to within one image, by
+construction too (its samples are the images the threshold is taken from;
+digits at ``fast``: 15 of 1,438, 0.0104).
 
 ``details``: the thresholds and median distances, the number of samples that
 are a train or a test image bit for bit, and the closest

@@ -139,5 +139,6 @@ def test_samples_run_without_copies_are_told_how_to_check_them():
 
     (note,) = copy_notes([cell("samples", "replace", {"label": "mine"}), cell("edm", "replace")])
     assert note.startswith("note: samples (label=mine) not checked for copies") and "-p copies" in note
-    assert copy_notes([cell("samples", "replace", {"label": "mine"}), cell("samples", "copies", {"label": "mine"})]) == []
+    checked = [cell("samples", "replace", {"label": "mine"}), cell("samples", "copies", {"label": "mine"})]
+    assert copy_notes(checked) == []
     assert copy_notes([cell("edm", "replace")]) == []

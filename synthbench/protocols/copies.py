@@ -74,7 +74,8 @@ class CopiesProtocol(Protocol):
     version = 1
     description = ("nearest-neighbour copy check of the samples against the train split (memorisation) and the "
                    "test split (contamination), for every generator, pre-generated samples included")
-    source = "the copy check of Yuan et al. 2024 (Real-Fake), arXiv 2310.10402 Sec. 4.5, without refitting"
+    source = ("after Yuan et al. 2024 (Real-Fake), arXiv 2310.10402 Sec. 4.5, Fig. 4: nearest real images of the "
+              "samples (SSCD features there; pixels and the reference classifier's features here)")
     metrics = {f"{kind}_{space}": False for kind in ("test_copy_fraction", "copy_fraction") for space in SPACES}
     headline = "test_copy_fraction_pixel"
     options = {
@@ -123,4 +124,3 @@ class CopiesProtocol(Protocol):
             details["oracle_note"] = ("the real oracle's samples are the train images: copy_fraction is 1 by "
                                       "construction; test_copy_fraction is the chance level")
         return ProtocolResult(metrics, details)
-

@@ -39,10 +39,10 @@ separate processes, taking turns), so compiled steps were no faster there (an
 isolated step, compiled and eager interleaved in one process, had suggested
 1.14-1.25x). On the AMX Xeon the 30 bf16 epochs took 31 s compiled,
 compiling included, against 29 s eager. It is there for GPUs, where it is not
-measured yet. Converting
-an fp32 model to channels_last as well gives nothing more: its weights after
-two ``fast`` epochs on 1,280 fashion-mnist images were the same bits, and its
-speed the same within the machine's drift (2-core AMD EPYC, AVX2 only). A
+measured yet. Converting an fp32 model to channels_last as well gives nothing
+more: its weights after two ``fast`` epochs on 1,280 fashion-mnist images were
+the same bits, and its speed the same within the machine's drift (2-core AMD
+EPYC, AVX2 only). A
 microbenchmark that fed contiguous NCHW batches had suggested 1.15-1.5x a step;
 that gain is the one the crop already gives.
 """

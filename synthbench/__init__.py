@@ -3,17 +3,17 @@
 ``import synthbench`` stays light: heavy backends (torch, diffusers, timm) load
 only when a plugin that needs them is looked up (see ``benchmark/registry.py``).
 
-It also makes OpenMP's idle threads sleep instead of spin (``OMP_WAIT_POLICY=
-PASSIVE``, unless the environment already sets a policy). torch's OpenMP pool
-reads the policy once, when torch is first imported, so this only takes effect
-when synthbench is imported first: the CLI always is. With the default (active)
-policy, torch's threads spin for a busy core, and on a shared machine a
-two-thread run was 2 to 20 times slower than a one-thread run. The policy
-changes only how threads wait, never a result.
+It also sets two process-wide defaults that change where time goes, never a
+result, and yield to a user's own settings (``process_defaults.py``): OpenMP's
+idle threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``), and
+glibc's allocator keeps freed memory for reuse instead of faulting a step's
+activations in again on every call.
 """
 
-import os as _os
+from synthbench.process_defaults import keep_freed_memory as _keep_freed_memory
+from synthbench.process_defaults import set_wait_policy as _set_wait_policy
 
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+_set_wait_policy()
+_keep_freed_memory()
 
 __version__ = "0.1.0"

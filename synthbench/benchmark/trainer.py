@@ -29,7 +29,11 @@ CPU time counted), test accuracy 0.8670 against 0.8676 in fp32 and 0.8720 /
 62% of its fp32 rate. A bf16 step's time there: convolutions 36% (their
 backward 28%), batch norm 29%, ReLU 12%, max-pool 10%, AdamW 3%. At SmallCNN's
 widths AMX leaves the memory-bound layers as most of a step, and they are what
-holds the ratio under 3x. oneDNN's bf16 mode for fp32 work gave 1.05x
+holds the ratio under 3x. A step's activations are freed and allocated again
+every step; with glibc's allocator at its defaults that could fault them in
+again every step and run 1.0x to 1.3x slower from one process to the next,
+which ``import synthbench`` prevents (``synthbench/process_defaults.py``;
+1.08x in bf16 and in fp32). oneDNN's bf16 mode for fp32 work gave 1.05x
 (``tests/benchmarks/test_onednn_fp32_modes.py``), so it is not used.
 ``torch.compile`` of the training step is a switch (``Preset.compile``,
 ``--compile``), off by default: with torch 2.14 on a 2-core AMD EPYC, bf16 at

@@ -28,7 +28,8 @@ print(json.dumps(faults))
 
 
 def _faults(env: dict[str, str]) -> list[int]:
-    clean = {k: v for k, v in os.environ.items() if k not in (*USER_ALLOCATOR_SETTINGS, "SYNTHBENCH_MALLOC_TUNING")}
+    ours = (*USER_ALLOCATOR_SETTINGS, "GLIBC_TUNABLES", "SYNTHBENCH_MALLOC_TUNING")
+    clean = {k: v for k, v in os.environ.items() if k not in ours}
     out = subprocess.run([sys.executable, "-c", FAULTS], env={**clean, **env}, capture_output=True, text=True,
                          check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -51,5 +52,10 @@ def test_a_users_allocator_settings_win(monkeypatch):
         monkeypatch.setenv(name, "1")
         assert keep_freed_memory() is False
         monkeypatch.delenv(name)
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.cpu.x86_non_temporal_threshold=1:glibc.malloc.trim_threshold=1")
+    assert keep_freed_memory() is False
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.cpu.x86_non_temporal_threshold=1")  # no allocator setting
+    assert keep_freed_memory() is on_glibc()
+    monkeypatch.delenv("GLIBC_TUNABLES")
     monkeypatch.setenv("SYNTHBENCH_MALLOC_TUNING", "0")
     assert keep_freed_memory() is False

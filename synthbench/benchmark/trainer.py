@@ -33,7 +33,8 @@ holds the ratio under 3x. A step's activations are freed and allocated again
 every step; with glibc's allocator at its defaults that could fault them in
 again every step and run 1.0x to 1.3x slower from one process to the next,
 which ``import synthbench`` prevents (``synthbench/process_defaults.py``;
-1.08x in bf16 and in fp32). oneDNN's bf16 mode for fp32 work gave 1.05x
+1.08x in bf16 and in fp32 in a fresh process, less in one that has already
+done large work). oneDNN's bf16 mode for fp32 work gave 1.05x
 (``tests/benchmarks/test_onednn_fp32_modes.py``), so it is not used.
 ``torch.compile`` of the training step is a switch (``Preset.compile``,
 ``--compile``), off by default: with torch 2.14 on a 2-core AMD EPYC, bf16 at

@@ -25,8 +25,8 @@ thresholds (heap allocations up to 32 MiB, glibc's largest; up to 256 MiB of
 free heap kept) removed the faults. Measured on a 2-core Intel Xeon with AMX
 (``tests/benchmarks/test_allocator.py``, fresh processes taking turns, median
 of two each): 256 compiled bf16 EDM samples at one thread went from 25.0 to
-28.1 images per CPU-second (1.12x; 850,000 page faults and 1.3 kernel CPU-
-seconds to 3,700 and none), six `fast` fashion-mnist training epochs at two
+28.1 images per CPU-second (1.12x; 850,000 page faults and 1.3 kernel
+CPU-seconds to 3,700 and none), six `fast` fashion-mnist training epochs at two
 threads from 1,237 to 1,331 images per CPU-second in bf16 and from 626 to 674
 in fp32 (1.08x each; up to 1.4 million faults to a few thousand). What it gives
 a whole cell is less: a process that has already done large work (an EDM fit)

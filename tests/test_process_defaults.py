@@ -49,6 +49,8 @@ def test_freed_activations_are_reused_without_page_faults():
 
 
 def test_a_users_allocator_settings_win(monkeypatch):
+    for name in (*USER_ALLOCATOR_SETTINGS, "GLIBC_TUNABLES", "SYNTHBENCH_MALLOC_TUNING"):
+        monkeypatch.delenv(name, raising=False)
     for name in USER_ALLOCATOR_SETTINGS:
         monkeypatch.setenv(name, "1")
         assert keep_freed_memory() is False

@@ -23,6 +23,7 @@ import os
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -32,19 +33,13 @@ from synthbench.process_defaults import on_glibc
 SAMPLER = """
 import json, resource, sys, time
 import synthbench, torch
-from synthbench.benchmark.options import resolve_options
-from synthbench.benchmark.presets import PRESETS
-from synthbench.generators.diffusion import EDMDenoiser, build_unet
-from synthbench.generators.edm import EDMGenerator
+sys.path.insert(0, sys.argv[1])
+from test_edm_sampling_precision import _generator, _warm_up  # the sampling benchmark's network and warm-up
 torch.set_num_threads(1)
-p = PRESETS["fast"]
-gen = EDMGenerator(**resolve_options(EDMGenerator.options, {"precision": "bf16", "compile": "true"}, "edm"))
-gen.steps, gen.image_shape, gen.conditional, gen.device = p.gen_sampler_steps, (1, 28, 28), True, torch.device("cpu")
-torch.manual_seed(0)
-gen.net = EDMDenoiser(build_unet((1, 28, 28), 10, p.gen_channels_large, p.gen_layers_per_block)).eval()
+gen = _generator("bf16", True, 64)
+_warm_up(gen)  # compiles
 n = 256
 labels, seeds = torch.arange(n) % 10, list(range(n))
-gen.sample(labels[:1], seeds[:1])  # compiles
 def work():
     gen.sample(labels, seeds)
     return n
@@ -90,7 +85,7 @@ def test_allocator_defaults_against_synthbench_thresholds(benchmark):
     if not on_glibc():
         pytest.skip("synthbench tunes glibc's allocator only")
     bf16 = bf16_instructions("cpu")
-    cases = ([("EDM sampling, bf16 compiled, 1 thread", SAMPLER, [])] if bf16 else []) + \
+    cases = ([("EDM sampling, bf16 compiled, 1 thread", SAMPLER, [str(Path(__file__).parent)])] if bf16 else []) + \
         ([("trainer, bf16, 2 threads", TRAINER, ["bf16"])] if bf16 else []) + \
         [("trainer, fp32, 2 threads", TRAINER, ["fp32"])]
     rounds = int(os.environ.get("SYNTHBENCH_BENCH_ROUNDS", 2))

@@ -13,10 +13,11 @@ The printed report gives images per second and per CPU-second (the second is
 the one to read on a shared machine; for the plain loop with loader workers it
 counts the workers' CPU time too, read when they exit), the ratios, test
 accuracy, and the trainer's achieved GFLOP per CPU-second against the matmul
-rate measured in the same process, for the trainer in fp32, in bf16 (``--precision bf16``) and in
-bf16 compiled (``--compile``; its images/s include the compile time). The bf16
-rows are left out on a CPU without bf16 instructions (AVX512-BF16 or AMX),
-where torch emulates bf16 and a step is about 10x slower than fp32.
+rate measured in the same process, for the trainer in fp32, in bf16
+(``--precision bf16``) and in bf16 compiled (``--compile``; its images/s
+include the compile time). The bf16 rows are left out on a CPU without bf16
+instructions (AVX512-BF16 or AMX), where torch emulates bf16 and a step is
+about 10x slower than fp32.
 ``SYNTHBENCH_BENCH_EPOCHS`` shortens the recipe for a quick look (the
 accuracies are then not comparable to the 30-epoch ones).
 

@@ -35,8 +35,9 @@ bf16, batch 64, one thread):
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -76,12 +77,49 @@ def _compile_failure(exc: Exception) -> bool:
     return isinstance(exc, (BackendCompilerFailed, InductorError))
 
 
-def run_compiled(fn: Callable[..., Any], *args: Any, eager: str = "run with --option compile=false (the default)",
-                 **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)``, with a failed compilation turned into a
-    :class:`UserError` that ends with ``eager``, how to get the eager cell."""
+@contextlib.contextmanager
+def deterministic_kernels(enabled: bool = True) -> Iterator[None]:
+    """torch's deterministic mode while compiled code is built and run.
+
+    Inductor writes a scatter-add (an embedding's backward: the diffusion
+    UNets' class and time embeddings; ``index_put`` with accumulation) as
+    atomic adds from parallel threads, so the order of the additions, and the
+    sum's last bits, changed from run to run: two compiled ``ddpm`` trainings
+    of five steps, same seeds, ended 1e-7 apart in two runs of three. Under
+    deterministic mode it calls ATen's ordered kernel instead. The mode is
+    also a guard of the compiled graph, so every call of compiled code runs
+    under it, the backward too (built at the first backward). Off again
+    outside, so eager cells are untouched; ``warn_only``, so an op without a
+    deterministic kernel (some on CUDA) warns instead of stopping the cell, and
+    uninitialised memory is not filled (a cost on every allocation that buys
+    nothing here: every buffer is written before it is read)."""
+    if not enabled:
+        yield
+        return
+    import torch.utils.deterministic
+
+    was, was_warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    fill = torch.utils.deterministic.fill_uninitialized_memory
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = False
     try:
-        return fn(*args, **kwargs)
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=was_warn_only)
+        torch.utils.deterministic.fill_uninitialized_memory = fill
+
+
+def run_compiled(fn: Callable[..., Any], *args: Any, deterministic: bool = False,
+                 eager: str = "run with --option compile=false (the default)", **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, with a failed compilation turned into a
+    :class:`UserError` that ends with ``eager``, how to get the eager cell;
+    ``deterministic``: under :func:`deterministic_kernels` (the diffusion
+    networks' compiled calls, whose embeddings' backward needs it; the
+    classifier trainer's compiled steps were deterministic without it, and it
+    would change their kernels, so they run as they always did)."""
+    try:
+        with deterministic_kernels(deterministic):
+            return fn(*args, **kwargs)
     except Exception as exc:
         if not _compile_failure(exc):
             raise

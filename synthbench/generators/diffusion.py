@@ -151,12 +151,14 @@ def build_unet(image_shape: Sequence[int], num_classes: int | None, channels: Se
 
 
 def unet_recipe(ctx: FitContext, steps: int, lr: float, seed: int, conditional: bool,
-                precision: str = "fp32") -> dict[str, Any]:
+                precision: str = "fp32", compile: bool = False) -> dict[str, Any]:
     """The in-suite UNet's training recipe from the preset: what its weights'
     cache key holds (shared by ``edm`` and ``realfake``'s base, and by ``ddpm``).
-    ``precision`` appears only when it is not fp32 (:func:`with_precision`)."""
+    ``precision`` appears only when it is not fp32 (:func:`with_precision`), and
+    ``compile`` (a training step through ``torch.compile``) only when set, so the
+    eager fp32 weights keep the key they always had."""
     p = ctx.preset
-    return with_precision({
+    recipe = with_precision({
         "steps": steps,
         "batch_size": p.gen_batch_size,
         "channels": list(p.gen_channels if ctx.image_shape[1] * ctx.image_shape[2] <= 256
@@ -168,6 +170,7 @@ def unet_recipe(ctx: FitContext, steps: int, lr: float, seed: int, conditional: 
         "num_classes": len(ctx.class_names) if conditional else None,
         "hflip": ctx.hflip,
     }, precision)
+    return {**recipe, "compile": True} if compile else recipe
 
 
 def with_precision(recipe: dict[str, Any], precision: str) -> dict[str, Any]:
@@ -274,11 +277,21 @@ def network_batch(value: int | None, device: torch.device) -> int:
 def compile_option() -> Option:
     """The ``compile`` option of the in-suite diffusion adapters
     (:func:`~synthbench.benchmark.compiling.compiled`)."""
-    return Option("compile", False, "torch.compile the network for sampling and reconstruction (inductor: "
-                  "needs a C++ compiler on a CPU, triton on CUDA). With precision=bf16 on a CPU with AMX the "
-                  "fast fashion-mnist sampler ran 2.7x fp32 eager's images per CPU-second (bf16 eager 1.8x, "
-                  "compiled fp32 1.3x), after a first call of 5-40 s that compiles. Compiled kernels round "
-                  "differently, so a compiled cell is a different cell.", bool)
+    return Option("compile", False, "torch.compile the network for sampling and reconstruction, and the "
+                  "in-suite training's steps (inductor: needs a C++ compiler on a CPU, triton on CUDA). With "
+                  "precision=bf16 on a CPU with AMX the fast fashion-mnist sampler ran 2.7x fp32 eager's images "
+                  "per CPU-second (bf16 eager 1.8x, compiled fp32 1.3x), after a first call of 5-40 s that "
+                  "compiles; a bf16 EDM training step 1.19x eager's (one thread; 1.10-1.18x at two), after "
+                  "6-90 s of compiling. Compiled kernels round differently, so a compiled cell is a different "
+                  "cell, with its own weights.", bool)
+
+
+def compiled_training_extras(options: dict[str, Any]) -> dict[str, Any]:
+    """``spec_extras`` of an adapter whose ``compile`` option also compiles its
+    in-suite training: other weights, so the cell's key says so. Only compiled
+    cells carry it, so every other cell keeps the key it always had (and a
+    compiled cell stored before training was compiled is not taken for one)."""
+    return {"train_compiled": True} if options.get("compile") and not options.get("network_pkl") else {}
 
 
 @torch.no_grad()
@@ -306,7 +319,7 @@ def denoise_in_chunks(net: nn.Module, x: torch.Tensor, sigma: float | torch.Tens
             yb = None if yb is None else torch.cat([yb, yb.new_zeros(chunk - k)])
         yb = None if yb is None else yb.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            outs.append(run_compiled(net, xb.to(device), sb.to(device), yb).float().cpu()[:k])
+            outs.append(run_compiled(net, xb.to(device), sb.to(device), yb, deterministic=compile).float().cpu()[:k])
     return torch.cat(outs)
 
 
@@ -424,7 +437,9 @@ def edm_loss_terms(net: nn.Module, x: torch.Tensor, cond: torch.Tensor | None, g
 
 def train_edm(ctx: FitContext, recipe: dict[str, Any]) -> nn.Module:
     """EDM's training loop on ``ctx.train`` (Adam, a short warm-up, an EMA of the
-    weights); returns the EMA UNet on the CPU."""
+    weights); returns the EMA UNet on the CPU. ``recipe["compile"]`` runs each
+    step's forward and backward through ``torch.compile`` (the adapters'
+    ``compile`` option, :func:`compile_option`)."""
     from synthbench.benchmark.trainer import random_crop_flip
 
     dev = ctx.device
@@ -441,6 +456,16 @@ def train_edm(ctx: FitContext, recipe: dict[str, Any]) -> nn.Module:
     y_all = ctx.train.labels.to(dev) if recipe["num_classes"] is not None else None
     n = x_all.shape[0]
     bs = min(recipe["batch_size"], n)
+    forward = compiled(net, recipe.get("compile", False))
+
+    def train_step(x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        # forward and backward in one call: a compiled network builds its backward kernels at the first backward
+        with training_arithmetic(dev, recipe.get("precision", "fp32")):
+            denoised, weight = edm_loss_terms(forward, x, cond, gen, dev)
+        loss = (weight.view(-1, 1, 1, 1) * (denoised.float() - x) ** 2).mean()
+        step_with_ema(opt, loss, unet, ema, ema_decay)
+        return loss
+
     run = ctx.resumable({"unet": unet, "ema": ema, "opt": opt, "gen": gen})
     progress = bar(range(run.start, recipe["steps"]), desc="train edm", unit="step")
     for step in progress:
@@ -448,11 +473,9 @@ def train_edm(ctx: FitContext, recipe: dict[str, Any]) -> nn.Module:
         x = x_all[idx].float() / 127.5 - 1.0
         if recipe["hflip"]:
             x = random_crop_flip(x, 0, True, gen)
-        with training_arithmetic(dev, recipe.get("precision", "fp32")):
-            denoised, weight = edm_loss_terms(net, x, y_all[idx] if y_all is not None else None, gen, dev)
-        loss = (weight.view(-1, 1, 1, 1) * (denoised.float() - x) ** 2).mean()
         warmup_lr(opt, recipe["lr"], step, warmup)
-        step_with_ema(opt, loss, unet, ema, ema_decay)
+        loss = run_compiled(train_step, x, y_all[idx] if y_all is not None else None,
+                            deterministic=recipe.get("compile", False))
         if step % 50 == 0:
             progress.set_postfix(loss=f"{loss.item():.3f}")
         run.step_done(step)

@@ -112,3 +112,26 @@ def test_training_compile_without_a_compiler_is_a_clear_error(digits):
         with pytest.raises(UserError, match="C\\+\\+ compiler.*without --compile"):
             train_classifier(images, digits.train.labels[:64], 10, get_preset("smoke", None, True), 0,
                              torch.device("cpu"), False, epochs=1)
+
+
+def test_deterministic_kernels_hold_only_inside_and_are_restored():
+    """run_compiled(..., deterministic=True) runs its call in torch's
+    deterministic mode (warn-only, memory not filled) and restores the mode the
+    caller had, also when the call raises; deterministic=False leaves it alone,
+    so eager cells never see it."""
+    import pytest
+    import torch.utils.deterministic
+
+    from synthbench.benchmark.compiling import run_compiled
+
+    def state():
+        return (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+                torch.utils.deterministic.fill_uninitialized_memory)
+
+    before = state()
+    assert before[0] is False
+    assert run_compiled(state, deterministic=True) == (True, True, False)
+    assert run_compiled(state) == before
+    with pytest.raises(ZeroDivisionError):
+        run_compiled(lambda: 1 / 0, deterministic=True)
+    assert state() == before

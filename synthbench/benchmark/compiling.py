@@ -1,6 +1,6 @@
 """``torch.compile`` as the harness uses it: for the classifier trainer's step
-(``Preset.compile``) and for the diffusion networks' sampling (their ``compile``
-option). One policy for both:
+(``Preset.compile``) and for the diffusion networks' sampling and in-suite
+training steps (their ``compile`` option). One policy for all:
 
 - A module is compiled once and the wrapper kept on it (outside its submodules
   and state dict), so every call reuses one compilation, and modules of one
@@ -11,6 +11,9 @@ option). One policy for both:
   differently; a compiled cell must never be an eager one, so that raises.
 - A machine that cannot build kernels (no C++ compiler on a CPU, no triton on
   CUDA) gets a :class:`UserError` that says what to do, not inductor's traceback.
+- The diffusion networks' compiled calls run in torch's deterministic mode
+  (:func:`deterministic_kernels`): their embeddings' backward is otherwise
+  built from racing atomic adds.
 
 Measured and not used (2-core Xeon with AMX, `fast` fashion-mnist EDM network,
 bf16, batch 64, one thread):
@@ -98,7 +101,8 @@ def deterministic_kernels(enabled: bool = True) -> Iterator[None]:
         return
     import torch.utils.deterministic
 
-    was, was_warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    was = torch.are_deterministic_algorithms_enabled()
+    was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     fill = torch.utils.deterministic.fill_uninitialized_memory
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.utils.deterministic.fill_uninitialized_memory = False

@@ -1,6 +1,7 @@
 """``torch.compile`` as the harness uses it: for the classifier trainer's step
-(``Preset.compile``) and for the diffusion networks' sampling and in-suite
-training steps (their ``compile`` option). One policy for all:
+(``Preset.compile``), for the diffusion networks' sampling (their ``compile``
+option) and for EDM's training steps (``train_edm``'s ``recipe["compile"]``,
+which no option sets yet). One policy for all:
 
 - A module is compiled once and the wrapper kept on it (outside its submodules
   and state dict), so every call reuses one compilation, and modules of one
@@ -13,7 +14,7 @@ training steps (their ``compile`` option). One policy for all:
   CUDA) gets a :class:`UserError` that says what to do, not inductor's traceback.
 - The diffusion networks' compiled calls run in torch's deterministic mode
   (:func:`deterministic_kernels`): their embeddings' backward is otherwise
-  built from racing atomic adds.
+  built from racing atomic adds (their forward is the same bits either way).
 
 Measured and not used (2-core Xeon with AMX, `fast` fashion-mnist EDM network,
 bf16, batch 64, one thread):
@@ -87,9 +88,11 @@ def deterministic_kernels(enabled: bool = True) -> Iterator[None]:
     Inductor writes a scatter-add (an embedding's backward: the diffusion
     UNets' class and time embeddings; ``index_put`` with accumulation) as
     atomic adds from parallel threads, so the order of the additions, and the
-    sum's last bits, changed from run to run: two compiled ``ddpm`` trainings
-    of five steps, same seeds, ended 1e-7 apart in two runs of three. Under
-    deterministic mode it calls ATen's ordered kernel instead. The mode is
+    sum's last bits, changed from run to run: two trainings of ``ddpm``'s
+    network of five steps, compiled, same seeds, ended 1e-7 apart in two runs
+    of three (2 threads). Under deterministic mode it calls ATen's ordered
+    kernel instead, and two whole compiled EDM fits, one compiling cold and one
+    with inductor's cache warm, gave the same weights to the bit. The mode is
     also a guard of the compiled graph, so every call of compiled code runs
     under it, the backward too (built at the first backward). Off again
     outside, so eager cells are untouched; ``warn_only``, so an op without a

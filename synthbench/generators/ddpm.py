@@ -54,7 +54,7 @@ from synthbench.benchmark.seeding import derive_seed, per_sample_normal, torch_g
 from synthbench.errors import UserError
 from synthbench.generators.base import Generator
 from synthbench.generators.diffusion import (
-    T_RECON, build_unet, compile_option, compiled_training_extras, eval_batch_option, network_batch, precision_option,
+    T_RECON, build_unet, compile_option, eval_batch_option, network_batch, precision_option,
     step_with_ema, to_uint8, train_precision_option, training_arithmetic, unet_recipe, warmup_lr,
 )
 
@@ -168,10 +168,6 @@ class DDPMGenerator(Generator):
     }
 
     @classmethod
-    def spec_extras(cls, options: dict[str, Any]) -> dict[str, Any]:
-        return compiled_training_extras(options)
-
-    @classmethod
     def unconditional_options(cls) -> dict[str, Any]:
         return {"conditional": False}
 
@@ -185,8 +181,7 @@ class DDPMGenerator(Generator):
         self.image_shape = ctx.image_shape
         self.steps = self.setting("sampler_steps", ctx.preset)
         recipe = {**unet_recipe(ctx, self.setting("train_steps", ctx.preset), self.opts["lr"], self.opts["train_seed"],
-                                self.conditional, self.opts["train_precision"], self.opts["compile"]),
-                  "vlb_weight": self.opts["vlb_weight"]}
+                                self.conditional, self.opts["train_precision"]), "vlb_weight": self.opts["vlb_weight"]}
 
         def build() -> nn.Module:
             return build_unet(ctx.image_shape, recipe["num_classes"], recipe["channels"], recipe["layers_per_block"],
@@ -216,21 +211,6 @@ class DDPMGenerator(Generator):
         y_all = ctx.train.labels if cfg["num_classes"] else None
         n = len(x_all)
         bs = min(cfg["batch_size"], n)
-        forward = compiled(unet, cfg.get("compile", False))
-
-        def train_step(x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
-                       cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-            # forward and backward in one call: a compiled network builds its backward kernels at the first backward
-            with training_arithmetic(dev, cfg.get("precision", "fp32")):
-                out = forward(xt, t, class_labels=cond).sample.float()
-            eps, v = out[:, :c], out[:, c:]
-            mse = (eps - noise).pow(2).mean()
-            # Eq. 16: L_vlb = sum_t L_t = T * E_t[L_t]; the stop-gradient on eps
-            # lets this term train the variances only (Sec. 3.1).
-            vlb = terms.vlb_terms(x0.double(), xt.double(), t, eps.detach().double(), v.double()).mean()
-            step_with_ema(opt, mse + cfg["vlb_weight"] * T_TRAIN * vlb.float(), unet, ema, ema_decay)
-            return mse, vlb
-
         run = ctx.resumable({"unet": unet, "ema": ema, "opt": opt, "gen": gen})
         progress = bar(range(run.start, cfg["steps"]), desc="train ddpm", unit="step")
         for step in progress:
@@ -242,9 +222,16 @@ class DDPMGenerator(Generator):
             noise = torch.randn(x0.shape, generator=gen).to(dev)
             a = abar[t].view(-1, 1, 1, 1)
             xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+            with training_arithmetic(dev, cfg.get("precision", "fp32")):
+                out = unet(xt, t, class_labels=None if y_all is None else y_all[idx].to(dev)).sample.float()
+            eps, v = out[:, :c], out[:, c:]
+            mse = (eps - noise).pow(2).mean()
+            # Eq. 16: L_vlb = sum_t L_t = T * E_t[L_t]; the stop-gradient on eps
+            # lets this term train the variances only (Sec. 3.1).
+            vlb = terms.vlb_terms(x0.double(), xt.double(), t, eps.detach().double(), v.double()).mean()
+            loss = mse + cfg["vlb_weight"] * T_TRAIN * vlb.float()
             warmup_lr(opt, cfg["lr"], step, warmup)
-            mse, vlb = run_compiled(train_step, x0, xt, t, noise, None if y_all is None else y_all[idx].to(dev),
-                                    deterministic=cfg.get("compile", False))
+            step_with_ema(opt, loss, unet, ema, ema_decay)
             if step % 50 == 0:
                 progress.set_postfix(mse=f"{mse.item():.3f}", vlb=f"{vlb.item():.3f}")
             run.step_done(step)

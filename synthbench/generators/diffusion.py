@@ -155,8 +155,8 @@ def unet_recipe(ctx: FitContext, steps: int, lr: float, seed: int, conditional: 
     """The in-suite UNet's training recipe from the preset: what its weights'
     cache key holds (shared by ``edm`` and ``realfake``'s base, and by ``ddpm``).
     ``precision`` appears only when it is not fp32 (:func:`with_precision`), and
-    ``compile`` (a training step through ``torch.compile``) only when set, so the
-    eager fp32 weights keep the key they always had."""
+    ``compile`` (:func:`train_edm`'s compiled steps) only when set, so the eager
+    fp32 weights keep the key they always had."""
     p = ctx.preset
     recipe = with_precision({
         "steps": steps,
@@ -277,21 +277,11 @@ def network_batch(value: int | None, device: torch.device) -> int:
 def compile_option() -> Option:
     """The ``compile`` option of the in-suite diffusion adapters
     (:func:`~synthbench.benchmark.compiling.compiled`)."""
-    return Option("compile", False, "torch.compile the network for sampling and reconstruction, and the "
-                  "in-suite training's steps (inductor: needs a C++ compiler on a CPU, triton on CUDA). With "
-                  "precision=bf16 on a CPU with AMX the fast fashion-mnist sampler ran 2.7x fp32 eager's images "
-                  "per CPU-second (bf16 eager 1.8x, compiled fp32 1.3x), after a first call of 5-40 s that "
-                  "compiles; a 2,000-step bf16 EDM fit 1.14x eager's with inductor's cache warm (1.01x when "
-                  "it first compiles, about 90 s). Compiled kernels round differently, so a compiled cell is a "
-                  "different cell, with its own weights.", bool)
-
-
-def compiled_training_extras(options: dict[str, Any]) -> dict[str, Any]:
-    """``spec_extras`` of an adapter whose ``compile`` option also compiles its
-    in-suite training: other weights, so the cell's key says so. Only compiled
-    cells carry it, so every other cell keeps the key it always had (and a
-    compiled cell stored before training was compiled is not taken for one)."""
-    return {"train_compiled": True} if options.get("compile") and not options.get("network_pkl") else {}
+    return Option("compile", False, "torch.compile the network for sampling and reconstruction (inductor: "
+                  "needs a C++ compiler on a CPU, triton on CUDA). With precision=bf16 on a CPU with AMX the "
+                  "fast fashion-mnist sampler ran 2.7x fp32 eager's images per CPU-second (bf16 eager 1.8x, "
+                  "compiled fp32 1.3x), after a first call of 5-40 s that compiles. Compiled kernels round "
+                  "differently, so a compiled cell is a different cell.", bool)
 
 
 @torch.no_grad()
@@ -437,9 +427,19 @@ def edm_loss_terms(net: nn.Module, x: torch.Tensor, cond: torch.Tensor | None, g
 
 def train_edm(ctx: FitContext, recipe: dict[str, Any]) -> nn.Module:
     """EDM's training loop on ``ctx.train`` (Adam, a short warm-up, an EMA of the
-    weights); returns the EMA UNet on the CPU. ``recipe["compile"]`` runs each
-    step's forward and backward through ``torch.compile`` (the adapters'
-    ``compile`` option, :func:`compile_option`)."""
+    weights); returns the EMA UNet on the CPU.
+
+    ``recipe["compile"]`` runs each step's forward and backward through
+    ``torch.compile``, in torch's deterministic mode (without it, inductor's
+    parallel adds in the class embedding's backward change the weights' last
+    bits from run to run). A 2,000-step bf16 `fast` fashion-mnist fit took
+    853 s against 972 s eager with inductor's cache warm, 1,035 against 1,048
+    s cold (one thread, 2-core Xeon with AMX; measured by
+    ``tests/benchmarks/test_edm_training_precision.py``). No adapter option
+    sets it yet: ``edm``'s ``compile`` would take it to a weights file that
+    ``realfake``'s base (which has no ``compile``) no longer shares, so a suite
+    with both would fit the base once more (16 minutes at `fast`) to save two.
+    It wants a run-level switch that edm and realfake's base both follow."""
     from synthbench.benchmark.trainer import random_crop_flip
 
     dev = ctx.device

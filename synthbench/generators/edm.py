@@ -33,9 +33,8 @@ Batch independence: the network runs on fixed-size chunks (``eval_batch``).
 Speed: ``precision=bf16`` and ``compile=true`` (the diffusion core's
 :func:`~synthbench.generators.diffusion.compiled`) change how the network
 computes, and so the cell; neither changes the sampler. ``train_precision=bf16``
-trains under bf16 autocast (:func:`~synthbench.generators.diffusion.training_arithmetic`),
-and ``compile=true`` compiles the training steps as well: other weights, so
-another cell and another weights file.
+trains under bf16 autocast (:func:`~synthbench.generators.diffusion.training_arithmetic`):
+other weights, so another cell and another weights file.
 """
 
 from __future__ import annotations
@@ -52,9 +51,8 @@ from synthbench.errors import UserError
 from synthbench.generators.base import Generator
 from synthbench.generators.pickles import pickle_spec_extras
 from synthbench.generators.diffusion import (
-    EDMDenoiser, compile_option, compiled_training_extras, denoise_in_chunks, eval_batch_option, fit_edm_unet,
-    network_batch, precision_option, reconstruct_images, recon_start_sigma, sample_images, train_precision_option,
-    unet_recipe,
+    EDMDenoiser, compile_option, denoise_in_chunks, eval_batch_option, fit_edm_unet, network_batch, precision_option,
+    reconstruct_images, recon_start_sigma, sample_images, train_precision_option, unet_recipe,
 )
 
 
@@ -113,7 +111,7 @@ class EDMGenerator(Generator):
 
     @classmethod
     def spec_extras(cls, options: dict[str, Any]) -> dict[str, Any]:
-        return {**pickle_spec_extras(options), **compiled_training_extras(options)}
+        return pickle_spec_extras(options)
 
     @classmethod
     def unconditional_options(cls) -> dict[str, Any]:
@@ -128,7 +126,7 @@ class EDMGenerator(Generator):
         if self.opts["network_pkl"]:
             return self._load_official(ctx)
         recipe = unet_recipe(ctx, self.setting("train_steps", ctx.preset), self.opts["lr"], self.opts["train_seed"],
-                             self.conditional, self.opts["train_precision"], self.opts["compile"])
+                             self.conditional, self.opts["train_precision"])
         unet, key = fit_edm_unet(ctx, recipe)
         self.net = EDMDenoiser(unet).to(self.device).eval()
         return {"weights": key, "dataset_digest": ctx.dataset_digest, "sampler_steps": self.steps}

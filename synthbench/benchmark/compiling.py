@@ -12,9 +12,12 @@ which no option sets yet). One policy for all:
   differently; a compiled cell must never be an eager one, so that raises.
 - A machine that cannot build kernels (no C++ compiler on a CPU, no triton on
   CUDA) gets a :class:`UserError` that says what to do, not inductor's traceback.
-- The diffusion networks' compiled calls run in torch's deterministic mode
-  (:func:`deterministic_kernels`): their embeddings' backward is otherwise
-  built from racing atomic adds (their forward is the same bits either way).
+- Compiled EDM training runs in torch's deterministic mode
+  (:func:`deterministic_kernels`): the UNet's embeddings' backward is
+  otherwise built from racing atomic adds. Compiled sampling does not need it
+  (its outputs were the same bits with and without it, fp32 and bf16, edm's
+  and ddpm's networks), nor do the classifier trainer's compiled steps
+  (deterministic without it; it would change their kernels).
 
 Measured and not used (2-core Xeon with AMX, `fast` fashion-mnist EDM network,
 bf16, batch 64, one thread):
@@ -120,10 +123,8 @@ def run_compiled(fn: Callable[..., Any], *args: Any, deterministic: bool = False
                  eager: str = "run with --option compile=false (the default)", **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)``, with a failed compilation turned into a
     :class:`UserError` that ends with ``eager``, how to get the eager cell;
-    ``deterministic``: under :func:`deterministic_kernels` (the diffusion
-    networks' compiled calls, whose embeddings' backward needs it; the
-    classifier trainer's compiled steps were deterministic without it, and it
-    would change their kernels, so they run as they always did)."""
+    ``deterministic``: under :func:`deterministic_kernels` (compiled EDM
+    training, whose embeddings' backward needs it)."""
     try:
         with deterministic_kernels(deterministic):
             return fn(*args, **kwargs)

@@ -260,8 +260,7 @@ class DDPMGenerator(Generator):
             cond = yb.to(self.device) if self.conditional else None
             for t in bar(sched.timesteps, desc=desc, unit="step"):
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.opts["precision"] == "bf16"):
-                    model_out = run_compiled(unet, xb, t.to(self.device), class_labels=cond,
-                                             deterministic=self.opts["compile"]).sample.float()
+                    model_out = run_compiled(unet, xb, t.to(self.device), class_labels=cond).sample.float()
                 # one generator per row: diffusers draws each row's noise from its own
                 xb = sched.step(model_out, t, xb, generator=gens).prev_sample
             out.append(xb.cpu()[:k])

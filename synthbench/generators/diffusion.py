@@ -309,7 +309,7 @@ def denoise_in_chunks(net: nn.Module, x: torch.Tensor, sigma: float | torch.Tens
             yb = None if yb is None else torch.cat([yb, yb.new_zeros(chunk - k)])
         yb = None if yb is None else yb.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            outs.append(run_compiled(net, xb.to(device), sb.to(device), yb, deterministic=compile).float().cpu()[:k])
+            outs.append(run_compiled(net, xb.to(device), sb.to(device), yb).float().cpu()[:k])
     return torch.cat(outs)
 
 

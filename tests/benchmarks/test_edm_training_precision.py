@@ -1,6 +1,8 @@
 """EDM training steps in fp32, bf16 (``train_precision``) and bf16 compiled
-(``compile=true``), in one run (issue 14): the in-suite training loop itself (:func:`~synthbench.generators.diffusion.train_edm`:
-data, augmentation, loss, Adam, EMA) on the `fast` preset's fashion-mnist network
+(``recipe["compile"]``, which no option sets yet: see ``train_edm``), in one
+run (issue 14): the in-suite training loop itself
+(:func:`~synthbench.generators.diffusion.train_edm`: data, augmentation, loss,
+Adam, EMA) on the `fast` preset's fashion-mnist network
 (1x28x28, widths 16-32-64, batch 128). Off by default; measure with
 
     python -m pytest tests/benchmarks/test_edm_training_precision.py --benchmark-enable -s

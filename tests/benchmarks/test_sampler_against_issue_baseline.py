@@ -98,7 +98,8 @@ def test_sampler_against_the_code_issue_14_measured(benchmark, tmp_path):
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], capture_output=True)
     then, now = (statistics.median(r) for r in rates.values())
-    diff = (torch.load(tmp_path / "images0.pt").int() - torch.load(tmp_path / "images1.pt").int()).abs()
+    then_images, now_images = (torch.load(tmp_path / f"images{i}.pt", weights_only=True) for i in (0, 1))
+    diff = (then_images.int() - now_images.int()).abs()
     print(f"\nEDM sampling, 256 images of 1x28x28, 18 Heun steps, 1 thread, median of {len(rates[next(iter(rates))])}"
           f" fresh processes each")
     for name, r in rates.items():

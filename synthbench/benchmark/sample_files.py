@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import tarfile
 from dataclasses import dataclass, field
@@ -301,10 +302,18 @@ def _hash_item(h: Any, kind: str, item: _Item) -> None:
     h.update(item.data)
 
 
-def _hash_npz(h: Any, images: np.ndarray, labels: np.ndarray) -> None:
+def _hash_npz(h: Any, images: np.ndarray, labels: np.ndarray, class_names: list[str] | None) -> None:
+    """What the digest covers of an .npz: its images, their shape, its labels
+    and, when it has them, its ``class_names``, which decide the class each
+    label is (swapping two names swaps two classes, so it must make new cells).
+    The names go in as JSON, after the arrays, only when present: an .npz
+    without them keeps the digest it had before names were covered."""
     h.update(np.ascontiguousarray(images).tobytes())
     h.update(str(images.shape).encode())
     h.update(labels.astype(np.int64).tobytes())
+    if class_names is not None:
+        h.update(b"\x1fclass_names\x1f")
+        h.update(json.dumps(class_names, ensure_ascii=False).encode())
 
 
 def _signature(root: Path, kind: str) -> tuple:
@@ -320,7 +329,8 @@ _DIGESTS: dict[tuple, str] = {}
 
 def source_digest(path: str | Path) -> str:
     """SHA-256 over the source's content as :func:`read_samples` reads it (file
-    names within the source, class names, bytes), without decoding anything:
+    names within the source, class names, an .npz's ``class_names``, bytes),
+    without decoding anything:
     what a cell's key holds, so changed files make new cells and a moved folder
     keeps its cells."""
     root = Path(path).expanduser().resolve()
@@ -329,8 +339,8 @@ def source_digest(path: str | Path) -> str:
     if key not in _DIGESTS:
         h = _hasher(kind)
         if kind == "npz":
-            images, labels, _ = _npz_arrays(root)
-            _hash_npz(h, images, labels)
+            images, labels, names = _npz_arrays(root)
+            _hash_npz(h, images, labels, names)
         else:
             for item in _folder_items(root) if kind == "folder" else _tar_items(root):
                 _hash_item(h, kind, item)
@@ -362,7 +372,7 @@ def read_samples(path: str | Path, class_names: list[str], shape: tuple[int, int
         if labels.ndim != 1 or len(labels) != len(images) or not np.issubdtype(labels.dtype, np.integer):
             raise UserError(f"samples: {root}'s `labels` must be one integer class index per image "
                             f"({len(images)}); got {labels.dtype} of shape {labels.shape}.")
-        _hash_npz(h, raw, labels)
+        _hash_npz(h, raw, labels, names)
         for i, (img, lab) in enumerate(zip(images, labels.tolist())):
             label = names[lab] if names is not None and 0 <= lab < len(names) else str(lab)
             keep(label, img, f"{root}[{i}]")

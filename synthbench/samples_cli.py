@@ -22,7 +22,8 @@ from synthbench.errors import UserError
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, metavar="S",
               help="The run seed whose pool is written; scoring the files at seed S reproduces it exactly.")
 @click.option("--format", "fmt", type=click.Choice(["folder", "npz", "tar"]), default="folder", show_default=True,
-              help="folder: OUT/CLASS/NNNNNN.png; npz: images, labels, class_names; tar: NNNNNN.png + .cls.")
+              help="folder: OUT/CLASS/NNNNNN.png; npz: images, labels, class_names; tar: NNNNNN.png + .cls "
+                   "(the class index).")
 @click.option("--out", required=True, metavar="PATH", help="Where to write (must not exist).")
 @click.option("--option", "-o", multiple=True, metavar="KEY=VALUE", help="Generator option. Repeatable.")
 @click.option("--results", default="runs", show_default=True, metavar="DIR", type=click.Path(file_okay=False),

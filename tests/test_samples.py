@@ -288,3 +288,69 @@ def test_an_npz_digest_covers_its_class_names_and_is_unchanged_without_them(tmp_
     want = _digest_before_class_names(x, y)
     assert source_digest(tmp_path / "bare.npz") == want
     assert read_samples(tmp_path / "bare.npz", CLASSES, (1, 8, 8)).digest == want
+
+
+# --------------------------------------------------------------------------- numbers are indices
+
+NUMBERED = [str(i) for i in range(11)]
+"""Class folders named by numbers; an image folder sorts them as text
+('0', '1', '10', '2', ...), so most names are another class's index."""
+
+
+def numbered_dataset(root: Path, per_class: int = 5) -> list[str]:
+    """An image folder whose class names are numbers in another order than
+    their indices; image i of class NAME is filled with 20 * NAME + i, so a
+    pixel tells which class it was written under. Returns the class names in
+    the dataset's (sorted) order."""
+    for name in NUMBERED:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            (root / name / f"{i}.png").write_bytes(png_bytes(np.full((8, 8), 20 * int(name) + i, np.uint8)))
+    return sorted(NUMBERED)
+
+
+def assert_classes_kept(samples, class_names: list[str]) -> None:
+    for c, images in enumerate(samples.by_class):
+        assert len(images), class_names[c]
+        assert set((images[:, 0, 0, 0] // 20).tolist()) == {int(class_names[c])}, (c, class_names[c])
+
+
+def test_numbers_are_class_indices_and_an_export_reads_back_on_a_numbered_dataset(tmp_path, capsys):
+    """On an image folder whose classes are named '0', '1', '10', '2', ...: an
+    export of every format reads back as the classes it was written from (a
+    .cls number is the index, a folder the name), scoring the .tar gives the
+    exporting adapter's own numbers, and an .npz label without class_names is
+    the index, not the class that number names."""
+    ds = tmp_path / "ds"
+    names = numbered_dataset(ds)
+    assert names[:4] == ["0", "1", "10", "2"]
+    runs = str(tmp_path / "runs")
+    common = ["-d", f"imagefolder:{ds}", "--preset", "smoke", "--seed", "0", "--results", runs, "--threads", "1",
+              "-q"]
+    for fmt in ("tar", "folder", "npz"):
+        out_path = tmp_path / f"exp-{fmt}"
+        code, out, err = run_cli(["export-samples", "-g", f"samples:{ds}", "--format", fmt, "--out", str(out_path),
+                                  *common], capsys)
+        assert code == 0, err
+        assert_classes_kept(read_samples(out_path, names, (1, 8, 8)), names)
+    code, _, err = run_cli(["evaluate", "-g", f"samples:{ds},samples:{tmp_path / 'exp-tar'}", "-p", "replace",
+                            *common], capsys)
+    assert code == 0, err
+    recs = records_of(tmp_path / "runs", "samples")
+    own, scored = recs[("ds", "replace", 0)], recs[("exp-tar", "replace", 0)]
+    assert {k: v["value"] for k, v in scored["metrics"].items()} == {k: v["value"] for k, v in own["metrics"].items()}
+    x = np.stack([np.full((1, 8, 8), 20 * int(n), np.uint8) for n in names])
+    np.savez(tmp_path / "bare.npz", images=x, labels=np.arange(len(names)))  # label c is class c
+    assert_classes_kept(read_samples(tmp_path / "bare.npz", names, (1, 8, 8)), names)
+    tar = tmp_path / "named.tar"  # a .cls that is not a number is a class name
+    with tarfile.open(tar, "w") as t:
+        for i, cls in enumerate((b"T-shirt/top", b"1", b"0", b"2")):
+            for key, data in ((f"{i}.png", png_bytes(np.full((8, 8), i, np.uint8))), (f"{i}.cls", cls)):
+                info = tarfile.TarInfo(key)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+    got = read_samples(tar, ["1", "T-shirt/top", "0"], (1, 8, 8))  # '1' is a number: index 1, not the class '1'
+    assert [x[:, 0, 0, 0].tolist() for x in got.by_class] == [[2], [0, 1], [3]]
+    with pytest.raises(UserError, match=r"`labels` hold 11 \(image 0\).*0\.\.10"):
+        np.savez(tmp_path / "out.npz", images=x, labels=np.full(len(names), 11))
+        read_samples(tmp_path / "out.npz", names, (1, 8, 8))

@@ -8,9 +8,21 @@ reads and ``synthbench export-samples`` writes:
   ``KEY.png`` (or ``.jpg``...) and ``KEY.cls`` (the class index, or its name),
   read as a stream.
 
-A class folder (or a ``.cls`` text) names its class by the dataset's class name,
-by that name with the characters a file name cannot hold replaced by ``_`` (so
-Fashion-MNIST's ``T-shirt/top`` is ``T-shirt_top``), or by the class index.
+Which dataset class a source means, by one rule with no overlap:
+
+- a **number** is a class index, always: an .npz label without ``class_names``,
+  a ``.cls`` that is a whole number (WebDataset's convention, and what
+  ``export-samples`` writes). On a dataset whose classes are named by other
+  numbers (an image folder of classes ``1``, ``2``, ``3``), ``.cls`` ``1`` is
+  the second class, never the class named ``1``;
+- a **name** (a class folder, an .npz's ``class_names`` entry, a ``.cls`` that
+  is not a whole number) is the dataset's class of that name, or of that name
+  with the characters a file name cannot hold replaced by ``_`` (Fashion-MNIST's
+  ``T-shirt/top`` is ``T-shirt_top``); a folder or ``class_names`` entry that
+  names no class but is a whole number below the class count is read as that
+  index (folders named ``0``..``9``). ``export-samples`` writes folders by
+  class name and ``class_names`` in the dataset's order, so its files read back
+  as the classes they were written from on every dataset.
 
 Every reader returns the images of each class in one fixed order (the folder's
 sorted relative paths, the archive's index or member-name order) and a content
@@ -263,7 +275,11 @@ def _to_shape(arr: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
 
 
 def class_index(label: str, class_names: list[str], where: str) -> int | None:
-    """The dataset class a source names ``label`` by, or None when it names none."""
+    """The dataset class a source *names* ``label`` by (a folder, an .npz's
+    ``class_names`` entry, a non-numeric ``.cls``), or None when it names none:
+    a class name first, its file-safe form next, and only when neither matches,
+    a whole number below the class count as an index (see the module docstring;
+    numeric labels go through :func:`number_index` instead)."""
     matches = {i for i, n in enumerate(class_names) if label in (n, safe_class_name(n))}
     if not matches and re.fullmatch(r"\d+", label) and int(label) < len(class_names):
         matches = {int(label)}
@@ -271,6 +287,18 @@ def class_index(label: str, class_names: list[str], where: str) -> int | None:
         raise UserError(f"samples: {where} names the class {label!r}, which matches several of the dataset's "
                         f"classes; name the folders by class index (0..{len(class_names) - 1}) instead.")
     return next(iter(matches), None)
+
+
+def number_index(label: int | str, class_names: list[str]) -> int | None:
+    """The dataset class a *number* means (an .npz label without
+    ``class_names``, a ``.cls`` that is a whole number): its index, never a class
+    name that looks like it; None when it is not an index of the dataset."""
+    value = int(label)
+    return value if 0 <= value < len(class_names) else None
+
+
+def _is_number(text: str) -> bool:
+    return re.fullmatch(r"\d+", text) is not None
 
 
 def _class_mismatch(path: Path, unknown: Iterable[str], missing: Iterable[str], class_names: list[str]) -> UserError:
@@ -284,7 +312,8 @@ def _class_mismatch(path: Path, unknown: Iterable[str], missing: Iterable[str], 
                      + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
     return UserError(f"samples: {path} does not match the dataset's classes: {'; '.join(parts)}. The dataset's "
                      f"classes are {', '.join(map(repr, class_names))}; name each class folder (or .cls) by the "
-                     f"class name, by it with / \\ : replaced by _, or by its index.")
+                     f"class name, by it with / \\ : replaced by _, or by its index. A .cls or .npz label that is "
+                     f"a number is always the class index (0..{len(class_names) - 1}), never a class name.")
 
 
 # --------------------------------------------------------------------------- reading
@@ -358,11 +387,7 @@ def read_samples(path: str | Path, class_names: list[str], shape: tuple[int, int
     shapes: dict[str, int] = {}
     unknown: set[str] = set()
 
-    def keep(label: str, image: np.ndarray, where: str) -> None:
-        idx = class_index(label, class_names, where)
-        if idx is None:
-            unknown.add(label)
-            return
+    def keep(idx: int, image: np.ndarray) -> None:
         shapes[f"{image.shape[2]}x{image.shape[0]}x{image.shape[1]}"] = 1
         by_class[idx].append(_to_shape(image, shape))
 
@@ -374,16 +399,34 @@ def read_samples(path: str | Path, class_names: list[str], shape: tuple[int, int
                             f"({len(images)}); got {labels.dtype} of shape {labels.shape}.")
         _hash_npz(h, raw, labels, names)
         for i, (img, lab) in enumerate(zip(images, labels.tolist())):
-            label = names[lab] if names is not None and 0 <= lab < len(names) else str(lab)
-            keep(label, img, f"{root}[{i}]")
+            if names is None:  # a number: the class index, never a class name that looks like it
+                idx = number_index(lab, class_names)
+                if idx is None:
+                    raise UserError(f"samples: {root}'s `labels` hold {lab} (image {i}), but the dataset has "
+                                    f"{len(class_names)} classes: a label is a class index, 0..{len(class_names) - 1}. "
+                                    f"Relabel the images, or add `class_names` naming the class of each label.")
+            elif 0 <= lab < len(names):  # an index into the file's own names, matched by name
+                idx = class_index(names[lab], class_names, f"{root}[{i}]")
+                if idx is None:
+                    unknown.add(names[lab])
+                    continue
+            else:
+                raise UserError(f"samples: {root}'s `labels` hold {lab} (image {i}), which is not an index of its "
+                                f"{len(names)} `class_names`. Each label must index `class_names` "
+                                f"(0..{len(names) - 1}).")
+            keep(idx, img)
     else:
         items = _folder_items(root) if kind == "folder" else _tar_items(root)
         for item in items:
             _hash_item(h, kind, item)
-            if class_index(item.label, class_names, item.name) is None:
+            if kind == "tar" and _is_number(item.label):  # WebDataset's .cls: the class index
+                idx = number_index(item.label, class_names)
+            else:
+                idx = class_index(item.label, class_names, item.name)
+            if idx is None:
                 unknown.add(item.label)
                 continue
-            keep(item.label, _decode(item), item.name)
+            keep(idx, _decode(item))
     total = sum(len(x) for x in by_class)
     if total == 0 and not unknown:
         what = {"folder": "class sub-folders with images (" + ", ".join(IMAGE_SUFFIXES) + ")",
@@ -410,8 +453,11 @@ def read_samples(path: str | Path, class_names: list[str], shape: tuple[int, int
 def write_samples(path: str | Path, fmt: str, images: np.ndarray, labels: np.ndarray,
                   class_names: list[str]) -> Path:
     """``images`` (uint8 ``N x C x H x W``) with their ``labels`` in ``fmt``:
-    ``folder`` (PNG files ``CLASS/000000.png``), ``npz`` or ``tar`` (one shard,
-    ``000000.png`` + ``000000.cls``). Written under a temporary name and moved
+    ``folder`` (PNG files ``CLASS/000000.png``, ``CLASS`` the file-safe class
+    name), ``npz`` (with ``class_names`` in the dataset's order) or ``tar`` (one
+    shard, ``000000.png`` + ``000000.cls`` holding the class index, which
+    :func:`read_samples` reads as an index). Each reads back as the classes it
+    was written from, whatever the classes are named. Written under a temporary name and moved
     into place, so a half-written export is never read as a source."""
     import os
     import shutil

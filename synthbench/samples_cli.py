@@ -1,6 +1,7 @@
 """``synthbench export-samples``: any adapter's sample pool written as files, so
 a user can generate on a GPU machine and score elsewhere (``--generator
-samples:PATH``), or publish a synthetic set."""
+samples:PATH``), or publish a synthetic set. Only a class-conditional
+adapter's pool is written: see :func:`_unconditional` for why."""
 
 from __future__ import annotations
 
@@ -42,7 +43,9 @@ def export_samples(generator: str, dataset: str, preset: str, multiple: int, see
 
     They are the images `evaluate` trains on at that seed (the same fit and pool
     caches), laid out so that `evaluate -g samples:OUT --seed S` draws them in
-    the same order and gives the same numbers.
+    the same order and gives the same numbers. Class-conditional adapters only:
+    an unconditional one (e.g. `-o conditional=false`) is refused, because its
+    pseudo-labelled pool is not class-balanced; score it with `evaluate -g`.
     """
     import torch
 
@@ -70,10 +73,15 @@ def export_samples(generator: str, dataset: str, preset: str, multiple: int, see
     if choice.cls.oracle:
         raise UserError(f"{choice.name} is the real train split itself; there are no samples to export. Copy the "
                         f"dataset's files instead, or export a generator's samples.")
+    unconditional = getattr(choice.cls, "unconditional_options", lambda: None)() or {}
+    if unconditional and all(choice.options.get(k) == v for k, v in unconditional.items()):
+        raise _unconditional(choice.label, generator, dataset, preset, seed, option)  # before a fit, not after
     store = ResultStore(results)
     timeout = timeout_option(DEFAULT_TIMEOUT_S if adapter_timeout is None else adapter_timeout)
     guarded = Guarded(choice.instance(), timeout, trusted=GENERATORS.origin(choice.name) == "built-in")
     guarded.fitted(FitContext.from_dataset(ds, grid.preset, grid.device, store.cache_dir))
+    if not getattr(guarded, "conditional", True):  # an adapter may decide in fit (an unconditional checkpoint)
+        raise _unconditional(choice.label, generator, dataset, preset, seed, option)
     ctx = CellContext(dataset=ds, generator=guarded, preset=grid.preset, seed=seed, device=grid.device, options={},
                       samples=SampleCache(store.cache_dir), cache_dir=store.cache_dir)
     pool = ctx.synthetic(multiple * len(ds.train))
@@ -83,3 +91,20 @@ def export_samples(generator: str, dataset: str, preset: str, multiple: int, see
     click.echo(f"wrote {len(images)} samples of {choice.name} ({multiple}x the {len(ds.train)} train images of "
                f"{ds.name}, preset {grid.preset.name}, seed {seed}) to {path} ({fmt}; {counts})")
     click.echo(f"score them: synthbench evaluate -g samples:{path} -d {dataset} --preset {preset} --seed {seed}")
+
+
+def _unconditional(label: str, generator: str, dataset: str, preset: str, seed: int,
+                   option: tuple[str, ...]) -> UserError:
+    """Why an unconditional adapter's pool is not exported: its images are
+    pseudo-labelled by the reference classifier, so a pool holds each class in
+    whatever share the classifier gives it, not the real split's. Scored as
+    ``samples:``, which serves each class's requests from that class's images
+    only, the pool would run short of some class at once (and the numbers would
+    not be the adapter's: ``evaluate`` pseudo-labels an unconditional adapter's
+    own pool instead). So it is refused before anything is written."""
+    opts = "".join(f" -o {o}" for o in option)
+    return UserError(f"{label} is unconditional: its samples are pseudo-labelled by the reference classifier, so "
+                     f"its pool is not class-balanced and `evaluate -g samples:OUT` would run short of some "
+                     f"classes (nor would it give the adapter's numbers). export-samples writes only "
+                     f"class-conditional adapters' pools; score this one directly: synthbench evaluate -g "
+                     f"{generator}{opts} -d {dataset} --preset {preset} --seed {seed}.")

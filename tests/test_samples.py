@@ -354,3 +354,50 @@ def test_numbers_are_class_indices_and_an_export_reads_back_on_a_numbered_datase
     with pytest.raises(UserError, match=r"`labels` hold 11 \(image 0\).*0\.\.10"):
         np.savez(tmp_path / "out.npz", images=x, labels=np.full(len(names), 11))
         read_samples(tmp_path / "out.npz", names, (1, 8, 8))
+
+
+# --------------------------------------------------------------------------- export-samples refuses unconditional pools
+
+
+def test_export_samples_refuses_an_unconditional_adapter(tmp_path, capsys):
+    """An unconditional adapter's pool is pseudo-labelled, not class-balanced,
+    so the `score them` command export-samples prints would fail at once: it
+    is refused with one paragraph, exit 2, nothing written. edm with
+    conditional=false is refused before its fit (its option says so); an
+    adapter that turns unconditional in fit is refused after it."""
+    from synthbench.api import FitContext, Generator
+    from synthbench.plugins import GENERATORS
+
+    runs = str(tmp_path / "runs")
+    common = ["--preset", "smoke", "--results", runs, "--threads", "1", "-q"]
+    code, out, err = run_cli(["export-samples", "-g", "edm", "-o", "conditional=false", "--out",
+                              str(tmp_path / "edm"), *common], capsys)
+    assert code == 2, (out, err)
+    text = err.replace("\n", " ")
+    assert "Traceback" not in err and "is unconditional" in text and "not class-balanced" in text
+    assert "synthbench evaluate -g edm -o conditional=false -d digits --preset smoke --seed 0" in text
+    assert not (tmp_path / "edm").exists()
+    assert not [f for f in (tmp_path / "runs").rglob("*") if f.is_file()]  # refused before a fit: nothing cached
+
+    class Unconditional(Generator):
+        name = "unconditional-stub"
+        description = "noise, unconditional (for tests)"
+
+        def fit(self, ctx: FitContext):
+            self.conditional = False
+            self.shape = tuple(ctx.image_shape)
+            return {"dataset_digest": ctx.dataset_digest}
+
+        def sample(self, labels, seeds):
+            return torch.stack([torch.randint(0, 256, self.shape, dtype=torch.uint8,
+                                              generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+
+    GENERATORS.register(Unconditional.name, Unconditional)
+    try:
+        code, out, err = run_cli(["export-samples", "-g", Unconditional.name, "--out", str(tmp_path / "stub"),
+                                  *common], capsys)
+    finally:
+        GENERATORS.unregister(Unconditional.name)
+    assert code == 2, (out, err)
+    assert "unconditional-stub is unconditional" in err.replace("\n", " ") and "Traceback" not in err
+    assert not (tmp_path / "stub").exists()

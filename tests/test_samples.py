@@ -401,3 +401,31 @@ def test_export_samples_refuses_an_unconditional_adapter(tmp_path, capsys):
     assert code == 2, (out, err)
     assert "unconditional-stub is unconditional" in err.replace("\n", " ") and "Traceback" not in err
     assert not (tmp_path / "stub").exists()
+
+
+# --------------------------------------------------------------------------- tar shards with metadata members
+
+
+def test_a_tar_shard_with_json_and_txt_members_reads_like_one_without(tmp_path, digits):
+    """img2dataset-style shards hold KEY.json and KEY.txt beside each image:
+    members that are neither an image nor a .cls are skipped wherever they sit
+    (after the pair, too, where they were once refused as "members without
+    their pair") and leave the digest as it is without them."""
+    x, y = digits_images(digits, 2)
+    plain = write_samples(tmp_path / "plain.tar", "tar", x, y, CLASSES)
+    shard = tmp_path / "shard.tar"
+    with tarfile.open(plain) as src, tarfile.open(shard, "w") as out:
+        for member in src.getmembers():
+            out.addfile(member, src.extractfile(member))
+            key = member.name.rpartition(".")[0]
+            if member.name.endswith(".cls"):  # after the pair
+                for ext, data in (("json", b'{"caption": "a digit"}'), ("txt", b"a digit")):
+                    info = tarfile.TarInfo(f"{key}.{ext}")
+                    info.size = len(data)
+                    out.addfile(info, io.BytesIO(data))
+        info = tarfile.TarInfo("zzz.json")  # metadata with no image at all
+        info.size = 2
+        out.addfile(info, io.BytesIO(b"{}"))
+    want, got = read_samples(plain, CLASSES, (1, 8, 8)), read_samples(shard, CLASSES, (1, 8, 8))
+    assert got.counts == [2] * 10 and got.digest == want.digest
+    assert all(np.array_equal(a, b) for a, b in zip(got.by_class, want.by_class))

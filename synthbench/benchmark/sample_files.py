@@ -6,7 +6,7 @@ reads and ``synthbench export-samples`` writes:
   ``N x H x W`` for grey) and integer ``labels`` (and optionally ``class_names``);
 - **WebDataset-style .tar shards** (one ``.tar``, or a folder of them): members
   ``KEY.png`` (or ``.jpg``...) and ``KEY.cls`` (the class index, or its name),
-  read as a stream.
+  read as a stream; other members (``KEY.json``, ``KEY.txt``...) are skipped.
 
 Which dataset class a source means, by one rule with no overlap:
 
@@ -159,7 +159,10 @@ def _folder_items(path: Path) -> Iterator[_Item]:
 
 def _tar_items(path: Path) -> Iterator[_Item]:
     """Members grouped by key (``0001.png`` + ``0001.cls``), read as a stream: a
-    WebDataset shard keeps an image and its label next to each other."""
+    WebDataset shard keeps an image and its label next to each other. Members
+    that are neither an image nor a ``.cls`` (the ``KEY.json``, ``KEY.txt`` an
+    img2dataset shard holds beside each image) are skipped unread, wherever
+    they sit, and are not in the digest: they do not change what is scored."""
     for shard in _shards(path):
         pending: dict[str, dict[str, bytes]] = {}
         try:
@@ -168,10 +171,11 @@ def _tar_items(path: Path) -> Iterator[_Item]:
                     if not member.isfile():
                         continue
                     key, dot, ext = member.name.rpartition(".")
-                    if not dot:
-                        continue
+                    ext = ext.lower()
+                    if not dot or (ext != "cls" and f".{ext}" not in IMAGE_SUFFIXES):
+                        continue  # metadata (KEY.json, KEY.txt...): not part of the pair
                     fh = tar.extractfile(member)
-                    pending.setdefault(key, {})[ext.lower()] = fh.read() if fh is not None else b""
+                    pending.setdefault(key, {})[ext] = fh.read() if fh is not None else b""
                     parts = pending[key]
                     image_ext = next((e for e in parts if f".{e}" in IMAGE_SUFFIXES), None)
                     if image_ext is not None and "cls" in parts:

@@ -37,12 +37,13 @@ class Tags(HTMLParser):
 def make_record(generator: str, protocol: str, seed: int, metrics: dict[str, tuple[float, float | None, bool]],
                 status: str = "ok", *, protocol_version: int = 1, generator_version: int = 1,
                 generator_options: dict | None = None, error: str | None = None, details: dict | None = None,
-                wall: float = 1.0) -> Record:
+                wall: float = 1.0, protocol_options: dict | None = None) -> Record:
     """A record shaped as the run grid writes it (metrics: name -> (value, stderr, higher_is_better))."""
     spec = {"schema_version": 1, "synthbench_version": "0.1.0", "dataset": "digits", "dataset_digest": "d" * 64,
             "generator": generator, "generator_version": generator_version,
             "generator_options": generator_options or {}, "generator_extra": {}, "protocol": protocol,
-            "protocol_version": protocol_version, "protocol_options": {}, "preset": {"name": "smoke"},
+            "protocol_version": protocol_version, "protocol_options": protocol_options or {},
+            "preset": {"name": "smoke"},
             "seed": seed, "device_type": "cpu"}
     return Record.from_json(seal({
         "schema_version": 1, "cell_hash": cell_hash(spec), "spec": spec, "status": status, "error": error,
@@ -327,3 +328,126 @@ def test_a_table_says_its_smallest_detectable_difference_and_when_it_is_saturate
     p = (0.98 + 0.975) / 2
     assert close.detectable == pytest.approx(2.8016 * m.sqrt(2 * p * (1 - p) / (100 * 3)), rel=1e-3)
     assert close.saturated and not apart.saturated  # 0.005 apart cannot be told apart on 100 images
+
+
+# --------------------------------------------------------------------------- rows, partial metrics, the tables that speak
+
+
+def test_a_metric_only_some_seeds_report_is_shown_with_its_count_and_never_ranked(tmp_path):
+    """``scaleup`` leaves ``crossing_multiple`` out on a seed whose curve never
+    reaches real: a mean over the seeds that did would star a generator that
+    crossed on one seed of three (at x2) above one that crossed on all three (at x3)."""
+    from synthbench.plugins import PROTOCOLS
+
+    version = PROTOCOLS.get("scaleup").version
+    recs = []
+    for seed in range(3):
+        for gen, top1, crossing in (("real", 0.99, None), ("once", 0.90, 2.0 if seed == 0 else None),
+                                    ("always", 0.91, 3.0 + 0.01 * seed), ("twice", 0.92, 2.5 if seed else None),
+                                    ("thrice", 0.93, 4.0 + 0.01 * seed)):
+            metrics = {"top1_x1": (top1 + 0.001 * seed, 0.01, True)}
+            if crossing is not None:
+                metrics["crossing_multiple"] = (crossing, None, False)
+            recs.append(make_record(gen, "scaleup", seed, metrics, protocol_version=version))
+    (table,) = build_tables(recs)
+    stats = {r.generator: r.stats["crossing_multiple"] for r in table.rows if "crossing_multiple" in r.stats}
+    assert stats["once"].partial and (stats["once"].seeds, stats["once"].of) == (1, 3)
+    assert stats["once"].coverage == " (1 of 3 seeds)" and stats["twice"].coverage == " (2 of 3 seeds)"
+    assert not stats["always"].partial and stats["always"].coverage == ""
+    marks = {g: s.mark for g, s in stats.items()}
+    assert marks == {"once": "", "twice": "", "always": "best", "thrice": ""}  # x3 on every seed beats x4
+    write(tmp_path / "store", *recs)
+    build = build_site(tmp_path / "store", tmp_path / "site")
+    page = next(p.read_text() for p in build.pages if p.name.startswith("scaleup"))
+    assert "(1 of 3 seeds)" in page and "reported by 1 of the row&#39;s 3 ok seeds" in page
+
+
+def test_two_rows_of_one_generator_name_stay_two_rows_in_the_headline_and_the_findings():
+    """Two ``samples:PATH`` submissions are two rows of the name ``samples``:
+    the headline and the findings must not merge them, nor pair one's
+    ``augment`` with the other's ``replace``."""
+    from synthbench.leaderboard.aggregate import build_headlines
+    from synthbench.leaderboard.findings import augment_over_replace
+    from synthbench.plugins import PROTOCOLS
+
+    version = {p: PROTOCOLS.get(p).version for p in ("replace", "augment")}
+    scores = {"A": (0.95, 0.97), "B": (0.70, 0.93)}  # (replace, augment)
+    recs = []
+    for seed in range(3):
+        recs.append(make_record("real", "replace", seed, {"top1": (0.99, 0.01, True)},
+                                protocol_version=version["replace"]))
+        recs.append(make_record("real", "augment", seed, {"top1": (0.99, 0.01, True)},
+                                protocol_version=version["augment"]))
+        for label, (rep, aug) in scores.items():
+            opts = {"label": label, "path": f"/data/{label}.npz"}
+            recs.append(make_record("samples", "replace", seed, {"top1": (rep + 0.001 * seed, 0.01, True)},
+                                    generator_options=opts, protocol_version=version["replace"]))
+            recs.append(make_record("samples", "augment", seed, {"top1": (aug + 0.001 * seed, 0.01, True)},
+                                    generator_options=opts, protocol_version=version["augment"]))
+    tables = build_tables(recs)
+    (h,) = build_headlines(tables)
+    rows = [r for r in h.rows if not r.oracle]
+    assert len(rows) == 2
+    by_label = {("A" if "A" in r.label else "B"): r for r in rows}
+    assert by_label["A"].cells["replace"].value == pytest.approx(0.951 / 0.99)
+    assert by_label["B"].cells["replace"].value == pytest.approx(0.701 / 0.99)
+    evidence = {e.subject: e for e in augment_over_replace(tables).evidence if "vs real only" not in e.subject}
+    assert len(evidence) == 2
+    for label, e in evidence.items():
+        rep, aug = scores["A" if "label=A" in label else "B"]
+        assert e.difference.diff == pytest.approx(aug - rep)  # its own replace row, not the other's
+
+
+def test_the_headline_and_findings_take_the_default_options_table_over_a_larger_sweep():
+    from synthbench.leaderboard.aggregate import build_headlines
+    from synthbench.leaderboard.findings import _current
+    from synthbench.plugins import PROTOCOLS
+
+    cls = PROTOCOLS.get("augment")
+    defaults = {k: o.default for k, o in cls.options.items()}
+    sweep = {**defaults, "ratio": 2.0}
+    recs = []
+    for seed in range(3):
+        for gen in ("real", "a"):
+            recs.append(make_record(gen, "augment", seed, {"top1": (0.9, 0.01, True)}, protocol_version=cls.version,
+                                    protocol_options=defaults))
+        for gen in ("real", "a", "b", "c"):
+            recs.append(make_record(gen, "augment", seed, {"top1": (0.5, 0.01, True)}, protocol_version=cls.version,
+                                    protocol_options=sweep))
+    tables = build_tables(recs)
+    default, = [t for t in tables if t.default_options]
+    assert len(default.rows) < max(len(t.rows) for t in tables)
+    (h,) = build_headlines(tables)
+    assert h.anchors["augment"] == default.anchor
+    assert _current(tables, "augment") == [default]
+
+
+def test_a_closest_to_target_column_sorts_by_its_distance_and_says_why_the_intervals_decided():
+    recs = [make_record(g, "detect", s, {"pixel_acc": (acc + 0.001 * s, 0.001, False)})
+            for s in range(2) for g, acc in (("a", 0.45), ("b", 0.9), ("c", 0.52))]
+    (table,) = build_tables(recs)
+    assert table.best_end("pixel_acc") == "low"
+    assert table.sort_value("pixel_acc", 0.45) == pytest.approx(0.05)
+    assert table.sort_value("pixel_acc", 0.9) == pytest.approx(0.4)
+    text = table.test_text("pixel_acc")
+    assert "95% intervals" in text and "no per-image outcomes" not in text
+    fid = [make_record(g, "fidelity", 0, {"fid": (v, 0.1, False)}) for g, v in (("a", 1.0), ("b", 9.0))]
+    (table,) = build_tables(fid)
+    assert table.best_end("fid") == "low" and table.sort_value("fid", 9.0) == 9.0
+    assert "lie apart" in table.test_text("fid") and "no per-image outcomes" not in table.test_text("fid")
+
+
+def test_a_stamp_vouches_for_the_record_it_verified_and_says_how_many_cells_were_re_run():
+    from synthbench.benchmark.cell import body_digest
+
+    rec = make_record("thirdparty", "replace", 0, {"top1": (0.9, 0.01, True)})
+    stamp = {"synthbench_version": "0.1.0", "verified_at": "2026-01-02", "checked": 2, "cells": 5}
+    (table,) = build_tables([rec], stamps={rec.cell_hash: {**stamp, "record_digest": body_digest(rec.body())}})
+    (row,) = table.rows
+    assert row.verification == "verified" and "2 of its submission's 5 cells re-run" in row.verification_text
+    recomputed = {**stamp, "record_digest": "sha256:" + "0" * 64}  # the cell was computed again since
+    (table,) = build_tables([rec], stamps={rec.cell_hash: recomputed})
+    assert table.rows[0].verification == "unverified"
+    (table,) = build_tables([rec], stamps={rec.cell_hash: {"synthbench_version": "0.1.0", "verified_at": "x"}})
+    assert table.rows[0].verification == "verified"  # a stamp written before digests were kept
+    assert "cells of its submission re-run" in table.rows[0].verification_text

@@ -97,6 +97,10 @@ def test_the_paired_bootstrap_finds_a_consistent_gain_and_no_gain_where_there_is
     assert abs(none.diff) < 0.01 and not none.significant
     assert paired_bootstrap(a, b) == gain  # its own fixed seed: the same records, the same verdict
     assert paired_bootstrap(a, {5: sets["base"][0]}) is None  # no common seed
+    # one common seed: the interval would hold the test images' noise only, not the runs' spread
+    assert paired_bootstrap({0: sets["better"][0]}, {0: sets["base"][0]}) is None
+    assert paired_bootstrap(a, {0: sets["base"][0], 7: sets["base"][1]}) is None
+    assert paired_bootstrap(a, {0: sets["base"][0], 1: sets["base"][1]}).seeds == 2
     assert paired_bootstrap(a, {0: sets["base"][0][:100]}) is None  # another test split
 
 

@@ -64,7 +64,7 @@ def test_submit_then_verify_clean_edited_and_transplanted_bundles(tmp_path, caps
     read = read_store(board)
     (table,) = build_tables(read.records, stamps=read.stamps)
     (row,) = table.rows
-    assert row.verification == "verified" and "synthbench" in row.verification_text
+    assert row.verification == "verified" and "1 of its submission's 1 cells re-run" in row.verification_text
 
     # one metric edited after packing: the manifest no longer matches; nothing runs
     record_name = next(n for n in files if n.startswith("bundle/records/"))

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from synthbench.benchmark.cache import canonical_json
-from synthbench.benchmark.cell import COST_PHASES, CellSpec, Record, Status
+from synthbench.benchmark.cell import COST_PHASES, CellSpec, Record, Status, body_digest
 from synthbench.benchmark.metrics import Target, declared_key, distance, match, rule_text
 from synthbench.benchmark.presets import preset_label
 from synthbench.benchmark.store import ResultStore, invalid_record_error
@@ -160,6 +160,11 @@ class Stat:
     mean: float | None = None
     half: float | None = None
     seeds: int = 0
+    of: int = 0
+    """The row's ok seeds. Fewer ``seeds`` than that: some ok seeds did not
+    report the metric (``scaleup``'s ``crossing_multiple`` on a seed whose curve
+    never reached real), so the mean speaks for the seeds that did and is not
+    ranked (:attr:`partial`)."""
     rule: Any = None
     """The metric's ranking rule (``metrics.Rule``): True, False, a Target or None."""
     mark: str = ""
@@ -167,6 +172,19 @@ class Stat:
     versus_best: str = ""
     """How this row compares with the best (the paired difference and its
     interval, or the intervals), for the cell's tooltip."""
+
+    @property
+    def partial(self) -> bool:
+        """Reported by only some of the row's ok seeds: a mean over the seeds
+        that reported it would rank a row that reached real accuracy on one seed
+        of three above one that reached it on all three, so it is shown with its
+        seed count and never starred or ranked."""
+        return self.seeds < self.of
+
+    @property
+    def coverage(self) -> str:
+        """``" (2 of 3 seeds)"`` for a partial stat, else empty."""
+        return f" ({self.seeds} of {self.of} seeds)" if self.partial else ""
 
     def overlaps(self, other: Stat) -> bool:
         if self.mean is None or other.mean is None:
@@ -301,14 +319,25 @@ class Table:
     """The competing generators' headline means lie closer together than ``detectable``."""
     comparers: dict[str, Any] = field(default_factory=dict, repr=False)
     """Per ranked column, the :class:`Comparer` that decided its ties."""
+    default_options: bool = False
+    """The protocol ran with its declared defaults (an ablation or a sweep of a
+    user's own is another table of the same protocol)."""
+
+    @property
+    def representative(self) -> tuple[bool, int]:
+        """Which of a protocol's tables speaks for it in the headline and the
+        findings: the one with the default options, else the one with the most rows."""
+        return self.default_options, len(self.rows)
 
     def test_text(self, name: str) -> str:
-        """How the column's ties were decided, for the table's note."""
+        """How the column's ties were decided, for the table's note: the tests
+        the :class:`Comparer` used, and why the intervals decided where they did."""
         methods = self.comparers[name].methods if name in self.comparers else set()
-        if "paired" in methods:
+        if PAIRED in methods:
             return ("decided by a paired bootstrap over the shared test images and seeds"
-                    + (" (or 95% intervals apart)" if "intervals" in methods else ""))
-        return "decided by the 95% intervals (these records keep no per-image outcomes)" if methods else ""
+                    + (" (or 95% intervals apart)" if methods - {PAIRED} else ""))
+        why = [INTERVAL_REASONS[m] for m in sorted(methods) if m in INTERVAL_REASONS]
+        return f"decided by the 95% intervals ({'; '.join(why)})" if methods else ""
 
     @property
     def anchor(self) -> str:
@@ -318,12 +347,21 @@ class Table:
     def options_label(self) -> str:
         return _options_text(self.protocol_options)
 
-    def higher_is_better(self, name: str) -> bool | None:
-        rule = self.rules.get(name)
-        return rule if isinstance(rule, bool) else None
-
     def rule_text(self, name: str) -> str:
         return rule_text(self.rules.get(name))
+
+    def best_end(self, name: str) -> str:
+        """Which end of :meth:`sort_value` is best, for the column's first click
+        (``low`` for lower-is-better and closest-to-a-target columns)."""
+        rule = self.rules.get(name)
+        return "low" if rule is False or isinstance(rule, Target) else "high"
+
+    def sort_value(self, name: str, value: float) -> float:
+        """What the column sorts by: the value, or for a closest-to-a-target
+        column (``detect``'s accuracy, best at 0.5) its distance to the target,
+        so that sorting best-first puts the least detectable generator first."""
+        rule = self.rules.get(name)
+        return abs(value - rule.value) if isinstance(rule, Target) else value
 
     def arrow(self, name: str) -> str:
         """↑, ↓, →0.5 (closest to), or nothing for a diagnostic."""
@@ -498,15 +536,28 @@ def memorisation_flags(records: list[Record]) -> dict[tuple[str, str, str], list
     return out
 
 
+def _vouched(record: Record, stamp: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``stamp`` if it vouches for this very record: the stamp's record digest,
+    where it keeps one, must be the record's (a cell computed again later, in
+    the same store, is no longer the record that was verified)."""
+    if stamp is None or ("record_digest" in stamp and stamp["record_digest"] != body_digest(record.body())):
+        return None
+    return stamp
+
+
 def _verification(row: Row, stamps: dict[str, dict[str, Any]], plugins: PluginInfo) -> None:
     """Verified when every record of the row is covered by a stamp; unverified
     when it is not and its numbers came from outside (a third-party adapter, or
-    pre-generated samples); nothing for the board's own built-in runs."""
-    covered = [stamps.get(r.cell_hash) for r in row.records]
+    pre-generated samples); nothing for the board's own built-in runs. The text
+    says how many of the submission's cells the maintainers re-ran: ``verify``
+    recomputes a random few and vouches for the rest through them."""
+    covered = [_vouched(r, stamps.get(r.cell_hash)) for r in row.records]
     if covered and all(covered):
         latest = max(covered, key=lambda s: s.get("verified_at", ""))
+        checked = (f"{latest['checked']} of its submission's {latest['cells']} cells"
+                   if "checked" in latest and "cells" in latest else "cells of its submission")
         row.verification = "verified"
-        row.verification_text = (f"verified: cells re-run by the maintainers with synthbench "
+        row.verification_text = (f"verified: {checked} re-run by the maintainers and matched, with synthbench "
                                  f"{latest.get('synthbench_version')} on {latest.get('verified_at')}")
     elif row.generator == "samples" or plugins.origin(row.generator) != "built-in":
         row.verification = "unverified"
@@ -557,6 +608,9 @@ def _make_table(tkey: str, spec: CellSpec, rows: list[Row], plugins: PluginInfo)
         current = getattr(cls, "version", None)
         if current is not None and spec.protocol_version not in (None, current):
             stale = f"protocol v{spec.protocol_version}; the installed {name} is v{current}"
+    declared_options = getattr(cls, "options", None) if cls is not None else None
+    default_options = isinstance(declared_options, dict) and {k: _normalised(v) for k, v in options.items()} == {
+        k: _normalised(o.default) for k, o in declared_options.items()}
     ordered = _declared_order(metric_names, declared)
     cols = [c for c in (columns or []) if c in metric_names] or ordered
     if headline not in metric_names:
@@ -577,7 +631,7 @@ def _make_table(tkey: str, spec: CellSpec, rows: list[Row], plugins: PluginInfo)
                  preset=preset_label(spec.preset), protocol_options=options,
                  columns=cols, all_metrics=ordered, headline=headline, description=description, source=source,
                  stale=stale, rows=rows, key=tkey, rules=rules, detectable=detectable, saturated=saturated,
-                 comparers=comparers)
+                 comparers=comparers, default_options=default_options)
 
 
 Z_DETECT = 1.959963984540054 + 0.8416212335729143
@@ -598,7 +652,7 @@ def detectable_difference(rows: list[Row], metric: str | None) -> tuple[float | 
     image is 0.28 points."""
     if not metric or not RATIO_TO_REAL.search(metric):
         return None, False
-    comp = [r for r in rows if competing(r) and r.stats.get(metric) is not None and r.stats[metric].mean is not None]
+    comp = [r for r in rows if is_ranked(r, metric)]
     ns = [rec.metrics[metric].get("n") for r in comp for rec in r.ok_records if metric in rec.metrics]
     ns = [n for n in ns if isinstance(n, int) and n > 0]
     if len(comp) < 2 or not ns:
@@ -658,13 +712,31 @@ def _fill_stats(row: Row, metric_names: list[str], rules: dict[str, Any]) -> Non
         mean, half = mean_interval([e.get("value") for e in entries], entries[0].get("stderr"))
         rule = rules.get(name)
         row.stats[name] = Stat(mean=mean, half=half, seeds=sum(finite(e.get("value")) for e in entries),
-                               rule=rule)
+                               of=len(row.ok_records), rule=rule)
 
 
 def competing(row: Row) -> bool:
     """Whether a row takes part in a ranking: not the reference, not superseded,
     not a variant of a generator whose default row is there, not flagged."""
     return not (row.oracle or row.stale or row.variant or row.flags)
+
+
+def is_ranked(row: Row, name: str) -> bool:
+    """Whether ``row`` is ranked on the column ``name``: a competing row with a
+    value reported by every one of its ok seeds (:attr:`Stat.partial`)."""
+    stat = row.stats.get(name)
+    return competing(row) and stat is not None and stat.mean is not None and not stat.partial
+
+
+PAIRED, APART, NO_OUTCOMES, FEW_SEEDS, NOT_PAIRED = "paired", "apart", "no-outcomes", "few-seeds", "not-paired"
+"""How a :class:`Comparer` decided a pair: by the paired test, or by the intervals and why."""
+
+INTERVAL_REASONS = {
+    APART: "intervals that lie apart settle a pair without a paired test",
+    NO_OUTCOMES: "these records keep no per-image outcomes",
+    FEW_SEEDS: "the paired test needs two common seeds of the same test split",
+    NOT_PAIRED: "the paired test covers higher- and lower-is-better metrics, not closest-to-a-target ones",
+}
 
 
 class Comparer:
@@ -706,20 +778,22 @@ class Comparer:
         if rule is None or distance(rule, sa.mean) >= distance(rule, sb.mean):
             return False, ""
         if not sa.overlaps(sb) and sa.half is not None and sb.half is not None:
-            self.methods.add("intervals")
+            self.methods.add(APART)
             return True, "95% intervals apart"
-        if isinstance(rule, bool):
-            from synthbench.leaderboard.paired import paired_bootstrap
+        if not isinstance(rule, bool):
+            self.methods.add(NOT_PAIRED)
+            return False, "95% intervals overlap"
+        from synthbench.leaderboard.paired import paired_bootstrap
 
-            oa, ob = self._per_image(a), self._per_image(b)
-            result = paired_bootstrap(oa, ob) if oa and ob else None
-            if result is not None:
-                self.methods.add("paired")
-                text = (f"paired difference {result.diff:+.4f}, 95% [{result.low:+.4f}, {result.high:+.4f}] "
-                        f"over {result.seeds} seed{'s' if result.seeds != 1 else ''} x {result.n} test images")
-                return result.significant and (result.diff > 0) == rule, text
-        self.methods.add("intervals")
-        return False, "95% intervals overlap"
+        oa, ob = self._per_image(a), self._per_image(b)
+        result = paired_bootstrap(oa, ob) if oa and ob else None
+        if result is None:
+            self.methods.add(FEW_SEEDS if oa and ob else NO_OUTCOMES)
+            return False, "95% intervals overlap"
+        self.methods.add(PAIRED)
+        text = (f"paired difference {result.diff:+.4f}, 95% [{result.low:+.4f}, {result.high:+.4f}] "
+                f"over {result.seeds} seeds x {result.n} test images")
+        return result.significant and (result.diff > 0) == rule, text
 
 
 def _mark(rows: list[Row], metric_names: list[str], rules: dict[str, Any]) -> dict[str, Comparer]:
@@ -730,7 +804,7 @@ def _mark(rows: list[Row], metric_names: list[str], rules: dict[str, Any]) -> di
     comparers = {}
     for name in metric_names:
         rule = rules.get(name)
-        candidates = [r for r in rows if competing(r) and name in r.stats and r.stats[name].mean is not None]
+        candidates = [r for r in rows if is_ranked(r, name)]
         if rule is None or len(candidates) < 2 or len({r.stats[name].mean for r in candidates}) == 1:
             continue
         compare = comparers[name] = Comparer(name)
@@ -840,7 +914,7 @@ def build_headlines(tables: list[Table]) -> list[Headline]:
         by_protocol: dict[str, Table] = {}
         for t in group:  # one table per protocol: the one with the default options, else the largest
             have = by_protocol.get(t.protocol)
-            if have is None or len(t.rows) > len(have.rows):
+            if have is None or t.representative > have.representative:
                 by_protocol[t.protocol] = t
         rows: dict[str, HeadlineRow] = {}
         columns = []
@@ -854,8 +928,7 @@ def build_headlines(tables: list[Table]) -> list[Headline]:
             for r in t.rows:
                 if r.stale or r.variant:
                     continue
-                row = rows.setdefault(r.generator, HeadlineRow(r.generator, r.label, r.oracle, list(r.flags), {},
-                                                               0.0))
+                row = rows.setdefault(r.key, HeadlineRow(r.generator, r.label, r.oracle, list(r.flags), {}, 0.0))
                 row.wall_s += r.wall_s
                 s = r.stats.get(metric)
                 if s is None or s.mean is None:
@@ -867,9 +940,8 @@ def build_headlines(tables: list[Table]) -> list[Headline]:
                     value, half = s.mean / real.mean, (s.half / real.mean if s.half is not None else None)
                 else:
                     value, half = s.mean, s.half
-                row.cells[name] = HeadlineCell(fmt(value, half), value, mark=s.mark)
-            competing_rows = [r for r in t.rows if competing(r) and r.stats.get(metric) is not None
-                              and r.stats[metric].mean is not None]
+                row.cells[name] = HeadlineCell(fmt(value, half) + s.coverage, value, mark=s.mark)
+            competing_rows = [r for r in t.rows if is_ranked(r, metric)]
             compare = t.comparers.get(metric)
             clearly_better = ((lambda a, b: compare.better(a, b)[0]) if compare is not None
                               else (lambda a, b: _clearly_better(a.stats[metric], b.stats[metric], rule)))
@@ -879,7 +951,7 @@ def build_headlines(tables: list[Table]) -> list[Headline]:
                              < distance(rule, s.mean))
                 clearly = sum(1 for o in competing_rows if o is not r and clearly_better(o, r))
                 not_worse = sum(1 for o in competing_rows if o is not r and not clearly_better(r, o))
-                cell = rows[r.generator].cells[name]
+                cell = rows[r.key].cells[name]
                 cell.rank, cell.rank_range = better + 1, (clearly + 1, not_worse + 1)
         for row in rows.values():
             ranked = [c for c in row.cells.values() if c.rank is not None]
@@ -888,7 +960,7 @@ def build_headlines(tables: list[Table]) -> list[Headline]:
                 row.rank_span = (sum(c.rank_range[0] for c in ranked) / len(ranked),
                                  sum(c.rank_range[1] for c in ranked) / len(ranked))
         ordered = sorted(rows.values(), key=lambda r: (not r.oracle, r.mean_rank is None,
-                                                       r.mean_rank if r.mean_rank is not None else 0.0, r.generator))
+                                                       r.mean_rank if r.mean_rank is not None else 0.0, r.label))
         out.append(Headline(dataset, preset, columns, {n: t.anchor for n, t in by_protocol.items()}, ordered))
     out.sort(key=lambda h: (h.dataset, h.preset))
     return out

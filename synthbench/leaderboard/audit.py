@@ -18,7 +18,7 @@ from itertools import combinations
 from typing import Any
 
 from synthbench.benchmark.cell import COST_PHASES, Record, Status
-from synthbench.leaderboard.aggregate import Table, competing, finite
+from synthbench.leaderboard.aggregate import Table, finite, is_ranked
 
 
 SETTLED = (Status.OK, Status.UNSUPPORTED)
@@ -184,8 +184,7 @@ def separation(table: Table) -> Separation | None:
     compare: Any = table.comparers.get(metric) if metric else None
     if compare is None:
         return None
-    rows = [r for r in table.rows if competing(r) and r.stats.get(metric) is not None
-            and r.stats[metric].mean is not None]
+    rows = [r for r in table.rows if is_ranked(r, metric)]
     pairs = list(combinations(rows, 2))
     if not pairs:
         return None

@@ -241,12 +241,13 @@ def _stat_text(row: Row, name: str) -> str:
 
 def _current(tables: list[Table], protocol: str) -> list[Table]:
     """The current tables of one protocol, one per dataset x preset: the one
-    with the most rows (the default options are run on every generator)."""
+    with the default options, else the one with the most rows (as the headline
+    chooses, ``Table.representative``)."""
     best: dict[tuple[str, str], Table] = {}
     for t in tables:
         if t.protocol == protocol and not t.stale:
             have = best.get((t.dataset, t.preset))
-            if have is None or len(t.rows) > len(have.rows):
+            if have is None or t.representative > have.representative:
                 best[(t.dataset, t.preset)] = t
     return [best[k] for k in sorted(best)]
 
@@ -257,7 +258,15 @@ def _generators(table: Table) -> list[Row]:
 
 
 def _row(table: Table, generator: str) -> Row | None:
+    """A built-in generator's default row (one per name among :func:`_generators`)."""
     return next((r for r in _generators(table) if r.generator == generator), None)
+
+
+def _same_row(table: Table, row: Row) -> Row | None:
+    """``row``'s generator, version and options in another table: matched by
+    the row's key, not its name, since two ``samples:PATH`` submissions (or two
+    options of a third-party generator) are two rows of one name."""
+    return next((r for r in _generators(table) if r.key == row.key), None)
 
 
 def _reference(table: Table) -> Row | None:
@@ -398,7 +407,7 @@ def augment_over_replace(tables: list[Table]) -> Finding:
             continue
         real_only = _reference(tr)
         for row in _generators(ta):
-            replaced = _row(tr, row.generator)
+            replaced = _same_row(tr, row)
             if replaced is not None:
                 out.append(_compare(ta, row.label, row, "top1", replaced, "top1", +1,
                                     "top1 trained on real + synthetic - on synthetic alone"))

@@ -59,7 +59,7 @@ def results_markdown(tables: list[Table]) -> str:
     for dataset in datasets:
         seps = [(t, s) for t in current if t.dataset == dataset and (s := separation(t)) is not None]
         if seps:
-            lines.append(f"- Pairs of generators the paired test separates on {dataset}: "
+            lines.append(f"- Pairs of generators the table's test (paired, or the intervals) separates on {dataset}: "
                          + "; ".join(f"{t.protocol} {s.separated}/{s.pairs}" for t, s in seps) + ".")
     for c in sorted(cost_tables(tables), key=lambda c: (datasets.index(c.dataset), c.preset)):
         per_gen = ", ".join(f"{g} {c.row_total(g):.1f}" for g in c.generators)

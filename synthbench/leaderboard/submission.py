@@ -333,6 +333,7 @@ def stamp(results: str | Path, bundle: Bundle, checks: list[CellCheck]) -> Path:
     """Add a verified bundle's records to the store ``results`` and write its stamp."""
     import synthbench
     from synthbench.benchmark.atomic import atomic_write_json
+    from synthbench.benchmark.cell import body_digest
     from synthbench.benchmark.store import ResultStore
 
     store = ResultStore(results)
@@ -344,13 +345,18 @@ def stamp(results: str | Path, bundle: Bundle, checks: list[CellCheck]) -> Path:
         "synthbench_version": synthbench.__version__,
         "verified_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cells_checked": [c.cell_hash for c in checks], "records": sorted(r.cell_hash for r in bundle.records),
+        "record_digests": {r.cell_hash: body_digest(r.body()) for r in bundle.records},
         "code": bundle.metadata.get("code"),
     })
     return path
 
 
 def read_stamps(results: str | Path) -> dict[str, dict[str, Any]]:
-    """cell_hash -> the stamp that verified it, from ``results/verified/``."""
+    """cell_hash -> the stamp that verified it, from ``results/verified/``:
+    its synthbench version and date, how many of its bundle's cells were re-run
+    (``checked`` of ``cells``), and the digest of the record it vouches for
+    (``record_digest``; absent in stamps written before it was kept), so that a
+    record computed again into the same cell later is not shown as verified."""
     out: dict[str, dict[str, Any]] = {}
     folder = Path(results) / STAMPS
     if not folder.is_dir():
@@ -358,9 +364,12 @@ def read_stamps(results: str | Path) -> dict[str, dict[str, Any]]:
     for path in sorted(folder.glob("*.json")):
         try:
             data = json.loads(path.read_text())
+            digests = data.get("record_digests") or {}
             for h in data.get("records", []):
                 out[str(h)] = {"synthbench_version": str(data.get("synthbench_version")),
-                               "verified_at": str(data.get("verified_at", ""))[:10]}
+                               "verified_at": str(data.get("verified_at", ""))[:10],
+                               "checked": len(data.get("cells_checked") or []), "cells": len(data["records"]),
+                               **({"record_digest": str(digests[h])} if h in digests else {})}
         except (OSError, ValueError, AttributeError, TypeError):
             continue  # a stamp that does not read verifies nothing
     return out

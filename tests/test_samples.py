@@ -429,3 +429,32 @@ def test_a_tar_shard_with_json_and_txt_members_reads_like_one_without(tmp_path, 
     want, got = read_samples(plain, CLASSES, (1, 8, 8)), read_samples(shard, CLASSES, (1, 8, 8))
     assert got.counts == [2] * 10 and got.digest == want.digest
     assert all(np.array_equal(a, b) for a, b in zip(got.by_class, want.by_class))
+
+
+# --------------------------------------------------------------------------- what the cell key holds
+
+
+def test_the_cell_key_holds_the_digest_and_the_label_not_the_path(tmp_path, digits, smoke_digits):
+    """What the README says a move or a rename costs: a source moved under the
+    same base name keeps its cell key; renamed (the default label is the base
+    name) or given another label, it is a new key whose cells are all computed
+    again; renamed but given its old label, it keeps its key."""
+    from synthbench.benchmark.cell import CellSpec, PluginChoice
+    from synthbench.benchmark.presets import PRESETS
+    from synthbench.plugins import GENERATORS, PROTOCOLS
+
+    def key(path: Path, **given) -> str:
+        gen = PluginChoice.resolve(GENERATORS, f"samples:{path}", given)
+        return CellSpec.of(smoke_digits, gen, PluginChoice.resolve(PROTOCOLS, "replace"), PRESETS["smoke"], 0,
+                           torch.device("cpu")).key
+
+    x, y = digits_images(digits, 2)
+    first = write_samples(tmp_path / "a" / "src", "folder", x, y, CLASSES)
+    before = key(first)
+    (tmp_path / "c").mkdir()
+    moved = first.rename(tmp_path / "c" / "src")
+    assert key(moved) == before  # moved, same base name: same cells
+    assert key(moved, label="mine") != before  # another label: another row, every cell again
+    renamed = moved.rename(tmp_path / "c" / "renamed")
+    assert key(renamed) != before  # the default label is the base name
+    assert key(renamed, label="src") == before  # its old label keeps its cells

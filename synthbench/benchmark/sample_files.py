@@ -364,8 +364,8 @@ def source_digest(path: str | Path) -> str:
     """SHA-256 over the source's content as :func:`read_samples` reads it (file
     names within the source, class names, an .npz's ``class_names``, bytes),
     without decoding anything:
-    what a cell's key holds, so changed files make new cells and a moved folder
-    keeps its cells."""
+    what a cell's key holds (beside the ``samples`` label), so changed files
+    make new cells and the path is not in the key."""
     root = Path(path).expanduser().resolve()
     kind = source_kind(root)
     key = (kind, _signature(root, kind))

@@ -17,9 +17,13 @@ Which image a request gets, deterministically and prefix-stably like every adapt
 - a single ``sample(labels, seeds)`` call (the conformance checks): image i is the
   image of class ``labels[i]`` that ``seeds[i]`` picks, with replacement.
 
-The content digest of what is read is in the cell's key (``spec_extras``): changed
-files make new cells, a moved folder keeps its cells. ``recon`` and ``mia`` need
-a model (to reconstruct, to fit on members only) and record ``unsupported``.
+A cell's key holds the content digest of what is read (``spec_extras``) and the
+``label`` option (default: the file or folder's base name), not the path:
+changed files make new cells; a source moved under the same base name keeps its
+cells, but a new base name or label is a new key, so every cell is computed
+again (the key is left so: changing it would move every existing cell). ``recon``
+and ``mia`` need a model (to reconstruct, to fit on members only) and record
+``unsupported``.
 """
 
 from __future__ import annotations
@@ -48,7 +52,8 @@ class SamplesGenerator(Generator):
         "path": Option("path", "", "The images: a folder of class sub-folders, an .npz with images and labels, "
                                    "or WebDataset-style .tar shards (given as samples:PATH).", in_key=False),
         "label": Option("label", "", "The name of these samples on the leaderboard (default: the file or "
-                                     "folder name)."),
+                                     "folder name). Part of the cell key: a new label is a new row whose cells "
+                                     "are all computed again."),
     }
 
     @classmethod

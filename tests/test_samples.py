@@ -41,6 +41,25 @@ def png_bytes(array: np.ndarray, mode: str | None = None) -> bytes:
     return buf.getvalue()
 
 
+def handmade_png(pixels: np.ndarray, color_type: int, chunks: tuple[tuple[bytes, bytes], ...] = ()) -> bytes:
+    """A PNG written byte by byte (Pillow cannot write 48-bit RGB): ``pixels``
+    ``H x W`` (grey, colour type 0) or ``H x W x 3`` (RGB, type 2) of uint8 or
+    big-endian uint16 (bit depth 8 or 16), with ``chunks`` (type, data) before
+    the image data, e.g. a ``tRNS`` transparent colour."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    depth = 16 if pixels.dtype == np.uint16 else 8
+    rows = pixels.astype(">u2" if depth == 16 else np.uint8).reshape(pixels.shape[0], -1)
+    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
+    ihdr = struct.pack(">IIBBBBB", pixels.shape[1], pixels.shape[0], depth, color_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + b"".join(chunk(k, d) for k, d in chunks)
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
 # --------------------------------------------------------------------------- reading
 
 
@@ -155,6 +174,14 @@ def bad_sources(tmp_path: Path, digits) -> dict[str, tuple[Path, str]]:
     (deep / "2" / "deep.png").write_bytes(png_bytes(np.full((8, 8), 40000, np.uint16)))
     rgba = write_samples(tmp_path / "rgba", "folder", x, y, CLASSES)
     (rgba / "4" / "alpha.png").write_bytes(png_bytes(np.zeros((8, 8, 4), np.uint8), "RGBA"))
+    deep_rgb = write_samples(tmp_path / "deep_rgb", "folder", x, y, CLASSES)  # Pillow opens it as mode RGB
+    (deep_rgb / "5" / "deep_rgb.png").write_bytes(handmade_png(np.full((8, 8, 3), 40000, np.uint16), 2))
+    trns = write_samples(tmp_path / "trns", "folder", x, y, CLASSES)  # 8-bit RGB, one colour transparent
+    (trns / "6" / "trns.png").write_bytes(handmade_png(np.zeros((8, 8, 3), np.uint8), 2,
+                                                       ((b"tRNS", b"\x00\x00" * 3),)))
+    trns_grey = write_samples(tmp_path / "trns_grey", "folder", x, y, CLASSES)  # 8-bit grey, black transparent
+    (trns_grey / "7" / "trns_grey.png").write_bytes(handmade_png(np.zeros((8, 8), np.uint8), 0,
+                                                                 ((b"tRNS", b"\x00\x00"),)))
     return {
         "too few": (few, r"holds 5 images of class '0'; this pool of 400 images needs 40 of it.*scaleup xM"),
         "unknown class": (unknown, r"unknown class name\(s\) 'nine'; no images of '9'"),
@@ -162,6 +189,9 @@ def bad_sources(tmp_path: Path, digits) -> dict[str, tuple[Path, str]]:
         "empty archive": (empty, r"holds no images"),
         "16-bit": (deep, r"deep\.png is a I;16 image \(16-bit or floating point\)"),
         "RGBA": (rgba, r"alpha\.png has an alpha channel"),
+        "16-bit RGB": (deep_rgb, r"deep_rgb\.png is a 16-bit PNG \(RGB, 16 bits per channel\)"),
+        "tRNS": (trns, r"trns\.png has a transparent colour \(RGB with a transparency entry"),
+        "grey tRNS": (trns_grey, r"trns_grey\.png has a transparent colour \(L with a transparency entry"),
     }
 
 

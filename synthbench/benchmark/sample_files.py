@@ -28,8 +28,9 @@ Every reader returns the images of each class in one fixed order (the folder's
 sorted relative paths, the archive's index or member-name order) and a content
 digest over exactly what was read, so changed files make new cells. Bad input is
 a :class:`UserError` naming the file and what to do: an unreadable image, an
-image of a kind the benchmark does not convert silently (16-bit, float, an
-alpha channel), unknown or missing classes, an empty source.
+image of a kind the benchmark does not convert silently (16-bit, a 16-bit RGB
+PNG included, float, an alpha channel or a transparent colour), unknown or
+missing classes, an empty source.
 """
 
 from __future__ import annotations
@@ -212,8 +213,26 @@ def _npz_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
 # --------------------------------------------------------------------------- decoding
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_bit_depth(data: bytes) -> int | None:
+    """The bits per sample a PNG's IHDR declares, or None for another format.
+    Read from the header because Pillow opens a 16-bit RGB PNG as mode ``RGB``
+    (keeping the high byte of each sample): its mode cannot tell it apart from
+    an 8-bit one. (Every PNG starts with the signature, then IHDR: length,
+    ``IHDR``, width, height, bit depth.)"""
+    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR" or len(data) < 25:
+        return None
+    return data[24]
+
+
 def _decode(item: _Item) -> np.ndarray:
-    """An encoded image as uint8 ``H x W x C`` (C = 1 or 3); other kinds refused."""
+    """An encoded image as uint8 ``H x W x C`` (C = 1 or 3). Other kinds are
+    refused, not guessed at: 16-bit (by mode, or a 16-bit PNG of any colour
+    type, which Pillow would silently cut to 8 bits), floating point, and any
+    transparency, an alpha channel or a transparent colour (a PNG ``tRNS``
+    chunk: ``transparency`` in Pillow's ``info``, in any mode)."""
     from PIL import Image
 
     try:
@@ -224,9 +243,17 @@ def _decode(item: _Item) -> np.ndarray:
                 raise UserError(f"samples: {item.name} is a {mode} image (16-bit or floating point). The "
                                 f"benchmark reads 8-bit grey or RGB images; convert it to 8 bits first (the "
                                 f"generator's own uint8 output, or `synthbench export-samples`).")
-            if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+            if png_bit_depth(item.data) == 16:
+                raise UserError(f"samples: {item.name} is a 16-bit PNG ({mode}, 16 bits per channel). The "
+                                f"benchmark reads 8-bit grey or RGB images; convert it to 8 bits first (the "
+                                f"generator's own uint8 output, or `synthbench export-samples`).")
+            if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
                 raise UserError(f"samples: {item.name} has an alpha channel ({mode}). Transparency has no meaning "
                                 f"for a training image; flatten it onto a background and save it as grey or RGB.")
+            if "transparency" in im.info:
+                raise UserError(f"samples: {item.name} has a transparent colour ({mode} with a transparency entry, "
+                                f"a PNG tRNS chunk). Transparency has no meaning for a training image; flatten it "
+                                f"onto a background and save it as grey or RGB without transparency.")
             if mode not in ("L", "1", "RGB", "P", "YCbCr", "CMYK"):
                 raise UserError(f"samples: {item.name} is a {mode} image; save it as 8-bit grey or RGB.")
             im = im.convert("L" if mode in ("L", "1") else "RGB")

@@ -43,7 +43,11 @@ from synthbench.generators.base import Generator
 
 class SamplesGenerator(Generator):
     name = "samples"
-    version = 1
+    version = 2
+    """2: a number (an .npz label without class_names, a whole-number .cls) is
+    always the class index, so a cell computed by version 1 from such a source
+    on a dataset whose classes are named by numbers in another order could hold
+    images under the wrong class; its key moves with the version."""
     argument_option = "path"
     refits = False
     needs = "pre-generated images: samples:PATH (a folder of class sub-folders, an .npz or .tar shards)"

@@ -139,3 +139,73 @@ def test_a_run_takes_up_work_it_put_off_as_soon_as_its_holder_finishes(monkeypat
     monkeypatch.setattr(inline, "run_task", held_until_waited_for)
     inline.InlineExecutor().run(Plan([task("pool"), task("cell", "pool")]), lambda result: None)
     assert order == ["pool", "cell"] and calls == [("pool", False), ("pool", True), ("cell", False)]
+
+
+def test_a_holder_that_wakes_after_its_name_was_claimed_again_leaves_the_new_lease_alone(tmp_path):
+    """A stalls past its TTL; B takes over (generation 2) and releases; C then
+    claims generation 1 again, A's old file name. A's release and heartbeat
+    must not delete or touch C's lease (two workers would compute at once)."""
+    board = LeaseBoard(tmp_path / "leases", ttl_s=5)
+    a = board.try_claim("k", "A")
+    lease_mod._HEARTBEAT.forget(a)  # A is suspended: nothing touches its file
+    old = time.time() - 60
+    os.utime(a.path, (old, old))
+    b = board.try_claim("k", "B")
+    assert b is not None and b.generation == 2
+    b.release()
+    c = board.try_claim("k", "C")
+    assert c is not None and c.path == a.path  # the same file name as A's
+    assert not a.still_ours() and c.still_ours()
+    a.release()  # A wakes up and finishes
+    assert c.path.exists() and board.holder("k")["task"] == "C"
+    assert board.try_claim("k", "D") is None  # C still holds it
+    c.release()
+    assert board.holder("k") is None
+
+
+def test_the_heartbeat_marks_a_lease_whose_file_another_worker_now_holds_as_lost(tmp_path, monkeypatch):
+    monkeypatch.setattr(lease_mod, "HEARTBEAT_S", 0.2)
+    board = LeaseBoard(tmp_path / "leases", ttl_s=3)
+    held = board.try_claim("k")
+    other = json.loads(held.path.read_text())
+    held.path.write_text(json.dumps({**other, "token": "someone else"}))
+    before = held.path.stat().st_mtime
+    deadline = time.time() + 5
+    while not held.lost and time.time() < deadline:
+        time.sleep(0.1)
+    assert held.lost and held.path.stat().st_mtime == before  # not kept alive for its new holder
+    held.release()
+    assert held.path.exists()  # nor deleted
+
+
+def test_expiry_is_judged_by_the_longer_of_the_readers_and_the_holders_ttl(tmp_path):
+    default = LeaseBoard(tmp_path / "leases", ttl_s=180)
+    held = default.try_claim("k")
+    lease_mod._HEARTBEAT.forget(held)
+    ten_s_ago = time.time() - 10
+    os.utime(held.path, (ten_s_ago, ten_s_ago))
+    hasty = LeaseBoard(tmp_path / "leases", ttl_s=5)  # another run started with --lease-ttl 5
+    assert hasty.holder("k") is not None and hasty.try_claim("k") is None
+    long_ago = time.time() - 200
+    os.utime(held.path, (long_ago, long_ago))
+    assert hasty.holder("k") is None and hasty.try_claim("k") is not None
+
+
+@pytest.mark.parametrize("ttl", ["0", "-1", "2.5", "nan", "inf", "soon"])
+def test_a_time_to_live_that_would_break_the_exclusion_is_refused(tmp_path, monkeypatch, ttl):
+    from synthbench.errors import UserError
+
+    monkeypatch.setenv("SYNTHBENCH_LEASE_TTL", ttl)
+    with pytest.raises(UserError, match="at least 3"):
+        LeaseBoard(tmp_path / "leases")
+    with pytest.raises(UserError, match="at least 3"):
+        lease_mod.lease_ttl_option(float(ttl) if ttl != "soon" else float("nan"))
+
+
+def test_a_file_where_the_lease_folder_belongs_is_a_clear_error_not_an_endless_wait(tmp_path):
+    from synthbench.errors import UserError
+
+    (tmp_path / "leases").write_text("not a folder")
+    board = LeaseBoard(tmp_path / "leases", ttl_s=60)
+    with pytest.raises(UserError, match="is not a folder"):
+        board.try_claim("k")

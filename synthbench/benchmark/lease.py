@@ -13,6 +13,15 @@ exactly one wins. The loser of a takeover finds, at its next heartbeat, that a
 higher generation exists, and knows its lease is gone; whatever it still writes is
 written atomically and, by determinism, holds the same bytes as the new holder's.
 
+Each lease file holds a token of its own (and its holder's time to live), so a
+holder that stalled past its lease (a suspended job, ``Ctrl-Z``) and wakes up
+after its generation was taken over, released, and created again by a third
+worker under the same file name neither touches nor deletes that worker's
+lease: it finds another token there and knows its lease is lost. A reader
+judges expiry by the longer of its own TTL and the one the lease was taken
+with, so a run started with a short ``--lease-ttl`` does not take over live
+leases of a run with the default.
+
 What the store's filesystem must give: atomic exclusive create and atomic rename
 (``atomic.py``) on a folder every worker sees, and clocks synchronised (NTP)
 to well within the lease's time to live, since one machine's clock judges a file
@@ -23,6 +32,7 @@ BeeGFS qualify; object stores mounted through FUSE (s3fs, gcsfuse) do not.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import threading
@@ -38,6 +48,9 @@ DEFAULT_TTL_S = 180.0
 """A lease not touched for this long is taken over. Long enough that a loaded
 machine or a slow filesystem never lets a live holder's lease lapse; short
 enough that a killed worker's task restarts within minutes."""
+
+MIN_TTL_S = 3.0
+"""The shortest time to live a run may give (3 heartbeats of a second)."""
 
 HEARTBEAT_S = 30.0
 POLL_S = 1.0
@@ -57,13 +70,25 @@ def owner_id() -> str:
 class Lease:
     """One held claim; :meth:`release` when the work is written."""
 
-    def __init__(self, board: "LeaseBoard", key: str, path: Path, generation: int):
-        self.board, self.key, self.path, self.generation = board, key, path, generation
+    def __init__(self, board: "LeaseBoard", key: str, path: Path, generation: int, token: str):
+        self.board, self.key, self.path, self.generation, self.token = board, key, path, generation, token
         self.lost = False
         """Set by the heartbeat when another worker took the lease over."""
 
+    def still_ours(self) -> bool:
+        """Whether the lease file is still the one this lease created (its token):
+        after a takeover, a release and a new claim the same file name can hold
+        another worker's lease."""
+        try:
+            info = json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            return False
+        return isinstance(info, dict) and info.get("token") == self.token
+
     def release(self) -> None:
         _HEARTBEAT.forget(self)
+        if not self.still_ours():  # taken over (and perhaps claimed again under this name): not ours to delete
+            return
         try:
             self.path.unlink()
         except FileNotFoundError:
@@ -79,8 +104,21 @@ class LeaseBoard:
         try:
             self.ttl_s = float(given)
         except (TypeError, ValueError):
-            raise UserError(f"SYNTHBENCH_LEASE_TTL={given!r} is not a number of seconds; unset it or give e.g. "
-                            f"SYNTHBENCH_LEASE_TTL=180 (or --lease-ttl 180).") from None
+            self.ttl_s = math.nan
+        if not MIN_TTL_S <= self.ttl_s < math.inf:  # 0 or less would claim live leases; NaN, inf never expire
+            raise UserError(f"lease time to live {given!r} (SYNTHBENCH_LEASE_TTL or --lease-ttl): give a number "
+                            f"of seconds of at least {MIN_TTL_S:g}, e.g. {DEFAULT_TTL_S:g} (the default), or "
+                            f"unset SYNTHBENCH_LEASE_TTL.")
+
+    def _folder(self) -> None:
+        """The lease folder, made when missing; a file in its place is a
+        :class:`UserError` (it used to read as "claimed by another worker", and
+        a run waited on it forever)."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise UserError(f"{self.root} is not a folder, but the result store keeps its leases there; move "
+                            f"the file away (nothing in it is a result) and run again.") from None
 
     def _files(self, key: str) -> list[tuple[int, Path]]:
         out = []
@@ -102,9 +140,13 @@ class LeaseBoard:
             info = json.loads(path.read_text() or "{}")
         except (OSError, ValueError):  # released meanwhile, or being written: treat as held, briefly
             return {"owner": "?", "task": key, "age_s": 0.0}
-        if age > self.ttl_s:
+        info = info if isinstance(info, dict) else {}  # a hand-edited file: held, unnamed
+        theirs = info.get("ttl_s")
+        ttl = max(self.ttl_s, float(theirs)) if isinstance(theirs, (int, float)) and math.isfinite(theirs) \
+            else self.ttl_s
+        if age > ttl:
             return None
-        return {**(info if isinstance(info, dict) else {}), "age_s": age}  # a hand-edited file: held, unnamed
+        return {**info, "age_s": age}
 
     def try_claim(self, key: str, task: str = "") -> Lease | None:
         """The lease on ``key`` if nobody holds a live one, else None. Never waits."""
@@ -113,19 +155,21 @@ class LeaseBoard:
             return None
         generation = files[-1][0] + 1 if files else 1
         path = self.root / f"{key}.{generation}.lease"
+        self._folder()
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:  # another worker claimed (or took over) first
             return None
+        token = uuid.uuid4().hex
         with os.fdopen(fd, "w") as fh:
-            json.dump({"owner": owner_id(), "task": task or key, "created": time.time()}, fh)
+            json.dump({"owner": owner_id(), "task": task or key, "created": time.time(), "token": token,
+                       "ttl_s": self.ttl_s}, fh)
         for _, old in files:  # expired generations: ours to clean up now
             try:
                 old.unlink()
             except FileNotFoundError:
                 pass
-        lease = Lease(self, key, path, generation)
+        lease = Lease(self, key, path, generation, token)
         _HEARTBEAT.keep(lease)
         return lease
 
@@ -190,6 +234,11 @@ class _Heartbeat:
             with self._lock:
                 leases = list(self._held.values())
             for lease in leases:
+                if lease.lost:
+                    continue
+                if not lease.still_ours():  # removed, or the name now holds another worker's lease
+                    lease.lost = True
+                    continue
                 try:
                     os.utime(lease.path)
                 except FileNotFoundError:
@@ -211,9 +260,11 @@ _HEARTBEAT = _Heartbeat()
 
 
 def lease_ttl_option(value: float | None) -> float | None:
-    """``--lease-ttl`` as given; a TTL under 3 heartbeats of a second is refused."""
+    """``--lease-ttl`` as given; a TTL under 3 heartbeats of a second, or one
+    that never expires, is refused."""
     if value is None:
         return None
-    if not value >= 3:
-        raise UserError(f"--lease-ttl {value}: give at least 3 seconds (the default is {DEFAULT_TTL_S:g}).")
+    if not MIN_TTL_S <= value < math.inf:
+        raise UserError(f"--lease-ttl {value}: give at least {MIN_TTL_S:g} seconds, and a finite number (the "
+                        f"default is {DEFAULT_TTL_S:g}).")
     return float(value)

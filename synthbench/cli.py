@@ -140,7 +140,8 @@ def summary_table(cells, metric_names: list[str]) -> str:
     rows = []
     for gen, group in by_gen.items():
         by_status = {st: [c.record for c in group if c.record and c.record.status is st] for st in Status}
-        ok, failed = by_status[Status.OK], by_status[Status.FAILED]
+        ok = by_status[Status.OK]
+        failed = by_status[Status.FAILED] + [c for c in group if c.record is None]  # no record: failed too
         row = [gen]
         for m in metric_names:
             mean, se, k = aggregate(ok, m)
@@ -230,11 +231,10 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
     if params["quiet"]:
         progress.set_enabled(False)
     p = _validated(_merged(ctx, params))
-    from synthbench.benchmark.cell import Status
     from synthbench.benchmark.options import split_cli_options
     from synthbench.benchmark.provenance import device_name
     from synthbench.plugins import GENERATORS, PROTOCOLS
-    from synthbench.benchmark.runner import make_grid, plan, run_grid
+    from synthbench.benchmark.runner import grid_setting, make_grid, plan, run_explained
     from synthbench.benchmark.store import ResultStore
 
     gen_names = _names(p["generator"], "generator")  # NAME or NAME:ARGUMENT (samples:PATH)
@@ -277,7 +277,8 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
         raise UserError(f"Cannot write results to {store.root} ({exc.strerror}). Give --results a "
                         f"folder you can write to.") from None
     try:
-        cells = run_grid(grid, store, p["adapter_timeout"])
+        ran = run_explained([(grid_setting(grid, store, p["adapter_timeout"]), grid)])
+        cells = ran.cells
     except KeyboardInterrupt:
         raise UserError(f"Interrupted. Every finished cell is kept in {store.root}/records; "
                         f"run the same command again to resume.") from None
@@ -289,9 +290,36 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
     for line in copy_notes(cells):
         click.echo(line)
     click.echo(next_steps(preset.name, str(store.root)))
-    if any(c.record and c.record.status is Status.FAILED for c in cells):
-        click.echo("Some cells failed; their records hold the error. Fix the cause and run again.", err=True)
+    lines = failure_lines(ran, store)
+    if lines:
+        for line in lines:
+            click.echo(line, err=True)
         sys.exit(1)
+
+
+def failure_lines(ran: Any, store: Any) -> list[str]:
+    """What the run's end says about cells that did not finish (exit status 1):
+    those whose record holds the error, and those that ended without any record
+    (a record path that cannot be written, a worker's task that died outside the
+    cell), each named with its error, since nothing on the store says why."""
+    from synthbench.benchmark.cell import stored_label
+    from synthbench.plugins import GENERATORS, PROTOCOLS
+
+    failed, unrecorded = ran.failed(), ran.unrecorded()
+    if not failed:
+        return []
+    lines = []
+    for cell, error in unrecorded:
+        spec = cell.spec
+        lines.append(f"no record: {stored_label(GENERATORS, spec.generator, spec.generator_options)} x "
+                     f"{stored_label(PROTOCOLS, spec.protocol, spec.protocol_options)} x {spec.dataset}, seed "
+                     f"{spec.seed} ({store.path_for(spec)}): {error}")
+    recorded = len(failed) - len(unrecorded)
+    held = f"{recorded} record{'s hold' if recorded != 1 else ' holds'} the error" if recorded else ""
+    missing = f"{len(unrecorded)} ended without a record (why: above)" if unrecorded else ""
+    lines.append(f"Some cells failed ({len(failed)} of {len(ran.cells)}): {'; '.join(filter(None, (held, missing)))}. "
+                 f"Fix the cause and run again.")
+    return lines
 
 
 def copy_notes(cells: list[Any]) -> list[str]:

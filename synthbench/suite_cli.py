@@ -85,7 +85,8 @@ def run(suite_file: str, results: str, data_root: str | None, adapter_timeout: f
     Prints one table per dataset and protocol.
     """
     from synthbench.benchmark import progress
-    from synthbench.benchmark.driver import run_plan, suite_grids
+    from synthbench.benchmark.driver import suite_grids
+    from synthbench.benchmark.runner import run_explained
     from synthbench.benchmark.suite import load_suite
 
     if quiet:
@@ -103,19 +104,23 @@ def run(suite_file: str, results: str, data_root: str | None, adapter_timeout: f
         return
     _writable(results)
     try:
-        cells = run_plan(grids, executor)
+        ran = run_explained(grids, executor)
+        cells = ran.cells
     except KeyboardInterrupt:
         raise UserError(f"Interrupted. Every finished cell is kept in {results}/records; run the same command "
                         f"again to resume.") from None
-    failed = _print_tables(grids, cells)
+    _print_tables(grids, cells)
     click.echo(f"records: {Path(results) / 'records'}")
-    from synthbench.cli import copy_notes, next_steps
+    from synthbench.benchmark.store import ResultStore
+    from synthbench.cli import copy_notes, failure_lines, next_steps
 
     for line in copy_notes(cells):
         click.echo(line)
     click.echo(next_steps(suite.preset, results))
-    if failed:
-        click.echo(f"{failed} cells failed; their records hold the error. Fix the cause and run again.", err=True)
+    lines = failure_lines(ran, ResultStore(results))
+    if lines:
+        for line in lines:
+            click.echo(line, err=True)
         sys.exit(1)
 
 
@@ -127,9 +132,8 @@ def _writable(results: str) -> None:
                         f"write to.") from None
 
 
-def _print_tables(grids: list, cells: list) -> int:
+def _print_tables(grids: list, cells: list) -> None:
     from synthbench.benchmark.cache import canonical_json
-    from synthbench.benchmark.cell import Status
     from synthbench.benchmark.options import keyed_options
     from synthbench.cli import summary_table
 
@@ -141,7 +145,6 @@ def _print_tables(grids: list, cells: list) -> int:
             click.echo(f"\n{proto.label} on {grid.dataset.name}, preset {grid.preset.name}, seeds "
                        f"{','.join(map(str, grid.seeds))}")
             click.echo(summary_table(group, proto.instance().table_metrics()))
-    return sum(1 for c in cells if c.record is not None and c.record.status is Status.FAILED)
 
 
 def left_estimates(plan: Plan, state_of: dict[str, str], store: ResultStore,

@@ -45,8 +45,53 @@ from synthbench.benchmark.store import ResultStore
 from synthbench.errors import Unsupported, UserError
 from synthbench.plugins import GENERATORS, PROTOCOLS
 
-STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
-"""Disk full, quota, read-only: a problem of the store, not of the cell."""
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+"""Disk full, quota, read-only, forbidden, failing: a problem of the store, not
+of the cell, so every later cell would fail alike and the run stops
+(:func:`storage_error`) instead of recording each cell as failed."""
+
+_STORAGE_ADVICE = {
+    errno.ENOSPC: "Free disk space on that file system",
+    errno.EDQUOT: "Free space within your disk quota (or ask for a larger one)",
+    errno.EROFS: "That file system is mounted read-only: give --results a folder on a writable one",
+    errno.EACCES: "Fix the permissions of that path (or give --results a folder you can write to)",
+    errno.EPERM: "Fix the permissions or ownership of that path (or give --results a folder you own)",
+    errno.EIO: "The disk or network file system reported an input/output error: check it (dmesg, the mount) "
+               "before trusting files written there",
+}
+
+
+def storage_error(exc: OSError, path: str | Path | None = None, what: str = "the result store's file") -> UserError:
+    """The one-paragraph error that stops a run on a problem of the store (a
+    full, read-only, forbidden or failing disk, or a path whose folder is a file):
+    every later task would fail alike, so the run stops instead of recording
+    each cell as failed, and it names the path and what to do. ``path``: the
+    file the run meant to write (a marker), when the system's error may name
+    another (the folder it could not make)."""
+    where = Path(path) if path is not None else Path(exc.filename) if exc.filename else None
+    if where is not None and where.name.startswith(".") and where.name.endswith(".tmp"):
+        where = where.parent  # an atomic write's temporary file: the folder is what the user can act on
+    blocker = _file_in_the_way(where) if where is not None else None
+    named = f" {where}" if where is not None else ""
+    if blocker is not None:
+        why = f"{blocker} is a file, where the store needs a folder. Move that file away"
+    else:
+        why = f"{exc.strerror or exc}. {_STORAGE_ADVICE.get(exc.errno, 'Fix the cause the system names')}"
+    doing = "Cannot write" if path is not None else "A file operation failed on"  # the system's error: read or write
+    return UserError(f"{doing} {what}{named}: {why}, then run the same command again: every record already "
+                     f"written is kept and the run resumes from there.")
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The nearest folder above ``path`` that exists as something other than a
+    folder (a file named ``cache/tasks``), which makes every write under it fail."""
+    for parent in path.parents:
+        try:
+            if parent.exists():
+                return None if parent.is_dir() else parent
+        except OSError:
+            return None
+    return None
 
 PluginsGiven = Mapping[str, Mapping[str, Any] | Sequence[Mapping[str, Any]] | None] | Sequence[str] | str
 """Generators (or protocols) as given: a name, a list of names, or a mapping of
@@ -219,19 +264,80 @@ def run_cell(spec: CellSpec, protocol: Any, generator: Any, grid: Grid, samples:
     return record
 
 
+def grid_setting(grid: Grid, store: ResultStore, adapter_timeout_s: float | None = DEFAULT_TIMEOUT_S) -> Any:
+    """The :class:`~synthbench.benchmark.plan.Setting` a worker rebuilds ``grid`` from."""
+    from synthbench.benchmark.plan import Setting
+
+    return Setting(dataset=grid.dataset.name, preset=grid.preset.name, results=str(store.root),
+                   device=str(grid.device), precision=grid.preset.precision, compile=grid.preset.compile,
+                   threads=torch.get_num_threads() if grid.device.type == "cpu" else None,
+                   adapter_timeout_s=adapter_timeout_s)
+
+
 def run_grid(grid: Grid, store: ResultStore, adapter_timeout_s: float | None = DEFAULT_TIMEOUT_S,
              executor: Any = None) -> list[CellOutcome]:
     """Every cell of the grid, as a plan of tasks (``plan.py``) run by ``executor``
     (default: inline, in this process); the outcomes of all its cells, protocol by
     protocol, generator by generator, seed by seed."""
-    from synthbench.benchmark.driver import run_plan
-    from synthbench.benchmark.plan import Setting
+    return run_explained([(grid_setting(grid, store, adapter_timeout_s), grid)], executor).cells
 
-    setting = Setting(dataset=grid.dataset.name, preset=grid.preset.name, results=str(store.root),
-                      device=str(grid.device), precision=grid.preset.precision, compile=grid.preset.compile,
-                      threads=torch.get_num_threads() if grid.device.type == "cpu" else None,
-                      adapter_timeout_s=adapter_timeout_s)
-    return run_plan([(setting, grid)], executor)
+
+@dataclasses.dataclass
+class GridRun:
+    """The cells of a run, and why each cell that ended without a record has
+    none: a record that cannot be written (its path a folder) or a task that
+    died outside the cell (a SLURM job past its time) leaves nothing on the
+    store to say so, and must not pass for a run with nothing failed."""
+
+    cells: list[CellOutcome]
+    errors: dict[str, str]
+    """Cell key (``CellSpec.key``) to the error its task reported."""
+
+    def unrecorded(self) -> list[tuple[CellOutcome, str]]:
+        """The cells without a record after the run, each with why."""
+        return [(c, self.errors.get(c.spec.key, "its task ended without writing a record and reported no error"))
+                for c in self.cells if c.record is None]
+
+    def failed(self) -> list[CellOutcome]:
+        """The cells that did not finish: a ``failed`` record, or none at all."""
+        return [c for c in self.cells if c.record is None or c.record.status is Status.FAILED]
+
+
+class _Keeping:
+    """An executor that hands every task result on and keeps the cells' errors:
+    the driver reads outcomes back from the store, where a cell whose record
+    could not be written has nothing to say why."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.errors: dict[str, str] = {}
+
+    def __getattr__(self, name: str) -> Any:  # threads, workers: what callers read off the executor
+        if name == "inner":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def run(self, plan: Any, done: Any) -> None:
+        cells = {t.key: t.spec.key for t in plan.by_kind("cell")}
+
+        def keep(result: Any) -> None:
+            if result.key in cells and result.outcome == "failed":
+                self.errors[cells[result.key]] = result.error or "failed"
+            done(result)
+
+        self.inner.run(plan, keep)
+
+
+def run_explained(grids: Sequence[tuple[Any, Grid]], executor: Any = None) -> GridRun:
+    """Every cell of ``grids`` (``(Setting, Grid)`` pairs) not in the store yet,
+    run on ``executor`` (default inline): each cell's outcome, and the errors of
+    the cells that ended without a record (:class:`GridRun`)."""
+    from synthbench.benchmark.driver import run_plan
+    from synthbench.benchmark.executors import InlineExecutor
+
+    keeping = _Keeping(executor or InlineExecutor())
+    cells = run_plan(grids, keeping)
+    return GridRun(cells, keeping.errors)
 
 
 def evaluate(generators: PluginsGiven, protocols: PluginsGiven = "replace", dataset: str = "digits",

@@ -131,10 +131,12 @@ def run_task(task: Task, dep_errors: Mapping[str, str] | None = None, wait: bool
     except UserError:
         raise
     except Exception as exc:  # a fit or pool that failed: its cells record it
-        from synthbench.benchmark.runner import STORAGE_ERRNOS
+        from synthbench.benchmark.runner import STORAGE_ERRNOS, storage_error
 
         if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:  # the store's problem: every task would fail
-            raise
+            raise storage_error(exc) from exc
+        # A cell that gets here has no record (``run_cell`` records every error of the cell itself): the
+        # driver counts it failed and the CLI says why (``runner.GridRun``).
         outcome, error = "failed", f"{type(exc).__name__}: {exc}"
         say(f"{task.label}: failed: {error}")
     return TaskResult(task.key, task.kind, outcome, error, time.perf_counter() - start)
@@ -159,8 +161,8 @@ def _fit(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, str
         guarded, cost = _fit_now(state, gen, need.overrides, need.train)
         if need.is_full:
             _remember(state, task.key, guarded)
-        atomic_write_json(marker, {"task": task.label, "fingerprint": guarded.fingerprint(),
-                                   "cost": {k: round(v, 3) for k, v in cost.items()}})
+        _write_marker(marker, {"task": task.label, "fingerprint": guarded.fingerprint(),
+                               "cost": {k: round(v, 3) for k, v in cost.items()}})
         _mark_bases_done(state.store.root, task)
         log_computed(state.store.root, "fit", task.key)
     return "computed", None
@@ -173,11 +175,31 @@ def _mark_bases_done(root: Path, task: Task) -> None:
     so ``status`` and the dry run count it done, never replacing the marker
     (and cost) of a base task that ran."""
     for key in task.deps:
+        marker = task_marker(root, key)
         try:
-            with open(task_marker(root, key), "x") as fh:
+            with open(marker, "x") as fh:
                 json.dump({"task": f"trained inside {task.label}", "cost": {}}, fh)
         except FileExistsError:
             pass
+        except OSError as exc:
+            raise _marker_error(exc, marker) from exc
+
+
+def _write_marker(marker: Path, content: Mapping[str, Any]) -> None:
+    """Write a task's marker (atomically). A marker that cannot be written is a
+    problem of the store (``cache/tasks`` a file, a forbidden folder), never of
+    the work it marks: the fit, classifier or pool is done and cached, and
+    calling it failed would record "fit failed" on every cell that needs it."""
+    try:
+        atomic_write_json(marker, content)
+    except OSError as exc:
+        raise _marker_error(exc, marker) from exc
+
+
+def _marker_error(exc: OSError, marker: Path) -> UserError:
+    from synthbench.benchmark.runner import storage_error
+
+    return storage_error(exc, marker, "the task marker (the store's note that shared work is done)")
 
 
 def _remember(state: _State, key: str, guarded: Guarded) -> None:
@@ -221,8 +243,8 @@ def _classifier(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[s
             return "cached", None
         with charges.spent() as cost:  # a killed run's part of the training too
             reference_classifier(g.dataset, g.preset, task.seed, g.device, state.store.cache_dir)
-        atomic_write_json(task_marker(state.store.root, task.key),
-                          {"task": task.label, "cost": {"reference_s": round(cost.seconds, 3)}})
+        _write_marker(task_marker(state.store.root, task.key),
+                      {"task": task.label, "cost": {"reference_s": round(cost.seconds, 3)}})
     return "computed", None
 
 
@@ -263,6 +285,10 @@ def _claim_shared_cost(root: str | Path, deps: tuple[str, ...], cell_key: str,
                     continue
             except OSError:
                 continue
+        except OSError as exc:  # the marker was read, so its folder is there: the store refuses the claim
+            from synthbench.benchmark.runner import storage_error
+
+            raise storage_error(exc, claim, "the cost claim (which cell carries the cost of shared work)") from exc
         else:
             with os.fdopen(fd, "w") as fh:
                 fh.write(cell_key + "\n")
@@ -295,8 +321,8 @@ def _pool(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, st
         # (sample_cache.py); a pool written before blocks kept their seconds: this run's time.
         claimed = state.samples.claim_seconds(guarded, task.seed, labels)
         cost["pool_s"] = time.perf_counter() - start if claimed is None else claimed
-        atomic_write_json(marker, {"task": task.label, "n": task.n, "images": images,
-                                   "cost": {k: round(v, 3) for k, v in cost.items() if v}})
+        _write_marker(marker, {"task": task.label, "n": task.n, "images": images,
+                               "cost": {k: round(v, 3) for k, v in cost.items() if v}})
     return "computed", None
 
 

@@ -1,0 +1,110 @@
+"""A store that cannot take what a run writes: every cell that ends without a
+record is counted failed and named with why (exit status 1); a full, read-only,
+forbidden or failing disk, and a file where the store needs a folder, stop the
+run with one paragraph naming the path (exit status 2); no finished record is
+lost either way."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from synthbench.benchmark.store import ResultStore
+from test_cli import run_cli
+
+REAL = ["evaluate", "-g", "real", "-p", "replace", "--preset", "smoke", "--threads", "1", "-q"]
+
+
+def real_run(tmp_path: Path, seeds: int, capsys) -> tuple[int, str, str]:
+    return run_cli(REAL + ["--seeds", str(seeds), "--results", str(tmp_path)], capsys)
+
+
+def record_texts(root: Path) -> dict[Path, str]:
+    return {path: path.read_text() for path in ResultStore(root).paths() if path.is_file()}
+
+
+# --------------------------------------------------------------------------- finding 1: cells without a record
+
+
+def test_a_cell_whose_record_cannot_be_written_fails_the_run(tmp_path, capsys):
+    code, _, err = real_run(tmp_path, 2, capsys)
+    assert code == 0, err
+    kept = record_texts(tmp_path)
+    seed0 = next(path for path in kept if path.name.startswith("seed0-"))
+    seed0.unlink()
+    seed0.mkdir()  # the record's path is a folder: its write fails, and no record says so
+
+    code, out, err = real_run(tmp_path, 2, capsys)
+    assert code == 1, err
+    assert "0/2" not in out and "1/2 (1 failed)" in out  # the table counts it failed
+    assert f"no record: real x replace x digits, seed 0 ({seed0}): IsADirectoryError" in err
+    assert "Some cells failed (1 of 2): 1 ended without a record (why: above)." in err
+    assert "Traceback" not in err
+    del kept[seed0]
+    assert record_texts(tmp_path) == kept  # seed 1's record: untouched
+
+
+@pytest.mark.parametrize("code_name, advice", [
+    ("EACCES", "Fix the permissions of that path"),
+    ("EPERM", "Fix the permissions or ownership of that path"),
+    ("EIO", "input/output error"),
+])
+def test_a_forbidden_or_failing_store_stops_with_exit_2(code_name, advice, tmp_path, capsys, monkeypatch):
+    number = getattr(errno, code_name)
+    written = []
+    original = ResultStore.write
+
+    def write_once(self, record):  # the first record lands, then the store refuses
+        if written:
+            raise OSError(number, os.strerror(number), str(self.path_for(record.spec)))
+        written.append(original(self, record))
+        return written[-1]
+
+    monkeypatch.setattr(ResultStore, "write", write_once)
+    code, _, err = real_run(tmp_path, 2, capsys)
+    assert code == 2 and "Traceback" not in err, err
+    folder = tmp_path / "records" / "digits" / "replace" / "real"
+    assert f"error: A file operation failed on the result store's file {folder}/seed1-" in err
+    assert os.strerror(number) in err
+    assert advice in err and "every record already written is kept" in err
+    assert [p for p in ResultStore(tmp_path).paths()] == written  # the finished record is kept
+
+
+def test_a_file_where_the_task_markers_go_is_a_storage_error_not_a_failed_fit(tmp_path, capsys):
+    code, _, err = real_run(tmp_path, 1, capsys)
+    assert code == 0, err
+    kept = record_texts(tmp_path)
+    tasks = tmp_path / "cache" / "tasks"
+    shutil.rmtree(tasks)
+    tasks.write_text("not a folder\n")  # the fit's weights stay cached and valid
+
+    code, out, err = real_run(tmp_path, 2, capsys)
+    assert code == 2 and "Traceback" not in err, err
+    assert "fit failed" not in out + err and "FileExistsError" not in err
+    assert f"{tasks} is a file, where the store needs a folder. Move that file away" in err
+    assert f"Cannot write the task marker (the store's note that shared work is done) {tasks}/" in err
+    assert record_texts(tmp_path) == kept  # no record written over, none lost, no failed record added
+
+
+def test_a_suite_run_counts_a_cell_without_a_record_failed(tmp_path, capsys):
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\ndataset: digits\npreset: smoke\nseeds: [0, 1]\ndevice: cpu\nthreads: 1\n"
+                     "generators: {real: {}}\nprotocols: {replace: {}}\n")
+    store = tmp_path / "store"
+    code, _, err = run_cli(["run", str(suite), "--results", str(store), "-q"], capsys)
+    assert code == 0, err
+    kept = record_texts(store)
+    seed1 = next(path for path in kept if path.name.startswith("seed1-"))
+    seed1.unlink()
+    seed1.mkdir()
+
+    code, out, err = run_cli(["run", str(suite), "--results", str(store), "-q"], capsys)
+    assert code == 1 and "1/2 (1 failed)" in out, err
+    assert f"no record: real x replace x digits, seed 1 ({seed1}): IsADirectoryError" in err
+    assert "Some cells failed (1 of 2): 1 ended without a record (why: above)." in err
+    del kept[seed1]
+    assert record_texts(store) == kept

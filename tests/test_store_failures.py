@@ -7,13 +7,14 @@ lost either way."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from synthbench.benchmark.store import ResultStore
+from synthbench.benchmark.store import ResultStore, read_record
 from test_cli import run_cli
 
 REAL = ["evaluate", "-g", "real", "-p", "replace", "--preset", "smoke", "--threads", "1", "-q"]
@@ -108,3 +109,24 @@ def test_a_suite_run_counts_a_cell_without_a_record_failed(tmp_path, capsys):
     assert "Some cells failed (1 of 2): 1 ended without a record (why: above)." in err
     del kept[seed1]
     assert record_texts(store) == kept
+
+
+# --------------------------------------------------------------------------- finding 3: integrity warnings
+
+
+def test_an_edited_record_is_named_once_on_stderr_even_with_q(tmp_path, capsys):
+    code, _, err = real_run(tmp_path, 1, capsys)
+    assert code == 0, err
+    (path,) = ResultStore(tmp_path).paths()
+    data = json.loads(path.read_text())
+    data["cost"]["wall_s"]["cell_s"] += 1.0  # still valid JSON, no longer what was written
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    code, out, err = real_run(tmp_path, 1, capsys)  # -q: no progress, but this is not progress
+    assert code == 0, err
+    assert err.count(str(path)) == 1, err  # looked up while planning, before computing and after: said once
+    assert (f"warning: record {path} is not a valid record (its body was edited after it was written" in err
+            and "recomputing the cell, which overwrites it." in err)
+    row = next(line for line in out.splitlines() if line.startswith("| real"))
+    assert row.split("|")[-2].strip() == "0"  # recomputed, not a cache hit
+    assert read_record(path).cost["wall_s"]["cell_s"] != data["cost"]["wall_s"]["cell_s"]

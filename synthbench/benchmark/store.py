@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
 from synthbench.benchmark.atomic import atomic_write_json
 from synthbench.benchmark.cell import DIGEST_FIELD, CellSpec, Record, seal
-from synthbench.benchmark.progress import say
 from synthbench.benchmark.record_schema import parse_record
 from synthbench.errors import UserError
 
@@ -32,6 +32,28 @@ def _safe(name: str) -> str:
 def read_record(path: Path) -> Record:
     """The record at ``path``; ``ValueError`` when it is unreadable or invalid."""
     return Record.from_json(parse_record(_read_bytes(path)))
+
+
+_WARNED: set[tuple[str, str, int | None]] = set()
+"""The integrity warnings this process has given: (file, reason, its mtime)."""
+
+
+def warn_once(path: Path, reason: str, message: str) -> None:
+    """An integrity warning (a record edited by hand, truncated, unreadable) on
+    stderr even with ``-q``: ``-q`` silences progress, never the news that a
+    result on the store is not what was written. A run looks a cell up several
+    times (planning, before computing it, reading it back), so each file is
+    named once per process for each version of it (a file rewritten since is
+    news again)."""
+    try:
+        version: int | None = path.stat().st_mtime_ns
+    except OSError:
+        version = None
+    key = (str(path), reason, version)
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    print(message, file=sys.stderr, flush=True)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -78,8 +100,8 @@ class ResultStore:
         try:
             record = read_record(path)
         except ValueError as exc:
-            say(f"warning: record {path} is not a valid record ({exc}); recomputing the cell, which "
-                f"overwrites it.")
+            warn_once(path, str(exc), f"warning: record {path} is not a valid record ({exc}); recomputing the cell, "
+                                      f"which overwrites it.")
             return None
         if record.spec.key != spec.key or not record.status.finished:
             return None

@@ -507,8 +507,11 @@ def migrate(results: str, dry_run: bool) -> None:
     cell_hash matches its spec is rewritten atomically with its digest added and
     nothing else changed. A valid record whose spec holds an option that no longer
     belongs to a cell's key (e.g. eval_batch, which does not change the images) is
-    moved to its current key. Records that fail validation, or whose digest does
-    not match, are listed and left untouched (exit 2).
+    moved to its current key; where a file is there already, it is kept (and the
+    old record removed) only when it is a valid record of that cell at least as
+    final (ok over unsupported over failed), and replaced otherwise; each such case
+    is listed. Records that fail validation, or whose digest does not match, are
+    listed and left untouched (exit 2).
     """
     from synthbench.benchmark.cell import current_spec
     from synthbench.benchmark.store import ResultStore
@@ -517,10 +520,17 @@ def migrate(results: str, dry_run: bool) -> None:
     verb = "would migrate" if dry_run else "migrated"
     click.echo(f"{verb} {len(report.migrated)} records, re-keyed {len(report.rekeyed)}, "
                f"{len(report.current)} already current, {len(report.refused)} refused")
+    would = "would be " if dry_run else ""
+    for old, new, status in report.kept:
+        click.echo(f"{old} {would}removed: its cell is already at its current key, {new}, as a valid {status} "
+                   f"record, which is kept")
+    for old, new, there in report.replaced:
+        click.echo(f"{new} {would}replaced by the re-keyed {old}: it held {there}")
     for path, reason in report.refused:
         click.echo(f"refused {path}: {reason}", err=True)
     if report.refused:
-        raise UserError(f"{len(report.refused)} record file(s) in {results} could not be migrated (listed above): "
-                        f"they are not valid records, so no digest was added to them. Restore each from version "
-                        f"control, or delete it and run `synthbench evaluate --results {results}` to recompute "
-                        f"that cell.")
+        raise UserError(f"{len(report.refused)} record file(s) in {results} could not be migrated (listed above, "
+                        f"each with why) and were left untouched. One that is not a valid record: restore it from "
+                        f"version control, or delete it and run `synthbench evaluate --results {results}` to "
+                        f"recompute that cell. One whose current key's path cannot be written: clear that path and "
+                        f"run `synthbench records migrate --results {results}` again.")

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from synthbench.benchmark.cell import CellSpec, Record, cell_hash, current_spec, seal
 from synthbench.benchmark.store import ResultStore, read_record
 from test_cli import run_cli
+from test_record_integrity import SPEC, body
 
 REAL = ["evaluate", "-g", "real", "-p", "replace", "--preset", "smoke", "--threads", "1", "-q"]
 
@@ -130,3 +132,89 @@ def test_an_edited_record_is_named_once_on_stderr_even_with_q(tmp_path, capsys):
     row = next(line for line in out.splitlines() if line.startswith("| real"))
     assert row.split("|")[-2].strip() == "0"  # recomputed, not a cache hit
     assert read_record(path).cost["wall_s"]["cell_s"] != data["cost"]["wall_s"]["cell_s"]
+
+
+# --------------------------------------------------------------------------- finding 2: migrate keeps the better record
+
+
+SEEDS = [0, 2]
+"""Seed 0's record sorts after the path of its current key, seed 2's before:
+the migration meets the file at the new key before the old record, or after."""
+
+
+def _old_and_today(store: ResultStore, status: str = "ok", seed: int = 0) -> tuple[Path, CellSpec, dict]:
+    """A record (``status``) keyed with ``eval_batch``, an option that has since
+    left edm's key, written where a store of that time kept it; the spec a run
+    keys that cell by today; the record's JSON."""
+    keyed = {**SPEC, "seed": seed, "generator_options": {"eval_batch": 64, "churn": 0.0}}
+    data = {**body("edm"), "spec": keyed, "cell_hash": cell_hash(keyed)}
+    if status != "ok":
+        data.update(status=status, metrics={}, error="RuntimeError: boom")
+    old = store.write(Record.from_json(seal(data)))
+    today = current_spec(CellSpec.from_json(keyed))
+    assert today != CellSpec.from_json(keyed) and store.path_for(today) != old
+    return old, today, data
+
+
+def _record_at(store: ResultStore, spec: CellSpec, status: str) -> Path:
+    data = {**body("edm", 0.1), "spec": spec.to_json(), "cell_hash": spec.key}
+    if status != "ok":
+        data.update(status=status, metrics={}, error="RuntimeError: earlier failure")
+    return store.write(Record.from_json(seal(data)))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("there", ["failed", "unsupported", "garbage", "truncated"])
+def test_migrate_writes_an_ok_record_over_a_lesser_file_at_its_new_key(there, seed, tmp_path, capsys):
+    store = ResultStore(tmp_path)
+    old, today, data = _old_and_today(store, seed=seed)
+    target = store.path_for(today)
+    if there in ("failed", "unsupported"):
+        _record_at(store, today, there)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("{not json" if there == "garbage" else _record_at(store, today, "ok").read_text()[:40])
+    before = target.read_bytes()
+
+    code, out, err = run_cli(["records", "migrate", "--results", str(tmp_path), "--dry-run"], capsys)
+    assert f"{target} would be replaced by the re-keyed {old}: it held " in out, out + err
+    assert old.exists() and target.read_bytes() == before  # a dry run writes nothing
+
+    code, out, err = run_cli(["records", "migrate", "--results", str(tmp_path)], capsys)
+    assert code == 0 and "re-keyed 1, 0 already current, 0 refused" in out, out + err
+    assert f"{target} replaced by the re-keyed {old}: it held " in out
+    assert (f"a{'n' * (there == 'unsupported')} {there} record, where the moved one is ok"
+            if there in ("failed", "unsupported")
+            else "not a valid record") in out
+    assert not old.exists() and store.paths() == [target]
+    moved = store.lookup(today)  # the ok result, at the key a run computes today, valid
+    assert moved is not None and moved.status.value == "ok" and moved.metrics == data["metrics"]
+
+
+@pytest.mark.parametrize("old_status, there", [("ok", "ok"), ("failed", "ok"), ("failed", "failed"),
+                                               ("unsupported", "unsupported"), ("failed", "unsupported")])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_migrate_keeps_a_record_at_its_new_key_that_is_at_least_as_final(old_status, there, seed, tmp_path, capsys):
+    store = ResultStore(tmp_path)
+    old, today, _ = _old_and_today(store, old_status, seed)
+    target = _record_at(store, today, there)
+    before = target.read_bytes()
+
+    code, out, err = run_cli(["records", "migrate", "--results", str(tmp_path)], capsys)
+    assert code == 0 and "re-keyed 1, 1 already current, 0 refused" in out, out + err
+    assert (f"{old} removed: its cell is already at its current key, {target}, as a valid {there} record, which "
+            f"is kept") in out
+    assert not old.exists() and target.read_bytes() == before
+
+
+def test_migrate_leaves_a_record_whose_new_key_cannot_be_written(tmp_path, capsys):
+    store = ResultStore(tmp_path)
+    old, today, _ = _old_and_today(store)
+    before = old.read_bytes()
+    store.path_for(today).mkdir(parents=True)  # a folder at the new key's path
+
+    code, out, err = run_cli(["records", "migrate", "--results", str(tmp_path)], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert f"refused {old}: its current key's path {store.path_for(today)} cannot be written" in err
+    assert "error: 2 record file(s)" in err  # the folder itself is listed too: it is no record
+    assert old.read_bytes() == before

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from synthbench.benchmark.atomic import atomic_write_json
-from synthbench.benchmark.cell import DIGEST_FIELD, CellSpec, Record, seal
+from synthbench.benchmark.cell import DIGEST_FIELD, CellSpec, Record, Status, seal
 from synthbench.benchmark.record_schema import parse_record
 from synthbench.errors import UserError
 
@@ -73,8 +73,30 @@ class Migration:
     refused: list[tuple[Path, str]] = field(default_factory=list)
     rekeyed: list[tuple[Path, Path]] = field(default_factory=list)
     """(old path, new path) of records whose spec held options that are no longer
-    part of a cell's key (``Option.in_key``); a duplicate of a record already at
-    the new path is removed."""
+    part of a cell's key (``Option.in_key``)."""
+    kept: list[tuple[Path, Path, str]] = field(default_factory=list)
+    """(old path, new path, the status there) of re-keyed records whose cell the
+    new path already held as a valid record at least as final: the old file is
+    removed as a duplicate."""
+    replaced: list[tuple[Path, Path, str]] = field(default_factory=list)
+    """(old path, new path, what was there) of re-keyed records written over a
+    file at the new path that was not a valid record, or was a less final one
+    (``failed`` where the old record is ``ok``)."""
+
+
+_FINALITY = {Status.FAILED: 0, Status.UNSUPPORTED: 1, Status.OK: 2}
+"""How final a record is, for a migration that finds two records of one cell:
+an ``ok`` result beats an ``unsupported`` one, and both beat a ``failed`` one
+(which a run would compute again)."""
+
+
+def _read_any(path: Path) -> tuple[dict, Record, bool]:
+    """A record file as the migration reads it: its JSON, its record, and whether
+    it carries a digest (one without is valid, only not migrated yet);
+    ``ValueError`` when it is neither."""
+    data = parse_record(_read_bytes(path))
+    sealed = isinstance(data, dict) and DIGEST_FIELD in data
+    return data, (Record.from_json(data) if sealed else Record.from_unsealed_json(data)), sealed
 
 
 class ResultStore:
@@ -139,25 +161,24 @@ class ResultStore:
 
         ``rekey`` maps a valid record's spec to the spec the current plugins give
         that cell (:func:`~synthbench.benchmark.cell.current_spec`); a record whose
-        spec changes is written under its new key and path, the old file removed."""
+        spec changes is written under its new key and path, the old file removed,
+        unless the new path already holds that cell's record as final as it is
+        (:meth:`_rekey`): a finished result is never removed for a lesser one."""
         report = Migration()
+        moved_in: set[Path] = set()  # files this pass wrote at a record's new key: not visited again
         for path in self.paths():
+            if path in moved_in:
+                continue
             try:
-                data = parse_record(_read_bytes(path))
-                sealed = isinstance(data, dict) and DIGEST_FIELD in data
-                record = Record.from_json(data) if sealed else Record.from_unsealed_json(data)
+                data, record, sealed = _read_any(path)
             except ValueError as exc:
                 report.refused.append((path, str(exc)))
                 continue
             spec = rekey(record.spec) if rekey is not None else record.spec
             if spec != record.spec:
                 target = self.path_for(spec)
-                if not dry_run:
-                    if not (target.exists() and target != path):  # else: that cell is already there
-                        atomic_write_json(target, dataclasses.replace(record, spec=spec).to_json())
-                    if target != path:
-                        path.unlink()
-                report.rekeyed.append((path, target))
+                if self._rekey(path, target, dataclasses.replace(record, spec=spec), report, dry_run):
+                    moved_in.add(target)
             elif sealed:
                 report.current.append(path)
             else:
@@ -165,6 +186,50 @@ class ResultStore:
                     atomic_write_json(path, seal(data))
                 report.migrated.append(path)
         return report
+
+    def _rekey(self, path: Path, target: Path, moved: Record, report: Migration, dry_run: bool) -> bool:
+        """Move the record at ``path`` to ``target``, its current key's path, as
+        ``moved``. A file already at ``target`` is kept, and ``path`` removed as
+        its duplicate, only when it is a valid record of that cell at least as
+        final (``_FINALITY``); otherwise it would take a finished result's place
+        (an ``ok`` record deleted for a ``failed`` one), so ``moved`` is written
+        over it. Whether ``target`` was written."""
+        there_note = None
+        if target != path and (target.exists() or target.is_symlink()):
+            try:
+                _, there, _ = _read_any(target)
+            except ValueError as exc:
+                there_note = f"not a valid record: {exc}"
+            else:
+                if there.spec.key != moved.spec.key:
+                    report.refused.append((path, f"its current key's path {target} holds a record of another "
+                                                 f"cell ({there.spec.key[:16]}); move one of the two by hand"))
+                    return False
+                if _FINALITY[there.status] >= _FINALITY[moved.status]:
+                    if not dry_run:
+                        path.unlink()
+                    report.rekeyed.append((path, target))
+                    report.kept.append((path, target, there.status.value))
+                    return False
+                article = "an" if there.status.value[0] in "aeiou" else "a"
+                there_note = f"{article} {there.status.value} record, where the moved one is {moved.status.value}"
+        if not dry_run:
+            try:
+                atomic_write_json(target, moved.to_json())
+            except OSError as exc:
+                report.refused.append((path, f"its current key's path {target} cannot be written "
+                                             f"({exc.strerror or exc}); the record is left where it is"))
+                return False
+            if target != path:
+                path.unlink()
+        report.rekeyed.append((path, target))
+        if there_note is not None:
+            report.replaced.append((path, target, there_note))
+            # visited before (as current, migrated or refused): it holds the moved record now, counted as such
+            report.refused = [(p, why) for p, why in report.refused if p != target]
+            report.current = [p for p in report.current if p != target]
+            report.migrated = [p for p in report.migrated if p != target]
+        return True
 
 
 def invalid_record_error(path: Path, reason: BaseException | str) -> UserError:

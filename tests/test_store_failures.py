@@ -51,6 +51,21 @@ def test_a_cell_whose_record_cannot_be_written_fails_the_run(tmp_path, capsys):
     assert record_texts(tmp_path) == kept  # seed 1's record: untouched
 
 
+def test_the_python_api_raises_rather_than_return_a_grid_short_of_a_cell(tmp_path):
+    from synthbench.api import evaluate
+    from synthbench.errors import UserError
+
+    args = dict(generators=[], protocols="replace", dataset="digits", preset="smoke", seeds=(0, 1),
+                results=tmp_path, threads=1)
+    assert len(evaluate(**args)) == 2
+    seed0 = next(path for path in record_texts(tmp_path) if path.name.startswith("seed0-"))
+    seed0.unlink()
+    seed0.mkdir()
+    with pytest.raises(UserError, match=r"1 of 2 cells ended without a record: real x replace x digits, seed 0 "
+                                        r".*IsADirectoryError.*Every record that was written is kept"):
+        evaluate(**args)
+
+
 @pytest.mark.parametrize("code_name, advice", [
     ("EACCES", "Fix the permissions of that path"),
     ("EPERM", "Fix the permissions or ownership of that path"),

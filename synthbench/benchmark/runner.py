@@ -353,4 +353,14 @@ def evaluate(generators: PluginsGiven, protocols: PluginsGiven = "replace", data
         torch.set_num_threads(int(threads))
     grid = make_grid(generators, protocols, dataset, preset, seeds, device, data_root, with_real,
                      precision=precision, compile=compile)
-    return [c.record for c in run_grid(grid, ResultStore(results), adapter_timeout_s) if c.record is not None]
+    store = ResultStore(results)
+    ran = run_explained([(grid_setting(grid, store, adapter_timeout_s), grid)])
+    missing = ran.unrecorded()
+    if missing:  # a list without them would pass for the whole grid
+        lines = "; ".join(f"{c.spec.generator} x {c.spec.protocol} x {c.spec.dataset}, seed {c.spec.seed} "
+                          f"({store.path_for(c.spec)}): {why}" for c, why in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise UserError(f"{len(missing)} of {len(ran.cells)} cells ended without a record: {lines}{more}. Every "
+                        f"record that was written is kept in {store.root}; fix the cause and call evaluate again "
+                        f"(finished cells are cache hits).")
+    return [c.record for c in ran.cells]

@@ -368,9 +368,10 @@ def test_two_rows_of_one_generator_name_stay_two_rows_in_the_headline_and_the_fi
     ``augment`` with the other's ``replace``."""
     from synthbench.leaderboard.aggregate import build_headlines
     from synthbench.leaderboard.findings import augment_over_replace
-    from synthbench.plugins import PROTOCOLS
+    from synthbench.plugins import GENERATORS, PROTOCOLS
 
     version = {p: PROTOCOLS.get(p).version for p in ("replace", "augment")}
+    current = GENERATORS.get("samples").version  # not superseded
     scores = {"A": (0.95, 0.97), "B": (0.70, 0.93)}  # (replace, augment)
     recs = []
     for seed in range(3):
@@ -381,9 +382,11 @@ def test_two_rows_of_one_generator_name_stay_two_rows_in_the_headline_and_the_fi
         for label, (rep, aug) in scores.items():
             opts = {"label": label, "path": f"/data/{label}.npz"}
             recs.append(make_record("samples", "replace", seed, {"top1": (rep + 0.001 * seed, 0.01, True)},
-                                    generator_options=opts, protocol_version=version["replace"]))
+                                    generator_options=opts, protocol_version=version["replace"],
+                                    generator_version=current))
             recs.append(make_record("samples", "augment", seed, {"top1": (aug + 0.001 * seed, 0.01, True)},
-                                    generator_options=opts, protocol_version=version["augment"]))
+                                    generator_options=opts, protocol_version=version["augment"],
+                                    generator_version=current))
     tables = build_tables(recs)
     (h,) = build_headlines(tables)
     rows = [r for r in h.rows if not r.oracle]

@@ -139,3 +139,18 @@ def test_verify_leaves_no_folder_behind_when_the_bundle_will_not_open(tmp_path, 
     with pytest.raises(Rejected, match="not a readable"):
         verify(bad, 1, 0, None)
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_a_recomputed_cell_that_ends_without_a_record_is_not_recomputable(tmp_path, monkeypatch):
+    """verify compares the recomputed record with the submitted one: a cell whose
+    record could not be written is a reason, not a traceback on ``None``."""
+    from types import SimpleNamespace
+
+    import synthbench.benchmark.runner as runner
+    from synthbench.api import evaluate
+    from synthbench.leaderboard.submission import recompute
+
+    (rec,) = evaluate([], "replace", "digits", "smoke", (0,), tmp_path / "store", threads=1)
+    monkeypatch.setattr(runner, "run_grid", lambda grid, store, *a, **k: [runner.CellOutcome(rec.spec, None, False)])
+    with pytest.raises(ValueError, match="ended without a record"):
+        recompute(rec, SimpleNamespace(samples=None), tmp_path / "work", None, "cpu")

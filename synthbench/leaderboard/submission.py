@@ -292,6 +292,8 @@ def recompute(rec: Any, bundle: Bundle, work: Path, data_root: str | None, devic
         raise ValueError("this synthbench keys the cell differently (" + ", ".join(
             f"{f.name}: {getattr(spec, f.name)!r} here {getattr(outcome.spec, f.name)!r}" for f in differ[:3])
             + "); verify with the version the records name")
+    if outcome.record is None:  # its record could not be written (the work folder's disk): nothing to compare
+        raise ValueError(f"it ended without a record in {work} (its errors are printed above)")
     return outcome.record
 
 

@@ -273,6 +273,22 @@ def test_changed_files_make_new_cells(tmp_path, digits, capsys):
     assert before != after
 
 
+def test_files_changed_between_planning_and_fitting_stop_the_run(tmp_path, digits, capsys, monkeypatch):
+    """The cell key holds the source's digest as the plan read it; a fit that
+    reads other files (edited meanwhile) must not store its numbers under it."""
+    from synthbench.plugins import GENERATORS
+
+    x, y = digits_images(digits, 45)
+    src = write_samples(tmp_path / "src.npz", "npz", x, y, CLASSES)
+    cls = GENERATORS.get("samples")
+    monkeypatch.setattr(cls, "spec_extras", classmethod(lambda klass, options: {"samples_digest": "0" * 16}))
+    code, _, err = run_cli(["evaluate", "-g", f"samples:{src}", "-p", "replace", "--preset", "smoke", "--seeds", "1",
+                            "--threads", "1", "--results", str(tmp_path / "store"), "-q"], capsys)
+    assert code == 2 and "samples_digest was '0000000000000000' when this run was planned" in err, err
+    assert "input files changed during the run" in err and "Traceback" not in err
+    assert not list((tmp_path / "store" / "records").rglob("samples/seed0-*.json"))  # nothing under the stale key
+
+
 def test_layout_for_seed_inverts_the_pool_order():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 30)

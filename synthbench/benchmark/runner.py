@@ -213,6 +213,25 @@ def run_protocol(grid: Grid, proto: PluginChoice, store: ResultStore,
     return run_grid(dataclasses.replace(grid, protocols=(proto,)), store, adapter_timeout_s)
 
 
+def _check_inputs_unchanged(spec: CellSpec, generator: Any) -> None:
+    """Refuse a cell whose generator was fitted on other inputs than its key
+    names: each fact of ``spec.generator_extra`` (computed when the run was
+    planned: a samples source's or a checkpoint's digest) that the fit's
+    identity also holds must be the same there. Files changed in between
+    (samples edited during a run) would otherwise give records stored under a
+    key that names other files."""
+    fitted = getattr(generator, "identity", None)
+    if not isinstance(fitted, dict):
+        return
+    changed = [k for k, planned in spec.generator_extra.items() if k in fitted and fitted[k] != planned]
+    if changed:
+        k = changed[0]
+        raise UserError(f"{spec.generator}'s {k} was {spec.generator_extra[k]!r} when this run was planned and "
+                        f"{fitted[k]!r} when the generator was fitted: its input files changed during the run. "
+                        f"Leave them alone while a run reads them, and run the same command again (every record "
+                        f"already written is kept).")
+
+
 def run_cell(spec: CellSpec, protocol: Any, generator: Any, grid: Grid, samples: SampleCache, store: ResultStore,
               fit_cost: dict[str, float], fit_error: Exception | None = None, pool_images: int = 0) -> Record:
     ctx = CellContext(dataset=grid.dataset, generator=generator, preset=grid.preset, seed=spec.seed,
@@ -226,6 +245,7 @@ def run_cell(spec: CellSpec, protocol: Any, generator: Any, grid: Grid, samples:
     try:
         if fit_error is not None:
             raise fit_error
+        _check_inputs_unchanged(spec, generator)
         with charging(charge):
             result = protocol.run(ctx)
         notes = getattr(generator, "notes", None)

@@ -73,7 +73,11 @@ class Generator(Configurable):
     @classmethod
     def spec_extras(cls, options: dict[str, Any]) -> dict[str, Any]:
         """Facts beyond the options that belong in a cell's key (e.g. a checkpoint
-        file's digest), computed before anything is fitted."""
+        file's digest), computed before anything is fitted. A fact that ``fit``
+        also returns in its identity, under the same name, must come out the
+        same there: the harness refuses a cell whose inputs changed between
+        planning and fitting (a samples folder edited during a run), which
+        would otherwise be stored under a key that names other files."""
         return {}
 
     @classmethod

@@ -167,6 +167,12 @@ class Stat:
     ranked (:attr:`partial`)."""
     rule: Any = None
     """The metric's ranking rule (``metrics.Rule``): True, False, a Target or None."""
+    gap: float | None = None
+    """How far the row is from the best under ``rule`` (smaller is better; None
+    for a diagnostic): ``metrics.distance`` of the mean, except for a target,
+    where it is the mean over seeds of each seed's distance to it, so a
+    detector at 0.2 on one seed and 0.8 on another is not read as one at
+    chance (the validity page measures it so too)."""
     mark: str = ""
     """``best``, ``tie`` (not clearly worse than the best) or empty."""
     versus_best: str = ""
@@ -356,12 +362,12 @@ class Table:
         rule = self.rules.get(name)
         return "low" if rule is False or isinstance(rule, Target) else "high"
 
-    def sort_value(self, name: str, value: float) -> float:
-        """What the column sorts by: the value, or for a closest-to-a-target
-        column (``detect``'s accuracy, best at 0.5) its distance to the target,
-        so that sorting best-first puts the least detectable generator first."""
-        rule = self.rules.get(name)
-        return abs(value - rule.value) if isinstance(rule, Target) else value
+    def sort_value(self, name: str, stat: Stat) -> float:
+        """What the column sorts by: the mean, or for a closest-to-a-target
+        column (``detect``'s accuracy, best at 0.5) its distance to the target
+        (:attr:`Stat.gap`), so that sorting best-first puts the least
+        detectable generator first."""
+        return stat.gap if isinstance(self.rules.get(name), Target) and stat.gap is not None else stat.mean
 
     def arrow(self, name: str) -> str:
         """↑, ↓, →0.5 (closest to), or nothing for a diagnostic."""
@@ -711,8 +717,14 @@ def _fill_stats(row: Row, metric_names: list[str], rules: dict[str, Any]) -> Non
             continue
         mean, half = mean_interval([e.get("value") for e in entries], entries[0].get("stderr"))
         rule = rules.get(name)
-        row.stats[name] = Stat(mean=mean, half=half, seeds=sum(finite(e.get("value")) for e in entries),
-                               of=len(row.ok_records), rule=rule)
+        values = [float(e["value"]) for e in entries if finite(e.get("value"))]
+        if mean is None or rule is None:
+            gap = None
+        elif isinstance(rule, Target):
+            gap = sum(abs(v - rule.value) for v in values) / len(values)
+        else:
+            gap = distance(rule, mean)
+        row.stats[name] = Stat(mean=mean, half=half, seeds=len(values), of=len(row.ok_records), rule=rule, gap=gap)
 
 
 def competing(row: Row) -> bool:
@@ -775,7 +787,7 @@ class Comparer:
     def _decide(self, a: Row, b: Row) -> tuple[bool, str]:
         sa, sb = a.stats[self.metric], b.stats[self.metric]
         rule = sa.rule
-        if rule is None or distance(rule, sa.mean) >= distance(rule, sb.mean):
+        if rule is None or sa.gap >= sb.gap:
             return False, ""
         if not sa.overlaps(sb) and sa.half is not None and sb.half is not None:
             self.methods.add(APART)
@@ -808,11 +820,11 @@ def _mark(rows: list[Row], metric_names: list[str], rules: dict[str, Any]) -> di
         if rule is None or len(candidates) < 2 or len({r.stats[name].mean for r in candidates}) == 1:
             continue
         compare = comparers[name] = Comparer(name)
-        best = min(candidates, key=lambda r: distance(rule, r.stats[name].mean))
-        top = distance(rule, best.stats[name].mean)
+        best = min(candidates, key=lambda r: r.stats[name].gap)
+        top = best.stats[name].gap
         for row in candidates:  # equally close share "best"
             stat = row.stats[name]
-            if distance(rule, stat.mean) == top:
+            if stat.gap == top:
                 stat.mark = "best"
                 continue
             beaten, how = compare.better(best, row)
@@ -828,7 +840,7 @@ def _row_order(row: Row, headline: str | None) -> tuple:
     has = stat is not None and stat.mean is not None
     score = 0.0
     if has:
-        score = distance(stat.rule, stat.mean) if stat.rule is not None else -stat.mean
+        score = stat.gap if stat.gap is not None else -stat.mean
     return (not row.oracle, bool(row.stale), row.variant, not has, bool(row.flags), score, row.generator,
             row.options_label)
 
@@ -895,9 +907,9 @@ RATIO_TO_REAL = re.compile(r"(^|_)top1($|_)")
 """Headline metrics read as utility relative to real data: accuracies."""
 
 
-def _clearly_better(a: Stat, b: Stat, rule: Any) -> bool:
+def _clearly_better(a: Stat, b: Stat) -> bool:
     """``a`` beats ``b`` beyond doubt: a better mean and intervals that do not overlap."""
-    return distance(rule, a.mean) < distance(rule, b.mean) and not a.overlaps(b)
+    return a.gap < b.gap and not a.overlaps(b)
 
 
 def build_headlines(tables: list[Table]) -> list[Headline]:
@@ -944,11 +956,10 @@ def build_headlines(tables: list[Table]) -> list[Headline]:
             competing_rows = [r for r in t.rows if is_ranked(r, metric)]
             compare = t.comparers.get(metric)
             clearly_better = ((lambda a, b: compare.better(a, b)[0]) if compare is not None
-                              else (lambda a, b: _clearly_better(a.stats[metric], b.stats[metric], rule)))
+                              else (lambda a, b: _clearly_better(a.stats[metric], b.stats[metric])))
             for r in competing_rows:
                 s = r.stats[metric]
-                better = sum(1 for o in competing_rows if o is not r and distance(rule, o.stats[metric].mean)
-                             < distance(rule, s.mean))
+                better = sum(1 for o in competing_rows if o is not r and o.stats[metric].gap < s.gap)
                 clearly = sum(1 for o in competing_rows if o is not r and clearly_better(o, r))
                 not_worse = sum(1 for o in competing_rows if o is not r and not clearly_better(r, o))
                 cell = rows[r.key].cells[name]

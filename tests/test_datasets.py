@@ -50,6 +50,21 @@ def test_imagefolder_with_implicit_split(tmp_path):
     assert len(ds.train) == 16 and len(ds.test) == 4
 
 
+def test_imagefolder_train_and_test_folders_give_a_train_split_whose_prefixes_are_balanced(tmp_path):
+    """Protocols take prefixes of the train labels (augment's added and replaced
+    images): read class by class, the first 30 of 60 were all 'a'."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 20), ("test", 4)):
+        for c in ("a", "b", "c"):
+            (tmp_path / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (6, 6), dtype=np.uint8)).save(tmp_path / split / c / f"{i}.png")
+    ds = load_dataset(f"imagefolder:{tmp_path}")
+    assert torch.bincount(ds.train.labels).tolist() == [20, 20, 20]
+    assert min(torch.bincount(ds.train.labels[:30], minlength=3).tolist()) >= 5
+    assert torch.equal(load_dataset(f"imagefolder:{tmp_path}").train.labels, ds.train.labels)  # one seeded order
+
+
 def test_imagefolder_errors(tmp_path):
     with pytest.raises(UserError, match="not a folder"):
         load_dataset(f"imagefolder:{tmp_path / 'missing'}")

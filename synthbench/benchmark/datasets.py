@@ -283,7 +283,9 @@ class ImageFolder(DatasetLoader):
 
     PATH holds ``train/`` and ``test/`` folders of class sub-folders, or only class
     sub-folders, in which case a stratified 20% is held out as the test split
-    (seed 0). All images are resized (antialiased) to the first image's size and
+    (seed 0). Either way the train split comes in one seeded shuffled order,
+    never class by class: protocols draw class-balanced sets as prefixes of its
+    labels. All images are resized (antialiased) to the first image's size and
     kept grey if every image is grey, RGB otherwise."""
 
     name = "imagefolder"
@@ -339,6 +341,11 @@ class ImageFolder(DatasetLoader):
         if split_dirs:
             tr_x, tr_y = read(parts["train"])
             te_x, te_y = read(parts["test"])
+            # read class by class: interleave the train split once (seeded, as stratified_split does), so that
+            # any prefix is near class-balanced; protocols take prefixes of it (augment's added and replaced
+            # images follow train.labels[arange(n) % len], so a class-sorted split gave them the first classes only)
+            order = np.random.default_rng(0).permutation(len(tr_y))
+            tr_x, tr_y = tr_x[order], tr_y[order]
         else:
             x, y = read(parts["all"])
             tr, te = stratified_split(y, 0.2, seed=0)

@@ -12,7 +12,11 @@ picks CIFAR-C's for images of 32 px or less (digits, fashion-mnist, CIFAR-10)
 and ImageNet-C's above; the set's name is in the suite's identity and in every
 ``ood`` record. Blur and pixelation scale with the image size relative to the
 set's own (32 or 224 px); blur is floored at sigma 0.5 so 8x8 digits still
-change, and where that floor applies the severities keep distinct sigmas.
+change, and where that floor applies the severities keep distinct sigmas. The
+floor applies at every size where a sigma falls under it, CIFAR-10's own 32 px
+included: there severity 1 blurs at sigma 0.5, not CIFAR-10-C's 0.4 (severities
+2-5 are CIFAR-10-C's). The kernel is cut at 2 sigma (scikit-image's at 4), which
+moves a blurred pixel by under 1/255.
 
 Where the implementation departs from the reference scripts, on purpose:
 brightness adds to every channel (the same as their HSV value shift for

@@ -31,7 +31,10 @@ module extracts itself, because the real features are cached on disk (once per
 dataset digest, feature space and classifier) and reused for the floor and the
 per-class metrics. The math is torch-fidelity's; nothing is re-implemented. The
 same ``k`` is used for precision/recall (torch-fidelity's ``prc_neighborhood``)
-and density/coverage.
+and density/coverage: 5 by default, Naeem et al.'s choice for density/coverage.
+Kynkäänniemi et al. 2019 (arXiv 1904.06991) and torch-fidelity's default use 3
+for precision/recall, so compare these with published precision/recall figures
+at ``--option k=3`` only.
 
 Feature spaces:
 

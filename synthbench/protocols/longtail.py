@@ -9,8 +9,8 @@ preset's recipe and tested on the real (balanced) test split:
 - ``lt``: the long-tailed split alone;
 - ``balanced``: topped up to N_max in every class with conditional samples;
 - ``targeted``: conditional samples added only to the chosen classes (option
-  ``target_classes``, default the three smallest, like Basu et al.'s dog, ship,
-  truck): by default each is topped up to N_max (option ``topup=to_max``);
+  ``target_classes``, default the three smallest: on CIFAR-10 horse, ship and
+  truck; Basu et al. chose dog, ship and truck): by default each is topped up to N_max (option ``topup=to_max``);
   ``topup=N`` (a positive integer) adds a fixed N synthetic images to each
   chosen class whatever its count, as Basu et al. add 500 a class. Those N are a
   separate draw (its own label stream: N of each chosen class, in the order of
@@ -26,7 +26,11 @@ Basu et al. (option ``fit_on=longtail`` fits it on the long-tailed split instead
 the harder, realistic setting). The control's unconditional generator is the
 same adapter made unconditional when it declares how (``Generator.unconditional_options``: ``edm``, ``ddpm``);
 otherwise it is the adapter sampled with uniformly random class labels and then
-pseudo-labelled, which ``details.control_generator`` says.
+pseudo-labelled, which ``details.control_generator`` says. Either way the
+control's generator is fitted on the full train split, also under
+``fit_on=longtail``: there it has seen the minority classes' images that the
+targeted arm's generator was denied, so read targeted against control at the
+default ``fit_on`` (the paper's setting); the other arms hold under both.
 """
 
 from __future__ import annotations

@@ -37,7 +37,14 @@ First Principles", arXiv 2112.03570, plus a copy check.
      sampling and the classifiers only. This mirrors the target, whose generator
      is fitted once on the members across run seeds. For the ``real`` oracle a
      synthetic set is its half itself, so ``generator`` is ``real``
-     (``details`` says so).
+     (``details`` says so). The members-trained baseline is scored with the
+     same shadows, so under ``generator`` its attack uses shadows trained the
+     way the target was, not the way the baseline was: read its AUC as a
+     reference, not as LiRA's own test against it.
+
+   An unconditional generator's samples are pseudo-labelled by the reference
+   classifier, which was trained on the whole train split: labels (not
+   images) then carry what that classifier learnt from the non-members too.
 
    ``queries``: ``plain`` scores each example on its image; ``flip`` on the
    image and its horizontal flip, each an independent query with its own shadow

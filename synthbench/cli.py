@@ -289,6 +289,10 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
     click.echo(f"records: {Path(store.root) / 'records'}")
     for line in copy_notes(cells):
         click.echo(line)
+    from torch import get_num_threads
+
+    for line in thread_notes(cells, get_num_threads() if grid.device.type == "cpu" else None):
+        click.echo(line, err=True)
     click.echo(next_steps(preset.name, str(store.root)))
     lines = failure_lines(ran, store)
     if lines:
@@ -320,6 +324,32 @@ def failure_lines(ran: Any, store: Any) -> list[str]:
     lines.append(f"Some cells failed ({len(failed)} of {len(ran.cells)}): {'; '.join(filter(None, (held, missing)))}. "
                  f"Fix the cause and run again.")
     return lines
+
+
+def thread_notes(cells: list[Any], threads: int | None) -> list[str]:
+    """A warning when cached records this run reused were computed at another
+    CPU thread count than its own. A record's key does not hold the count (the
+    published records' keys predate it; its cached fits, classifiers and pools
+    hold it), so such a record is a cache hit, and a table can mix counts whose
+    CPU numbers differ in the last bits."""
+    from collections import Counter
+
+    from synthbench.leaderboard.audit import threads as record_threads
+
+    if not threads:
+        return []
+    other = Counter(n for c in cells if c.cached and c.record is not None
+                    and (n := record_threads(c.record)) is not None and n != threads)
+    if not other:
+        return []
+    counts = ", ".join(f"{k} at {n} thread{'s' if n != 1 else ''}" for n, k in sorted(other.items()))
+    total = sum(other.values())
+    return [f"note: {total} cached record{'s' if total != 1 else ''} of this run {'were' if total != 1 else 'was'} "
+            f"computed at another CPU thread count ({counts}); this run computes at {threads}. A record's key does "
+            f"not hold the thread count (its cached fits, classifiers and pools do), so {'they were' if total != 1 else 'it was'} "
+            f"reused as {'they are' if total != 1 else 'it is'}, and CPU numbers differ in the last bits between "
+            f"counts. Run with --threads {max(other, key=other.get)} to keep these tables at one count, or move "
+            f"those records away to compute them again at {threads}."]
 
 
 def copy_notes(cells: list[Any]) -> list[str]:

@@ -112,10 +112,16 @@ def run(suite_file: str, results: str, data_root: str | None, adapter_timeout: f
     _print_tables(grids, cells)
     click.echo(f"records: {Path(results) / 'records'}")
     from synthbench.benchmark.store import ResultStore
-    from synthbench.cli import copy_notes, failure_lines, next_steps
+    from synthbench.cli import copy_notes, failure_lines, next_steps, thread_notes
 
     for line in copy_notes(cells):
         click.echo(line)
+    from torch import get_num_threads
+
+    from synthbench.benchmark.executors import InlineExecutor
+
+    for line in thread_notes(cells, threads or (get_num_threads() if isinstance(executor, InlineExecutor) else None)):
+        click.echo(line, err=True)
     click.echo(next_steps(suite.preset, results))
     lines = failure_lines(ran, ResultStore(results))
     if lines:

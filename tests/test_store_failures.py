@@ -233,3 +233,14 @@ def test_migrate_leaves_a_record_whose_new_key_cannot_be_written(tmp_path, capsy
     assert f"refused {old}: its current key's path {store.path_for(today)} cannot be written" in err
     assert "error: 2 record file(s)" in err  # the folder itself is listed too: it is no record
     assert old.read_bytes() == before
+
+
+def test_reusing_records_computed_at_another_thread_count_is_said(tmp_path, capsys):
+    """A record's key does not hold the CPU thread count (its caches do), so a run
+    at another count reuses it: the run says so, and how to keep one count."""
+    code, _, err = run_cli(REAL[:-3] + ["--threads", "1", "--seeds", "1", "--results", str(tmp_path), "-q"], capsys)
+    assert code == 0 and "thread count" not in err, err
+    code, _, err = run_cli(REAL[:-3] + ["--threads", "2", "--seeds", "2", "--results", str(tmp_path), "-q"], capsys)
+    assert code == 0, err
+    assert "note: 1 cached record of this run was computed at another CPU thread count (1 at 1 thread); this run " \
+           "computes at 2" in err and "--threads 1" in err

@@ -445,3 +445,54 @@ def test_a_fit_that_trained_its_base_inside_marks_the_base_done_without_cost(tmp
     task_marker(store, base).write_text(json.dumps({"cost": {"fit_s": 5.0}}))
     assert run_task(fit).outcome == "computed"
     assert json.loads(task_marker(store, base).read_text()) == {"cost": {"fit_s": 5.0}}
+
+
+DRIVER = """
+import os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+import multiprocessing
+from synthbench.benchmark.tasks import worker_init
+
+if __name__ == "__main__":
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=worker_init,
+                             initargs=(1, None, {}, os.getpid())) as pool:
+        print(pool.submit(os.getpid).result(), flush=True)
+        time.sleep(600)
+"""
+
+
+def test_a_worker_process_ends_when_its_driver_is_killed(tmp_path):
+    """kill -9 of the driver (``synthbench run`` with ``--executor processes``):
+    its workers must not wait for tasks forever, holding their memory."""
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    driver = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "SYNTHBENCH_PROGRESS": "0"})
+    worker = int(driver.stdout.readline())
+    driver.kill()
+    driver.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        try:  # reaped by init once it exits; a zombie of ours would still answer kill 0
+            with open(f"/proc/{worker}/stat") as fh:
+                if fh.read().split(")")[-1].split()[0] == "Z":
+                    break
+        except OSError:
+            break
+        time.sleep(0.5)
+    else:
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the worker outlived its driver by 30 s")
+
+
+def test_slurm_refuses_a_fraction_of_a_gpu_per_task(tmp_path):
+    """int(0.5) is 0: the job would have asked for no GPU at all."""
+    from synthbench.benchmark.executors.slurm import SlurmExecutor
+
+    with pytest.raises(UserError, match="whole number"):
+        SlurmExecutor(tmp_path, gpus_per_task=0.5)
+    assert SlurmExecutor(tmp_path, gpus_per_task=2.0).gpus_per_task == 2.0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -358,10 +359,31 @@ def _cell(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[str, st
     return ("failed" if record.status is Status.FAILED else "computed"), record.error
 
 
-def worker_init(threads: int | None, gpu_ids: Any = None, env: Mapping[str, str] | None = None) -> None:
+PARENT_CHECK_S = 5.0
+"""How often a worker process looks whether its driver is still alive."""
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker once its driver is gone (``kill -9`` of ``synthbench
+    run``): ``ProcessPoolExecutor``'s workers otherwise finish their task and
+    then wait for more forever, each holding its fitted generators (and a CUDA
+    context on a GPU machine) while a resumed run starts new ones. A task cut
+    short loses nothing: every write is atomic, and the resumed run redoes it."""
+    while True:
+        time.sleep(PARENT_CHECK_S)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def worker_init(threads: int | None, gpu_ids: Any = None, env: Mapping[str, str] | None = None,
+                parent: int | None = None) -> None:
     """Set up a worker process before its first task: the environment the driver
     passes on (lease TTL, progress), one GPU of the machine's when ``gpu_ids`` (a
-    queue) holds some, and its CPU thread count."""
+    queue) holds some, its CPU thread count, and (``parent``: the driver's pid)
+    a watch that ends it when the driver dies."""
+    if parent is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
+                         name="synthbench-parent-watch").start()
     os.environ.update(env or {})
     if gpu_ids is not None:
         try:

@@ -64,7 +64,7 @@ class ProcessExecutor:
                 gpu_ids.put(i)
             try:
                 with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=worker_init,
-                                         initargs=(self.threads, gpu_ids, forwarded_env())) as pool:
+                                         initargs=(self.threads, gpu_ids, forwarded_env(), os.getpid())) as pool:
                     self._drive(pool, pending, results, done, dep_errors)
                 return
             except BrokenProcessPool:

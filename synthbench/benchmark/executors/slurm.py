@@ -37,6 +37,9 @@ class SlurmExecutor:
         self.threads = int(threads or 1)
         self.partition = partition
         self.time_min = int(time_min or 24 * 60)
+        if gpus_per_task is not None and not float(gpus_per_task).is_integer():  # int() would round 0.5 to 0
+            raise UserError(f"--gpus-per-task {gpus_per_task:g}: SLURM gives a job whole GPUs; give a whole "
+                            f"number (a fraction of a GPU per task is for --executor ray).")
         self.gpus_per_task = gpus_per_task
         self.array_parallelism = array_parallelism
         self.cluster = cluster or "slurm"

@@ -32,9 +32,17 @@ def _load_config(path: str | None) -> dict[str, Any]:
     import yaml
 
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise UserError(f"--config {path}: no such file.") from None
+    except IsADirectoryError:
+        raise UserError(f"--config {path} is a folder; give the YAML file in it.") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"--config {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as "
+                        f"UTF-8 YAML.") from None
+    except OSError as exc:
+        raise UserError(f"--config {path} cannot be read ({exc.strerror or exc}); fix its permissions or give "
+                        f"another file.") from None
     except yaml.YAMLError as exc:
         raise UserError(f"--config {path} is not valid YAML ({exc}). Fix the file.") from None
     if not isinstance(data, dict):
@@ -66,7 +74,10 @@ def _validated(p: dict[str, Any]) -> dict[str, Any]:
     from synthbench.benchmark.suite import parse_seeds, parse_switch
 
     if p["seed"] is not None:
-        p["seeds"] = (_whole_number("seed", p["seed"], "seed: 2"),)
+        seed = _whole_number("seed", p["seed"], "seed: 2")
+        if not 0 <= seed < 2**63:  # a record's spec holds a non-negative 64-bit seed
+            raise UserError(f"seed={seed}: give a non-negative whole number below 2**63, e.g. seed: 2.")
+        p["seeds"] = (seed,)
     else:
         if isinstance(p["seeds"], float) or isinstance(p["seeds"], bool):
             _whole_number("seeds", p["seeds"], "seeds: 3")
@@ -75,8 +86,11 @@ def _validated(p: dict[str, Any]) -> dict[str, Any]:
         raise UserError(f"device={p['device']!r}: choose auto, cpu or cuda.")
     if p["threads"] is not None:
         p["threads"] = _whole_number("threads", p["threads"], "threads: 1")
-        if p["threads"] < 1:
-            raise UserError(f"threads={p['threads']}: give 1 or more.")
+        if not 1 <= p["threads"] <= 1024:
+            raise UserError(f"threads={p['threads']}: give a whole number from 1 to 1024 (as --threads).")
+    if p["data_root"] is not None and not isinstance(p["data_root"], str):
+        raise UserError(f"data_root={p['data_root']!r} in the config is not a folder path; give e.g. "
+                        f"data_root: ~/data.")
     if not isinstance(p["option"], (list, tuple)):
         raise UserError("options in a config file must be a mapping (key: value) or a list of KEY=VALUE.")
     p["option"] = tuple(str(o) for o in p["option"])
@@ -462,6 +476,8 @@ def validate(name: str, dataset: str, preset: str, option: tuple[str, ...], n: i
     from synthbench.benchmark.runner import make_grid
     from synthbench.benchmark.validate import validate_generator
 
+    if math.isnan(min_adherence):  # click's range lets NaN through, and every sample would then fail it
+        raise UserError("--min-adherence nan: give a number from 0 to 1 (the default is 0.5).")
     if quiet:
         progress.set_enabled(False)
     given = {}

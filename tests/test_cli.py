@@ -105,6 +105,34 @@ def test_bad_config_values_and_unwritable_results(tmp_path, capsys):
     assert code == 2 and "Cannot write results" in err
 
 
+@pytest.mark.parametrize("content, words", [
+    (b"\xff\xfeseeds: 2\n", "is not UTF-8 text"),
+    (b"seed: -1\n", "seed=-1: give a non-negative whole number below 2**63"),
+    (b"seed: 99999999999999999999999\n", "below 2**63"),
+    (b"seeds: [0, 99999999999999999999999]\n", "every seed must be below 2**63"),
+    (b"threads: 99999\n", "threads=99999: give a whole number from 1 to 1024"),
+    (b"data_root: 5\n", "data_root=5 in the config is not a folder path"),
+    (None, "is a folder; give the YAML file in it"),
+])
+def test_config_files_a_careless_hand_writes_are_one_paragraph_errors(content, words, tmp_path, capsys):
+    """Each of these was a traceback, or a run that failed every cell (and left
+    a record that stopped submit), or a crash in the BLAS thread pool."""
+    cfg = tmp_path / "cfg.yaml"
+    if content is None:
+        cfg.mkdir()
+    else:
+        cfg.write_bytes(content)
+    code, _, err = run_cli(["evaluate", "-g", "real", "--preset", "smoke", "--config", str(cfg), "--dry-run",
+                            "--results", str(tmp_path / "r")], capsys)
+    assert code == 2 and words in err and "Traceback" not in err, err
+
+
+def test_validate_refuses_a_nan_adherence_floor(tmp_path, capsys):
+    code, _, err = run_cli(["validate", "real", "--preset", "smoke", "--min-adherence", "nan",
+                            "--results", str(tmp_path)], capsys)
+    assert code == 2 and "--min-adherence nan" in err
+
+
 def test_summary_table_with_a_metric_only_some_seeds_report():
     """scaleup's multiple_reaching_real exists only for seeds that reached real:
     the table says so instead of crashing after the records are written."""

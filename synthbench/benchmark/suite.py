@@ -85,7 +85,18 @@ def parse_switch(value: Any) -> Any:
 
 def parse_seeds(value: Any, where: str = "--seeds") -> tuple[int, ...]:
     """Seeds as given: a count N (seeds 0..N-1), a range ``A-B`` (inclusive), a
-    comma-separated list ``0,3,7``, or a YAML list."""
+    comma-separated list ``0,3,7``, or a YAML list; each below 2**63, the
+    largest a record's spec holds (a larger one failed every cell, and left a
+    record in the store that stopped ``submit``)."""
+    from synthbench.benchmark.record_schema import SEED_LIMIT
+
+    seeds = _seed_list(value, where)
+    if seeds and max(seeds) >= SEED_LIMIT:
+        raise UserError(f"{where} {value!r}: every seed must be below 2**63; give e.g. 0-2.")
+    return seeds
+
+
+def _seed_list(value: Any, where: str) -> tuple[int, ...]:
     if isinstance(value, bool):
         value = None
     if isinstance(value, int):
@@ -180,8 +191,8 @@ def load_suite(path: str | Path, flag: str = "suite") -> Suite:
     if device not in ("cpu", "cuda", "auto"):
         raise _bad(path, f"device {device!r} must be cpu, cuda or auto")
     threads = data.get("threads")
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-        raise _bad(path, "threads must be a positive integer")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= 1024):
+        raise _bad(path, "threads must be a whole number from 1 to 1024 (as --threads)")
     from synthbench.benchmark.presets import PRECISION_CHOICES, PRESETS
 
     precision = data.get("precision")

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -83,3 +85,23 @@ def test_fashion_mnist_offline_error_names_all_three_ways(tmp_path, monkeypatch)
 def test_missing_data_root_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match="not a folder"):
         load_dataset("mnist", data_root=str(tmp_path / "nope"))
+
+
+def test_imagefolder_refuses_a_missing_split_different_classes_and_a_class_without_test_images(tmp_path):
+    def images(folder: Path, n: int) -> None:
+        folder.mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(np.full((6, 6), 9 * i, np.uint8)).save(folder / f"{i}.png")
+
+    for c in ("a", "b"):
+        images(tmp_path / "trainonly" / "train" / c, 4)
+        images(tmp_path / "tiny" / c, 2)
+    for split, classes in (("train", "ab"), ("test", "ac")):
+        for c in classes:
+            images(tmp_path / "mismatch" / split / c, 4)
+    with pytest.raises(UserError, match="has train/ but no test/"):
+        load_dataset(f"imagefolder:{tmp_path / 'trainonly'}")
+    with pytest.raises(UserError, match=r"different classes \(only in train/: b; only in test/: c\)"):
+        load_dataset(f"imagefolder:{tmp_path / 'mismatch'}")
+    with pytest.raises(UserError, match="no test image of class a, b .*at least 3 images"):
+        load_dataset(f"imagefolder:{tmp_path / 'tiny'}")

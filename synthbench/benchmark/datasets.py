@@ -308,7 +308,18 @@ class ImageFolder(DatasetLoader):
             raise UserError(f"imagefolder: {root} is not a folder. Give --dataset imagefolder:PATH "
                             f"with PATH holding class sub-folders (or train/ and test/ of them).")
         split_dirs = (root / "train").is_dir() and (root / "test").is_dir()
+        if not split_dirs and ((root / "train").is_dir() or (root / "test").is_dir()):
+            have, lack = ("train", "test") if (root / "train").is_dir() else ("test", "train")
+            raise UserError(f"imagefolder: {root} has {have}/ but no {lack}/. Give both, each of class "
+                            f"sub-folders, or put the class sub-folders directly in {root} for a stratified 20% "
+                            f"test split.")
         parts = {n: self._scan(root / n) for n in ("train", "test")} if split_dirs else {"all": self._scan(root)}
+        if split_dirs and set(parts["train"]) != set(parts["test"]):
+            only = {n: sorted(set(parts[n]) - set(parts[o])) for n, o in (("train", "test"), ("test", "train"))}
+            raise UserError(f"imagefolder: {root}'s train/ and test/ hold different classes ("
+                            + "; ".join(f"only in {n}/: {', '.join(c)}" for n, c in only.items() if c)
+                            + "). Give both the same class sub-folders: a class without test images cannot be "
+                              "scored, and one without train images cannot be learnt.")
         class_names = sorted({c for p in parts.values() for c in p})
         all_files = [f for p in parts.values() for files in p.values() for f in files]
         if len(class_names) < 2 or not all_files:
@@ -350,6 +361,14 @@ class ImageFolder(DatasetLoader):
             x, y = read(parts["all"])
             tr, te = stratified_split(y, 0.2, seed=0)
             tr_x, tr_y, te_x, te_y = x[tr], y[tr], x[te], y[te]
+        for split, labels in (("train", tr_y), ("test", te_y)):
+            empty = [class_names[c] for c in range(len(class_names)) if not (labels == c).any()]
+            if empty:
+                raise UserError(f"imagefolder: {root} leaves no {split} image of class {', '.join(empty)} "
+                                + ("(a class sub-folder of train/ or test/ without images)." if split_dirs else
+                                   "(20% of each class is held out for testing, so a class needs at least 3 "
+                                   "images).")
+                                + " Add images, or remove that class.")
         return Dataset(name=f"imagefolder:{root}", class_names=class_names,
                        train=_as_split(tr_x, tr_y), test=_as_split(te_x, te_y), hflip=True,
                        source=f"image folder {root}")

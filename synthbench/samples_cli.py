@@ -5,12 +5,27 @@ adapter's pool is written: see :func:`_unconditional` for why."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
 
 from synthbench.benchmark.presets import PRESETS
 from synthbench.errors import UserError
+
+
+def export_format(fmt: str | None, out: str) -> str:
+    """The format to write: ``--format``, else the one ``--out``'s suffix names
+    (``x.npz`` written as a folder named ``x.npz`` was what the README's own
+    example gave); a suffix that names another format than the one given is an
+    error rather than a file that no reader of that suffix can open."""
+    suffix = {".npz": "npz", ".tar": "tar"}.get(Path(out).suffix.lower())
+    if fmt is None:
+        return suffix or "folder"
+    if suffix is not None and suffix != fmt:
+        raise UserError(f"--out {out} names a .{suffix} file but --format is {fmt}; drop --format (it follows the "
+                        f"suffix) or give --out a name that fits {fmt}.")
+    return fmt
 
 
 @click.command(name="export-samples")
@@ -22,9 +37,9 @@ from synthbench.errors import UserError
               help="How many images: M x the real train split, in its class balance (scaleup xM needs M).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, metavar="S",
               help="The run seed whose pool is written; scoring the files at seed S reproduces it exactly.")
-@click.option("--format", "fmt", type=click.Choice(["folder", "npz", "tar"]), default="folder", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(["folder", "npz", "tar"]), default=None,
               help="folder: OUT/CLASS/NNNNNN.png; npz: images, labels, class_names; tar: NNNNNN.png + .cls "
-                   "(the class index).")
+                   "(the class index). Default: from --out's suffix (.npz, .tar), else folder.")
 @click.option("--out", required=True, metavar="PATH", help="Where to write (must not exist).")
 @click.option("--option", "-o", multiple=True, metavar="KEY=VALUE", help="Generator option. Repeatable.")
 @click.option("--results", default="runs", show_default=True, metavar="DIR", type=click.Path(file_okay=False),
@@ -36,7 +51,7 @@ from synthbench.errors import UserError
 @click.option("--adapter-timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Most seconds one adapter call may take (0: no limit).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or status lines.")
-def export_samples(generator: str, dataset: str, preset: str, multiple: int, seed: int, fmt: str, out: str,
+def export_samples(generator: str, dataset: str, preset: str, multiple: int, seed: int, fmt: str | None, out: str,
                    option: tuple[str, ...], results: str, device: str, threads: int | None, data_root: str | None,
                    adapter_timeout: float | None, quiet: bool) -> None:
     """Write GENERATOR's first M x (train size) samples of run seed S as files.
@@ -49,6 +64,7 @@ def export_samples(generator: str, dataset: str, preset: str, multiple: int, see
     """
     import torch
 
+    fmt = export_format(fmt, out)
     from synthbench.benchmark import progress
     from synthbench.benchmark.context import CellContext, FitContext
     from synthbench.benchmark.guard import DEFAULT_TIMEOUT_S, Guarded, timeout_option

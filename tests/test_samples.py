@@ -182,7 +182,10 @@ def bad_sources(tmp_path: Path, digits) -> dict[str, tuple[Path, str]]:
     trns_grey = write_samples(tmp_path / "trns_grey", "folder", x, y, CLASSES)  # 8-bit grey, black transparent
     (trns_grey / "7" / "trns_grey.png").write_bytes(handmade_png(np.zeros((8, 8), np.uint8), 0,
                                                                  ((b"tRNS", b"\x00\x00"),)))
+    names = tmp_path / "names.npz"  # labels that are class names, without class_names: refused before the digest
+    np.savez(names, images=x, labels=np.array([CLASSES[c] for c in y]))
     return {
+        "string labels": (names, r"`labels` must be one integer class index per image \(50\); got <U1"),
         "too few": (few, r"holds 5 images of class '0'; this pool of 400 images needs 40 of it.*scaleup xM"),
         "unknown class": (unknown, r"unknown class name\(s\) 'nine'; no images of '9'"),
         "corrupt": (corrupt, r"cannot read the image .*broken\.png"),
@@ -504,3 +507,13 @@ def test_the_cell_key_holds_the_digest_and_the_label_not_the_path(tmp_path, digi
     renamed = moved.rename(tmp_path / "c" / "renamed")
     assert key(renamed) != before  # the default label is the base name
     assert key(renamed, label="src") == before  # its old label keeps its cells
+
+
+def test_export_follows_the_out_suffix_unless_told_and_refuses_a_contradiction():
+    from synthbench.samples_cli import export_format
+
+    assert export_format(None, "edm_x10.npz") == "npz"  # the README's example wrote a folder named .npz
+    assert export_format(None, "shard.TAR") == "tar" and export_format(None, "edm_samples") == "folder"
+    assert export_format("npz", "x.npz") == "npz" and export_format("folder", "plain") == "folder"
+    with pytest.raises(UserError, match="names a .npz file but --format is folder"):
+        export_format("folder", "x.npz")

@@ -154,3 +154,19 @@ def test_a_recomputed_cell_that_ends_without_a_record_is_not_recomputable(tmp_pa
     monkeypatch.setattr(runner, "run_grid", lambda grid, store, *a, **k: [runner.CellOutcome(rec.spec, None, False)])
     with pytest.raises(ValueError, match="ended without a record"):
         recompute(rec, SimpleNamespace(samples=None), tmp_path / "work", None, "cpu")
+
+
+@pytest.mark.parametrize("metadata", [["real"], {"generator": ["real"]}, {"generator": "real", "samples_digest": [1]}])
+def test_a_bundle_whose_metadata_is_not_a_mapping_of_text_is_rejected_not_a_traceback(metadata, tmp_path, capsys):
+    from synthbench.leaderboard.submission import Rejected, open_bundle
+
+    store, bundle = tmp_path / "store", tmp_path / "real.tar.gz"
+    assert run_cli(["evaluate", "-g", "real", "-p", "replace", "--preset", "smoke", "--seeds", "1", "--threads", "1",
+                    "--results", str(store), "-q"], capsys)[0] == 0
+    assert run_cli(["submit", "--results", str(store), "-g", "real", "--out", str(bundle)], capsys)[0] == 0
+    files = bundle_files(bundle)
+    files["bundle/metadata.json"] = json.dumps(metadata).encode()
+    remanifest(files)
+    repack(bundle, files)
+    with pytest.raises(Rejected, match="metadata.json is not a mapping that names the generator"):
+        open_bundle(bundle, tmp_path / "open")

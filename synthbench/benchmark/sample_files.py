@@ -202,12 +202,18 @@ def _npz_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
                 raise UserError(f"samples: {path} holds {sorted(z.files)}; it needs `images` (uint8) and `labels` "
                                 f"(class indices), e.g. np.savez(PATH, images=x, labels=y).")
             names = [str(n) for n in z["class_names"].tolist()] if "class_names" in z.files else None
-            return z["images"], z["labels"], names
+            images, labels = z["images"], z["labels"]
     except UserError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise UserError(f"samples: cannot read {path} as an .npz ({type(exc).__name__}: {exc}). Write it with "
                         f"numpy.savez (no pickled objects) or `synthbench export-samples --format npz`.") from None
+    if labels.ndim != 1 or len(labels) != len(images) or not np.issubdtype(labels.dtype, np.integer):
+        # checked here, before the digest reads them as integers (a traceback on string labels otherwise)
+        raise UserError(f"samples: {path}'s `labels` must be one integer class index per image ({len(images)}); "
+                        f"got {labels.dtype} of shape {labels.shape}. For labels that are class names, store "
+                        f"their indices in `labels` and the names in `class_names`.")
+    return images, labels, names
 
 
 # --------------------------------------------------------------------------- decoding
@@ -424,10 +430,7 @@ def read_samples(path: str | Path, class_names: list[str], shape: tuple[int, int
 
     if kind == "npz":
         raw, labels, names = _npz_arrays(root)
-        images = _npz_images(raw, root)
-        if labels.ndim != 1 or len(labels) != len(images) or not np.issubdtype(labels.dtype, np.integer):
-            raise UserError(f"samples: {root}'s `labels` must be one integer class index per image "
-                            f"({len(images)}); got {labels.dtype} of shape {labels.shape}.")
+        images = _npz_images(raw, root)  # labels: checked by _npz_arrays
         _hash_npz(h, raw, labels, names)
         for i, (img, lab) in enumerate(zip(images, labels.tolist())):
             if names is None:  # a number: the class index, never a class name that looks like it

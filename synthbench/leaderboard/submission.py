@@ -211,6 +211,10 @@ def open_bundle(path: str | Path, into: Path) -> Bundle:
         metadata = json.loads(files["metadata.json"])
     except (KeyError, ValueError):
         raise Rejected("it has no readable metadata.json") from None
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("generator"), str) \
+            or not isinstance(metadata.get("samples_digest") or "", str):
+        raise Rejected("its metadata.json is not a mapping that names the generator (and, for samples, their "
+                       "digest) as text; pack it again with synthbench submit")
     records = []
     for name in sorted(n for n in files if n.startswith("records/")):
         try:

@@ -48,6 +48,7 @@ def test_dry_run_lists_cells_without_computing(tmp_path, capsys):
     (["evaluate", "--option", "nonsense=1"], "No plugin in this run has an option"),
     (["evaluate", "--dataset", "mnist", "--data-root", "/no/such/folder"], "not a folder"),
     (["evaluate", "--config", "/no/such.yaml"], "no such file"),
+    (["evaluate", "--option", "edm.sampler_steps=99999999999999999999999"], "is too large"),  # passed, then failed
 ])
 def test_bad_input_is_one_paragraph_and_exit_2(args, words, tmp_path, capsys):
     code, out, err = run_cli(args + ["--results", str(tmp_path), "--preset", "smoke"], capsys)

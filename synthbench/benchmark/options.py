@@ -113,6 +113,9 @@ class Option:
                 f"Option {self.name}={raw!r} of {owner} is not a valid {kind} ({exc}). "
                 f"{self.help} Default: {self.default!r}."
             ) from None
+        if _too_large(value):  # torch and numpy take 64-bit integers: the cell would fail with an OverflowError
+            raise UserError(f"Option {self.name}={raw!r} of {owner} is too large (a whole number must lie within "
+                            f"+-2**63). {self.help} Default: {self.default!r}.")
         if self.choices is not None and value not in self.choices:
             raise UserError(
                 f"Option {self.name}={raw!r} of {owner} must be one of "
@@ -121,6 +124,12 @@ class Option:
         if self.check is not None and not self.check(value):
             raise UserError(f"Option {self.name}={raw!r} of {owner}: {self.check_help}")
         return value
+
+
+def _too_large(value: Any) -> bool:
+    """A whole number (or one in a list) outside what a 64-bit integer holds."""
+    values = value if isinstance(value, (list, tuple)) else (value,)
+    return any(isinstance(v, int) and not isinstance(v, bool) and not -2**63 <= v < 2**63 for v in values)
 
 
 def by_preset(**values: Any) -> Callable[["Preset"], Any]:

@@ -71,11 +71,12 @@ def _merged(ctx: click.Context, params: dict[str, Any]) -> dict[str, Any]:
 
 def _validated(p: dict[str, Any]) -> dict[str, Any]:
     """Values from a YAML file skip click's checks: check them here."""
+    from synthbench.benchmark.record_schema import SEED_LIMIT
     from synthbench.benchmark.suite import parse_seeds, parse_switch
 
     if p["seed"] is not None:
         seed = _whole_number("seed", p["seed"], "seed: 2")
-        if not 0 <= seed < 2**63:  # a record's spec holds a non-negative 64-bit seed
+        if not 0 <= seed < SEED_LIMIT:  # a record's spec holds a non-negative 64-bit seed
             raise UserError(f"seed={seed}: give a non-negative whole number below 2**63, e.g. seed: 2.")
         p["seeds"] = (seed,)
     else:
@@ -320,18 +321,10 @@ def failure_lines(ran: Any, store: Any) -> list[str]:
     those whose record holds the error, and those that ended without any record
     (a record path that cannot be written, a worker's task that died outside the
     cell), each named with its error, since nothing on the store says why."""
-    from synthbench.benchmark.cell import stored_label
-    from synthbench.plugins import GENERATORS, PROTOCOLS
-
     failed, unrecorded = ran.failed(), ran.unrecorded()
     if not failed:
         return []
-    lines = []
-    for cell, error in unrecorded:
-        spec = cell.spec
-        lines.append(f"no record: {stored_label(GENERATORS, spec.generator, spec.generator_options)} x "
-                     f"{stored_label(PROTOCOLS, spec.protocol, spec.protocol_options)} x {spec.dataset}, seed "
-                     f"{spec.seed} ({store.path_for(spec)}): {error}")
+    lines = [f"no record: {line}" for line in ran.unrecorded_lines(store)]
     recorded = len(failed) - len(unrecorded)
     held = f"{recorded} record{'s hold' if recorded != 1 else ' holds'} the error" if recorded else ""
     missing = f"{len(unrecorded)} ended without a record (why: above)" if unrecorded else ""

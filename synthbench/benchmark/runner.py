@@ -318,6 +318,15 @@ class GridRun:
         return [(c, self.errors.get(c.spec.key, "its task ended without writing a record and reported no error"))
                 for c in self.cells if c.record is None]
 
+    def unrecorded_lines(self, store: ResultStore) -> list[str]:
+        """One line per cell without a record: which cell, where its record
+        belongs, and why (the CLI prints them, ``evaluate`` raises with them)."""
+        from synthbench.benchmark.cell import stored_label
+
+        return [f"{stored_label(GENERATORS, c.spec.generator, c.spec.generator_options)} x "
+                f"{stored_label(PROTOCOLS, c.spec.protocol, c.spec.protocol_options)} x {c.spec.dataset}, seed "
+                f"{c.spec.seed} ({store.path_for(c.spec)}): {why}" for c, why in self.unrecorded()]
+
     def failed(self) -> list[CellOutcome]:
         """The cells that did not finish: a ``failed`` record, or none at all."""
         return [c for c in self.cells if c.record is None or c.record.status is Status.FAILED]
@@ -375,12 +384,11 @@ def evaluate(generators: PluginsGiven, protocols: PluginsGiven = "replace", data
                      precision=precision, compile=compile)
     store = ResultStore(results)
     ran = run_explained([(grid_setting(grid, store, adapter_timeout_s), grid)])
-    missing = ran.unrecorded()
+    missing = ran.unrecorded_lines(store)
     if missing:  # a list without them would pass for the whole grid
-        lines = "; ".join(f"{c.spec.generator} x {c.spec.protocol} x {c.spec.dataset}, seed {c.spec.seed} "
-                          f"({store.path_for(c.spec)}): {why}" for c, why in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise UserError(f"{len(missing)} of {len(ran.cells)} cells ended without a record: {lines}{more}. Every "
+        raise UserError(f"{len(missing)} of {len(ran.cells)} cells ended without a record: "
+                        f"{'; '.join(missing[:5])}{more}. Every "
                         f"record that was written is kept in {store.root}; fix the cause and call evaluate again "
                         f"(finished cells are cache hits).")
     return [c.record for c in ran.cells]

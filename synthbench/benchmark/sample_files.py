@@ -318,8 +318,8 @@ def class_index(label: str, class_names: list[str], where: str) -> int | None:
     a whole number below the class count as an index (see the module docstring;
     numeric labels go through :func:`number_index` instead)."""
     matches = {i for i, n in enumerate(class_names) if label in (n, safe_class_name(n))}
-    if not matches and re.fullmatch(r"\d+", label) and int(label) < len(class_names):
-        matches = {int(label)}
+    if not matches and _is_number(label) and (index := number_index(label, class_names)) is not None:
+        matches = {index}
     if len(matches) > 1:
         raise UserError(f"samples: {where} names the class {label!r}, which matches several of the dataset's "
                         f"classes; name the folders by class index (0..{len(class_names) - 1}) instead.")

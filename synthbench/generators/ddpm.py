@@ -150,10 +150,13 @@ class DDPMGenerator(Generator):
         "confidence_threshold": Option("confidence_threshold", 0.0, "Unconditional only: keep samples whose "
                                        "pseudo-label confidence (max softmax) is at least this; 0 keeps all.",
                                        float, check=lambda v: 0 <= v < 1, check_help="must be in [0, 1)"),
-        "sampler_steps": Option.positive_int("sampler_steps", "Respaced sampling steps; default 4 / 50 / 250 at "
-                                             "smoke / fast / paper (Nichol & Dhariwal Sec. 4: 50-100 steps lose "
-                                             "little FID with learned variances; 250 is close to the full chain).",
-                                             per_preset=by_preset(smoke=4, fast=50, paper=250)),
+        "sampler_steps": Option("sampler_steps", None, "Respaced sampling steps, at most T = 1000; default 4 / "
+                                "50 / 250 at smoke / fast / paper (Nichol & Dhariwal Sec. 4: 50-100 steps lose "
+                                "little FID with learned variances; 250 is close to the full chain).", int,
+                                check=lambda v: v is None or 0 < v <= T_TRAIN,
+                                check_help=f"must be a whole number in 1..{T_TRAIN} (the respaced chain takes at "
+                                           f"most one step per timestep of the T = {T_TRAIN} training chain)",
+                                per_preset=by_preset(smoke=4, fast=50, paper=250)),
         "train_steps": Option.positive_int("train_steps", "Training steps; default: the preset's.",
                                            per_preset=lambda p: p.gen_train_steps),
         "train_seed": Option("train_seed", 0, "Seed of the in-suite training run.", int),

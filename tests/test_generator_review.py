@@ -21,3 +21,61 @@ def test_ddpm_sampler_steps_beyond_the_training_chain_is_refused_when_parsed():
         resolve_options(cls.options, {"sampler_steps": "1001"}, "ddpm")
     with pytest.raises(UserError, match="sampler_steps"):
         resolve_options(cls.options, {"sampler_steps": "0"}, "ddpm")
+
+
+class LabelRecordingEDMPrecond(torch.nn.Module):
+    """Stands in for a class-conditional NVlabs EDMPrecond in a pickle and records
+    the one-hot labels it is given (module level, so pickle can find it)."""
+
+    img_resolution, img_channels, label_dim = 8, 1, 10
+    seen: list[torch.Tensor] = []
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, x, sigma, class_labels):
+        LabelRecordingEDMPrecond.seen.append(class_labels.detach().clone())
+        shift = class_labels.argmax(1).float().view(-1, 1, 1, 1) / 10
+        return self.scale * x / (1 + sigma.view(-1, 1, 1, 1) ** 2) + shift
+
+
+def test_edm_conditional_pickle_made_unconditional_samples_its_marginal(smoke_digits, session_cache, tmp_path):
+    """``conditional=false`` (longtail's unconditional control) on a class-conditional
+    EDM pickle fed it all-zero one-hot labels, an input it never saw in training
+    (EDM trains without label dropout); NVlabs' generate.py samples such a
+    network unconditionally by drawing a class per image. Now: a class per image
+    from its seed, and reconstruct (which would need the class) is unsupported."""
+    import pickle
+
+    from conftest import fit_generator
+    from synthbench.errors import Unsupported
+
+    path = tmp_path / "edm-cond.pkl"
+    with path.open("wb") as fh:
+        pickle.dump({"ema": LabelRecordingEDMPrecond()}, fh)
+    gen = fit_generator("edm", smoke_digits, session_cache, network_pkl=str(path), trust_pickle="true",
+                        conditional="false", eval_batch="4", sampler_steps="2")
+    assert not gen.conditional
+    LabelRecordingEDMPrecond.seen.clear()
+    seeds = list(range(12))
+    x = gen.sample(torch.zeros(12, dtype=torch.long), seeds)
+    onehots = torch.cat(LabelRecordingEDMPrecond.seen)
+    assert torch.all(onehots.sum(1) == 1)  # a real class every time, never the all-zero vector
+    first = LabelRecordingEDMPrecond.seen[0].argmax(1)[:4]
+    assert len(set(first.tolist())) > 1  # drawn per image, not one class for all
+    # the class follows the seed, not the placeholder label or the batch
+    assert torch.equal(gen.sample(torch.full((2,), 7), [seeds[5], seeds[0]]), x[[5, 0]])
+    with pytest.raises(Unsupported, match="conditional=false"):
+        gen.reconstruct(smoke_digits.train.images[:2], smoke_digits.train.labels[:2], 30, [0, 1])
+    cond = fit_generator("edm", smoke_digits, session_cache, network_pkl=str(path), trust_pickle="true",
+                         eval_batch="4", sampler_steps="2")
+    LabelRecordingEDMPrecond.seen.clear()
+    cond.sample(torch.tensor([3, 3]), [0, 1])
+    assert LabelRecordingEDMPrecond.seen[0].argmax(1)[:2].tolist() == [3, 3]
+    # a key of its own: cells and samples of the zero-label behaviour are not reused
+    from synthbench.plugins import GENERATORS as G
+
+    extras = G.get("edm").spec_extras({"network_pkl": str(path), "conditional": False})
+    assert extras["unconditional_pickle"] == gen.fit_identity()["unconditional_pickle"] == "class-per-seed"
+    assert G.get("edm").spec_extras({}) == {}  # the in-suite network keeps its keys

@@ -27,7 +27,13 @@ Official checkpoints: ``--option network_pkl=PATH --option trust_pickle=true``
 its ``'ema'`` entry instead of training one (e.g. ``edm-cifar10-32x32-cond-vp.pkl``
 for ``cifar10``). Pickles run code when loaded, so without ``trust_pickle`` the
 run stops with a refusal (``generators/pickles.py``). The file's SHA-256 is part
-of the cell's spec, so a different pickle is a different record.
+of the cell's spec, so a different pickle is a different record. With
+``conditional=false`` (``longtail``'s unconditional control does this) a
+class-conditional pickle samples from its marginal as NVlabs' ``generate.py``
+does without ``--class``: each image's class is drawn uniformly from its seed
+(a conditional EDM is trained without label dropout, so an all-zero label is
+no "unconditional" input); reconstructing from a real image that way would
+not be the marginal, so ``reconstruct`` is then unsupported.
 
 Batch independence: the network runs on fixed-size chunks (``eval_batch``).
 Speed: ``precision=bf16`` and ``compile=true`` (the diffusion core's
@@ -47,13 +53,18 @@ from torch import nn
 from synthbench.benchmark.cache import file_digest
 from synthbench.benchmark.context import FitContext
 from synthbench.benchmark.options import Option
-from synthbench.errors import UserError
+from synthbench.benchmark.seeding import derive_seed, torch_generator
+from synthbench.errors import Unsupported, UserError
 from synthbench.generators.base import Generator
 from synthbench.generators.pickles import pickle_spec_extras
 from synthbench.generators.diffusion import (
     EDMDenoiser, compile_option, denoise_in_chunks, eval_batch_option, fit_edm_unet, network_batch, precision_option,
     reconstruct_images, recon_start_sigma, sample_images, train_precision_option, unet_recipe,
 )
+
+
+UNCONDITIONAL_PICKLE = "class-per-seed"
+"""How a class-conditional pickle samples with ``conditional=false`` (module docstring)."""
 
 
 class _OfficialDenoiser(nn.Module):
@@ -80,6 +91,8 @@ class EDMGenerator(Generator):
     name = "edm"
     version = 1
     can_reconstruct = True
+    _marginal_classes = 0
+    """Classes of a conditional pickle sampled with ``conditional=false`` (0: none)."""
     needs = "nothing on CPU (trains a small EDM in-suite, cached); a GPU for the paper preset"
     paper = ('Karras, Aittala, Aila & Laine 2022, '
              '"Elucidating the Design Space of Diffusion-Based Generative Models", arXiv 2206.00364')
@@ -111,7 +124,11 @@ class EDMGenerator(Generator):
 
     @classmethod
     def spec_extras(cls, options: dict[str, Any]) -> dict[str, Any]:
-        return pickle_spec_extras(options)
+        """The pickle's digest and, with a pickle, how ``conditional=false`` samples it:
+        a key of its own, so cells and samples made before a conditional pickle's
+        unconditional samples drew a class per image are not reused."""
+        extras = pickle_spec_extras(options)
+        return {**extras, "unconditional_pickle": UNCONDITIONAL_PICKLE} if extras else extras
 
     @classmethod
     def unconditional_options(cls) -> dict[str, Any]:
@@ -123,6 +140,7 @@ class EDMGenerator(Generator):
         self.device = ctx.device
         self.image_shape = ctx.image_shape
         self.steps = self.setting("sampler_steps", ctx.preset)
+        self._marginal_classes = 0
         if self.opts["network_pkl"]:
             return self._load_official(ctx)
         recipe = unet_recipe(ctx, self.setting("train_steps", ctx.preset), self.opts["lr"], self.opts["train_seed"],
@@ -150,17 +168,22 @@ class EDMGenerator(Generator):
                             f"dataset has {len(ctx.class_names)}; use a matching class-conditional checkpoint "
                             f"or --option conditional=false with an unconditional one.")
         self.net = _OfficialDenoiser(net.to(self.device).eval(), label_dim)
+        self._marginal_classes = label_dim if not self.conditional else 0
         return {"network_pkl_sha256": file_digest(self.opts["network_pkl"]), "dataset_digest": ctx.dataset_digest,
-                "sampler_steps": self.steps}
+                "sampler_steps": self.steps, "unconditional_pickle": UNCONDITIONAL_PICKLE}
 
     # -- generation ------------------------------------------------------
     def _denoiser(self, labels: torch.Tensor):
-        cond = torch.as_tensor(labels, dtype=torch.long) if self.conditional else None
+        cond = torch.as_tensor(labels, dtype=torch.long) if self.conditional or self._marginal_classes else None
         chunk = network_batch(self.opts["eval_batch"], self.device)
         return lambda x, sigma: denoise_in_chunks(self.net, x, sigma, cond, chunk, self.device, self.opts["precision"],
                                                    self.opts["compile"])
 
     def sample(self, labels: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
+        classes = self._marginal_classes
+        if classes:  # a class-conditional pickle made unconditional: a class per image, from its seed
+            labels = torch.tensor([int(torch.randint(classes, (1,), generator=torch_generator(
+                derive_seed("edm-marginal-class", s)))) for s in seeds], dtype=torch.long)
         return sample_images(self._denoiser(labels), seeds, self.image_shape, self.steps, self.opts["churn"],
                              desc="sample edm")
 
@@ -169,6 +192,10 @@ class EDMGenerator(Generator):
         """Algorithm 1 from step t_re of the Karras T = 100 grid, or from noise
         level ``sigma`` when given; ``churn`` (None: the ``churn`` option) makes
         the reverse steps stochastic (``diffusion.reconstruct_images``)."""
+        if self._marginal_classes:
+            raise Unsupported("edm with conditional=false on a class-conditional pickle samples from its marginal "
+                              "(a random class per image); reconstructing a real image needs the class, so run "
+                              "recon with conditional=true or an unconditional checkpoint.")
         churn = self.opts["churn"] if churn is None else churn
         return reconstruct_images(self._denoiser(labels), images, t_re, seeds, churn, sigma=sigma)
 

@@ -38,8 +38,8 @@ from synthbench.benchmark.cache import digest
 from synthbench.benchmark.cell import CellSpec, Grid, PluginChoice, Record, Status
 from synthbench.benchmark.context import CellContext, FitContext, GeneratorFit
 from synthbench.benchmark.datasets import Dataset, DatasetLoader, Split
-from synthbench.benchmark.metrics import metric
-from synthbench.benchmark.options import Option, by_preset
+from synthbench.benchmark.metrics import Target, metric
+from synthbench.benchmark.options import Option, by_preset, number_text, parse_float_list, parse_int_list
 from synthbench.benchmark.presets import Preset
 from synthbench.plugins import DATASETS, GENERATORS, PROTOCOLS
 from synthbench.benchmark.runner import evaluate, make_grid, run_grid
@@ -53,6 +53,9 @@ __all__ = [
     # writing plugins
     "Generator", "FitContext", "Protocol", "CellContext", "ProtocolResult", "GeneratorFit", "metric", "Option",
     "by_preset",
+    # a ranking rule beside True / False / None (closest to a value is best), and for list-valued options and
+    # the metric names a template stands for (``top1_x{m}`` -> f"top1_x{number_text(m)}")
+    "Target", "number_text", "parse_int_list", "parse_float_list",
     "Split", "Dataset", "DatasetLoader", "Preset", "Unsupported", "UserError", "digest",
     # running and reading
     "evaluate", "make_grid", "run_grid", "load_results", "Grid", "PluginChoice", "CellSpec", "Record", "Status", "ResultStore",

@@ -32,3 +32,70 @@ def test_a_protocol_can_declare_every_documented_ranking_rule_from_the_api():
     assert Target(0.5).value == 0.5
     assert [f"top1_x{number_text(m)}" for m in parse_float_list("1,2.5")] == ["top1_x1", "top1_x2.5"]
     assert parse_int_list("0,30") == (0, 30)
+
+
+# ------------------------------------------- declarations, refused on lookup
+
+
+class _Gen(api.Generator):
+    name = "mine"
+    version = 1
+    options = {"noise": api.Option("noise", 0.1, "Noise std.", float, check=lambda v: v >= 0,
+                                   check_help="must be >= 0")}
+
+    def fit(self, ctx):
+        return {"dataset_digest": ctx.dataset_digest}
+
+
+class _StrVersion(_Gen):
+    version = "1.0"
+
+
+class _BadDefault(_Gen):
+    options = {"noise": api.Option("noise", -1.0, "Noise std.", float, check=lambda v: v >= 0,
+                                   check_help="must be >= 0")}
+
+
+class _Proto(api.Protocol):
+    name = "mine"
+    version = 1
+    metrics = {"ncm_top1": True, "ncm_top1_x{m}": True, "mean_dist": False}
+    headline = "ncm_top1"
+
+
+class _StrVersionProto(_Proto):
+    version = "2"
+
+
+class _UndeclaredHeadline(_Proto):
+    headline = "top1"  # the base class's default, which this protocol does not emit
+
+
+@pytest.mark.parametrize("kind, cls, says", [
+    ("generator", _StrVersion, "version = '1.0' is not an integer"),
+    ("protocol", _StrVersionProto, "version = '2' is not an integer"),
+    ("generator", _BadDefault, "default of its option 'noise' fails the option's own check"),
+    ("protocol", _UndeclaredHeadline, "headline = 'top1' is not one of its declared metrics"),
+])
+def test_a_wrong_declaration_is_refused_on_lookup_naming_the_plugin(kind, cls, says):
+    """Before: a string version made every cell fail with 'not a valid record ...;
+    a metric must be a finite number' (exit 1); a default failing its own check
+    and an undeclared headline ran with status ok."""
+    with pytest.raises(api.UserError) as err:
+        _registry(kind, cls).get("mine")
+    msg = str(err.value)
+    assert f"The {kind} plugin 'mine'" in msg and "entry point (my-package)" in msg and says in msg, msg
+
+
+class _NoHeadline(api.Protocol):
+    name = "mine"
+    metrics = {"score": True}  # headline left at the base's "top1": the tables lead with the first column
+
+
+def test_good_declarations_and_every_builtin_pass():
+    assert _registry("generator", _Gen).get("mine") is _Gen
+    assert _registry("protocol", _Proto).get("mine") is _Proto
+    assert _registry("protocol", _NoHeadline).get("mine") is _NoHeadline
+    for reg in (api.GENERATORS, api.PROTOCOLS, api.DATASETS):
+        for name in reg.names():
+            reg.get(name)

@@ -38,6 +38,7 @@ def test_entry_point_plugins_are_found(tmp_path, monkeypatch):
         class Extra(Protocol):
             name = "extra"
             metrics = {"x": True}
+            headline = "x"
     """))
     dist = tmp_path / "sb_extra_proto-0.1.dist-info"
     dist.mkdir()

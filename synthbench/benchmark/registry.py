@@ -108,7 +108,68 @@ class Registry:
                 f"is {what}, which does not subclass synthbench.api.{base.__name__}. A {self.kind} plugin must be a "
                 f"subclass of it (examples/synthbench-classgauss shows a complete generator adapter)."
             )
+        problems = declaration_problems(self.kind, obj, base)
+        if problems:
+            raise UserError(
+                f"The {self.kind} plugin {name!r} ({self._targets.get(name, obj.__qualname__)}, "
+                f"{self._origin.get(name, '?')}) declares itself wrongly: {'; '.join(problems)}. Fix the class "
+                f"(synthbench.api.{base.__name__}'s docstring lists what it declares) and run again."
+            )
         return obj
+
+
+def declaration_problems(kind: str, cls: type, base: type) -> list[str]:
+    """What is wrong with a plugin class's declarations, checked when it is first
+    looked up, so that every command refuses it before anything runs: an
+    integer ``version`` (records key on it; a string made ``evaluate`` fail
+    every cell with a message about the record schema), ``options`` a dict of
+    ``Option`` whose defaults pass their own checks (a default that fails them
+    ran as given, with status ``ok``), and for a protocol ``metrics`` mapping
+    each name to a ranking rule, and a ``headline`` it declares that is one of
+    them and ranks (an undeclared one was accepted, and the tables silently led
+    with another metric)."""
+    from synthbench.benchmark.metrics import Target, declared_key
+    from synthbench.benchmark.options import Option
+
+    problems = []
+    version = getattr(cls, "version", None)
+    if not isinstance(version, int) or isinstance(version, bool):
+        problems.append(f"version = {version!r} is not an integer; declare a whole number (version = 1) and bump "
+                        f"it whenever the outputs change")
+    options = getattr(cls, "options", {})
+    if not isinstance(options, dict) or not all(isinstance(o, Option) for o in options.values()):
+        problems.append("options must be a dict of name -> synthbench.api.Option")
+    else:
+        for key, opt in options.items():
+            if opt.name != key:
+                problems.append(f"the option under the key {key!r} is named {opt.name!r}; use one name for both")
+                continue
+            if opt.default is None:  # unset: the preset's default, or the plugin's own None handling
+                continue
+            try:
+                opt.parse(opt.default, f"{kind} {getattr(cls, 'name', cls.__qualname__)}")
+            except UserError as exc:
+                problems.append(f"the default of its option {key!r} fails the option's own check ({exc}); "
+                                f"give a default that passes it")
+    if kind == "protocol":
+        metrics = getattr(cls, "metrics", None)
+        rules_ok = isinstance(metrics, dict) and metrics and all(
+            rule is None or isinstance(rule, (bool, Target)) for rule in metrics.values())
+        if not rules_ok:
+            problems.append(f"metrics = {metrics!r} must map every metric it may emit to its ranking rule: True "
+                            f"(higher is better), False (lower is better), synthbench.api.Target(value) (closest "
+                            f"to value) or None (a diagnostic)")
+        elif any("headline" in vars(c) for c in cls.__mro__[:cls.__mro__.index(base)]):
+            # one it declares (an inherited base default, "top1", falls back to the first column)
+            headline = getattr(cls, "headline", None)
+            key = declared_key(metrics, headline) if isinstance(headline, str) else None
+            if key is None:
+                problems.append(f"headline = {headline!r} is not one of its declared metrics "
+                                f"({', '.join(metrics)}); name the metric the tables lead with")
+            elif metrics[key] is None:
+                problems.append(f"headline = {headline!r} is declared a diagnostic (None), which ranks nothing; "
+                                f"the headline must rank generators")
+    return problems
 
 
 def _import(target: str) -> Any:

@@ -10,6 +10,7 @@ import torch
 from synthbench.benchmark.options import resolve_options
 from synthbench.errors import UserError
 from synthbench.plugins import GENERATORS
+from tiny_sd import tiny_clip_path, tiny_sd_path  # noqa: F401  (session fixtures)
 
 
 def test_ddpm_sampler_steps_beyond_the_training_chain_is_refused_when_parsed():
@@ -79,3 +80,26 @@ def test_edm_conditional_pickle_made_unconditional_samples_its_marginal(smoke_di
     extras = G.get("edm").spec_extras({"network_pkl": str(path), "conditional": False})
     assert extras["unconditional_pickle"] == gen.fit_identity()["unconditional_pickle"] == "class-per-seed"
     assert G.get("edm").spec_extras({}) == {}  # the in-suite network keeps its keys
+
+
+def test_realfake_sd_without_fine_tuning_has_no_guidance_token(smoke_digits, tiny_sd_path, tiny_clip_path,
+                                                                tmp_path):
+    """``finetune_steps=0`` is Table 2's "no fine-tuning" rows (Yuan et al. 2024,
+    arXiv 2310.10402), none with visual guidance, and the option says visual
+    guidance then does nothing. On Stable Diffusion it still appended the zero
+    projection's token, whose zero key takes a share of every cross-attention, so
+    the samples moved (and an image encoder was demanded)."""
+    from conftest import fit_generator
+
+    common = dict(sd_model=str(tiny_sd_path), finetune_steps="0", sampler_steps="2")
+    on = fit_generator("realfake", smoke_digits, tmp_path, visual_guidance="true", image_encoder=str(tiny_clip_path),
+                       **common)
+    off = fit_generator("realfake", smoke_digits, tmp_path, visual_guidance="false", **common)
+    labels, seeds = torch.tensor([0, 1, 2, 3]), [1, 2, 3, 4]
+    assert torch.equal(on.sample(labels, seeds), off.sample(labels, seeds))
+    # no encoder needed for a component that does not run
+    no_encoder = fit_generator("realfake", smoke_digits, tmp_path, visual_guidance="true", **common)
+    assert torch.equal(no_encoder.sample(labels, seeds), off.sample(labels, seeds))
+    with pytest.raises(UserError, match="image_encoder"):
+        fit_generator("realfake", smoke_digits, tmp_path, visual_guidance="true",
+                      **{**common, "finetune_steps": "1"})

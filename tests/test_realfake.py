@@ -22,7 +22,10 @@ def _fit(smoke_digits, cache, **opts):
 def test_spec_names_the_backbone():
     cls = GENERATORS.get("realfake")
     assert cls.spec_extras({"sd_model": ""}) == {"backbone": "in-suite-edm"}
-    assert cls.spec_extras({"sd_model": "/models/sd15"}) == {"backbone": "stable-diffusion"}
+    from synthbench.generators.realfake_sd import VERSION
+
+    assert cls.spec_extras({"sd_model": "/models/sd15"}) == {"backbone": "stable-diffusion",
+                                                             "sd_backbone_version": VERSION}
 
 
 def test_guided_embedding_starts_as_the_base_embedding():

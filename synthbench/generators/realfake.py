@@ -185,8 +185,14 @@ class RealFakeGenerator(Generator):
 
     @classmethod
     def spec_extras(cls, options: dict[str, Any]) -> dict[str, Any]:
-        """Which backbone runs is part of what a record means."""
-        return {"backbone": "stable-diffusion" if options.get("sd_model") else "in-suite-edm"}
+        """Which backbone runs is part of what a record means; on Stable Diffusion
+        also that backbone's own version (``realfake_sd.VERSION``), so a change
+        there is a new cell without touching the in-suite backbone's keys."""
+        if not options.get("sd_model"):
+            return {"backbone": "in-suite-edm"}
+        from synthbench.generators.realfake_sd import VERSION as SD_VERSION
+
+        return {"backbone": "stable-diffusion", "sd_backbone_version": SD_VERSION}
 
     @classmethod
     def builds_on(cls, options: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:

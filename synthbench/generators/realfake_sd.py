@@ -29,7 +29,12 @@ vanilla ``sd`` adapter (``sd.py``).
   padding token instead, so it stays a text-only condition of the same length.
   Visual guidance without an ``image_encoder`` is a :class:`UserError` naming
   both ways out (give an encoder, or turn ``visual_guidance`` off): a recipe
-  component that silently does not run would make the ablation lie.
+  component that silently does not run would make the ablation lie. With
+  ``finetune_steps=0`` (Table 2's rows without fine-tuning, none of which has
+  visual guidance) there is no guidance token, as on the in-suite backbone: the
+  untrained zero projection would still append a zero token, whose zero key
+  takes a share of every cross-attention's weights (version 1 did that, so its
+  "no fine-tuning" samples were not vanilla SD's).
 - Sampling (Table 6): UniPC, ``sampler_steps`` (30), classifier-free guidance
   ``guidance`` (2.0) with Appendix E's negative prompt "distorted, unrealistic,
   blurry, out of frame".
@@ -67,8 +72,10 @@ from synthbench.generators.sd import (
     split_templates, to_dataset_images, to_pipeline_images, valid_templates, weights_fingerprint,
 )
 
-VERSION = 1
-"""Bump when the fine-tuning or the sampling changes for the same settings."""
+VERSION = 2
+"""Bump when the fine-tuning or the sampling changes for the same settings (part
+of ``realfake``'s ``spec_extras`` on this backbone). 2: no guidance token
+without fine-tuning."""
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TABLE7_EPOCHS = 300
 DEFAULT_FINETUNE_STEPS = {"smoke": 2, "fast": 200}
@@ -187,7 +194,7 @@ class RealFakeSD:
         self.model = model
         self.image_encoder = image_encoder or None
         self.cfg = RealFakeSDConfig.from_opts(opts)
-        if self.cfg.visual_guidance and not self.image_encoder:
+        if self.cfg.visual_guidance and self.cfg.finetune_steps != 0 and not self.image_encoder:
             raise UserError(
                 "realfake: visual guidance (Real-Fake Sec. 3.2) on Stable Diffusion needs a CLIP image encoder: "
                 "pass --option realfake.image_encoder=DIR (the folder of a CLIPVisionModelWithProjection, e.g. "
@@ -219,7 +226,7 @@ class RealFakeSD:
                                              init_lora_weights="gaussian", target_modules=LORA_TARGETS))
         self.proj: nn.Linear | None = None
         self.encoder_fingerprint: str | None = None
-        if cfg.visual_guidance:
+        if cfg.visual_guidance and self.finetune_steps(ctx) > 0:  # no token without fine-tuning (docstring)
             self._clip = self._image_embeddings(ctx)
             self.proj = nn.Linear(self._clip.shape[1], pipe.unet.config.cross_attention_dim)
             nn.init.zeros_(self.proj.weight)
@@ -289,8 +296,8 @@ class RealFakeSD:
         return {
             "version": VERSION, "weights": self.weights, "image_encoder": self.encoder_fingerprint,
             "dataset_digest": ctx.dataset_digest, "hflip": ctx.hflip, "size": self.size,
-            "gamma": self.gamma, "visual_guidance": cfg.visual_guidance,
-            "guidance_images": cfg.guidance_images if cfg.visual_guidance else None,
+            "gamma": self.gamma, "visual_guidance": self.proj is not None,
+            "guidance_images": cfg.guidance_images if self.proj is not None else None,
             "lora_rank": cfg.lora_rank, "steps": self.finetune_steps(ctx), "lr": cfg.lr,
             "batch_size": cfg.batch_size, "snr_gamma": cfg.snr_gamma, "prompt": cfg.prompt,
             "train_seed": cfg.train_seed, "precision": cfg.precision, "class_names": self.class_names,

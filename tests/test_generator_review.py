@@ -103,3 +103,12 @@ def test_realfake_sd_without_fine_tuning_has_no_guidance_token(smoke_digits, tin
     with pytest.raises(UserError, match="image_encoder"):
         fit_generator("realfake", smoke_digits, tmp_path, visual_guidance="true",
                       **{**common, "finetune_steps": "1"})
+
+
+def test_realfake_guidance_scale_is_validated_like_sds():
+    """realfake's guidance_scale took any float (-3 ran Stable Diffusion silently
+    without guidance); sd's guidance already had to be >= 0."""
+    cls = GENERATORS.get("realfake")
+    assert resolve_options(cls.options, {"guidance_scale": "2"}, "realfake")["guidance_scale"] == 2.0
+    with pytest.raises(UserError, match="guidance_scale.*>= 0"):
+        resolve_options(cls.options, {"guidance_scale": "-3"}, "realfake")

@@ -180,7 +180,8 @@ class RealFakeGenerator(Generator):
                             "2303.09556), off by default: Table 7 lists an SNR-gamma of 0.75 in a row whose "
                             "columns do not line up; the released scripts weight by min-SNR.", float,
                             check=lambda v: v is None or v > 0, check_help="must be > 0"),
-        "guidance_scale": Option("guidance_scale", 2.0, "Classifier-free guidance on SD (Table 6: 2.0).", float),
+        "guidance_scale": Option("guidance_scale", 2.0, "Classifier-free guidance on SD (Table 6: 2.0); <= 1 "
+                                 "turns guidance off.", float, check=lambda v: v >= 0, check_help="must be >= 0"),
     }
 
     @classmethod

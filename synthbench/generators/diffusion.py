@@ -317,7 +317,13 @@ def heun_sample(denoise: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, churn:
                 churn_seeds: Sequence[int] = (), desc: str = "sample") -> torch.Tensor:
     """Karras et al. Algorithm 2 (Heun, 2nd order; deterministic when ``churn`` is
     0) along ``sigmas`` (descending, ending in 0). ``x`` is float64 throughout;
-    with churn, image i's extra noise comes from ``churn_seeds[i]`` alone."""
+    with churn, image i's extra noise comes from ``churn_seeds[i]`` alone.
+
+    Each step's gamma is min(churn / n, sqrt(2) - 1) with n = ``len(sigmas) - 1``,
+    the steps this call runs: Algorithm 2's S_churn / N when sampling, but in a
+    reconstruction n is t_re (or the levels below ``sigma``), not the grid's 100,
+    so one ``churn`` adds more noise per step at a small t_re (churn = 5: gamma
+    0.41, the cap, at t_re = 10; 0.17 at 30; 0.05 at 100)."""
     n_steps = len(sigmas) - 1
     churn_gens = [torch_generator(derive_seed("edm-churn", s)) for s in churn_seeds] if churn > 0 else None
     for i in bar(range(n_steps), desc=desc, unit="step"):
@@ -382,7 +388,8 @@ def reconstruct_images(denoise: Denoiser, images: torch.Tensor, t_re: int, seeds
     ``churn`` > 0 makes the reverse steps stochastic (Karras et al. Algorithm 2's
     S_churn, image i's extra noise from ``seeds[i]``), the counterpart of the
     noise Algorithm 1 adds in its reverse step (line 8); 0 is the deterministic
-    Heun sampler. ``sigma`` (keyword) overrides t_re's position: the image is
+    Heun sampler. It is spread over the t_re steps run (:func:`heun_sample`), not
+    over the grid's T = 100. ``sigma`` (keyword) overrides t_re's position: the image is
     diffused to exactly that noise level and restored along it and the grid's
     levels below it (:func:`recon_sigmas`); the input then always enters, even
     at a level above sigma_max."""

@@ -126,7 +126,7 @@ class DiffusionTerms:
 
         The model mean is computed from the predicted x0 clipped to [-1, 1], as
         sampling does; Nichol & Dhariwal's training loss does not clip it
-        (Eq. 11's mean from eps; their code's ``training_losses`` passes
+        (the mean from eps, Ho et al. 2020 Eq. 11; their code's ``training_losses`` passes
         ``clip_denoised=False``). The two agree where the clip is inactive and
         part ways at large t: with an eps error of std 0.2 on digits, L_t is
         0.0002 against 0.0006 bits/dim at t = 900 and 0.0001 against 0.0067 at

@@ -99,3 +99,52 @@ def test_good_declarations_and_every_builtin_pass():
     for reg in (api.GENERATORS, api.PROTOCOLS, api.DATASETS):
         for name in reg.names():
             reg.get(name)
+
+
+# ------------------------------------------------- what a protocol returns
+
+
+class _Emits(api.Protocol):
+    name = "emits-undeclared"
+    metrics = {"score": True, "score_x{m}": True}
+    headline = "score"
+    uses_reference_classifier = False
+
+    def run(self, ctx):
+        m = api.metric(1.0, None, 1, True)
+        return api.ProtocolResult({"score": m, "score_x2": m, "surprise": m}, {})
+
+
+class _EmitsViaSuper(_Emits):
+    name = "emits-via-super"
+    metrics = {"score": True, "score_x{m}": True, "surprise": True}
+
+    def run(self, ctx):  # the base's result is checked against this class's declarations, once
+        return super().run(ctx)
+
+
+class _ReturnsNothing(_Emits):
+    name = "returns-nothing"
+
+    def run(self, ctx):
+        super().run(ctx)
+
+
+def test_a_protocol_emitting_an_undeclared_metric_fails_its_cell_naming_it(smoke_digits, tmp_path):
+    """Before: the record was stored with status ok and a metric no table or
+    ranking rule knew ('surprise')."""
+    from synthbench.benchmark.runner import resolve_grid, run_protocol
+
+    with pytest.raises(ValueError, match="emitted 'surprise', which its metrics"):
+        _Emits().run(None)
+    assert set(_EmitsViaSuper().run(None).metrics) == {"score", "score_x2", "surprise"}
+    with pytest.raises(ValueError, match="run\\(\\) returned NoneType; it must return"):
+        _ReturnsNothing().run(None)
+    api.PROTOCOLS.register(_Emits.name, _Emits)
+    try:
+        grid = resolve_grid(smoke_digits, ["real"], _Emits.name, "smoke", (0,), "cpu")
+        [cell] = run_protocol(grid, grid.protocols[0], api.ResultStore(tmp_path))
+    finally:
+        api.PROTOCOLS.unregister(_Emits.name)
+    assert cell.record.status is api.Status.FAILED and cell.record.metrics == {}
+    assert "protocol emits-undeclared: run() emitted 'surprise'" in cell.record.error

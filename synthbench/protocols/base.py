@@ -4,6 +4,7 @@ Plugin authors import it from :mod:`synthbench.api`."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -14,7 +15,7 @@ from synthbench.benchmark.options import Configurable
 from synthbench.benchmark.trainer import Evaluation
 from synthbench.errors import Unsupported
 
-__all__ = ["Protocol", "ProtocolResult", "Unsupported"]  # Unsupported: re-exported for one version (errors.py)
+__all__ = ["Protocol", "ProtocolResult", "UndeclaredMetric", "Unsupported"]  # Unsupported: re-exported for one version (errors.py)
 
 
 @dataclass
@@ -23,6 +24,31 @@ class ProtocolResult:
     """``{name: {value, stderr, n, higher_is_better}}`` (see ``store.metric``)."""
     details: dict[str, Any] = field(default_factory=dict)
     """Plot-ready data: per-class accuracy, confusion matrix, curves."""
+
+
+class UndeclaredMetric(ValueError):
+    """A protocol's ``run`` returned something other than a :class:`ProtocolResult`
+    whose metrics it declares: its cell is ``failed`` with this message instead
+    of being stored as a record whose columns no table or ranking rule knows."""
+
+
+def _checked_run(run: Any) -> Any:
+    """``run`` with its result checked against the protocol's declarations
+    (:meth:`Protocol.checked_result`); a subclass's ``run`` that calls
+    ``super().run`` is checked once, on the way out."""
+
+    @functools.wraps(run)
+    def checked(self: "Protocol", ctx: CellContext) -> ProtocolResult:
+        depth = self.__dict__.get("_run_depth", 0)
+        self.__dict__["_run_depth"] = depth + 1
+        try:
+            result = run(self, ctx)
+        finally:
+            self.__dict__["_run_depth"] = depth
+        return result if depth else self.checked_result(result)
+
+    checked.__synthbench_checked__ = True  # type: ignore[attr-defined]
+    return checked
 
 
 class Protocol(Configurable):
@@ -86,8 +112,34 @@ class Protocol(Configurable):
         largest such pool once before the cells; 0: none."""
         return 0
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        run = cls.__dict__.get("run")
+        if callable(run) and not getattr(run, "__synthbench_checked__", False):
+            cls.run = _checked_run(run)  # type: ignore[method-assign]
+
     def run(self, ctx: CellContext) -> ProtocolResult:
+        """The cell's metrics and details. What it returns is checked
+        (:meth:`checked_result`): a :class:`ProtocolResult` whose every metric
+        is declared in :attr:`metrics`, exactly or as an instance of a template."""
         raise NotImplementedError
+
+    def checked_result(self, result: Any) -> ProtocolResult:
+        """``result`` if it is a :class:`ProtocolResult` of metrics this protocol
+        declares, else :class:`UndeclaredMetric` naming the protocol and what to fix."""
+        if not isinstance(result, ProtocolResult) or not isinstance(result.metrics, dict):
+            raise UndeclaredMetric(
+                f"protocol {self.name}: run() returned {type(result).__name__}; it must return "
+                f"synthbench.api.ProtocolResult(metrics={{name: metric(value, stderr, n, higher_is_better)}}, "
+                f"details={{...}})")
+        undeclared = sorted(m for m in result.metrics if not isinstance(m, str) or self.declared(m) is None)
+        if undeclared:
+            raise UndeclaredMetric(
+                f"protocol {self.name}: run() emitted {', '.join(map(repr, undeclared))}, which its metrics "
+                f"({', '.join(self.metrics) or 'none'}) do not declare. Declare every metric it may emit in the "
+                f"class's metrics with its ranking rule (a name that depends on options as a template, e.g. "
+                f"'top1_x{{m}}'), or stop emitting it; the leaderboard would have no rule to rank it by")
+        return result
 
     def table_metrics(self) -> list[str]:
         """The metrics the summary table shows, in order (options may add some,

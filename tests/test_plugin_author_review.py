@@ -148,3 +148,19 @@ def test_a_protocol_emitting_an_undeclared_metric_fails_its_cell_naming_it(smoke
         api.PROTOCOLS.unregister(_Emits.name)
     assert cell.record.status is api.Status.FAILED and cell.record.metrics == {}
     assert "protocol emits-undeclared: run() emitted 'surprise'" in cell.record.error
+
+
+def test_the_default_table_columns_leave_templates_out():
+    """Before: ``synthbench evaluate -p meanacc`` showed a column 'ncm_top1_x{m}'
+    reading 'n/a (0 of 1 seeds)' for every generator."""
+    assert _Proto().table_metrics() == ["ncm_top1", "mean_dist"]
+
+
+class _TemplateColumns(_Proto):
+    def table_metrics(self):
+        return ["ncm_top1"] + [f"ncm_top1_x{api.number_text(m)}" for m in (1, 2)]
+
+
+def test_a_protocol_lists_its_template_instances_by_overriding_table_metrics():
+    cls = _TemplateColumns
+    assert all(cls.declared(c) for c in cls().table_metrics())

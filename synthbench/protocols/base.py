@@ -143,8 +143,14 @@ class Protocol(Configurable):
 
     def table_metrics(self) -> list[str]:
         """The metrics the summary table shows, in order (options may add some,
-        e.g. one accuracy per scale-up multiple)."""
-        return list(self.metrics)
+        e.g. one accuracy per scale-up multiple). Default: the declared names
+        that are not templates; a template (``top1_x{m}``) is a column only
+        through the names an override lists for the options (``scaleup``:
+        ``top1_x1``, ``top1_x2``...), since a column named after the template
+        itself never holds a value."""
+        from synthbench.benchmark.metrics import is_template
+
+        return [m for m in self.metrics if not is_template(m)]
 
     def accuracy_result(self, ev: Evaluation, extra: dict[str, Any] | None = None) -> ProtocolResult:
         """top-1 (binomial stderr over the test set), per-class accuracy and the

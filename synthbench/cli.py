@@ -280,11 +280,17 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
                 f"seeds {seeds}, device {device_name(grid.device)}")
 
     if params["dry_run"]:
+        from synthbench.benchmark.cell import stored_label
+
         for proto in grid.protocols:
             click.echo(header(proto))
-            for c in plan(grid, proto, store):
+            cells = plan(grid, proto, store)
+            # each row as the table names it: two samples: sources, or edm with and without an option, are two rows
+            labels = [stored_label(GENERATORS, c.spec.generator, c.spec.generator_options) for c in cells]
+            width = max([12, *map(len, labels)])
+            for c, label in zip(cells, labels):
                 state = "cached" if c.cached else "to compute"
-                click.echo(f"  {c.spec.generator:<12} seed {c.spec.seed}  {state}  {store.path_for(c.spec)}")
+                click.echo(f"  {label:<{width}} seed {c.spec.seed}  {state}  {store.path_for(c.spec)}")
         return
     try:
         (store.root / "records").mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,42 @@
+"""What a first-time reader of the README meets when following it: each test
+here is a place where the program did not do what the README (or its own
+output) led the reader to expect."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import numpy as np
+import pytest
+
+from synthbench.cli import main
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return exit_info.value.code or 0, out.out, out.err
+
+
+def _npz(path, seed):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(10), 50)
+    np.savez(path, images=rng.integers(0, 256, (len(labels), 1, 8, 8), dtype=np.uint8), labels=labels)
+    return path
+
+
+def test_dry_run_names_each_row_as_the_table_does(tmp_path, capsys):
+    """`evaluate --dry-run` printed the plugin's name alone, so two `samples:`
+    sources (or edm with and without an option) were indistinguishable lines
+    ("samples seed 0 cached" twice) while the table after a run names them
+    `samples (label=a)` and `samples (label=b)`."""
+    a, b = _npz(tmp_path / "a.npz", 0), _npz(tmp_path / "b.npz", 1)
+    code, out, err = run_cli(["evaluate", "-g", f"edm,samples:{a},samples:{b}", "-o", "edm.churn=0.5",
+                              "--preset", "smoke", "--seed", "0", "--results", str(tmp_path / "r"), "--dry-run"],
+                             capsys)
+    assert code == 0, err
+    rows = [line.split(" seed ")[0].strip() for line in out.splitlines() if " seed 0 " in line]
+    assert rows == ["real", "edm (churn=0.5)", "samples (label=a)", "samples (label=b)"], out

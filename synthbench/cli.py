@@ -292,9 +292,14 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
                 state = "cached" if c.cached else "to compute"
                 click.echo(f"  {label:<{width}} seed {c.spec.seed}  {state}  {store.path_for(c.spec)}")
         return
+    records_dir = store.root / "records"
     try:
-        (store.root / "records").mkdir(parents=True, exist_ok=True)
+        records_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        blocked = _file_in_the_way(records_dir)
+        if blocked is not None:
+            raise UserError(f"Cannot write results to {store.root}: {blocked} is a file, where the store needs a "
+                            f"folder. Move that file away, or give --results another folder.") from None
         raise UserError(f"Cannot write results to {store.root} ({exc.strerror}). Give --results a "
                         f"folder you can write to.") from None
     try:
@@ -320,6 +325,15 @@ def evaluate(ctx: click.Context, **params: Any) -> None:
         for line in lines:
             click.echo(line, err=True)
         sys.exit(1)
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The nearest of ``folder`` and its parents that exists as something other
+    than a folder (a file named ``records`` in the store, say), or None."""
+    for path in (folder, *folder.parents):
+        if path.exists() or path.is_symlink():
+            return None if path.is_dir() else path
+    return None
 
 
 def failure_lines(ran: Any, store: Any) -> list[str]:

@@ -40,3 +40,14 @@ def test_dry_run_names_each_row_as_the_table_does(tmp_path, capsys):
     assert code == 0, err
     rows = [line.split(" seed ")[0].strip() for line in out.splitlines() if " seed 0 " in line]
     assert rows == ["real", "edm (churn=0.5)", "samples (label=a)", "samples (label=b)"], out
+
+
+def test_a_file_named_records_is_named_in_the_error(tmp_path, capsys):
+    """A file where the store keeps its records folder said only "Cannot write
+    results to DIR (File exists)", naming neither the file nor what to do; the
+    README promises a message that names the path."""
+    (tmp_path / "records").write_text("not a folder")
+    code, _, err = run_cli(["evaluate", "-g", "real", "--preset", "smoke", "--seed", "0", "-q",
+                            "--results", str(tmp_path)], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert f"{tmp_path / 'records'} is a file, where the store needs a folder" in err, err

@@ -91,13 +91,15 @@ def export_samples(generator: str, dataset: str, preset: str, multiple: int, see
                         f"dataset's files instead, or export a generator's samples.")
     unconditional = getattr(choice.cls, "unconditional_options", lambda: None)() or {}
     if unconditional and all(choice.options.get(k) == v for k, v in unconditional.items()):
-        raise _unconditional(choice.label, generator, dataset, preset, seed, option)  # before a fit, not after
+        raise _unconditional(choice.label, generator, dataset, preset, seed, option,  # before a fit, not after
+                             _same_run(threads, results, data_root))
     store = ResultStore(results)
     timeout = timeout_option(DEFAULT_TIMEOUT_S if adapter_timeout is None else adapter_timeout)
     guarded = Guarded(choice.instance(), timeout, trusted=GENERATORS.origin(choice.name) == "built-in")
     guarded.fitted(FitContext.from_dataset(ds, grid.preset, grid.device, store.cache_dir))
     if not getattr(guarded, "conditional", True):  # an adapter may decide in fit (an unconditional checkpoint)
-        raise _unconditional(choice.label, generator, dataset, preset, seed, option)
+        raise _unconditional(choice.label, generator, dataset, preset, seed, option, _same_run(threads, results,
+                                                                                                data_root))
     ctx = CellContext(dataset=ds, generator=guarded, preset=grid.preset, seed=seed, device=grid.device, options={},
                       samples=SampleCache(store.cache_dir), cache_dir=store.cache_dir)
     pool = ctx.synthetic(multiple * len(ds.train))
@@ -106,11 +108,27 @@ def export_samples(generator: str, dataset: str, preset: str, multiple: int, see
     counts = ", ".join(f"{name}: {int((labels == c).sum())}" for c, name in enumerate(ds.class_names))
     click.echo(f"wrote {len(images)} samples of {choice.name} ({multiple}x the {len(ds.train)} train images of "
                f"{ds.name}, preset {grid.preset.name}, seed {seed}) to {path} ({fmt}; {counts})")
-    click.echo(f"score them: synthbench evaluate -g samples:{path} -d {dataset} --preset {preset} --seed {seed}")
+    click.echo(f"score them: synthbench evaluate -g samples:{path} -d {dataset} --preset {preset} --seed {seed}"
+               f"{_same_run(threads, results, data_root)}")
+
+
+def _same_run(threads: int | None, results: str, data_root: str | None) -> str:
+    """The flags a printed evaluate command must repeat to score the files as
+    this export computed them: the thread count (trained weights differ between
+    counts, so without it the numbers are not the adapter's), the store whose
+    caches it filled and the data folder."""
+    import shlex
+
+    flags = f" --threads {threads}" if threads else ""
+    if results != "runs":
+        flags += f" --results {shlex.quote(results)}"
+    if data_root:
+        flags += f" --data-root {shlex.quote(data_root)}"
+    return flags
 
 
 def _unconditional(label: str, generator: str, dataset: str, preset: str, seed: int,
-                   option: tuple[str, ...]) -> UserError:
+                   option: tuple[str, ...], same_run: str = "") -> UserError:
     """Why an unconditional adapter's pool is not exported: its images are
     pseudo-labelled by the reference classifier, so a pool holds each class in
     whatever share the classifier gives it, not the real split's. Scored as
@@ -123,4 +141,4 @@ def _unconditional(label: str, generator: str, dataset: str, preset: str, seed: 
                      f"its pool is not class-balanced and `evaluate -g samples:OUT` would run short of some "
                      f"classes (nor would it give the adapter's numbers). export-samples writes only "
                      f"class-conditional adapters' pools; score this one directly: synthbench evaluate -g "
-                     f"{generator}{opts} -d {dataset} --preset {preset} --seed {seed}.")
+                     f"{generator}{opts} -d {dataset} --preset {preset} --seed {seed}{same_run}.")

@@ -199,8 +199,8 @@ def cli() -> None:
               help="Scale: smoke (seconds, tests), fast (minutes on a CPU), paper (the seeds' recipe, GPU), "
                    "paper-r50 (Real-Fake's ResNet-50 recipe, GPU).")
 @click.option("--seeds", default=str(DEFAULTS["seeds"]), metavar="N|A-B|A,B",
-              help="Seeds to run: a count N (0..N-1), a range 0-2 or a list 0,3; the table gives mean ± "
-                   "standard error over them.")
+              help="Seeds to run: a count N (0..N-1), a range 0-2 or a list 0,3; the table gives the mean and "
+                   "its 95% interval over them (one seed: 1.96 x the record's own standard error).")
 @click.option("--seed", type=click.IntRange(0), default=None, metavar="K",
               help="Run seed K alone (e.g. one job of a hand-made array); overrides --seeds.")
 @click.option("--option", "-o", multiple=True, metavar="KEY=VALUE",

@@ -58,6 +58,15 @@ class _Ignores(_Stamp):
         return super().sample(torch.zeros_like(labels), seeds).float()
 
 
+class _UnitRange(_Stamp):
+    """Broken: images in [0, 1] cast to uint8, so every pixel is 0 or 1."""
+
+    name = "stamp-unit"
+
+    def sample(self, labels, seeds):
+        return (super().sample(labels, seeds).double() / 255).to(torch.uint8)
+
+
 class _NoIdentity(_Stamp):
     """Broken: fit returns nothing instead of its identity (the sample cache keys on it)."""
 
@@ -80,7 +89,7 @@ class _KeylessBrightness(_Stamp):
 @pytest.fixture
 def registered():
     names = []
-    for cls in (_Stamp, _BatchDependent, _Ignores, _NoIdentity, _KeylessBrightness):
+    for cls in (_Stamp, _BatchDependent, _Ignores, _UnitRange, _NoIdentity, _KeylessBrightness):
         GENERATORS.register(cls.name, cls)
         names.append(cls.name)
     yield
@@ -113,6 +122,10 @@ def test_each_broken_promise_is_named(registered, tmp_path, capsys):
     code, out, _ = run_cli(["validate", "stamp-deaf", "-q", "--results", str(tmp_path)], capsys)
     rows = _report(out)
     assert code == 1 and rows["shape, dtype, range"] == "FAIL" and rows["label adherence"] == "FAIL"
+    code, out, _ = run_cli(["validate", "stamp-unit", "-q", "--min-adherence", "0", "--results", str(tmp_path)],
+                           capsys)
+    rows = _report(out)  # before: pass, the only failure being label adherence, and only when it happened to fail
+    assert code == 1 and rows["shape, dtype, range"] == "FAIL" and "every pixel is 0 or 1" in out, out
     code, out, _ = run_cli(["validate", "stamp-anonymous", "-q", "--results", str(tmp_path)], capsys)
     rows = _report(out)
     assert code == 1 and rows["fit"] == "FAIL" and "not its identity" in out

@@ -91,8 +91,13 @@ def validate_generator(name: str, cls: type, options: dict[str, Any], dataset: D
         want = (n, *dataset.image_shape)
         ok = isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and tuple(x.shape) == want
         varied = ok and bool(x.float().std() > 0)
-        return ok and varied, (f"{getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}, "
-                               f"expected torch.uint8 {want}" + ("" if varied or not ok else "; every pixel equal"))
+        # [0, 1] floats cast to uint8 are 0s and 1s: "uint8" by type, black by eye, and at chance under replace
+        scaled = not varied or int(x.max()) > 1 or int(dataset.train.images.max()) <= 1
+        problem = ("" if not ok else "; every pixel equal" if not varied else "" if scaled else
+                   f"; every pixel is 0 or 1 (max {int(x.max())}): images in [0, 1] cast to uint8? Scale them to "
+                   f"0..255 first, e.g. (x * 255).round().clamp(0, 255).to(torch.uint8)")
+        return ok and varied and scaled, (f"{getattr(x, 'dtype', type(x).__name__)} "
+                                          f"{tuple(getattr(x, 'shape', ()))}, expected torch.uint8 {want}" + problem)
 
     def determinism() -> tuple[bool, str]:
         x = first()

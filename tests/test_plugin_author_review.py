@@ -164,3 +164,29 @@ class _TemplateColumns(_Proto):
 def test_a_protocol_lists_its_template_instances_by_overriding_table_metrics():
     cls = _TemplateColumns
     assert all(cls.declared(c) for c in cls().table_metrics())
+
+
+class _Elsewhere(_Gen):
+    name = "somethingelse"
+
+
+def test_a_class_name_other_than_the_registered_one_is_refused():
+    """Before: listed under the entry point's name, then 'evaluate' planned its
+    cells under the class's and failed looking it up ('Unknown generator
+    'somethingelse''), after the real row's cells had run."""
+    with pytest.raises(api.UserError, match="name = 'somethingelse', but it is registered as 'mine'"):
+        _registry("generator", _Elsewhere).get("mine")
+
+
+def test_importing_what_synthbench_api_does_not_hold_says_to_use_the_api(tmp_path, monkeypatch):
+    (tmp_path / "author_plugin.py").write_text("from synthbench.api import Generator, sample_seeds\n")
+    (tmp_path / "author_plugin2.py").write_text("from synthbench.no_such_module import Generator\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for module in ("author_plugin", "author_plugin2"):
+        reg = Registry("generator", "synthbench.test-author-review", {"mine": f"{module}:G"}, base=GENERATOR_BASE)
+        with pytest.raises(api.UserError) as err:
+            reg.get("mine")
+        assert "imports from synthbench.api only" in str(err.value) and "FitContext" in str(err.value)
+    reg = Registry("generator", "synthbench.test-author-review", {"mine": "no_such_dependency:G"}, base=GENERATOR_BASE)
+    with pytest.raises(api.UserError, match="Install what it needs"):
+        reg.get("mine")

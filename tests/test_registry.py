@@ -79,8 +79,11 @@ def test_a_plugin_that_does_not_subclass_its_base_is_rejected_with_the_base_name
         reg.get("proto")  # a protocol is not a generator, even built in
     from synthbench.generators.real import RealGenerator
 
-    GENERATORS.register("real-again", RealGenerator)
+    class RealAgain(RealGenerator):
+        name = "real-again"
+
+    GENERATORS.register("real-again", RealAgain)
     try:
-        assert GENERATORS.get("real-again") is RealGenerator
+        assert GENERATORS.get("real-again") is RealAgain
     finally:
         GENERATORS.unregister("real-again")

@@ -93,8 +93,7 @@ class Registry:
         except Exception as exc:  # loud: a broken plugin must never vanish silently
             raise UserError(
                 f"The {self.kind} plugin {name!r} ({target}, {self._origin[name]}) failed "
-                f"to import: {type(exc).__name__}: {exc}. Install what it needs or fix "
-                f"the package that provides it."
+                f"to import: {type(exc).__name__}: {exc}. {_import_hint(exc)}"
             ) from exc
         self._loaded[name] = self._checked(name, obj)
         return obj
@@ -109,6 +108,10 @@ class Registry:
                 f"subclass of it (examples/synthbench-classgauss shows a complete generator adapter)."
             )
         problems = declaration_problems(self.kind, obj, base)
+        declared_name = getattr(obj, "name", None)
+        if self.kind != "dataset" and declared_name != name:  # a run names cells and looks plugins up by cls.name
+            problems.insert(0, f"name = {declared_name!r}, but it is registered as {name!r}; give the class's name "
+                               f"and the entry point's the same value")
         if problems:
             raise UserError(
                 f"The {self.kind} plugin {name!r} ({self._targets.get(name, obj.__qualname__)}, "
@@ -170,6 +173,19 @@ def declaration_problems(kind: str, cls: type, base: type) -> list[str]:
                 problems.append(f"headline = {headline!r} is declared a diagnostic (None), which ranks nothing; "
                                 f"the headline must rank generators")
     return problems
+
+
+def _import_hint(exc: BaseException) -> str:
+    """What to do about a plugin's failed import: a name or module of synthbench
+    that is not the public interface is the plugin's to fix, anything else is a
+    missing dependency."""
+    missing = getattr(exc, "name", None) or ""
+    if isinstance(exc, ImportError) and missing.startswith("synthbench"):
+        import synthbench.api as api
+
+        return (f"A plugin imports from synthbench.api only (the stable interface; other modules change without "
+                f"notice), which holds: {', '.join(api.__all__)}.")
+    return "Install what it needs or fix the package that provides it."
 
 
 def _import(target: str) -> Any:

@@ -23,6 +23,7 @@ DATASETS = Registry(
         "imagefolder": "synthbench.benchmark.datasets:ImageFolder",
     },
     base="synthbench.benchmark.datasets:DatasetLoader",
+    wrap="synthbench.benchmark.validate:checked_dataset_loader",  # an installed dataset's load() is checked
 )
 
 GENERATORS = Registry(

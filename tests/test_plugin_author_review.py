@@ -190,3 +190,84 @@ def test_importing_what_synthbench_api_does_not_hold_says_to_use_the_api(tmp_pat
     reg = Registry("generator", "synthbench.test-author-review", {"mine": "no_such_dependency:G"}, base=GENERATOR_BASE)
     with pytest.raises(api.UserError, match="Install what it needs"):
         reg.get("mine")
+
+
+# ------------------------------------------------------------------ datasets
+
+
+def _split(n, dtype=None, shape=(1, 8, 8), offset=0, seed=0):
+    import torch
+
+    x = torch.randint(0, 256, (n, *shape), generator=torch.Generator().manual_seed(seed), dtype=torch.int64)
+    return api.Split(x.to(dtype or torch.uint8), torch.arange(n) % 4 + offset)
+
+
+class _Blobs(api.DatasetLoader):
+    name = "author-blobs"
+    train = dict(n=40)
+    test = dict(n=12, seed=1)
+
+    def load(self, data_root=None, argument=None):
+        return api.Dataset(self.name, list("abcd"), _split(**self.train), _split(**self.test), hflip=False)
+
+
+class _FloatBlobs(_Blobs):
+    name = "author-float"
+    train, test = dict(n=40, dtype=__import__("torch").float32), dict(n=12, seed=1)
+
+
+class _LabelsFromOne(_Blobs):
+    name = "author-labels"
+    train, test = dict(n=40, offset=1), dict(n=12, seed=1)
+
+
+class _TwoShapes(_Blobs):
+    name = "author-shapes"
+    train, test = dict(n=40), dict(n=12, shape=(1, 9, 9), seed=1)
+
+
+class _Leaky(_Blobs):
+    name = "author-leaky"
+    train, test = dict(n=40), dict(n=12)  # the first 12 train images again
+
+
+class _Numpy(_Blobs):
+    name = "author-numpy"
+
+    def load(self, data_root=None, argument=None):
+        a, b = _split(40), _split(12, seed=1)
+        return api.Dataset(self.name, list("abcd"), api.Split(a.images.numpy(), a.labels.numpy()),
+                           api.Split(b.images.numpy(), b.labels.numpy()), hflip=False)
+
+
+@pytest.mark.parametrize("cls, says", [
+    (_FloatBlobs, "its train images are torch.float32 (40, 1, 8, 8), not torch.uint8"),
+    (_LabelsFromOne, "its train labels run 1..4, outside 0..3"),
+    (_TwoShapes, "its train images are (1, 8, 8) and its test images (1, 9, 9)"),
+    (_Leaky, "12 of its 12 test images also appear in its train split"),
+    (_Numpy, "failed in load(): AttributeError"),
+])
+def test_an_installed_dataset_that_breaks_the_contract_is_one_paragraph(cls, says):
+    """Before: float images, a test split of another shape and a test split
+    drawn from the train split gave ok records; labels from 1 failed every cell
+    with an IndexError; numpy arrays were a traceback."""
+    from synthbench.benchmark.datasets import load_dataset
+
+    api.DATASETS.register(cls.name, cls)
+    try:
+        with pytest.raises(api.UserError) as err:
+            load_dataset(cls.name)
+    finally:
+        api.DATASETS.unregister(cls.name)
+    assert f"The dataset plugin {cls.name!r}" in str(err.value) and says in str(err.value), str(err.value)
+
+
+def test_a_good_installed_dataset_loads_and_builtins_are_not_wrapped():
+    from synthbench.benchmark.datasets import Digits, load_dataset
+
+    api.DATASETS.register(_Blobs.name, _Blobs)
+    try:
+        assert load_dataset(_Blobs.name).num_classes == 4
+    finally:
+        api.DATASETS.unregister(_Blobs.name)
+    assert api.DATASETS.get("digits") is Digits

@@ -182,3 +182,75 @@ def _another_value(value: Any) -> Any:
     if isinstance(value, int):
         return value // 2 if value > 1 else value + 1
     raise TypeError(f"cannot choose another value for {value!r}; only int and bool options may be in_key=False")
+
+
+def dataset_problems(ds: Any, name: str) -> list[str]:
+    """What breaks the dataset contract in what a loader returned (empty when
+    nothing): a :class:`Dataset` whose train and test splits hold torch uint8
+    images ``[N, C, H, W]`` of one shape and int64 labels ``[N]`` in
+    ``0..len(class_names)-1`` with every class in the train split, and no test
+    image repeated in the train split (``tests/test_conformance.py`` checks the
+    built-ins alike)."""
+    if not isinstance(ds, Dataset):
+        return [f"load() returned {type(ds).__name__}, not a synthbench.api.Dataset"]
+    problems: list[str] = []
+    shapes = {}
+    for split_name in ("train", "test"):
+        split = getattr(ds, split_name)
+        x, y = getattr(split, "images", None), getattr(split, "labels", None)
+        if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+            problems.append(f"its {split_name} split holds {type(x).__name__} images and {type(y).__name__} labels, "
+                            f"not torch tensors (torch.from_numpy(array) converts a numpy array)")
+            continue
+        if x.dtype != torch.uint8 or x.ndim != 4:
+            problems.append(f"its {split_name} images are {x.dtype} {tuple(x.shape)}, not torch.uint8 [N, C, H, W] in "
+                            f"0..255")
+        if y.dtype != torch.int64 or y.ndim != 1 or len(y) != len(x):
+            problems.append(f"its {split_name} labels are {y.dtype} {tuple(y.shape)}, not torch.int64 [N] with one "
+                            f"label per image ({len(x)})")
+        elif len(y) and (int(y.min()) < 0 or int(y.max()) >= len(ds.class_names)):
+            problems.append(f"its {split_name} labels run {int(y.min())}..{int(y.max())}, outside 0.."
+                            f"{len(ds.class_names) - 1} (an index into its {len(ds.class_names)} class_names)")
+        shapes[split_name] = tuple(x.shape[1:])
+    if not problems:
+        if shapes["train"] != shapes["test"]:
+            problems.append(f"its train images are {shapes['train']} and its test images {shapes['test']}; both "
+                            f"splits need one image shape")
+        absent = sorted(set(range(len(ds.class_names))) - set(ds.train.labels.tolist()))
+        if absent:
+            problems.append(f"its train split has no image of class {', '.join(ds.class_names[c] for c in absent)}")
+    if not problems:
+        seen = {bytes(img.contiguous().numpy().tobytes()) for img in ds.train.images}
+        leaked = sum(bytes(img.contiguous().numpy().tobytes()) in seen for img in ds.test.images)
+        if leaked:
+            problems.append(f"{leaked} of its {len(ds.test)} test images also appear in its train split; the test "
+                            f"split must be held out")
+    return problems
+
+
+def checked_dataset_loader(cls: type) -> type:
+    """``cls`` (an installed dataset plugin) with :meth:`load` checked by
+    :func:`dataset_problems`: a wrong dataset is a one-paragraph error naming the
+    plugin before any cell runs, instead of records scored on float, misshapen
+    or leaked data with status ``ok``."""
+    from synthbench.errors import UserError
+
+    def load(self: Any, data_root: str | None = None, argument: str | None = None) -> Dataset:
+        try:
+            ds = cls.load(self, data_root, argument)
+        except UserError:
+            raise
+        except Exception as exc:  # Dataset() digests its splits: numpy arrays fail there, inside load()
+            raise UserError(f"The dataset plugin {cls.name!r} ({cls.__module__}:{cls.__qualname__}) failed in load(): "
+                            f"{type(exc).__name__}: {exc}. A Dataset's train and test are Splits of torch tensors "
+                            f"(uint8 images [N, C, H, W], int64 labels [N]; torch.from_numpy converts an array); "
+                            f"fix its load() and run again.") from exc
+        problems = dataset_problems(ds, cls.name)
+        if problems:
+            raise UserError(f"The dataset plugin {cls.name!r} ({cls.__module__}:{cls.__qualname__}) loaded data that "
+                            f"breaks the dataset contract: {'; '.join(problems)}. Fix its load() (see "
+                            f"synthbench.api.Dataset and Split) and run again.")
+        return ds
+
+    return type(cls.__name__, (cls,), {"load": load, "__module__": cls.__module__, "__qualname__": cls.__qualname__,
+                                       "__doc__": cls.__doc__})

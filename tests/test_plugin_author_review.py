@@ -56,6 +56,10 @@ class _BadDefault(_Gen):
                                    check_help="must be >= 0")}
 
 
+class _TextDefault(_Gen):
+    options = {"steps": api.Option.positive_int("steps", "Sampler steps.", default="10")}
+
+
 class _Proto(api.Protocol):
     name = "mine"
     version = 1
@@ -76,6 +80,7 @@ class _UndeclaredHeadline(_Proto):
     ("protocol", _StrVersionProto, "version = '2' is not an integer"),
     ("generator", _BadDefault, "default of its option 'noise' fails the option's own check"),
     ("protocol", _UndeclaredHeadline, "headline = 'top1' is not one of its declared metrics"),
+    ("generator", _TextDefault, "its option 'steps' is '10', which the option reads as 10"),
 ])
 def test_a_wrong_declaration_is_refused_on_lookup_naming_the_plugin(kind, cls, says):
     """Before: a string version made every cell fail with 'not a valid record ...;

@@ -158,10 +158,14 @@ def declaration_problems(kind: str, cls: type, base: type) -> list[str]:
             if opt.default is None:  # unset: the preset's default, or the plugin's own None handling
                 continue
             try:
-                opt.parse(opt.default, f"{kind} {getattr(cls, 'name', cls.__qualname__)}")
+                parsed = opt.parse(opt.default, f"{kind} {getattr(cls, 'name', cls.__qualname__)}")
             except UserError as exc:
                 problems.append(f"the default of its option {key!r} fails the option's own check ({exc}); "
                                 f"give a default that passes it")
+                continue
+            if parsed != opt.default:  # the default reaches opts as written, unparsed: "10" for an int option
+                problems.append(f"the default of its option {key!r} is {opt.default!r}, which the option reads as "
+                                f"{parsed!r}; declare the default as the value itself ({parsed!r})")
     if kind == "protocol":
         metrics = getattr(cls, "metrics", None)
         rules_ok = isinstance(metrics, dict) and metrics and all(

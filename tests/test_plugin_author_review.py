@@ -276,3 +276,12 @@ def test_a_good_installed_dataset_loads_and_builtins_are_not_wrapped():
     finally:
         api.DATASETS.unregister(_Blobs.name)
     assert api.DATASETS.get("digits") is Digits
+
+
+def test_a_name_of_another_kind_says_which_kind_it_is():
+    """Before: 'synthbench validate replace' (or a protocol author's own) said only
+    'Unknown generator 'replace''."""
+    with pytest.raises(api.UserError, match="'replace' is a protocol plugin, not a generator"):
+        api.GENERATORS.get("replace")
+    with pytest.raises(api.UserError, match="'digits' is a dataset plugin, not a protocol"):
+        api.PROTOCOLS.get("digits")

@@ -86,6 +86,9 @@ class Registry:
             known = self.names()
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
+            other = _kind_of(name, self)
+            if other:
+                hint = f" {name!r} is a {other} plugin, not a {self.kind}.{hint}"
             raise UserError(
                 f"Unknown {self.kind} {name!r}.{hint} Known {self.kind}s: "
                 f"{', '.join(known)}. `synthbench list {self.kind}s` describes each."
@@ -185,6 +188,17 @@ def declaration_problems(kind: str, cls: type, base: type) -> list[str]:
                 problems.append(f"headline = {headline!r} is declared a diagnostic (None), which ranks nothing; "
                                 f"the headline must rank generators")
     return problems
+
+
+def _kind_of(name: str, asking: Registry) -> str | None:
+    """The kind of the catalogue's other registry that knows ``name``, if one
+    does (``synthbench validate meanacc``: a protocol, not a generator)."""
+    from synthbench import plugins
+
+    for reg in (plugins.DATASETS, plugins.GENERATORS, plugins.PROTOCOLS):
+        if reg is not asking and reg.kind != asking.kind and name in reg.names():
+            return reg.kind
+    return None
 
 
 def _import_hint(exc: BaseException) -> str:

@@ -67,6 +67,15 @@ class _UnitRange(_Stamp):
         return (super().sample(labels, seeds).double() / 255).to(torch.uint8)
 
 
+class _Squeezed(_Stamp):
+    """Broken: drops the channel axis ([N, H, W])."""
+
+    name = "stamp-squeezed"
+
+    def sample(self, labels, seeds):
+        return super().sample(labels, seeds)[:, 0]
+
+
 class _NoIdentity(_Stamp):
     """Broken: fit returns nothing instead of its identity (the sample cache keys on it)."""
 
@@ -89,7 +98,7 @@ class _KeylessBrightness(_Stamp):
 @pytest.fixture
 def registered():
     names = []
-    for cls in (_Stamp, _BatchDependent, _Ignores, _UnitRange, _NoIdentity, _KeylessBrightness):
+    for cls in (_Stamp, _BatchDependent, _Ignores, _UnitRange, _Squeezed, _NoIdentity, _KeylessBrightness):
         GENERATORS.register(cls.name, cls)
         names.append(cls.name)
     yield
@@ -126,6 +135,10 @@ def test_each_broken_promise_is_named(registered, tmp_path, capsys):
                            capsys)
     rows = _report(out)  # before: pass, the only failure being label adherence, and only when it happened to fail
     assert code == 1 and rows["shape, dtype, range"] == "FAIL" and "every pixel is 0 or 1" in out, out
+    code, out, _ = run_cli(["validate", "stamp-squeezed", "-q", "--results", str(tmp_path)], capsys)
+    rows = _report(out)  # before: label adherence 'raised RuntimeError: Given groups=1, weight of size [32, 1, 3, 3]...'
+    assert code == 1 and rows["shape, dtype, range"] == "FAIL" and rows["label adherence"] == "-", out
+    assert "Given groups" not in out
     code, out, _ = run_cli(["validate", "stamp-anonymous", "-q", "--results", str(tmp_path)], capsys)
     rows = _report(out)
     assert code == 1 and rows["fit"] == "FAIL" and "not its identity" in out

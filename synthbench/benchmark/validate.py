@@ -116,6 +116,9 @@ def validate_generator(name: str, cls: type, options: dict[str, Any], dataset: D
     def adherence() -> tuple[bool | None, str]:
         if not getattr(gen, "conditional", True):
             return None, "unconditional: samples are pseudo-labelled by the reference classifier (not checked)"
+        x = first()
+        if not isinstance(x, torch.Tensor) or tuple(x.shape) != (n, *dataset.image_shape):
+            return None, "not checked: the samples do not have the dataset's shape (see 'shape, dtype, range')"
         judge = cached_classifier(dataset.train, c, preset, 0, device, dataset.hflip, cache_dir,
                                   desc="validate: classifier trained on real data")
         pred = predict_logits(judge, first(), device).argmax(1)

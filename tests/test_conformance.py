@@ -179,6 +179,10 @@ def test_protocol_declaration(name):
 def test_protocol_emits_only_declared_metrics(name):
     cls = PROTOCOLS.get(name)
     mine = [(m, where) for proto, version, m, where in EMITTED if proto == name and version == cls.version]
+    if not mine and PROTOCOLS.origin(name) != "built-in":
+        # an installed protocol has no committed records; Protocol.checked_result fails any cell of it that
+        # emits an undeclared metric (tests/test_plugin_author_review.py)
+        pytest.skip(f"{name} ({PROTOCOLS.origin(name)}) has no committed records; its cells check what they emit")
     assert mine, f"no committed record or baseline cell of {name} v{cls.version} to check"
     undeclared = sorted({m for m, _ in mine if cls.declared(m) is None})
     assert undeclared == [], f"{name} emits undeclared metrics {undeclared}"

@@ -285,3 +285,10 @@ def test_a_name_of_another_kind_says_which_kind_it_is():
         api.GENERATORS.get("replace")
     with pytest.raises(api.UserError, match="'digits' is a dataset plugin, not a protocol"):
         api.PROTOCOLS.get("digits")
+
+
+def test_the_run_check_leaves_the_instance_as_it_was():
+    proto = _EmitsViaSuper()
+    before = dict(vars(proto))
+    proto.run(None)
+    assert vars(proto) == before

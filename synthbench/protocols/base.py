@@ -44,7 +44,10 @@ def _checked_run(run: Any) -> Any:
         try:
             result = run(self, ctx)
         finally:
-            self.__dict__["_run_depth"] = depth
+            if depth:
+                self.__dict__["_run_depth"] = depth
+            else:  # leaves the instance as it was
+                self.__dict__.pop("_run_depth", None)
         return result if depth else self.checked_result(result)
 
     checked.__synthbench_checked__ = True  # type: ignore[attr-defined]

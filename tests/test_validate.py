@@ -95,10 +95,22 @@ class _KeylessBrightness(_Stamp):
         return (super().sample(labels, seeds).int() + self.opts["brightness"]).clamp(0, 255).to(torch.uint8)
 
 
+class _BatchShaded(_Stamp):
+    """Broken: an unset (device-default) eval_batch outside the key whose value shows in the images."""
+
+    name = "stamp-shaded"
+    options = {"eval_batch": Option.positive_int("eval_batch", "Network batch; default: the device's.", in_key=False)}
+
+    def sample(self, labels, seeds):
+        shade = 0 if self.opts["eval_batch"] is None else 9
+        return (super().sample(labels, seeds).int() + shade).clamp(0, 255).to(torch.uint8)
+
+
 @pytest.fixture
 def registered():
     names = []
-    for cls in (_Stamp, _BatchDependent, _Ignores, _UnitRange, _Squeezed, _NoIdentity, _KeylessBrightness):
+    for cls in (_Stamp, _BatchDependent, _Ignores, _UnitRange, _Squeezed, _NoIdentity, _KeylessBrightness,
+                _BatchShaded):
         GENERATORS.register(cls.name, cls)
         names.append(cls.name)
     yield
@@ -146,6 +158,9 @@ def test_each_broken_promise_is_named(registered, tmp_path, capsys):
                            capsys)
     rows = _report(out)
     assert code == 1 and rows["options outside the key"] == "FAIL" and "brightness=4: DIFFERENT" in out
+    code, out, _ = run_cli(["validate", "stamp-shaded", "-q", "--results", str(tmp_path)], capsys)
+    rows = _report(out)  # before: '-', "eval_batch not checked (not a number: spec_extras keys what it names)"
+    assert code == 1 and rows["options outside the key"] == "FAIL" and "eval_batch=5: DIFFERENT" in out, out
 
 
 def test_unknown_adapter_and_bad_option_are_one_paragraph(tmp_path, capsys):

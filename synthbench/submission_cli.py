@@ -52,10 +52,15 @@ def verify(bundle: str, cells: int, seed: int | None, suite: str, results: str |
 
     from synthbench.benchmark import progress
     from synthbench.leaderboard.regress import load_suite
+    from synthbench.errors import UserError
     from synthbench.leaderboard.submission import Rejected, stamp, verify as run_verify
 
     if quiet:
         progress.set_enabled(False)
+    if results and not cells:
+        raise UserError(f"--cells 0 recomputes nothing, so it cannot add the bundle to {results} as verified (the "
+                        f"leaderboard would mark rows nobody re-ran '✓ verified'). Give --cells 1 or more with "
+                        f"--results, or leave --results out to check the bundle's integrity only.")
     tolerances = load_suite(suite)
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little")
@@ -82,6 +87,10 @@ def verify(bundle: str, cells: int, seed: int | None, suite: str, results: str |
         if bad:
             click.echo(f"MISMATCH in {len(bad)} of {len(checks)} cells: " + "; ".join(
                 f"{c.key} ({c.cell_hash[:12]})" for c in bad), err=True)
+            sys.exit(1)
+        if results and not checks:
+            click.echo(f"not added to {results}: the bundle holds no ok cell to recompute, so nothing in it can be "
+                       f"verified", err=True)
             sys.exit(1)
         click.echo(f"verified: {len(checks)} cells recomputed within the tolerances of {suite}")
         if results:

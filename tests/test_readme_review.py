@@ -86,3 +86,31 @@ def test_seeds_help_names_the_interval_the_table_prints(capsys):
     code, out, _ = run_cli(["evaluate", "--help"], capsys)
     seeds_help = " ".join(out[out.index("--seeds"):out.index("--seed K")].split())
     assert code == 0 and "95% interval" in seeds_help and "standard error over them" not in seeds_help, seeds_help
+
+
+def test_verify_stamps_nothing_verified_that_it_did_not_recompute(tmp_path, capsys):
+    """`verify BUNDLE --cells 0 --results DIR` said "verified: 0 cells
+    recomputed", added the records to DIR and stamped them, so the leaderboard
+    marked rows nobody re-ran `✓ verified`; the README says a row nobody re-ran
+    is `unverified`. A bundle with no ok cell (here real's `recon` cells, all
+    unsupported) was stamped the same way with --cells 3."""
+    from pathlib import Path
+
+    suite = str(Path(__file__).resolve().parents[1] / "configs" / "regress.yaml")
+    store, bundle = tmp_path / "store", tmp_path / "real.tar.gz"
+    code, _, err = run_cli(["evaluate", "-g", "real", "-p", "recon", "--preset", "smoke", "--seed", "0",
+                            "--threads", "1", "-q", "--results", str(store)], capsys)
+    assert code == 0, err
+    code, _, err = run_cli(["submit", "--results", str(store), "-g", "real", "--out", str(bundle)], capsys)
+    assert code == 0, err
+    board = tmp_path / "board"
+    code, _, err = run_cli(["verify", str(bundle), "--cells", "0", "--results", str(board), "--suite", suite, "-q"],
+                           capsys)
+    assert code == 2 and "--cells 0 recomputes nothing" in err and "Traceback" not in err, err
+    assert not board.exists()
+    code, _, err = run_cli(["verify", str(bundle), "--cells", "0", "--suite", suite, "-q"], capsys)
+    assert code == 0, err  # the integrity check alone still works
+    code, _, err = run_cli(["verify", str(bundle), "--cells", "3", "--results", str(board), "--suite", suite, "-q"],
+                           capsys)
+    assert code == 1 and "not added" in err, err
+    assert not (board / "verified").exists()

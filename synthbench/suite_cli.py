@@ -72,8 +72,8 @@ def make_executor_from(params: dict[str, Any], results: str) -> Any:
 @click.option("--data-root", default=None, metavar="DIR", help="Folder holding the datasets' files (offline use).")
 @click.option("--adapter-timeout", type=click.FloatRange(min=0), default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
               help="Longest one call into a generator may take; 0: no limit.")
-@click.option("--dry-run", is_flag=True, help="Print the plan (each task cached / running / to run, with an "
-                                              "estimated cost); compute nothing.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (each task cached / running / to run / not needed, "
+                                              "with an estimated cost); compute nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or status lines.")
 def run(suite_file: str, results: str, data_root: str | None, adapter_timeout: float, dry_run: bool, quiet: bool,
         **params: Any) -> None:

@@ -95,6 +95,9 @@ def _validated(p: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(p["option"], (list, tuple)):
         raise UserError("options in a config file must be a mapping (key: value) or a list of KEY=VALUE.")
     p["option"] = tuple(str(o) for o in p["option"])
+    for key in ("generator", "protocol"):  # a YAML list of names, as seeds may be one: edm,real as the flag takes it
+        if isinstance(p[key], (list, tuple)) and p[key] and all(isinstance(n, str) for n in p[key]):
+            p[key] = ",".join(p[key])
     for key in ("generator", "protocol", "dataset", "preset", "results"):
         if not isinstance(p[key], (str, int)) or isinstance(p[key], bool):
             raise UserError(f"{key}={p[key]!r} in the config is not a name; give e.g. {key}: {DEFAULTS[key]}.")

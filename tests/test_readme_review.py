@@ -114,3 +114,15 @@ def test_verify_stamps_nothing_verified_that_it_did_not_recompute(tmp_path, caps
                            capsys)
     assert code == 1 and "not added" in err, err
     assert not (board / "verified").exists()
+
+
+def test_a_config_may_list_generators_and_protocols(tmp_path, capsys):
+    """`--config` takes the flags' keys, and `seeds: [0, 3]` works as a YAML
+    list, but `generator: [edm, real]` was refused ("is not a name; give e.g.
+    generator: edm"): only the flag's comma-separated text was accepted."""
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("preset: smoke\nseeds: [0]\ngenerator: [edm, real]\nprotocol: [replace, copies]\n")
+    code, out, err = run_cli(["evaluate", "--config", str(cfg), "--results", str(tmp_path / "r"), "--dry-run"],
+                             capsys)
+    assert code == 0, err
+    assert "replace on digits" in out and "copies on digits" in out and out.count("edm ") == 2, out

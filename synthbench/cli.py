@@ -50,8 +50,9 @@ def _load_config(path: str | None) -> dict[str, Any]:
     data = {k.replace("-", "_"): v for k, v in data.items()}
     if "options" in data:
         data["option"] = data.pop("options")
-    if isinstance(data.get("option"), dict):
-        data["option"] = tuple(f"{k}={v}" for k, v in data["option"].items())
+    if isinstance(data.get("option"), dict):  # a YAML list value (multiples: [1, 2]) is the flag's 1,2, as in a suite
+        data["option"] = tuple(f"{k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                               for k, v in data["option"].items())
     unknown = sorted(set(data) - set(DEFAULTS))
     if unknown:
         raise UserError(f"--config {path}: unknown keys {', '.join(unknown)}; known: {', '.join(sorted(DEFAULTS))}.")

@@ -126,3 +126,14 @@ def test_a_config_may_list_generators_and_protocols(tmp_path, capsys):
                              capsys)
     assert code == 0, err
     assert "replace on digits" in out and "copies on digits" in out and out.count("edm ") == 2, out
+
+
+def test_a_config_option_may_be_a_yaml_list(tmp_path, capsys):
+    """A suite takes `scaleup: {multiples: [1, 2]}`, but the same mapping under
+    a config's `options:` became the text '[1, 2]' and was refused ("could not
+    convert string to float: '[1'")."""
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("preset: smoke\nseeds: 1\ngenerator: real\nprotocol: scaleup\noptions:\n  multiples: [1, 2]\n")
+    code, out, err = run_cli(["evaluate", "--config", str(cfg), "--results", str(tmp_path / "r"), "--dry-run"],
+                             capsys)
+    assert code == 0 and "scaleup on digits" in out, err

@@ -200,8 +200,8 @@ def cli() -> None:
 @click.option("--dataset", "-d", default=DEFAULTS["dataset"], metavar="NAME",
               help="Real dataset (`synthbench list datasets`); imagefolder:PATH for your own.")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default=DEFAULTS["preset"],
-              help="Scale: smoke (seconds, tests), fast (minutes on a CPU), paper (Yamaguchi & Fukuda 2023's recipe, GPU), "
-                   "paper-r50 (Real-Fake's ResNet-50 recipe, GPU).")
+              help="Scale: smoke (seconds, tests), fast (minutes on a CPU), paper (Yamaguchi & Fukuda 2023's "
+                   "recipe, GPU), paper-r50 (Real-Fake's ResNet-50 recipe, GPU).")
 @click.option("--seeds", default=str(DEFAULTS["seeds"]), metavar="N|A-B|A,B",
               help="Seeds to run: a count N (0..N-1), a range 0-2 or a list 0,3; the table gives the mean and "
                    "its 95% interval over them (one seed: 1.96 x the record's own standard error).")

@@ -348,13 +348,35 @@ def failure_lines(ran: Any, store: Any) -> list[str]:
     failed, unrecorded = ran.failed(), ran.unrecorded()
     if not failed:
         return []
-    lines = [f"no record: {line}" for line in ran.unrecorded_lines(store)]
+    lines = failed_record_lines([c.record for c in failed if c.record is not None])
+    lines += [f"no record: {line}" for line in ran.unrecorded_lines(store)]
     recorded = len(failed) - len(unrecorded)
     held = f"{recorded} record{'s hold' if recorded != 1 else ' holds'} the error" if recorded else ""
     missing = f"{len(unrecorded)} ended without a record (why: above)" if unrecorded else ""
     lines.append(f"Some cells failed ({len(failed)} of {len(ran.cells)}): {'; '.join(filter(None, (held, missing)))}. "
                  f"Fix the cause and run again.")
     return lines
+
+
+def failed_record_lines(records: list[Any], width: int = 400) -> list[str]:
+    """One line per distinct error of ``failed`` records, naming its cells
+    (generator x protocol x dataset and their seeds): the error is what a user
+    needs to fix the cause, and without it the run's end said only that records
+    hold one. An error's first line, cut at ``width`` characters (the record
+    keeps it whole, with its traceback)."""
+    from synthbench.benchmark.cell import stored_label
+    from synthbench.plugins import GENERATORS, PROTOCOLS
+
+    seeds: dict[tuple[str, str], list[int]] = {}
+    for rec in records:
+        s = rec.spec
+        cell = (f"{stored_label(GENERATORS, s.generator, s.generator_options)} x "
+                f"{stored_label(PROTOCOLS, s.protocol, s.protocol_options)} x {s.dataset}")
+        text = (rec.error or "").strip()
+        error = text.splitlines()[0] if text else "no error recorded"
+        seeds.setdefault((cell, error if len(error) <= width else error[:width - 3] + "..."), []).append(s.seed)
+    return [f"failed: {cell}, seed{'s' if len(ss) > 1 else ''} {', '.join(map(str, sorted(ss)))}: {error}"
+            for (cell, error), ss in seeds.items()]
 
 
 def thread_notes(cells: list[Any], threads: int | None) -> list[str]:
@@ -438,11 +460,17 @@ def list_plugins(kind: str | None) -> None:
 
     kinds = [kind] if kind else ["datasets", "generators", "protocols"]
     registries = {"datasets": DATASETS, "generators": GENERATORS, "protocols": PROTOCOLS}
+    broken: list[str] = []
     for k in kinds:
         reg = registries[k]
         click.echo(f"{k}:")
         for name in reg.names():
-            cls = reg.get(name)
+            try:
+                cls = reg.get(name)
+            except UserError as exc:  # one broken plugin must not hide the others: listed, then explained
+                click.echo(f"  {name} ({reg.origin(name)}): cannot be used, see below")
+                broken.append(str(exc))
+                continue
             doc_lines = (cls.__doc__ or "").strip().splitlines()
             desc = getattr(cls, "description", "") or (doc_lines[0] if doc_lines else "(no description)")
             click.echo(f"  {name} (v{getattr(cls, 'version', 1)}, {reg.origin(name)}): {desc}")
@@ -463,6 +491,8 @@ def list_plugins(kind: str | None) -> None:
                         f"{p} {getattr(preset, opt.from_preset)}" for p, preset in PRESETS.items())
                 click.echo(f"      --option {opt.name}=...  (default {default}) {opt.help}")
         click.echo("")
+    if broken:
+        raise UserError("\n\n".join(broken))
 
 
 @cli.command()

@@ -114,6 +114,23 @@ def test_a_hang_is_exit_1_with_the_other_cells_kept(registered, tmp_path, capsys
     assert statuses == ["failed", "ok"]  # real finished, the hanging adapter failed
 
 
+def test_the_run_ends_naming_each_failed_cells_error(registered, tmp_path, capsys):
+    """The error of a failed record is printed, once per cell and error with its
+    seeds; before, the run ended with '2 records hold the error' only, and the
+    reason sat in the records' JSON."""
+    with pytest.raises(SystemExit) as stop:
+        main(["evaluate", "-g", f"{FloatImages.name},{FitRaises.name}", "-p", "replace", "--preset", "smoke",
+              "--seeds", "2", "--results", str(tmp_path), "-q", "--threads", "1"])
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert (f"failed: {FloatImages.name} x replace x digits, seeds 0, 1: ContractViolation: generator "
+            f"{FloatImages.name}: sample() returned torch.float32 images") in err
+    assert f"failed: {FitRaises.name} x replace x digits, seeds 0, 1: " in err
+    assert "the weights server is down" in err
+    assert "Some cells failed (4 of 6): 4 records hold the error." in err
+    assert "Traceback" not in err
+
+
 # --------------------------------------------------------------------- held-out split
 
 

@@ -227,3 +227,20 @@ def test_precision_auto_is_the_cell_it_resolves_to(tmp_path, capsys, monkeypatch
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
     code, out, _ = run_cli(args + ["--precision", "auto", "--dry-run"], capsys)
     assert code == 0 and "cached" in out and "to compute" not in out
+
+
+def test_list_shows_every_plugin_when_one_is_broken(monkeypatch, capsys):
+    """A plugin that cannot be imported is listed as such and explained at the
+    end (exit 2); before, its error stopped `synthbench list` at its name and
+    hid every plugin after it."""
+    from synthbench.plugins import GENERATORS
+
+    GENERATORS.names()  # entry points scanned before the fake one goes in
+    monkeypatch.setitem(GENERATORS._targets, "aaa-broken", "no_such_module_for_synthbench_tests:Thing")
+    monkeypatch.setitem(GENERATORS._origin, "aaa-broken", "entry point test")
+    code, out, err = run_cli(["list", "generators"], capsys)
+    assert code == 2
+    assert "aaa-broken (entry point test): cannot be used, see below" in out
+    assert "  edm (v" in out and "  real (v" in out  # listed after the broken one, alphabetically
+    assert "The generator plugin 'aaa-broken'" in err and "failed to import" in err
+    assert "Traceback" not in err

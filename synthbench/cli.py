@@ -614,8 +614,8 @@ def migrate(results: str, dry_run: bool) -> None:
     click.echo(f"{verb} {len(report.migrated)} records, re-keyed {len(report.rekeyed)}, "
                f"{len(report.current)} already current, {len(report.refused)} refused")
     would = "would be " if dry_run else ""
-    for old, new, status in report.kept:
-        click.echo(f"{old} {would}removed: its cell is already at its current key, {new}, as a valid {status} "
+    for old, new, kept_status in report.kept:
+        click.echo(f"{old} {would}removed: its cell is already at its current key, {new}, as a valid {kept_status} "
                    f"record, which is kept")
     for old, new, there in report.replaced:
         click.echo(f"{new} {would}replaced by the re-keyed {old}: it held {there}")

@@ -17,7 +17,8 @@ import click
 @click.option("--generator", "-g", required=True, metavar="NAME", help="The generator whose records to pack.")
 @click.option("--out", required=True, metavar="BUNDLE.tar.gz", help="Where to write the bundle (must not exist).")
 @click.option("--samples", default=None, metavar="PATH",
-              help="For the samples generator: the folder, .npz or .tar the records scored (packed with them).")
+              help="For the samples generator: the folder, .npz or .tar the records scored (packed with them; only "
+                   "the records of these samples are packed).")
 def submit(results: str, generator: str, out: str, samples: str | None) -> None:
     """Pack a generator's records, its metadata and a manifest into a bundle for the leaderboard."""
     from synthbench.leaderboard.submission import submit as pack
@@ -25,6 +26,13 @@ def submit(results: str, generator: str, out: str, samples: str | None) -> None:
     made = pack(results, generator, out, samples)
     click.echo(f"wrote {made['path']}: {made['records']} records of {generator} and their manifest. Send it to the "
                f"maintainers; they check it with `synthbench verify {made['path']} --cells 3`.")
+    if made["left_out"]:
+        skipped = made["left_out"]
+        click.echo(f"left out {sum(s['records'] for s in skipped)} records of {generator} that scored other samples "
+                   f"than --samples {samples} (" + "; ".join(
+                       f"{s['label']}: {s['records']}, digest {s['samples_digest'][:12]}" for s in skipped)
+                   + "): a bundle holds only the records of the images it packs. Submit each of those sources in "
+                     "a bundle of its own, with its own --samples.", err=True)
 
 
 @click.command()

@@ -170,3 +170,55 @@ def test_a_bundle_whose_metadata_is_not_a_mapping_of_text_is_rejected_not_a_trac
     repack(bundle, files)
     with pytest.raises(Rejected, match="metadata.json is not a mapping that names the generator"):
         open_bundle(bundle, tmp_path / "open")
+
+
+def test_submit_packs_only_the_records_of_the_samples_it_packs_and_verify_stamps_no_other(tmp_path, digits,
+                                                                                          capsys):
+    """A store holding records of several samples sources: ``submit --samples A``
+    packed every source's records with A's images only, and ``verify --results``
+    then stamped the other sources' records verified, though nobody could re-run
+    them (a source of test-image copies among them). Found by a reviewer scoring
+    three exported folders into one store."""
+    x, y = digits.train.images.numpy(), digits.train.labels.numpy()
+    store = tmp_path / "store"
+    sources = {}
+    for i, name in enumerate(["a", "b", "c"]):
+        keep = np.concatenate([np.flatnonzero(y == c)[40 * i:40 * (i + 1)] for c in range(10)])
+        sources[name] = write_samples(tmp_path / f"{name}.npz", "npz", x[keep], y[keep], [str(c) for c in range(10)])
+    for name in "ab":
+        code, _, err = run_cli(["evaluate", "-g", f"samples:{sources[name]}", "-p", "replace", "--preset", "smoke",
+                                "--seeds", "1", "--results", str(store), "--threads", "1", "-q"], capsys)
+        assert code == 0, err
+
+    # the other source's record is left out, and submit says so
+    bundle = tmp_path / "a.tar.gz"
+    code, out, err = run_cli(["submit", "--results", str(store), "-g", "samples", "--out", str(bundle),
+                              "--samples", str(sources["a"])], capsys)
+    assert code == 0, err
+    assert "1 records of samples" in out and "left out 1 records" in err and "b: 1" in err
+    files = bundle_files(bundle)
+    records = [json.loads(v) for k, v in files.items() if k.startswith("bundle/records/")]
+    meta = json.loads(files["bundle/metadata.json"])
+    assert len(records) == 1 and meta["cells"] == 1
+    assert records[0]["spec"]["generator_extra"]["samples_digest"] == meta["samples_digest"]
+    assert records[0]["spec"]["generator_options"]["label"] == "a"
+
+    # samples that no record scored: refused, naming the sources the records scored
+    code, _, err = run_cli(["submit", "--results", str(store), "-g", "samples", "--out", str(tmp_path / "c.tar.gz"),
+                            "--samples", str(sources["c"])], capsys)
+    assert code == 2 and "is not what any record of samples scored" in err and "a: 1 record" in err
+    assert not (tmp_path / "c.tar.gz").exists()
+
+    # a bundle holding b's record beside a's images (as the old submit wrote it) is rejected, and nothing stamped
+    (b_path,) = [p for p in (store / "records").rglob("samples/*.json")
+                 if json.loads(p.read_text())["spec"]["generator_options"]["label"] == "b"]
+    files[f"bundle/{b_path.relative_to(store).as_posix()}"] = b_path.read_bytes()
+    remanifest(files)
+    mixed = tmp_path / "mixed.tar.gz"
+    repack(mixed, files)
+    board = tmp_path / "board"
+    for seed in range(3):  # whichever cell the seed chooses
+        code, out, err = run_cli(["verify", str(mixed), "--cells", "1", "--seed", str(seed), "--results", str(board),
+                                  "-q"], capsys)
+        assert code == 1 and "REJECTED" in err and "1 of its 2 records scored other samples" in err, (out, err)
+    assert not board.exists()

@@ -9,13 +9,18 @@ A bundle is a ``.tar.gz`` of ``bundle/`` holding
   samples' digest), and the environment the records were computed in
   (synthbench, torch, device, threads);
 - ``samples/...``: for the ``samples`` generator, the images themselves (a
-  maintainer cannot re-run a cell without them);
+  maintainer cannot re-run a cell without them). A bundle holds one source:
+  ``submit --samples PATH`` packs only the records whose key names PATH's
+  content digest (``generator_extra.samples_digest``), and says how many
+  records of other sources in the store it left out;
 - ``manifest.json``: the SHA-256 of every other file.
 
 ``verify`` first checks the bundle alone: every file listed in the manifest with
 its digest, nothing unlisted, no path that leaves the bundle, every record valid
-(schema, its own ``cell_hash`` and ``record_digest``). A bundle that fails is
-*rejected* before anything runs. Then it recomputes K randomly chosen cells (the
+(schema, its own ``cell_hash`` and ``record_digest``) and, for samples, every
+record naming the digest of the samples the bundle holds (no other record could
+be re-run, or may be stamped). A bundle that fails is *rejected* before
+anything runs. Then it recomputes K randomly chosen cells (the
 choice seeded by ``--seed`` and printed, so it can be repeated) on the
 maintainer's machine, at the records' thread count, and compares every metric
 within ``regress``'s tolerances (``configs/regress.yaml``). With ``--results
@@ -103,12 +108,29 @@ def submit(results: str | Path, generator: str, out: str | Path, samples: str | 
     out_path = Path(out)
     if out_path.exists():
         raise UserError(f"{out_path} exists. Give --out a new path.")
+    sources = _sources(mine)
+    left_out: list[dict[str, Any]] = []
+    got = None
+    if sources:
+        if samples is None:
+            raise UserError(f"The records of {generator} score pre-generated samples ({_sources_text(sources)}); give "
+                            f"--samples PATH (the folder, .npz or .tar they were read from) so the maintainers can "
+                            f"re-run them. A bundle holds one source's records: submit each source on its own.")
+        got = source_digest(samples)
+        if got not in sources:
+            raise UserError(f"--samples {samples} is not what any record of {generator} scored (its digest is "
+                            f"{got[:12]}; the records name {_sources_text(sources)}). Give the source they were "
+                            f"read from, as it was when they were scored: changed files have another digest.")
+        left_out = [{"label": s["label"], "samples_digest": d, "records": s["records"]}
+                    for d, s in sorted(sources.items()) if d != got]
+        mine = [r for r in mine if r.spec.generator_extra.get("samples_digest") == got]
+    elif samples is not None:
+        raise UserError(f"--samples {samples}: the records of {generator} score no pre-generated samples (their key "
+                        f"names no samples digest), so there are no images to pack. Leave --samples out.")
     files: dict[str, bytes] = {}
     for rec in mine:
         rel = store.path_for(rec.spec).relative_to(store.root).as_posix()
         files[rel] = store.path_for(rec.spec).read_bytes()
-    digests = sorted({str(r.spec.generator_extra.get("samples_digest")) for r in mine
-                      if r.spec.generator_extra.get("samples_digest")})
     meta: dict[str, Any] = {
         "format": FORMAT, "generator": generator,
         "options": sorted({json.dumps(r.spec.generator_options, sort_keys=True) for r in mine}),
@@ -120,14 +142,7 @@ def submit(results: str | Path, generator: str, out: str | Path, samples: str | 
         "cells": len(mine),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    if digests:
-        if samples is None:
-            raise UserError(f"{generator}'s records score pre-generated samples; give --samples PATH (the folder, "
-                            f".npz or .tar they were read from) so the maintainers can re-run them.")
-        got = source_digest(samples)
-        if got not in digests:
-            raise UserError(f"--samples {samples} is not what the records scored (digest {got[:12]}; the records "
-                            f"name {', '.join(d[:12] for d in digests)}). Give the source they were read from.")
+    if got is not None:
         meta["samples_digest"] = got
         meta["samples_kind"] = source_kind(Path(samples).expanduser().resolve())
         files.update(_samples_files(Path(samples).expanduser().resolve()))
@@ -142,7 +157,25 @@ def submit(results: str | Path, generator: str, out: str | Path, samples: str | 
             info.size, info.mtime, info.mode = len(data), 0, 0o644
             tar.addfile(info, io.BytesIO(data))
     tmp.replace(out_path)
-    return {"path": out_path, "records": len(mine), "files": len(files)}
+    return {"path": out_path, "records": len(mine), "files": len(files), "left_out": left_out}
+
+
+def _sources(records: list[Any]) -> dict[str, dict[str, Any]]:
+    """samples digest -> the label(s) and record count of the records that name
+    it; a record whose key names no samples digest (an adapter's) is in none."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in records:
+        digest = r.spec.generator_extra.get("samples_digest")
+        if digest:
+            entry = out.setdefault(str(digest), {"labels": set(), "records": 0})
+            entry["labels"].add(str(r.spec.generator_options.get("label") or "?"))
+            entry["records"] += 1
+    return {d: {"label": ", ".join(sorted(e["labels"])), "records": e["records"]} for d, e in out.items()}
+
+
+def _sources_text(sources: dict[str, dict[str, Any]]) -> str:
+    return "; ".join(f"{s['label']}: {s['records']} record{'s' * (s['records'] != 1)}, digest {d[:12]}"
+                     for d, s in sorted(sources.items(), key=lambda kv: kv[1]["label"]))
 
 
 def _samples_files(path: Path) -> dict[str, bytes]:
@@ -231,12 +264,36 @@ def open_bundle(path: str | Path, into: Path) -> Bundle:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
     samples = None
-    if metadata.get("samples_digest"):
+    scored = {str(r.spec.generator_extra.get("samples_digest") or "") for r in records}
+    if metadata.get("samples_digest") or scored != {""} or metadata["generator"] == "samples":
         tops = sorted({PurePosixPath(n).parts[1] for n in files if n.startswith("samples/")})
         if len(tops) != 1:
             raise Rejected("its records score pre-generated samples but it holds no samples/ source")
         samples = into / "samples" / tops[0]
+        _check_samples(records, metadata, samples)
     return Bundle(metadata, records, samples, _sha256(raw), into)
+
+
+def _check_samples(records: list[Any], metadata: dict[str, Any], samples: Path) -> None:
+    """Every record of a samples bundle scored the images the bundle holds: a
+    record of another source (whose images the maintainers do not have) can be
+    neither recomputed nor vouched for, and ``--results`` would stamp it."""
+    from synthbench.benchmark.sample_files import source_digest
+
+    try:
+        held = source_digest(samples)
+    except UserError as exc:
+        raise Rejected(f"its samples/ source cannot be read ({exc})") from None
+    if metadata.get("samples_digest") != held:
+        raise Rejected(f"its samples/ source has digest {held[:12]}, not the {str(metadata.get('samples_digest'))[:12]} "
+                       f"its metadata.json names")
+    other = [r for r in records if r.spec.generator_extra.get("samples_digest") != held]
+    if other:
+        names = sorted({str(r.spec.generator_extra.get("samples_digest") or "none")[:12] for r in other})
+        raise Rejected(f"{len(other)} of its {len(records)} records scored other samples than the ones it holds "
+                       f"(digest {', '.join(names)}; its samples/ have {held[:12]}), so they can be neither "
+                       f"recomputed nor verified; pack it again with this synthbench's submit, which packs only the "
+                       f"records of the --samples it is given")
 
 
 # --------------------------------------------------------------------------- verify
@@ -293,6 +350,10 @@ def recompute(rec: Any, bundle: Bundle, work: Path, data_root: str | None, devic
     (outcome,) = outcomes
     if outcome.spec.key != spec.key:
         differ = [f for f in dataclasses.fields(spec) if getattr(spec, f.name) != getattr(outcome.spec, f.name)]
+        if [f.name for f in differ] == ["generator_extra"]:  # same code, other inputs (samples, a checkpoint)
+            raise ValueError(f"the generator's inputs here are not the record's (generator_extra: "
+                             f"{spec.generator_extra!r} here {outcome.spec.generator_extra!r}): the bundle does "
+                             f"not hold what the record was computed from")
         raise ValueError("this synthbench keys the cell differently (" + ", ".join(
             f"{f.name}: {getattr(spec, f.name)!r} here {getattr(outcome.spec, f.name)!r}" for f in differ[:3])
             + "); verify with the version the records name")

@@ -517,3 +517,26 @@ def test_export_follows_the_out_suffix_unless_told_and_refuses_a_contradiction()
     assert export_format("npz", "x.npz") == "npz" and export_format("folder", "plain") == "folder"
     with pytest.raises(UserError, match="names a .npz file but --format is folder"):
         export_format("folder", "x.npz")
+
+
+@pytest.mark.parametrize("protocol, options, need", [
+    ("copies", [], 40),  # a train-sized pool, as replace's
+    ("augment", ["-o", "augment.replace_fraction=0.5"], 60),  # ratio 1 + the replaced half
+])
+def test_too_few_images_says_what_each_protocol_needs(protocol, options, need, tmp_path, digits, capsys):
+    """The "too few images" message listed replace, fidelity, detect and ood as
+    needing the train split's count per class, leaving out copies, which draws
+    the same train-sized pool, and said augment needs its ratio times it, though
+    it draws its replace_fraction's images on top. Found checking the message
+    against each protocol's sample_pool_size."""
+    x, y = digits_images(digits, 40)  # smoke's 40 train images of each class: enough for replace, not more
+    src = write_samples(tmp_path / "src.npz", "npz", x, y, CLASSES)
+    if protocol == "copies":
+        x, y = digits_images(digits, 39)
+        src = write_samples(tmp_path / "few.npz", "npz", x, y, CLASSES)
+    code, out, err = run_cli(["evaluate", "-g", f"samples:{src}", "-p", protocol, *options, "--preset", "smoke",
+                              "--seeds", "1", "--threads", "1", "--results", str(tmp_path / "runs"), "-q"], capsys)
+    text = " ".join(err.split())
+    assert code == 2 and f"needs {need} of it" in text, (out, err)
+    assert "replace, fidelity, detect, ood and copies need as many as that per class" in text
+    assert "augment its ratio plus its largest replace fraction times that" in text

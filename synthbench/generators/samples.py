@@ -8,7 +8,7 @@ converts them to the dataset's shape (the record's ``generator_notes`` says how)
 Which image a request gets, deterministically and prefix-stably like every adapter:
 
 - a **pool** (what ``replace``, ``augment``, ``scaleup``, ``fidelity``, ``detect``,
-  ``ood`` and ``longtail``'s top-ups draw): for run seed s, the images of class c
+  ``ood``, ``copies`` and ``longtail``'s top-ups draw): for run seed s, the images of class c
   are taken in the source's fixed order permuted by a seed derived from (s, c);
   the k-th request of class c gets the k-th image, so no image is used twice in
   one pool, and a longer pool extends a shorter one. More requests of a class
@@ -137,7 +137,8 @@ class SamplesGenerator(Generator):
         have, real = len(self._by_class[c]), self._real_counts[c]
         name = self._class_names[c]
         return (f"samples: {self.opts['path']} holds {have} images of class {name!r}; this pool of {n} images "
-                f"needs {need} of it. The real train split has {real} of that class: replace, fidelity, detect "
-                f"and ood need as many as that per class, augment its ratio times that, and scaleup xM M times "
-                f"that (scaleup runs only the multiples the samples hold, so x1 needs {real}). Generate more "
-                f"images of each class, or run fewer protocols.")
+                f"needs {need} of it. The real train split has {real} of that class: replace, fidelity, detect, "
+                f"ood and copies need as many as that per class, augment its ratio plus its largest replace "
+                f"fraction times that (1x by default), scaleup xM M times that (scaleup runs only the multiples "
+                f"the samples hold, so x1 needs {real}), and longtail less than that (the tail's deficit). "
+                f"Generate more images of each class, or run fewer protocols.")

@@ -540,3 +540,51 @@ def test_too_few_images_says_what_each_protocol_needs(protocol, options, need, t
     assert code == 2 and f"needs {need} of it" in text, (out, err)
     assert "replace, fidelity, detect, ood and copies need as many as that per class" in text
     assert "augment its ratio plus its largest replace fraction times that" in text
+
+
+def test_a_path_given_as_an_option_is_the_row_and_key_of_samples_colon_path(tmp_path, digits, smoke_digits, capsys,
+                                                                             monkeypatch):
+    """``-g samples -o samples.path=P`` got the label ``samples`` instead of P's
+    base name, so another cell key than ``-g samples:P`` (no cache hit, another
+    row name), and a suite's ``samples: [{path: A}, {path: B}]`` was refused as
+    "the same row" twice. Found by a reviewer. The ``samples:P`` key is left as
+    it was (records computed before keep their cells)."""
+    from synthbench.benchmark.cell import CellSpec, PluginChoice
+    from synthbench.benchmark.presets import PRESETS
+    from synthbench.plugins import GENERATORS, PROTOCOLS
+
+    def key(choice: PluginChoice) -> str:
+        return CellSpec.of(smoke_digits, choice, PluginChoice.resolve(PROTOCOLS, "replace"), PRESETS["smoke"], 0,
+                           torch.device("cpu")).key
+
+    x, y = digits_images(digits, 40)
+    a = write_samples(tmp_path / "A", "folder", x, y, CLASSES)
+    b = write_samples(tmp_path / "B.npz", "npz", x[::-1], y[::-1], CLASSES)
+    colon = PluginChoice.resolve(GENERATORS, f"samples:{a}")
+    assert colon.options == {"path": str(a.resolve()), "label": "A"}  # what keyed samples:P's cells before
+    monkeypatch.chdir(tmp_path)
+    for given in ({"path": str(a)}, {"path": "A"}):  # a relative path is made absolute, as samples:P's is
+        named = PluginChoice.resolve(GENERATORS, "samples", given)
+        assert named.options == colon.options and named.label == colon.label == "samples (label=A)"
+        assert key(named) == key(colon)
+    mine = PluginChoice.resolve(GENERATORS, "samples", {"path": "A", "label": "mine"})
+    assert mine.options["label"] == "mine"  # a label given is kept
+
+    # scored as samples:A, then asked for as -o samples.path=A: the same cell, found in the store
+    store = tmp_path / "store"
+    code, _, err = run_cli(["evaluate", "-g", f"samples:{a}", "-p", "replace", "--preset", "smoke", "--seeds", "1",
+                            "--threads", "1", "--results", str(store), "-q"], capsys)
+    assert code == 0, err
+    code, out, err = run_cli(["evaluate", "-g", "samples", "-o", f"samples.path={a}", "-p", "replace", "--preset",
+                              "smoke", "--seeds", "1", "--threads", "1", "--results", str(store), "--dry-run"],
+                             capsys)
+    assert code == 0, err
+    assert re.search(r"samples \(label=A\)\s+seed 0\s+cached", out), out
+
+    # a suite may list two sources as two rows
+    suite = tmp_path / "two.yaml"
+    suite.write_text(f"name: two\ndataset: digits\npreset: smoke\nseeds: [0]\nthreads: 1\n"
+                     f"generators:\n  samples:\n    - {{path: {a}}}\n    - {{path: {b}}}\nprotocols: {{replace: {{}}}}\n")
+    code, out, err = run_cli(["run", str(suite), "--results", str(store), "--dry-run"], capsys)
+    assert code == 0, err
+    assert "samples (label=A) x replace" in out and "samples (label=B) x replace" in out

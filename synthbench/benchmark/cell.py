@@ -102,8 +102,11 @@ class PluginChoice:
                 where: str = "", preset: Preset | None = None) -> "PluginChoice":
         """Look ``name`` up in ``registry`` and check ``given`` against its options.
         ``NAME:ARGUMENT`` (``samples:PATH``) sets the option the plugin declares
-        for its argument. ``preset``: the run's, whose fields fill the options
-        declared ``from_preset`` that ``given`` leaves unset."""
+        for its argument; that option given by name (``-o samples.path=PATH``,
+        a suite's ``samples: {path: PATH}``) is resolved the same way, so both
+        spellings make the same options, row and cell key. ``preset``: the
+        run's, whose fields fill the options declared ``from_preset`` that
+        ``given`` leaves unset."""
         base, colon, argument = name.partition(":")
         plugin = registry.get(base if colon else name)
         given = dict(given or {})
@@ -112,6 +115,8 @@ class PluginChoice:
             if resolve is None:
                 raise UserError(f"The {registry.kind} {base} takes no argument after its name; give it as {base}.")
             given = resolve(argument, given)
+        elif given.get(getattr(plugin, "argument_option", None) or "") not in (None, ""):
+            given = plugin.resolve_argument(str(given[plugin.argument_option]), given)
         owner = f"{registry.kind} {plugin.name}" + (f" {where}" if where else "")
         return cls(plugin.name, plugin, resolve_options(plugin.options, given, owner, preset))
 

@@ -18,7 +18,9 @@ Which image a request gets, deterministically and prefix-stably like every adapt
   image of class ``labels[i]`` that ``seeds[i]`` picks, with replacement.
 
 A cell's key holds the content digest of what is read (``spec_extras``) and the
-``label`` option (default: the file or folder's base name), not the path:
+``label`` option (default: the file or folder's base name, whether the path is
+given as ``samples:PATH`` or as the ``path`` option: both spellings resolve
+through :meth:`resolve_argument`, so they are one row and one key), not the path:
 changed files make new cells; a source moved under the same base name keeps its
 cells, but a new base name or label is a new key, so every cell is computed
 again (the key is left so: changing it would move every existing cell). ``recon``
@@ -62,7 +64,10 @@ class SamplesGenerator(Generator):
 
     @classmethod
     def resolve_argument(cls, argument: str, given: dict[str, Any]) -> dict[str, Any]:
-        """``samples:PATH``: the path, absolute, and the label from its name."""
+        """``samples:PATH``, or the ``path`` option given by name (``-o
+        samples.path=PATH``, a suite's ``{path: PATH}``: ``PluginChoice.resolve``
+        passes it here too): the path, absolute, and the label from its name
+        unless one is given."""
         if not argument:
             raise UserError("The samples generator needs a path: --generator samples:PATH (a folder of class "
                             "sub-folders, an .npz or .tar shards).")

@@ -105,3 +105,24 @@ def test_imagefolder_refuses_a_missing_split_different_classes_and_a_class_witho
         load_dataset(f"imagefolder:{tmp_path / 'mismatch'}")
     with pytest.raises(UserError, match="no test image of class a, b .*at least 3 images"):
         load_dataset(f"imagefolder:{tmp_path / 'tiny'}")
+
+
+def test_a_failed_download_is_one_paragraph(tmp_path, monkeypatch):
+    """torchvision's download error has a line per mirror tried; the message
+    that embeds it is one paragraph (the README's promise for bad input)."""
+    from synthbench.benchmark.datasets import MNIST
+    from synthbench.errors import UserError
+
+    def offline(self, root, download):
+        if download:
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://a/, got:\n"
+                               "<urlopen error [Errno -2] Name or service not known>\n")
+        raise RuntimeError("Dataset not found. You can use download=True to download it")
+
+    monkeypatch.setattr(MNIST, "_tv", offline)
+    monkeypatch.setenv("SYNTHBENCH_DATA", str(tmp_path))
+    with pytest.raises(UserError) as err:
+        MNIST().load()
+    text = str(err.value)
+    assert "\n" not in text
+    assert "Tried https://a/, got: <urlopen error [Errno -2] Name or service not known>. Provide it" in text

@@ -189,8 +189,9 @@ class _TorchvisionMNISTLike(DatasetLoader):
                             f"leave --data-root out to download it (needs network).")
         try:
             train, test = self._tv(root, download=True)
-        except Exception as exc:
-            raise UserError(f"Could not load {self.name}: {type(exc).__name__}: {exc}. Provide it one of these ways: "
+        except Exception as exc:  # torchvision's text spans lines (one per mirror tried): one paragraph here
+            why = " ".join(str(exc).split()).rstrip(". ")
+            raise UserError(f"Could not load {self.name}: {type(exc).__name__}: {why}. Provide it one of these ways: "
                             f"--data-root DIR with torchvision's {self.tv_class} layout, or a network connection for "
                             f"torchvision to download it into {root}.") from None
         return self._from_tv(train, test, f"torchvision {self.tv_class}, downloaded to {root}")

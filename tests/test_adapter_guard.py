@@ -41,6 +41,13 @@ class FloatImages(Noise):
         return noise(labels, seeds).float() / 255
 
 
+class UnitImages(Noise):
+    name = "guard-unit"
+
+    def sample(self, labels, seeds):
+        return (noise(labels, seeds).float() / 255).round().to(torch.uint8)  # [0, 1] cast to uint8
+
+
 class SmallImages(Noise):
     name = "guard-small"
 
@@ -70,6 +77,7 @@ class Hangs(Noise):
 
 
 BAD = {FloatImages: "sample() returned torch.float32 images; the contract is torch.uint8",
+       UnitImages: "whose every pixel is 0 or 1: images in [0, 1] cast to uint8",
        SmallImages: "sample() returned shape",
        OneShort: "requested images; the contract is",
        FitRaises: "guard-fit-raises.fit failed: RuntimeError: the weights server is down",

@@ -47,8 +47,11 @@ class ContractViolation(ValueError):
 
 def check_images(name: str, method: str, images: Any, want: tuple[int, ...] | None, count: int) -> "torch.Tensor":
     """``images`` if it is a uint8 tensor of ``count`` images of shape ``want``
-    (C, H, W; None when unknown), else :class:`ContractViolation` naming the
-    adapter, the method and what it returned."""
+    (C, H, W; None when unknown) in 0..255, else :class:`ContractViolation`
+    naming the adapter, the method and what it returned. A batch whose every
+    pixel is 0 or 1 (with some 1) is taken for images in [0, 1] cast to uint8,
+    the commonest adapter mistake, which was scored as a near-black generator;
+    an all-black batch (a collapsed generator) is scored as what it is."""
     import torch
 
     where = f"generator {name}: {method}()"
@@ -63,6 +66,11 @@ def check_images(name: str, method: str, images: Any, want: tuple[int, ...] | No
     if images.ndim != 4 or images.shape[0] != count or (full is not None and tuple(images.shape) != full):
         raise ContractViolation(f"{where} returned shape {tuple(images.shape)} for {count} requested images; the "
                                 f"contract is {full or f'({count}, C, H, W)'}, the dataset's image shape")
+    if count > 1 and int(images.max()) == 1:  # every pixel 0 or 1, some 1: [0, 1] floats cast to uint8
+        raise ContractViolation(
+            f"{where} returned {count} images whose every pixel is 0 or 1: images in [0, 1] cast to uint8, which "
+            f"the classifiers would read as near-black. The contract is 0..255: scale before casting, e.g. "
+            f"(x * 255).round().clamp(0, 255).to(torch.uint8) for x in [0, 1]")
     return images
 
 

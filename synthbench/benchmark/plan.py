@@ -131,6 +131,19 @@ def fit_key(grid: Grid, gen: PluginChoice, overrides: dict[str, Any], data_diges
     return "fit-" + cache_key(canonical_json(ident))
 
 
+def classifier_key(grid: Grid, data_digest: str, seed: int, threads: int) -> str:
+    """The key of a seed's reference-classifier task: keyed like the weights
+    file it computes (``context._classifier_identity``: the preset, the device
+    type and the thread count), so that a run at another thread count or on
+    another device, which trains another file, has its own marker and its own
+    cost claim. (Without the device and threads, a run at 2 threads overwrote
+    the 1-thread run's marker, whose ``.charged`` already named a 1-thread
+    cell, so the 2-thread training's ``reference_s`` went to no record.)"""
+    compute = cache_key(canonical_json({"preset": grid.preset.as_dict(), "device": grid.device.type,
+                                        "threads": threads}))
+    return f"classifier-{data_digest[:12]}-{compute[:12]}-s{seed}"
+
+
 def build_plan(grids: Iterable[tuple[Setting, Grid]]) -> Plan:
     """Every task of the grids (see the module docstring), deduplicated by key."""
     plan = Plan([])
@@ -173,7 +186,7 @@ def build_plan(grids: Iterable[tuple[Setting, Grid]]) -> Plan:
                     for name in sorted(fit_keys, key=lambda n: n != "full"):
                         deps += [k for k in (base_keys.get(name), fit_keys[name]) if k]
                     if protocol.uses_reference_classifier and not unsupported:
-                        ckey = f"classifier-{ds.digest[:12]}-{cache_key(grid.preset.as_dict())[:12]}-s{seed}"
+                        ckey = classifier_key(grid, ds.digest, seed, threads)
                         classifiers.append(Task("classifier", ckey, f"reference classifier seed {seed} on {ds.name}",
                                                 setting, seed=seed))
                         deps.append(ckey)

@@ -588,3 +588,18 @@ def test_a_path_given_as_an_option_is_the_row_and_key_of_samples_colon_path(tmp_
     code, out, err = run_cli(["run", str(suite), "--results", str(store), "--dry-run"], capsys)
     assert code == 0, err
     assert "samples (label=A) x replace" in out and "samples (label=B) x replace" in out
+
+
+def test_two_sources_of_one_base_name_are_refused_naming_the_shared_label(tmp_path, digits, capsys):
+    """x.npz and x.tar both take the label x, so their rows key alike; the
+    error names what they share (label=x). Before, it said only that an
+    option at its default or one that does not change outputs leaves a row as
+    it is, which did not point at the label. Found by the README review."""
+    sources = make_sources(tmp_path, digits)
+    npz, tar = tmp_path / "x.npz", tmp_path / "x.tar"
+    sources["npz"].rename(npz)
+    sources["tar"].rename(tar)
+    code, out, err = run_cli(["evaluate", "-g", f"samples:{npz},samples:{tar}", "--preset", "smoke", "--seeds", "1",
+                              "--results", str(tmp_path / "r"), "--dry-run", "--threads", "1"], capsys)
+    assert code == 2
+    assert "both key their cells as samples with label=x" in err

@@ -145,10 +145,13 @@ def _resolve_rows(registry: Any, rows: list[tuple[str, dict[str, Any]]], where: 
             if seen[ident] == (name, opts):
                 continue
             first = seen[ident]
+            keyed = keyed_options(choice.cls.options, choice.options)
+            same = ", ".join(f"{k}={v}" for k, v in sorted(keyed.items())) or "no options"
             raise UserError(f"The {registry.kind} {choice.name}{' ' + where if where else ''} is given twice with "
-                            f"options that make the same row ({first[0]} {first[1]} and {name} {opts}): an option "
-                            f"at its default, or one that does not change outputs, leaves a row as it is. Give "
-                            f"each row once.")
+                            f"options that make the same row ({first[0]} {first[1]} and {name} {opts}): both key "
+                            f"their cells as {choice.name} with {same}. An option at its default, or one outside "
+                            f"the cell key (one that does not change outputs, or a path that a label stands for), "
+                            f"leaves a row as it is. Give each row once, or set an option of the key apart.")
         seen[ident] = (name, opts)
         out.append(choice)
     return tuple(out)

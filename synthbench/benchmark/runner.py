@@ -250,7 +250,7 @@ def run_cell(spec: CellSpec, protocol: Any, generator: Any, grid: Grid, samples:
             raise fit_error
         _check_inputs_unchanged(spec, generator)
         with charging(charge):
-            result = protocol.run(ctx)
+            result = protocol.checked_result(protocol.run(ctx))  # only declared metrics reach a record
         notes = getattr(generator, "notes", None)
         details = {**result.details, "generator_notes": dict(notes)} if notes else result.details
         outcome = dict(status=Status.OK, metrics=result.metrics, details=details)

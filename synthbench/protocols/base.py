@@ -4,7 +4,6 @@ Plugin authors import it from :mod:`synthbench.api`."""
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -30,28 +29,6 @@ class UndeclaredMetric(ValueError):
     """A protocol's ``run`` returned something other than a :class:`ProtocolResult`
     whose metrics it declares: its cell is ``failed`` with this message instead
     of being stored as a record whose columns no table or ranking rule knows."""
-
-
-def _checked_run(run: Any) -> Any:
-    """``run`` with its result checked against the protocol's declarations
-    (:meth:`Protocol.checked_result`); a subclass's ``run`` that calls
-    ``super().run`` is checked once, on the way out."""
-
-    @functools.wraps(run)
-    def checked(self: "Protocol", ctx: CellContext) -> ProtocolResult:
-        depth = self.__dict__.get("_run_depth", 0)
-        self.__dict__["_run_depth"] = depth + 1
-        try:
-            result = run(self, ctx)
-        finally:
-            if depth:
-                self.__dict__["_run_depth"] = depth
-            else:  # leaves the instance as it was
-                self.__dict__.pop("_run_depth", None)
-        return result if depth else self.checked_result(result)
-
-    checked.__synthbench_checked__ = True  # type: ignore[attr-defined]
-    return checked
 
 
 class Protocol(Configurable):
@@ -115,14 +92,8 @@ class Protocol(Configurable):
         largest such pool once before the cells; 0: none."""
         return 0
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        run = cls.__dict__.get("run")
-        if callable(run) and not getattr(run, "__synthbench_checked__", False):
-            cls.run = _checked_run(run)  # type: ignore[method-assign]
-
     def run(self, ctx: CellContext) -> ProtocolResult:
-        """The cell's metrics and details. What it returns is checked
+        """The cell's metrics and details. The runner checks what it returns
         (:meth:`checked_result`): a :class:`ProtocolResult` whose every metric
         is declared in :attr:`metrics`, exactly or as an instance of a template."""
         raise NotImplementedError

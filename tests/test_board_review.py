@@ -38,3 +38,24 @@ def test_rows_with_the_same_mean_up_to_float_noise_share_best_and_rank():
     headline, = build_headlines(build_tables(recs))
     ranks = {r.generator: r.cells["replace"].rank for r in headline.rows}
     assert ranks == {"alpha": 1, "beta": 1, "gamma": 3}
+
+
+def test_a_superseded_table_is_not_ranked(tmp_path):
+    """The index page says superseded tables are 'kept for the record; not
+    ranked', yet a replace table of protocol v1 starred its best row ('★ best')
+    and its heading said how many pairs its test separates."""
+    from test_leaderboard import write
+
+    from synthbench.leaderboard.site import build_site
+
+    recs = [make_record(gen, "replace", seed, {"top1": (top1 + 0.001 * seed, 0.005, True)}, protocol_version=1)
+            for seed in range(3) for gen, top1 in (("real", 0.99), ("a", 0.95), ("b", 0.80))]
+    table, = build_tables(recs)
+    assert table.stale and not table.comparers
+    assert all(r.stats["top1"].mark == "" for r in table.rows)
+    write(tmp_path / "store", *recs)
+    build = build_site(tmp_path / "store", tmp_path / "site")
+    index = (build.out / "index.html").read_text()
+    assert "Kept for the record; not ranked." in index
+    assert "★ best</span>" not in index.split("Superseded results")[1]
+    assert "The test separates" not in index

@@ -35,10 +35,16 @@ class Tags(HTMLParser):
 
 
 def make_record(generator: str, protocol: str, seed: int, metrics: dict[str, tuple[float, float | None, bool]],
-                status: str = "ok", *, protocol_version: int = 1, generator_version: int = 1,
+                status: str = "ok", *, protocol_version: int | None = None, generator_version: int = 1,
                 generator_options: dict | None = None, error: str | None = None, details: dict | None = None,
                 wall: float = 1.0, protocol_options: dict | None = None) -> Record:
-    """A record shaped as the run grid writes it (metrics: name -> (value, stderr, higher_is_better))."""
+    """A record shaped as the run grid writes it (metrics: name -> (value, stderr, higher_is_better)), at
+    the installed version of the protocol unless ``protocol_version`` says otherwise (a table of an older
+    version is superseded, and a superseded table ranks nothing)."""
+    if protocol_version is None:
+        from synthbench.plugins import PROTOCOLS
+
+        protocol_version = PROTOCOLS.get(protocol).version if protocol in PROTOCOLS.names() else 1
     spec = {"schema_version": 1, "synthbench_version": "0.1.0", "dataset": "digits", "dataset_digest": "d" * 64,
             "generator": generator, "generator_version": generator_version,
             "generator_options": generator_options or {}, "generator_extra": {}, "protocol": protocol,

@@ -645,9 +645,10 @@ def _make_table(tkey: str, spec: CellSpec, rows: list[Row], plugins: PluginInfo)
     for row in rows:
         _fill_stats(row, ordered, rules)
         row.variant = bool(row.options_label) and row.generator in defaults and not row.oracle
-    comparers = _mark(rows, ordered, rules)
+    # a superseded table is kept for the record and never ranked: no star, tie, separation or saturation
+    comparers = _mark(rows, ordered, rules) if not stale else {}
     rows.sort(key=lambda r: _row_order(r, headline))
-    detectable, saturated = detectable_difference(rows, headline)
+    detectable, saturated = detectable_difference(rows, headline) if not stale else (None, False)
     return Table(dataset=spec.dataset, dataset_digest=spec.dataset_digest,
                  protocol=name, protocol_version=spec.protocol_version,
                  preset=preset_label(spec.preset), protocol_options=options,

@@ -69,7 +69,9 @@ class Evidence:
     comparison: str
     """What is compared, in words (``augment top1 - replace top1``)."""
     ours: str
-    """Our two values, each with its interval over seeds."""
+    """Our two values, each with its interval over seeds; any context (another
+    metric, the crossings) comes first, so that the two values compared end
+    it: the README writes the difference right after them."""
     difference: Difference | None
     verdict: str
     seeds: int = 0
@@ -473,8 +475,8 @@ def scaleup(tables: list[Table]) -> Finding:
                 crossing = _crossings(row)
                 out.append(_compare(t, f"{row.label} vs real", row, hi_name, row, "real_top1", +1,
                                     f"top1 with x{hi:g} synthetic - with the real train split",
-                                    ours=f"{_stat_text(row, hi_name)} vs {_stat_text(row, 'real_top1')}; "
-                                         f"crossing {crossing}"))
+                                    ours=f"crossing {crossing}; {_stat_text(row, hi_name)} vs "
+                                         f"{_stat_text(row, 'real_top1')}"))
     return Finding(
         "scaleup", "More synthetic data trains better, and enough of it beats the real data",
         f"{RF}, Sec. 4.3, Fig. 2 and Table 3",
@@ -619,10 +621,10 @@ def membership(tables: list[Table]) -> Finding:
             if "members_online_auc" in row.stats and "synthetic_online_auc" in row.stats:
                 out.append(_compare(t, row.label, row, "members_online_auc", row, "synthetic_online_auc", +1,
                                     "LiRA AUC against a model trained on the members - on their synthetic data",
-                                    ours=f"{_stat_text(row, 'members_online_auc')} vs "
-                                         f"{_stat_text(row, 'synthetic_online_auc')}; TPR at 0.1% FPR "
-                                         f"{_stat_text(row, 'members_online_tpr@0.001')} vs "
-                                         f"{_stat_text(row, 'synthetic_online_tpr@0.001')}"))
+                                    ours=f"TPR at 0.1% FPR {_stat_text(row, 'members_online_tpr@0.001')} vs "
+                                         f"{_stat_text(row, 'synthetic_online_tpr@0.001')}; AUC "
+                                         f"{_stat_text(row, 'members_online_auc')} vs "
+                                         f"{_stat_text(row, 'synthetic_online_auc')}"))
     return Finding(
         "mia", "Training on synthetic data leaks less membership than training on the real data",
         f"{RF}, Sec. 4.5 and Fig. 3 (LiRA: Carlini et al. 2022, \"Membership Inference Attacks From First "

@@ -59,3 +59,50 @@ def test_a_superseded_table_is_not_ranked(tmp_path):
     assert "Kept for the record; not ranked." in index
     assert "★ best</span>" not in index.split("Superseded results")[1]
     assert "The test separates" not in index
+
+
+def test_the_readme_puts_each_difference_right_after_the_two_values_it_is_the_difference_of():
+    """The README's mia row read 'stylegan3: 0.5981 ± 0.0186 vs 0.5058 ± 0.0128; TPR at 0.1% FPR 0.0153
+    ± 0.0160 vs 0.0009 ± 0.0010 (+0.0922 [+0.0608, +0.1236])': +0.0922 is the AUC difference, not the
+    TPR's (0.0144); scaleup's 'vs real' read '...; crossing not reached / ... (-0.0150 [...])'."""
+    import re
+
+    from test_findings import rec
+
+    from synthbench.benchmark.metrics import metric
+    from synthbench.leaderboard.readme import results_markdown
+
+    records = []
+    for seed in range(3):
+        records.append(rec("edm", "mia", seed, {
+            "members_online_auc": metric(0.60 + 0.01 * seed, None, 100, False),
+            "synthetic_online_auc": metric(0.50 + 0.002 * seed, None, 100, False),
+            "members_online_tpr@0.001": metric(0.02, None, 100, False),
+            "synthetic_online_tpr@0.001": metric(0.001, None, 100, False)}))
+        records.append(rec("edm", "scaleup", seed, {
+            "top1_x1": metric(0.80 + 0.001 * seed, None, 100, True),
+            "top1_x10": metric(0.85 + 0.001 * seed, None, 100, True),
+            "real_top1": metric(0.90 - 0.001 * seed, None, 100, True)}))
+    text = results_markdown(build_tables(records))
+    pair = r"[0-9.]+ ± [0-9.]+ vs [0-9.]+ ± [0-9.]+"
+    assert re.search(rf"AUC {pair} \(\+0\.1080 \[", text), text
+    assert re.search(rf"crossing [^;|]*; {pair} \(-0\.0480 \[", text), text
+
+
+def test_an_inconclusive_cell_whose_interval_excludes_0_says_why():
+    """The published fashion-mnist validity table: coverage x replace top1 over
+    the generators alone reads '1.0000 [1.0000, 1.0000], n=4, p=0.083,
+    inconclusive', while the notes said 'inconclusive: it contains 0' and the
+    cell's tooltip 'the 95% interval contains 0': it is inconclusive because
+    no ordering of 4 units is rarer than p = 0.083."""
+    import numpy as np
+
+    from synthbench.leaderboard.validity import INCONCLUSIVE, Measure, ValidityTable, correlate
+
+    cell = correlate(Measure("fidelity", "coverage", "coverage", True), Measure("replace", "top1", "top1", True),
+                     [(g, v, v) for g, v in zip("abcd", (0.1, 0.2, 0.3, 0.4))], np.random.default_rng(0))
+    assert (cell.rho, cell.low, cell.high, cell.verdict) == (1.0, 1.0, 1.0, INCONCLUSIVE)
+    assert "contains 0" not in cell.text and "p = 0.083" in cell.text, cell.text
+    notes = " ".join(ValidityTable.notes.fget(type("T", (), {"replicates": 2000, "_dependence_note": [],
+                                                              "measures": []})()))
+    assert "inconclusive: it contains 0;" not in notes and "p >= 0.05" in notes

@@ -295,6 +295,10 @@ class Correlation:
             return f"predicts utility: {self.direction_text} (rho {sign}, 95% interval excludes 0)"
         if self.verdict == INVERTED:
             return f"inverted: the opposite of '{self.direction_text}' holds (95% interval excludes 0)"
+        if self.low is not None and self.high is not None and not self.low <= 0 <= self.high:
+            why = (f"p = {self.p:.3f} (permutation test), not under 0.05" if self.p is not None and self.p >= 0.05
+                   else "rho lies on the other side of 0 than its interval")
+            return f"inconclusive: the 95% interval excludes 0 but {why} (a useful metric has rho {sign})"
         return f"inconclusive: the 95% interval contains 0 (a useful metric has rho {sign})"
 
     @property
@@ -366,7 +370,8 @@ class ValidityTable:
             "rho has the sign those imply (e.g. lower fid with higher top1: rho < 0).",
             "predicts: the interval excludes 0 with that sign and a permutation test gives p < 0.05 (exact up to "
             f"{EXACT_UP_TO} units); inverted: the same with the other sign; "
-            f"inconclusive: it contains 0; under {MIN_UNITS} units nothing is computed.",
+            f"inconclusive: otherwise (the interval contains 0, or p >= 0.05); under {MIN_UNITS} units nothing "
+            "is computed.",
             "Units: generator rows and ablation arms; not the real reference, superseded or flagged rows.",
         ] + self._dependence_note + [note for protocol, note in PROTOCOL_NOTES.items()
                                      if protocol in {m.protocol for m in self.measures}]

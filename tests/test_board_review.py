@@ -106,3 +106,19 @@ def test_an_inconclusive_cell_whose_interval_excludes_0_says_why():
     notes = " ".join(ValidityTable.notes.fget(type("T", (), {"replicates": 2000, "_dependence_note": [],
                                                               "measures": []})()))
     assert "inconclusive: it contains 0;" not in notes and "p >= 0.05" in notes
+
+
+def test_a_closest_to_target_column_ties_rows_whose_distances_from_the_target_overlap():
+    """detect's accuracy is best at 0.5. A detector at 0.45 ± 0.025 and one at
+    0.56 ± 0.025 have intervals that lie apart, yet their distances from 0.5
+    (0.025..0.075 and 0.035..0.085) do not: the second was shown clearly worse
+    than the best (no mark) though nothing tells how far each is from chance."""
+    recs = []
+    for seed in range(3):
+        for gen, acc in (("a", 0.44), ("b", 0.55), ("c", 0.90)):
+            recs.append(make_record(gen, "detect", seed, {"pixel_acc": (acc + 0.01 * seed, 0.01, False)}))
+    table, = build_tables(recs)
+    assert {r.generator: r.stats["pixel_acc"].mark for r in table.rows} == {"a": "best", "b": "tie", "c": ""}
+    headline, = build_headlines([table])
+    assert {r.generator: r.cells["detect"].rank_range for r in headline.rows} == {
+        "a": (1, 2), "b": (1, 2), "c": (3, 3)}

@@ -209,11 +209,24 @@ class Stat:
         return f" ({self.seeds} of {self.of} seeds)" if self.partial else ""
 
     def overlaps(self, other: Stat) -> bool:
+        """The two 95% intervals overlap on the scale the rule ranks: for a
+        closest-to-a-target rule, the intervals of the distance to the target
+        (a detector at 0.45 ± 0.025 and one at 0.56 ± 0.025 lie apart, but
+        their distances from 0.5, 0.025..0.075 and 0.035..0.085, do not)."""
         if self.mean is None or other.mean is None:
             return False
         if self.half is None or other.half is None:
             return self.mean == other.mean
-        return self.mean - self.half <= other.mean + other.half and other.mean - other.half <= self.mean + self.half
+        (a_low, a_high), (b_low, b_high) = self._interval(), other._interval()
+        return a_low <= b_high and b_low <= a_high
+
+    def _interval(self) -> tuple[float, float]:
+        low, high = self.mean - self.half, self.mean + self.half
+        if not isinstance(self.rule, Target):
+            return low, high
+        t = self.rule.value
+        far = max(abs(low - t), abs(high - t))
+        return (0.0 if low <= t <= high else min(abs(low - t), abs(high - t))), far
 
 
 def unsigned_zero(text: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from test_leaderboard import make_record
 
 from synthbench.leaderboard.aggregate import build_headlines, build_tables
-from synthbench.plugins import PROTOCOLS
+from synthbench.plugins import GENERATORS, PROTOCOLS
 
 
 def current(protocol: str) -> int:
@@ -122,3 +122,21 @@ def test_a_closest_to_target_column_ties_rows_whose_distances_from_the_target_ov
     headline, = build_headlines([table])
     assert {r.generator: r.cells["detect"].rank_range for r in headline.rows} == {
         "a": (1, 2), "b": (1, 2), "c": (3, 3)}
+
+
+def test_a_generators_card_counts_the_cells_of_its_variants():
+    """realfake's page said fashion-mnist 'all its cells (s)': 35171 over 30
+    cells, though the store holds 111 realfake records there (its nine
+    ablation arms, shown on the same page) and the findings page charges it
+    16.4 CPU-hours (59,000 s at 1 thread): the card left the variants out."""
+    from synthbench.leaderboard.site import generator_card
+
+    defaults = {k: o.default for k, o in GENERATORS.get("realfake").options.items()}
+    recs = [make_record("realfake", "replace", seed, {"top1": (0.8, 0.01, True)}, wall=10.0,
+                        generator_options={**defaults, **arm}, generator_version=GENERATORS.get("realfake").version)
+            for seed in range(3) for arm in ({}, {"mmd": False}, {"prior_init": False})]
+    table, = build_tables(recs)
+    assert sum(r.variant for r in table.rows) == 2
+    card = generator_card("realfake", [(table, table.rows, [])])
+    (_, _, cost), = card["costs"]
+    assert cost["cells"] == 9 and cost["wall_s"] == 90.0

@@ -123,8 +123,10 @@ def generator_card(name: str, entries: list[tuple[Table, list[Row], list[Row]]])
                     options=[(o.name, o.default, o.help) for o in getattr(cls, "options", {}).values()])
     costs: dict[tuple[str, str], dict[str, float]] = {}
     for table, rows, _ in entries:
-        for row in rows:
-            if row.variant:
+        if table.stale:
+            continue
+        for row in rows:  # its variants (e.g. ablation arms) are its cells too, as on the findings page's cost
+            if row.stale:
                 continue
             c = costs.setdefault((table.dataset, table.preset), {"fit_s": 0.0, "wall_s": 0.0, "cells": 0})
             for rec in row.records:

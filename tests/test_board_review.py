@@ -140,3 +140,49 @@ def test_a_generators_card_counts_the_cells_of_its_variants():
     card = generator_card("realfake", [(table, table.rows, [])])
     (_, _, cost), = card["costs"]
     assert cost["cells"] == 9 and cost["wall_s"] == 90.0
+
+
+def test_sorting_a_column_keeps_a_generators_variants_under_its_row(tmp_path):
+    """The index says a generator's variants 'open under its row'; on the
+    published fashion-mnist replace table, sorting top1 and opening realfake's
+    nine arms showed them spread between edm and ddpm by their own top1."""
+    import shutil
+
+    import pytest
+
+    from test_leaderboard import write
+
+    from synthbench.leaderboard.site import build_site
+
+    chromium = shutil.which("chromium")
+    playwright = pytest.importorskip("playwright.sync_api")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed")
+    defaults = {k: o.default for k, o in GENERATORS.get("realfake").options.items()}
+    version = GENERATORS.get("realfake").version
+    recs = []
+    for seed in range(3):
+        recs.append(make_record("real", "replace", seed, {"top1": (0.95 + 0.001 * seed, 0.01, True)}))
+        recs.append(make_record("edm", "replace", seed, {"top1": (0.80 + 0.001 * seed, 0.01, True)},
+                                generator_version=GENERATORS.get("edm").version))
+        for arm, top1 in (({}, 0.90), ({"mmd": False}, 0.70), ({"prior_init": False}, 0.85)):
+            recs.append(make_record("realfake", "replace", seed, {"top1": (top1 + 0.001 * seed, 0.01, True)},
+                                    generator_options={**defaults, **arm}, generator_version=version))
+    write(tmp_path / "store", *recs)
+    build = build_site(tmp_path / "store", tmp_path / "site")
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto((build.out / "index.html").resolve().as_uri())
+            page.wait_for_load_state("load")
+            table = page.locator("table.board:not(.headline-board)").first
+            top1 = table.locator("thead th", has_text="top1").first.locator("button")
+            top1.click()
+            top1.click()  # ascending: the arm at 0.70 would come first
+            table.locator("button.variants-toggle").click()
+            order = table.evaluate("t => Array.from(t.tBodies[0].rows).filter(r => !r.hidden).map(r => "
+                                   "r.dataset.generator + (r.hasAttribute('data-variant-of') ? ' arm' : ''))")
+        finally:
+            browser.close()
+    assert order == ["edm", "realfake", "realfake arm", "realfake arm", "real"], order

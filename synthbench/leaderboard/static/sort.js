@@ -14,24 +14,45 @@
     return raw === "" ? null : raw;
   }
 
+  // A generator's variants stay under its row whatever the order: the rows
+  // without data-variant-of are sorted, and each one's variants (sorted the
+  // same way) follow it.
   function sortBy(table, th, index) {
     var tbody = table.tBodies[0];
-    var rows = Array.prototype.slice.call(tbody.rows);
+    var all = Array.prototype.slice.call(tbody.rows);
+    var rows = all.filter(function (r) { return !r.hasAttribute("data-variant-of"); });
+    var variants = {};
+    all.forEach(function (r) {
+      var key = r.getAttribute("data-variant-of");
+      if (key !== null) { (variants[key] = variants[key] || []).push(r); }
+    });
     var numeric = th.getAttribute("data-sort") === "num";
     var current = th.getAttribute("aria-sort");
     var firstDir = numeric && th.getAttribute("data-best") !== "low" ? "descending" : "ascending";
     var dir = current === null || current === "none"
       ? firstDir : (current === "ascending" ? "descending" : "ascending");
     var sign = dir === "ascending" ? 1 : -1;
-    rows.sort(function (a, b) {
+    function compare(a, b) {
       var va = cellValue(a, index), vb = cellValue(b, index);
       if (va === null && vb === null) { return 0; }
       if (va === null) { return 1; }
       if (vb === null) { return -1; }
       if (numeric) { return sign * (parseFloat(va) - parseFloat(vb)); }
       return sign * va.localeCompare(vb);
+    }
+    rows.sort(compare);
+    rows.forEach(function (r) {
+      tbody.appendChild(r);
+      var toggle = r.querySelector("button.variants-toggle");
+      var mine = toggle ? variants[toggle.getAttribute("data-variants")] : null;
+      if (mine) {
+        mine.sort(compare).forEach(function (v) { tbody.appendChild(v); });
+        delete variants[toggle.getAttribute("data-variants")];
+      }
     });
-    rows.forEach(function (r) { tbody.appendChild(r); });
+    Object.keys(variants).forEach(function (key) {  // a variant whose row is not in this table: last
+      variants[key].forEach(function (v) { tbody.appendChild(v); });
+    });
     Array.prototype.forEach.call(table.tHead.rows[0].cells, function (h) {
       h.setAttribute("aria-sort", h === th ? dir : "none");
     });

@@ -83,7 +83,7 @@ def test_generator_passes_validate(name, request, smoke_digits, session_cache):
     assert set(report) == expected, report  # every check ran: none was cut short by a failed fit
     assert report["reconstruct"][0] is (True if cls.can_reconstruct else None)
     # options outside the key that are numbers are checked; a path (samples) is keyed by its content instead
-    keyless = any(not opt.in_key and opt.type is not str for opt in cls.options.values())
+    keyless = any(not opt.in_key and not opt.keyed_when_set and opt.type is not str for opt in cls.options.values())
     assert report["options outside the key"][0] is (True if keyless else None), report
 
 

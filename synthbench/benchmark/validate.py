@@ -151,7 +151,7 @@ def validate_generator(name: str, cls: type, options: dict[str, Any], dataset: D
 
     def outside_key() -> tuple[bool | None, str]:
         specs = getattr(cls, "options", {})
-        declared = [o.name for o in specs.values() if not o.in_key]
+        declared = [o.name for o in specs.values() if not o.in_key and not o.keyed_when_set]  # those set: keyed
         # an int option left unset (None: e.g. eval_batch, the device's batch) is checked at a small batch
         unset = {o: UNSET_PROBE for o in declared if options[o] is None and specs[o].type is int
                  and _valid(specs[o], UNSET_PROBE)}

@@ -186,3 +186,16 @@ def test_sorting_a_column_keeps_a_generators_variants_under_its_row(tmp_path):
         finally:
             browser.close()
     assert order == ["edm", "realfake", "realfake arm", "realfake arm", "real"], order
+
+
+def test_the_about_page_names_both_copy_checks_and_both_flags(tmp_path):
+    """about.html said a copying generator 'is flagged by the mia copy check', though
+    `copies` flags too (the published board's copies tables) and a generator whose samples
+    sit on test images is flagged 'contaminated'."""
+    from test_leaderboard import write
+
+    from synthbench.leaderboard.site import build_site
+
+    write(tmp_path / "store", make_record("real", "replace", 0, {"top1": (0.95, 0.01, True)}))
+    about = (build_site(tmp_path / "store", tmp_path / "site").out / "about.html").read_text()
+    assert "<code>copies</code>" in about and "contaminated" in about and "memorises" in about

@@ -199,3 +199,21 @@ def test_the_about_page_names_both_copy_checks_and_both_flags(tmp_path):
     write(tmp_path / "store", make_record("real", "replace", 0, {"top1": (0.95, 0.01, True)}))
     about = (build_site(tmp_path / "store", tmp_path / "site").out / "about.html").read_text()
     assert "<code>copies</code>" in about and "contaminated" in about and "memorises" in about
+
+
+def test_a_template_headline_reads_on_its_largest_instance_not_on_the_real_split():
+    """recon's headline is top1_t{t}; the board read it on top1_t0, and t_re = 0
+    is the real split itself (the reference classifier in every row). The
+    published fashion-mnist headline ranked edm #3 in recon on 0.8648 against
+    0.8653, a difference no generator made, and counted it in edm's mean rank."""
+    recs = []
+    for seed in range(3):
+        for gen, t0, t100 in (("ddpm", 0.8653, 0.80), ("edm", 0.8648, 0.85)):
+            recs.append(make_record(gen, "recon", seed, {"top1_t0": (t0 + 0.001 * seed, 0.004, True),
+                                                         "top1_t100": (t100 + 0.001 * seed, 0.004, True)},
+                                    generator_version=GENERATORS.get(gen).version))
+    table, = build_tables(recs)
+    assert table.headline == "top1_t100" and table.columns == ["top1_t0", "top1_t100"]
+    headline, = build_headlines([table])
+    assert headline.columns[0][1] == "top1_t100"
+    assert {r.generator: r.cells["recon"].rank for r in headline.rows} == {"edm": 1, "ddpm": 2}

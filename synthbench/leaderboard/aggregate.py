@@ -648,9 +648,15 @@ def _make_table(tkey: str, spec: CellSpec, rows: list[Row], plugins: PluginInfo)
         k: _normalised(o.default) for k, o in declared_options.items()}
     ordered = _declared_order(metric_names, declared)
     cols = [c for c in (columns or []) if c in metric_names] or ordered
-    if headline not in metric_names:
+    instances = [c for c in cols if headline and headline not in metric_names and match(headline, c) is not None]
+    if instances:
+        # A template headline (recon's top1_t{t}) reads on its last instance in the declared order, the
+        # largest value, in place: recon's first, t_re = 0, is the real split itself, the reference
+        # classifier's accuracy in every generator's row, and ranked generators by noise.
+        headline = instances[-1]
+    elif headline not in metric_names:
         headline = cols[0] if cols else None
-    if headline is not None:
+    if headline is not None and not instances:
         cols = [headline] + [c for c in cols if c != headline]
         ordered = [headline] + [c for c in ordered if c != headline]
     rules = {m: _rule(m, declared_rules, rows) for m in ordered}

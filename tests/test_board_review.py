@@ -217,3 +217,25 @@ def test_a_template_headline_reads_on_its_largest_instance_not_on_the_real_split
     headline, = build_headlines([table])
     assert headline.columns[0][1] == "top1_t100"
     assert {r.generator: r.cells["recon"].rank for r in headline.rows} == {"edm": 1, "ddpm": 2}
+
+
+def test_the_readme_section_writes_a_hostile_label_as_text_not_html():
+    """A samples: row's label is the file's base name, any characters; the README's
+    generated section wrote 'generators real, samples (label=<img src=x onerror=alert(1)>, ...)'
+    and the same in the findings table raw, where Markdown renders it as HTML."""
+    from test_findings import rec
+
+    from synthbench.benchmark.metrics import metric
+    from synthbench.leaderboard.readme import results_markdown
+
+    hostile = {"path": "/data/<img src=x onerror=alert(1)>.npz", "label": "<img src=x onerror=alert(1)>"}
+    records = []
+    for seed in range(3):
+        records.append(rec("samples", "replace", seed, {"top1": metric(0.8, None, 100, True)}, options=hostile))
+        records.append(rec("samples", "augment", seed, {"top1": metric(0.9, None, 100, True)}, options=hostile))
+        records.append(rec("real", "replace", seed, {"top1": metric(0.85, None, 100, True)}))
+    text = results_markdown(build_tables(records))
+    assert "<img" not in text and "&lt;img src=x onerror=alert(1)>" in text
+    from synthbench.leaderboard.validity import markdown_text
+
+    assert markdown_text("n=13, p<0.001") == "n=13, p<0.001"  # a '<' that opens no tag stays as written

@@ -26,7 +26,7 @@ def results_markdown(tables: list[Table]) -> str:
     """The README's results section for the board's current tables."""
     from synthbench.leaderboard.audit import SETTLED, cost_tables, provenance_text, provenance_warnings, separation
     from synthbench.leaderboard.findings import MAIN_DATASETS, build_findings, dataset_order
-    from synthbench.leaderboard.validity import markdown_cell as _cell, predictive_validity
+    from synthbench.leaderboard.validity import markdown_cell as _cell, markdown_text, predictive_validity
 
     current = [t for t in tables if not t.stale]
     datasets = dataset_order({t.dataset for t in current})
@@ -39,7 +39,7 @@ def results_markdown(tables: list[Table]) -> str:
         seeds = sorted({sum(1 for rec in r.records if rec.status in SETTLED) for t in mine for r in t.rows
                         if not r.stale})
         lines.append(f"- {dataset}: {len(mine)} tables ({', '.join(sorted({t.protocol for t in mine}))}); "
-                     f"generators {', '.join(gens)}; "
+                     f"generators {markdown_text(', '.join(gens))}; "
                      f"{' to '.join(map(str, (seeds[0], seeds[-1])) if len(seeds) > 1 else map(str, seeds))} "
                      f"seeds a row (ok, or not supported by the generator).")
     lines.append("")

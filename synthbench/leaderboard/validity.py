@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -413,9 +414,16 @@ class ValidityTable:
         return "\n".join(out) + "\n"
 
 
+def markdown_text(text: str) -> str:
+    """Text that Markdown shows as written, never as HTML: a ``<`` that could
+    open a tag (a generator label from a ``samples:`` path may hold any
+    characters) is written ``&lt;``; ``p<0.001`` stays as it is."""
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", str(text))
+
+
 def markdown_cell(text: str) -> str:
     """Text safe inside a Markdown table cell."""
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return markdown_text(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
 EXACT_UP_TO = 8

@@ -239,3 +239,17 @@ def test_the_readme_section_writes_a_hostile_label_as_text_not_html():
     from synthbench.leaderboard.validity import markdown_text
 
     assert markdown_text("n=13, p<0.001") == "n=13, p<0.001"  # a '<' that opens no tag stays as written
+
+
+def test_scaleups_real_reference_ranks_nothing():
+    """scaleup's real_top1 is the real-trained reference every row shares; the
+    published fashion-mnist table starred stylegan3 on it (0.8653 against edm's
+    0.8648, a gap of the CPUs the cells ran on). Records still carry
+    higher_is_better=True for it; the declared rule (a diagnostic) decides."""
+    recs = []
+    for seed in range(3):
+        for gen, real in (("edm", 0.8648), ("stylegan3", 0.8653)):
+            recs.append(make_record(gen, "scaleup", seed, {"top1_x1": (0.5 + 0.001 * seed, 0.01, True),
+                                                           "real_top1": (real + 0.0001 * seed, 0.0, True)}))
+    table, = build_tables(recs)
+    assert {r.generator: r.stats["real_top1"].mark for r in table.rows} == {"edm": "", "stylegan3": ""}

@@ -8,17 +8,8 @@ import json
 import shlex
 
 import numpy as np
-import pytest
 
-from synthbench.cli import main
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return exit_info.value.code or 0, out.out, out.err
+from test_cli import run_cli
 
 
 def _npz(path, seed):

@@ -24,6 +24,8 @@ The checks are the ones ``tests/test_conformance.py`` runs on every built-in:
 
 from __future__ import annotations
 
+import sys
+
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,10 +244,19 @@ def dataset_problems(ds: Any, name: str) -> list[str]:
     if not problems:
         seen = {bytes(img.contiguous().numpy().tobytes()) for img in ds.train.images}
         leaked = sum(bytes(img.contiguous().numpy().tobytes()) in seen for img in ds.test.images)
-        if leaked:
-            problems.append(f"{leaked} of its {len(ds.test)} test images also appear in its train split; the test "
-                            f"split must be held out")
+        share = f"{leaked} of its {len(ds.test)} test images also appear in its train split"
+        if leaked > LEAK_TOLERATED * len(ds.test):
+            problems.append(f"{share}; the test split must be held out")
+        elif leaked:  # real datasets hold a few exact duplicates across splits (CIFAR's do): said, not refused
+            print(f"warning: dataset {name}: {share}; their scores are not held out (under "
+                  f"{LEAK_TOLERATED:.0%} of the test split, so it runs)", file=sys.stderr, flush=True)
     return problems
+
+
+LEAK_TOLERATED = 0.01
+"""The share of an installed dataset's test images that may also sit in its
+train split, as exact copies, before the dataset is refused: a few duplicates
+are a fact of collected data, a copied split is a bug."""
 
 
 def checked_dataset_loader(cls: type) -> type:

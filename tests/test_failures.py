@@ -30,7 +30,7 @@ from test_cli import run_cli
     ("threads: yes", "threads=True is not a whole number"),
     ("adapter_timeout: -3", "--adapter-timeout -3"),
     ("adapter_timeout: soon", "--adapter-timeout 'soon'"),
-    ("generator: [edm]", "is not a name"),
+    ("generator: [edm, 3]", "is not a name"),  # a list of names is fine (7deb1f1); a number in it is not
 ])
 def test_malformed_config_values_are_refused(line, words, tmp_path, capsys):
     cfg = tmp_path / "run.yaml"

@@ -45,6 +45,13 @@ class ContractViolation(ValueError):
     """An adapter returned something other than the contract says."""
 
 
+def cast_from_unit_range(images: "torch.Tensor") -> bool:
+    """Whether uint8 ``images`` look like images in [0, 1] cast to uint8: every
+    pixel 0 or 1, some 1 (an all-black batch is a collapsed generator, scored
+    as what it is). ``validate`` and the harness's guard share this test."""
+    return images.numel() > 0 and int(images.max()) == 1
+
+
 def check_images(name: str, method: str, images: Any, want: tuple[int, ...] | None, count: int) -> "torch.Tensor":
     """``images`` if it is a uint8 tensor of ``count`` images of shape ``want``
     (C, H, W; None when unknown) in 0..255, else :class:`ContractViolation`
@@ -66,7 +73,7 @@ def check_images(name: str, method: str, images: Any, want: tuple[int, ...] | No
     if images.ndim != 4 or images.shape[0] != count or (full is not None and tuple(images.shape) != full):
         raise ContractViolation(f"{where} returned shape {tuple(images.shape)} for {count} requested images; the "
                                 f"contract is {full or f'({count}, C, H, W)'}, the dataset's image shape")
-    if count > 1 and int(images.max()) == 1:  # every pixel 0 or 1, some 1: [0, 1] floats cast to uint8
+    if count > 1 and cast_from_unit_range(images):
         raise ContractViolation(
             f"{where} returned {count} images whose every pixel is 0 or 1: images in [0, 1] cast to uint8, which "
             f"the classifiers would read as near-black. The contract is 0..255: scale before casting, e.g. "

@@ -25,7 +25,6 @@ The checks are the ones ``tests/test_conformance.py`` runs on every built-in:
 from __future__ import annotations
 
 import sys
-
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch
 
 from synthbench.benchmark.context import FitContext, cached_classifier
 from synthbench.benchmark.datasets import Dataset
+from synthbench.benchmark.guard import cast_from_unit_range
 from synthbench.benchmark.presets import Preset
 from synthbench.benchmark.seeding import sample_seeds
 from synthbench.benchmark.trainer import predict_logits
@@ -94,7 +94,7 @@ def validate_generator(name: str, cls: type, options: dict[str, Any], dataset: D
         ok = isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and tuple(x.shape) == want
         varied = ok and bool(x.float().std() > 0)
         # [0, 1] floats cast to uint8 are 0s and 1s: "uint8" by type, black by eye, and at chance under replace
-        scaled = not varied or int(x.max()) > 1 or int(dataset.train.images.max()) <= 1
+        scaled = not varied or not cast_from_unit_range(x)
         problem = ("" if not ok else "; every pixel equal" if not varied else "" if scaled else
                    f"; every pixel is 0 or 1 (max {int(x.max())}): images in [0, 1] cast to uint8? Scale them to "
                    f"0..255 first, e.g. (x * 255).round().clamp(0, 255).to(torch.uint8)")
@@ -154,7 +154,7 @@ def validate_generator(name: str, cls: type, options: dict[str, Any], dataset: D
     def outside_key() -> tuple[bool | None, str]:
         specs = getattr(cls, "options", {})
         declared = [o.name for o in specs.values() if not o.in_key and not o.keyed_when_set]  # those set: keyed
-        # an int option left unset (None: e.g. eval_batch, the device's batch) is checked at a small batch
+        # an int option left unset (None: e.g. a plugin's device-dependent batch) is checked at a small batch
         unset = {o: UNSET_PROBE for o in declared if options[o] is None and specs[o].type is int
                  and _valid(specs[o], UNSET_PROBE)}
         names = [o for o in declared if isinstance(options[o], (bool, int)) or o in unset]

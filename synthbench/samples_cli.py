@@ -14,18 +14,25 @@ from synthbench.benchmark.presets import PRESETS
 from synthbench.errors import UserError
 
 
-def export_format(fmt: str | None, out: str) -> str:
+def out_format(fmt: str | None, out: str, by_suffix: dict[str, str], default: str) -> str:
     """The format to write: ``--format``, else the one ``--out``'s suffix names
-    (``x.npz`` written as a folder named ``x.npz`` was what the README's own
-    example gave); a suffix that names another format than the one given is an
-    error rather than a file that no reader of that suffix can open."""
-    suffix = {".npz": "npz", ".tar": "tar"}.get(Path(out).suffix.lower())
+    in ``by_suffix`` (``x.npz`` written as a folder named ``x.npz``, or CSV text
+    in ``x.parquet``, was what following the README gave), else ``default``; a
+    suffix that names another format than the one given is an error rather
+    than a file that no reader of that suffix can open. Shared by
+    ``export-samples`` and ``export``."""
+    suffix = by_suffix.get(Path(out).suffix.lower())
     if fmt is None:
-        return suffix or "folder"
+        return suffix or default
     if suffix is not None and suffix != fmt:
         raise UserError(f"--out {out} names a .{suffix} file but --format is {fmt}; drop --format (it follows the "
                         f"suffix) or give --out a name that fits {fmt}.")
     return fmt
+
+
+def export_format(fmt: str | None, out: str) -> str:
+    """``export-samples``' format: --format, else .npz or .tar from --out, else a folder."""
+    return out_format(fmt, out, {".npz": "npz", ".tar": "tar"}, "folder")
 
 
 @click.command(name="export-samples")

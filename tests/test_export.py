@@ -56,6 +56,24 @@ def test_export_reads_back_with_the_records_numbers(store, tmp_path, capsys, fmt
     assert f"{len(df)} rows" in text
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_the_format_follows_the_out_suffix_unless_told(store, tmp_path, capsys, fmt):
+    """`export --out x.parquet` wrote CSV text into x.parquet (--format defaulted
+    to csv whatever --out said), which pandas then refused as 'not a parquet
+    file'; a suffix contradicting --format is refused (exit 2), writing nothing."""
+    import pandas as pd  # in the test extra
+    out = tmp_path / f"x.{fmt}"
+    code, _, err = run_cli(["export", "--results", str(store), "--out", str(out)], capsys)
+    assert code == 0, err
+    df = {"jsonl": lambda p: pd.read_json(p, lines=True), "parquet": pd.read_parquet}[fmt](out)
+    assert len(df[df["metric"].notna()]) == len(expected_rows(store))
+    clash = tmp_path / "y.parquet"
+    code, _, err = run_cli(["export", "--results", str(store), "--format", "csv", "--out", str(clash)], capsys)
+    assert code == 2 and "drop --format" in err and not clash.exists()
+    code, _, err = run_cli(["export", "--results", str(store), "--out", str(tmp_path / "z.txt")], capsys)
+    assert code == 0 and (tmp_path / "z.txt").read_text().startswith("dataset,")
+
+
 def test_load_results_is_a_dataframe_of_the_same_rows(store):
     from synthbench.api import load_results
 

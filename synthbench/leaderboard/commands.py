@@ -126,18 +126,21 @@ def regress(suite: str, baseline: str | None, update_baseline: bool, results: st
 @click.command()
 @click.option("--results", default="results", metavar="DIR", show_default=True,
               help="Result store to read (records under DIR/records).")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "parquet"]), default="csv", show_default=True,
-              help="csv and jsonl need nothing more; parquet needs pyarrow (pip install -e \".[export]\").")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "parquet"]), default=None,
+              help="csv and jsonl need nothing more; parquet needs pyarrow (pip install -e \".[export]\"). "
+                   "Default: from --out's suffix (.csv, .jsonl, .parquet), else csv.")
 @click.option("--out", default=None, metavar="FILE", help="Where to write [default: synthbench-results.FORMAT].")
 @click.option("--strict", is_flag=True, help="Stop at the first invalid record (exit 2) instead of leaving it out.")
-def export(results: str, fmt: str, out: str | None, strict: bool) -> None:
+def export(results: str, fmt: str | None, out: str | None, strict: bool) -> None:
     """Every metric of every record, one row each, with its cell's dataset,
     generator and options, protocol and options, preset, seed, versions, thread
     count and device. From Python: synthbench.api.load_results(DIR) gives the
     same rows as a pandas DataFrame."""
     from synthbench.leaderboard.aggregate import read_store
     from synthbench.leaderboard.export import write
+    from synthbench.samples_cli import out_format
 
+    fmt = out_format(fmt, out, {f".{f}": f for f in ("csv", "jsonl", "parquet")}, "csv") if out else fmt or "csv"
     read = read_store(results, strict=strict)
     for item in read.left_out:
         click.echo(f"warning: left out {Path(results) / item.path}: {item.reason}", err=True)

@@ -176,7 +176,10 @@ def summary_table(cells, metric_names: list[str]) -> str:
                 f"{wall:.1f}", sum(c.cached for c in group)]
         rows.append(row)
     headers = ["generator"] + [f"{m} (mean ± 95% CI)" for m in metric_names] + ["seeds ok", "compute s", "cached"]
-    return tabulate(rows, headers=headers, tablefmt="github")
+    # metric cells are written as text already: a column of bare values (one seed, no stderr) would otherwise be
+    # re-read as numbers and printed "0" or "0.5" beside the other columns' four decimals
+    return tabulate(rows, headers=headers, tablefmt="github",
+                    disable_numparse=list(range(1, 1 + len(metric_names))))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})

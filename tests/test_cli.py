@@ -153,6 +153,10 @@ def test_summary_table_with_a_metric_only_some_seeds_report():
     assert "(1 of 2 seeds)" in table and "5.0000" in table
     none = summary_table([cell(0, {}), cell(1, {})], ["reach"])  # no seed reached it: no "nan"
     assert "n/a (0 of 2 seeds)" in none and "nan" not in none
+    # one seed and no stderr: the bare value keeps its four decimals (tabulate re-read it as the number 0)
+    zero = {"value": 0.0, "stderr": None, "n": 1, "higher_is_better": True}
+    lone = summary_table([cell(0, {"worst": zero})], ["worst"])
+    assert "| 0.0000 " in lone, lone
 
 
 def test_threads_pins_torch_and_keys_the_classifier_cache(tmp_path, capsys):

@@ -119,7 +119,8 @@ def _layout(x: torch.Tensor, bf16: bool) -> torch.Tensor:
 
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, preset: Preset, seed: int,
                      device: torch.device, hflip: bool, desc: str = "train classifier", epochs: int | None = None,
-                     max_steps: int | None = None, augment: bool = True, snapshot: Path | None = None) -> nn.Module:
+                     max_steps: int | None = None, augment: bool = True, snapshot: Path | None = None,
+                     lr_step: int | None = None) -> nn.Module:
     """Train ``preset.classifier`` on ``images`` and return it in eval mode.
 
     ``images`` are uint8 images, or float inputs already in the model's input
@@ -128,7 +129,12 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
     optimisation steps (a fixed compute budget, used by scale-up); ``augment``
     turns the random crop and flip off (``detect`` looks for pixel-level traces
     that crops would blur). ``snapshot``: where the training's state is kept at
-    epoch ends every few minutes, and resumed from (``snapshots.py``)."""
+    epoch ends every few minutes, and resumed from (``snapshots.py``).
+    ``lr_step``: a step schedule's period in optimisation steps (default
+    ``lr_step_epochs`` epochs of these images); scale-up's fixed compute budget
+    passes the real run's, since ``lr_step_epochs`` epochs of a set ten times
+    the size are more steps than ``max_steps`` holds and the rate would never
+    decay."""
     epochs = preset.epochs if epochs is None else epochs
     model = init_model(preset, images.shape[1], num_classes, seed).to(device)
     bf16 = _bf16(model)
@@ -148,7 +154,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
     if preset.lr_schedule in STEP_DECAY:
         # x0.1 every lr_step_epochs epochs (Yamaguchi & Fukuda 2023, arXiv 2311.13090, Sec. 4.2), or x0.2
         # (Real-Fake, Yuan et al. 2024, arXiv 2310.10402, Table 8: at epochs 50/100/150), applied per step.
-        step_len = preset.lr_step_epochs * steps_per_epoch
+        step_len = preset.lr_step_epochs * steps_per_epoch if lr_step is None else max(1, lr_step)
         decay = STEP_DECAY[preset.lr_schedule]
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: decay ** (s // step_len))
     else:

@@ -25,7 +25,9 @@ Training budget (option ``budget``, recorded in ``details``):
 - ``epochs`` (default): the real run's number of epochs at every multiple, so
   compute grows with the data, as in Real-Fake's scale-up;
 - ``steps``: the real run's number of optimisation steps at every multiple,
-  i.e. a fixed compute budget.
+  i.e. a fixed compute budget; a step schedule (the paper presets) decays the
+  rate at the real run's steps too, so every multiple trains on the real run's
+  schedule.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any
 from synthbench.benchmark.context import CellContext
 from synthbench.benchmark.options import Option, number_text, parse_float_list
 from synthbench.benchmark.metrics import metric
+from synthbench.benchmark.presets import STEP_DECAY
 from synthbench.protocols.base import Protocol, ProtocolResult
 
 
@@ -126,10 +129,13 @@ class ScaleUpProtocol(Protocol):
         ctx.synthetic(self._size(max(mults), n))  # draw the largest pool once; the rest are its prefixes
         real_ev = ctx.evaluate(ctx.reference_classifier())
         steps_real = ctx.preset.epochs * max(1, n // min(ctx.preset.batch_size, n))
+        lr_step_real = ctx.preset.lr_step_epochs * max(1, n // min(ctx.preset.batch_size, n))
         metrics, curve, per_class = {}, [], {}
         for m in mults:
             split = ctx.synthetic(self._size(m, n))
             kwargs = {"max_steps": steps_real} if self.opts["budget"] == "steps" else {}
+            if kwargs and ctx.preset.lr_schedule in STEP_DECAY:  # decay at the real run's steps, not its epochs
+                kwargs["lr_step"] = lr_step_real
             model = ctx.train(split, desc=f"{ctx.generator.name}/scaleup x{number_text(m)} seed {ctx.seed}",
                               **kwargs)
             ev = ctx.evaluate(model)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import dataclasses
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from synthbench.benchmark.datasets import Split
 from synthbench.benchmark.options import resolve_options
 from synthbench.benchmark.presets import PRESETS
+from synthbench.errors import UserError
 from synthbench.plugins import PROTOCOLS
 
 
@@ -72,3 +74,28 @@ def test_scaleup_steps_budget_decays_at_the_real_runs_steps():
     steps_per_epoch = 10
     want = {"max_steps": preset.epochs * steps_per_epoch, "lr_step": preset.lr_step_epochs * steps_per_epoch}
     assert asked == [(100, want), (500, want)]
+
+
+@pytest.mark.parametrize("text", ["x", ",", "1,1", "7,x"])
+def test_longtail_bad_target_classes_are_refused_before_the_cell(text):
+    """target_classes=x (or ',') failed the cell with 'ValueError: invalid literal
+    for int()' and stored a failed record; 1,1 ran and counted class 1 twice in
+    targeted_target_acc. Now an option error (exit 2) before anything runs."""
+    cls = PROTOCOLS.get("longtail")
+    with pytest.raises(UserError, match="distinct class indices"):
+        resolve_options(cls.options, {"target_classes": text}, "longtail")
+    for good in ("", "7,8,9", " 0 , 3"):
+        resolve_options(cls.options, {"target_classes": good}, "longtail")
+
+
+def test_recon_test_images_that_take_no_image_are_refused(smoke_digits):
+    """recon test_images=1 on digits: the class-stratified subset takes round(36 /
+    359) = 0 images of each class, and the cell failed at its first t_re > 0 with
+    'ValueError: no images to evaluate' after reconstructing the train split."""
+    cls = PROTOCOLS.get("recon")
+    proto = cls(**resolve_options(cls.options, {"test_images": "1"}, "recon"))
+    ctx = SimpleNamespace(dataset=smoke_digits, preset=PRESETS["smoke"])
+    with pytest.raises(UserError, match="test_images=1 takes no test image"):
+        proto._entropy_test_index(ctx)
+    ten = cls(**resolve_options(cls.options, {"test_images": "10"}, "recon"))._entropy_test_index(ctx)
+    assert len(ten) == 10

@@ -60,6 +60,17 @@ def _valid_topup(v: object) -> bool:
     return v == TO_MAX or (isinstance(v, int) and not isinstance(v, bool) and v > 0)
 
 
+def _valid_targets(text: str) -> bool:
+    """``target_classes``: empty, or distinct class indices (their range is checked against the dataset in ``run``)."""
+    if not str(text).strip():
+        return True
+    try:
+        targets = parse_int_list(text)
+    except ValueError:
+        return False
+    return len(set(targets)) == len(targets)
+
+
 def long_tail_counts(n_max: int, num_classes: int, lam: float) -> list[int]:
     """N_i = N_max * lam^(i / (C - 1)) (Basu et al. Eq. 1), at least one image a class."""
     return [max(1, int(n_max * lam ** (i / (num_classes - 1)))) for i in range(num_classes)]
@@ -87,7 +98,9 @@ class LongTailProtocol(Protocol):
         "lam": Option("lam", 0.1, "Imbalance factor lambda: the smallest class keeps lambda x N_max.",
                       float, check=lambda v: 0 < v <= 1, check_help="must be in (0, 1]"),
         "target_classes": Option("target_classes", "", "Comma-separated class indices for the targeted "
-                                 "arm (empty: the three smallest classes).", str),
+                                 "arm (empty: the three smallest classes).", str, check=_valid_targets,
+                                 check_help="give distinct class indices, e.g. 7,8,9 (empty: the three smallest "
+                                            "classes)"),
         "fit_on": Option("fit_on", "full", "Fit the generator on the full train split (Basu et al.) or on "
                          "the long-tailed split.", str, choices=("full", "longtail")),
         "topup": Option("topup", TO_MAX, "Targeted arm: to_max tops each target class up to the largest "

@@ -257,6 +257,13 @@ class ReconProtocol(Protocol):
             return None
         _, idx = stratified_split(test.labels.numpy(), want / len(test),
                                   derive_seed("recon-test-subset", self.opts["recon_seed"]))
+        if len(idx) == 0:  # each class takes round(its count x want / n): none at all for a tiny count
+            from synthbench.errors import UserError
+
+            raise UserError(f"recon: test_images={want} takes no test image: the subset is class-stratified, each "
+                            f"class giving round(its test images x {want} / {len(test)}), which is 0 for every one "
+                            f"of the {ctx.dataset.num_classes} classes. Give at least {ctx.dataset.num_classes} (the "
+                            f"number of classes), or 'all'.")
         return torch.from_numpy(np.sort(idx))
 
     def _reconstruct(self, ctx: CellContext, split: Split, t_re: int, tag: str, index: torch.Tensor | None = None,

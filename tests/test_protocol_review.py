@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -99,3 +100,21 @@ def test_recon_test_images_that_take_no_image_are_refused(smoke_digits):
         proto._entropy_test_index(ctx)
     ten = cls(**resolve_options(cls.options, {"test_images": "10"}, "recon"))._entropy_test_index(ctx)
     assert len(ten) == 10
+
+
+def test_ood_folder_reads_class_folders_as_samples_folders_name_them(tmp_path):
+    """ood_folder looked for PATH/<class name>/ only: Fashion-MNIST's T-shirt/top
+    was looked for as the nested PATH/T-shirt/top, so its T-shirt_top folder (the
+    file-safe name export-samples writes and samples: reads) and an index folder
+    (2) were skipped without a word and the shifted accuracy left those classes out."""
+    from PIL import Image
+
+    from synthbench.protocols.ood import load_ood_folder
+
+    names = ["T-shirt/top", "Trouser", "Pullover"]
+    for value, folder in enumerate(["T-shirt_top", "Trouser", "2", "not-a-class"]):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(np.full((28, 28), value, np.uint8)).save(tmp_path / folder / "a.png")
+    images, labels = load_ood_folder(tmp_path, names, (1, 28, 28))
+    assert labels.tolist() == [0, 1, 2]
+    assert images[:, 0, 0, 0].tolist() == [0, 1, 2]

@@ -12,8 +12,9 @@ Shifted test sets:
   deterministic, computed from the test split; CIFAR-10-C's constants for images
   of 32 px or less, ImageNet-C's above, the set named in ``details``);
 - any image folders given with ``--option ood_folder=PATH[,PATH...]``: class
-  sub-folders named like the dataset's classes (others are ignored), images
-  resized to the dataset's shape.
+  sub-folders named like the dataset's classes, as a ``samples:`` folder names
+  them (the name, its file-safe form such as ``T-shirt_top``, or the class
+  index; others are ignored), images resized to the dataset's shape.
 
 Reported per arm (replace, augment): clean accuracy, mean corruption accuracy,
 its ratio to the real classifier's, and per type / per severity in ``details``.
@@ -60,12 +61,21 @@ def load_ood_folder(path: Path, class_names: list[str], shape: tuple[int, int, i
     if not path.is_dir():
         raise UserError(f"ood_folder {path} is not a folder. Give a folder of class sub-folders named like "
                         f"the dataset's classes ({', '.join(class_names[:5])}...).")
+    from synthbench.benchmark.sample_files import class_index
+
     mode = "L" if shape[0] == 1 else "RGB"
-    images, labels = [], []
+    # A sub-folder names its class as a samples: folder does (benchmark/sample_files.py): the class name, its
+    # file-safe form (Fashion-MNIST's T-shirt/top is T-shirt_top, as export-samples writes it) or its index.
+    folders: dict[int, list[Path]] = {label: [] for label in range(len(class_names))}
+    for sub in sorted(p for p in path.iterdir() if p.is_dir()):
+        label = class_index(sub.name, class_names, f"ood_folder {path}'s sub-folder {sub.name!r}")
+        if label is not None:
+            folders[label].append(sub)
     for label, name in enumerate(class_names):
-        folder = path / name
-        if not folder.is_dir():
-            continue
+        if "/" in name and (path / name).is_dir():  # read as before: the name as a nested path
+            folders[label].append(path / name)
+    images, labels = [], []
+    for label, folder in ((label, f) for label, fs in folders.items() for f in fs):
         for f in sorted(folder.iterdir()):
             if f.suffix.lower() not in {".png", ".jpg", ".jpeg", ".bmp", ".webp"}:
                 continue

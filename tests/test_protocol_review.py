@@ -118,3 +118,22 @@ def test_ood_folder_reads_class_folders_as_samples_folders_name_them(tmp_path):
     images, labels = load_ood_folder(tmp_path, names, (1, 28, 28))
     assert labels.tolist() == [0, 1, 2]
     assert images[:, 0, 0, 0].tolist() == [0, 1, 2]
+
+
+def test_longtail_refuses_an_unconditional_generator():
+    """ddpm conditional=false x longtail (smoke digits) ran: its pseudo-labelled
+    top-up gave the 'balanced' arm class counts [46, 34, 30, 22, 25, 17, 16, 10, 171,
+    29] instead of 40 each, and the 'targeted' arm added 25, 166, 4 images to
+    classes 9, 8, 7 instead of their deficits 34, 35, 36. Refused now: before the
+    fit when an option makes it unconditional, in run when only the fit tells."""
+    from synthbench.errors import Unsupported
+    from synthbench.plugins import GENERATORS
+
+    proto = PROTOCOLS.get("longtail")(**resolve_options(PROTOCOLS.get("longtail").options, {}, "longtail"))
+    ddpm = GENERATORS.get("ddpm")
+    assert "unconditional" in proto.unsupported_reason(ddpm(**resolve_options(ddpm.options, {"conditional": "false"},
+                                                                               "ddpm")))
+    assert proto.unsupported_reason(ddpm(**resolve_options(ddpm.options, {}, "ddpm"))) is None
+    fitted_unconditional = SimpleNamespace(name="pickle", oracle=False, conditional=False, opts={})
+    with pytest.raises(Unsupported, match="unconditional"):
+        proto.run(SimpleNamespace(generator=fitted_unconditional))

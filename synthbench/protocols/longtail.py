@@ -31,6 +31,10 @@ control's generator is fitted on the full train split, also under
 ``fit_on=longtail``: there it has seen the minority classes' images that the
 targeted arm's generator was denied, so read targeted against control at the
 default ``fit_on`` (the paper's setting); the other arms hold under both.
+
+An unconditional generator (``conditional=false``) is unsupported: its
+pseudo-labelled samples cannot fill the classes the balanced and targeted arms
+ask for, and its unconditional form is the control arm of its conditional one.
 """
 
 from __future__ import annotations
@@ -112,6 +116,24 @@ class LongTailProtocol(Protocol):
     def table_metrics(self) -> list[str]:
         return [f"{arm}_top1" for arm in ARMS] + ["targeted_target_acc", "control_target_acc"]
 
+    @staticmethod
+    def _unconditional_reason(name: str) -> str:
+        return (f"generator {name!r} is unconditional (its samples are pseudo-labelled), so it cannot top up the "
+                f"classes longtail asks for: its balanced and targeted arms would hold whatever classes it drew, "
+                f"not the long tail's deficits (Basu et al. top up with class-conditional samples, Sec. 3.3.1). "
+                f"Run its conditional form; longtail's control arm is already its unconditional one, "
+                f"pseudo-labelled (Sec. 3.3.2).")
+
+    def unsupported_reason(self, generator: Any) -> str | None:
+        """An adapter made unconditional by an option (``conditional=false``) is
+        refused before it is trained; one found unconditional only once fitted
+        (e.g. an unconditional pickle) is refused by ``run``."""
+        if generator.oracle:
+            return None
+        if getattr(generator, "opts", {}).get("conditional", True) is False:
+            return self._unconditional_reason(generator.name)
+        return None
+
     def _targets(self, counts: list[int]) -> list[int]:
         text = str(self.opts["target_classes"]).strip()
         if text:
@@ -150,6 +172,13 @@ class LongTailProtocol(Protocol):
         return fits
 
     def run(self, ctx: CellContext) -> ProtocolResult:
+        from synthbench.errors import Unsupported
+
+        reason = self.unsupported_reason(ctx.generator)
+        if reason is None and not ctx.generator.oracle and not ctx.generator.conditional:
+            reason = self._unconditional_reason(ctx.generator.name)
+        if reason is not None:
+            raise Unsupported(reason)
         train = ctx.dataset.train
         num_classes = ctx.dataset.num_classes
         n_max, counts, lt = self._long_tail(ctx.dataset)

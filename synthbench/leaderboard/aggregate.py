@@ -14,10 +14,10 @@ Choices a reader of the leaderboard should know (the index page repeats them):
   options, e.g. ablation arms, grouped under the generator's default row). A
   column with one value in every competing row is context, not a contest, and
   carries no mark. A row is *tied with best* unless the best is better beyond
-  doubt: their 95% intervals lie apart, or, for an accuracy whose records keep
-  each test image's outcome, a paired bootstrap over the shared test images
-  and seeds (``leaderboard/paired.py``) puts the difference's 95% interval
-  away from 0.
+  doubt: for an accuracy whose records keep each test image's outcome, a
+  paired bootstrap over the shared test images and seeds
+  (``leaderboard/paired.py``) puts the difference's 95% interval away from 0;
+  where that test cannot run, their 95% intervals lie apart.
   Nothing is marked when fewer than two rows compete.
 - Rows from a generator version older than the installed one, and tables from an
   older protocol version, are kept and labelled *superseded*, never dropped and
@@ -370,7 +370,7 @@ class Table:
         methods = self.comparers[name].methods if name in self.comparers else set()
         if PAIRED in methods:
             return ("decided by a paired bootstrap over the shared test images and seeds"
-                    + (" (or 95% intervals apart)" if methods - {PAIRED} else ""))
+                    + (" (by 95% intervals apart for the pairs it cannot take)" if methods - {PAIRED} else ""))
         why = [INTERVAL_REASONS[m] for m in sorted(methods) if m in INTERVAL_REASONS]
         return f"decided by the 95% intervals ({'; '.join(why)})" if methods else ""
 
@@ -780,7 +780,7 @@ PAIRED, APART, NO_OUTCOMES, FEW_SEEDS, NOT_PAIRED = "paired", "apart", "no-outco
 """How a :class:`Comparer` decided a pair: by the paired test, or by the intervals and why."""
 
 INTERVAL_REASONS = {
-    APART: "intervals that lie apart settle a pair without a paired test",
+    APART: "intervals that lie apart settle a pair no paired test can take",
     NO_OUTCOMES: "these records keep no per-image outcomes",
     FEW_SEEDS: "the paired test needs two common seeds of the same test split",
     NOT_PAIRED: "the paired test covers higher- and lower-is-better metrics, not closest-to-a-target ones",
@@ -791,13 +791,16 @@ class Comparer:
     """Decides whether one row is better than another *beyond doubt* on one
     metric, and remembers how it decided (the table names its test).
 
-    Beyond doubt means a better mean and either 95% intervals that lie apart or,
-    for a higher/lower-is-better metric whose records keep each test image's
-    outcome, a paired bootstrap over the common seeds and the shared test
-    images whose 95% interval of the difference excludes 0. Intervals apart
-    already settle it (and cost nothing); the paired test is what separates
-    generators whose intervals overlap only because both carry the same test
-    set's noise."""
+    Beyond doubt means a better mean and, for a higher/lower-is-better metric
+    whose records keep each test image's outcome, a paired bootstrap over the
+    common seeds and the shared test images whose 95% interval of the
+    difference excludes 0; where that test cannot run (no outcomes, fewer than
+    two common seeds, a closest-to-a-target rule), 95% intervals that lie
+    apart. The paired test decides whenever it can, intervals apart or not:
+    the t intervals over seeds hold the spread between training runs only, not
+    the test images' noise (every seed is scored on the same images), so rows
+    whose seeds agree exactly (``0.9721 ± 0.0000``) lie apart from a row one
+    test image behind, which the paired test does not separate."""
 
     def __init__(self, metric: str) -> None:
         self.metric = metric
@@ -825,23 +828,25 @@ class Comparer:
         rule = sa.rule
         if rule is None or not better_gap(sa.gap, sb.gap):
             return False, ""
+        oa = ob = None
+        if isinstance(rule, bool):
+            from synthbench.leaderboard.paired import paired_bootstrap
+
+            oa, ob = self._per_image(a), self._per_image(b)
+            result = paired_bootstrap(oa, ob) if oa and ob else None
+            if result is not None:
+                self.methods.add(PAIRED)
+                text = (f"paired difference {result.diff:+.4f}, 95% [{result.low:+.4f}, {result.high:+.4f}] "
+                        f"over {result.seeds} seeds x {result.n} test images")
+                return result.significant and (result.diff > 0) == rule, text
         if not sa.overlaps(sb) and sa.half is not None and sb.half is not None:
             self.methods.add(APART)
             return True, "95% intervals apart"
         if not isinstance(rule, bool):
             self.methods.add(NOT_PAIRED)
-            return False, "95% intervals overlap"
-        from synthbench.leaderboard.paired import paired_bootstrap
-
-        oa, ob = self._per_image(a), self._per_image(b)
-        result = paired_bootstrap(oa, ob) if oa and ob else None
-        if result is None:
+        else:
             self.methods.add(FEW_SEEDS if oa and ob else NO_OUTCOMES)
-            return False, "95% intervals overlap"
-        self.methods.add(PAIRED)
-        text = (f"paired difference {result.diff:+.4f}, 95% [{result.low:+.4f}, {result.high:+.4f}] "
-                f"over {result.seeds} seeds x {result.n} test images")
-        return result.significant and (result.diff > 0) == rule, text
+        return False, "95% intervals overlap"
 
 
 def _mark(rows: list[Row], metric_names: list[str], rules: dict[str, Any]) -> dict[str, Comparer]:

@@ -137,3 +137,20 @@ def test_longtail_refuses_an_unconditional_generator():
     fitted_unconditional = SimpleNamespace(name="pickle", oracle=False, conditional=False, opts={})
     with pytest.raises(Unsupported, match="unconditional"):
         proto.run(SimpleNamespace(generator=fitted_unconditional))
+
+
+def test_augment_replacement_with_pseudo_labels_that_outnumber_a_class_is_a_clear_error():
+    """ddpm conditional=false x augment ratio=0 replace_fraction=0.9 (smoke digits)
+    failed the cell with 'IndexError: index 0 is out of bounds for dimension 0 with
+    size 0': 247 of the 360 pseudo-labelled replacements were 8s, and the split
+    holds 40. Now a UserError naming the class and the counts."""
+    from synthbench.protocols.augment import augmented_train_sets
+
+    train = Split(torch.zeros(20, 1, 8, 8, dtype=torch.uint8), torch.arange(20) % 2)  # 10 of each class
+    ctx = SimpleNamespace(dataset=SimpleNamespace(train=train, class_names=["a", "b"]), seed=0,
+                          generator=SimpleNamespace(name="uncond"),
+                          synthetic=lambda n: Split(torch.ones(n, 1, 8, 8, dtype=torch.uint8),
+                                                    torch.ones(n, dtype=torch.long)))  # every sample a 'b'
+    assert augmented_train_sets(ctx, 0.0, [0.5])[0][2] == 10  # 10 'b's replace the 10 real ones
+    with pytest.raises(UserError, match="12 of them labelled 'b'.*holds only 10"):
+        augmented_train_sets(ctx, 0.0, [0.6])

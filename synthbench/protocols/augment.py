@@ -126,7 +126,10 @@ def augmented_train_sets(ctx: CellContext, ratio: float, fractions: list[float]
         gen = torch_generator(derive_seed("augment-replace", ctx.seed))
         order = torch.randperm(n_real, generator=gen)
         for label in synth.labels[n_add:n_add + largest].tolist():
-            pos = order[(real.labels[order] == label) & keep[order]][0]
+            left = order[(real.labels[order] == label) & keep[order]]
+            if not len(left):  # pseudo-labels (an unconditional generator) need not follow the real labels
+                _too_few_to_replace(ctx, synth.labels[n_add:n_add + largest], label, max(fractions))
+            pos = left[0]
             keep[pos] = False
             replaced.append(int(pos))
     added = synth.subset(slice(0, n_add))
@@ -139,6 +142,22 @@ def augmented_train_sets(ctx: CellContext, ratio: float, fractions: list[float]
                       torch.cat([real.labels[keep], swapped.labels, added.labels]))
         out.append((train, n_add, n_swap, torch.tensor(replaced[:n_swap], dtype=torch.long)))
     return out
+
+
+def _too_few_to_replace(ctx: CellContext, labels: torch.Tensor, label: int, fraction: float) -> None:
+    """Stop with a clear error: the synthetic images drawn to replace real ones
+    hold more of class ``label`` than the real train split does. Only pseudo-labels
+    can do that (a conditional pool's labels cycle through the real ones)."""
+    from synthbench.errors import UserError
+
+    asked = int((labels == label).sum())
+    have = int((ctx.dataset.train.labels == label).sum())
+    raise UserError(
+        f"augment: replace_fraction {number_text(fraction)} draws {len(labels)} synthetic images to replace real ones "
+        f"of their class, {asked} of them labelled {ctx.dataset.class_names[label]!r}, and the real train split "
+        f"holds only {have} of that class. {ctx.generator.name}'s samples are pseudo-labelled (an unconditional "
+        f"generator), so their classes do not follow the real split's; give a smaller replace_fraction, or run the "
+        f"generator's conditional form.")
 
 
 def augmented_train_set(ctx: CellContext, ratio: float, replace_fraction: float) -> tuple[Split, int, int]:

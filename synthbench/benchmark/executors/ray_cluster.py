@@ -17,16 +17,30 @@ from synthbench.benchmark.executors.processes import forwarded_env
 from synthbench.benchmark.plan import Plan, Task
 from synthbench.benchmark.progress import say
 from synthbench.benchmark.tasks import TaskResult, run_task, worker_init
+from synthbench.errors import UserError
 
 RETRIES = 3
 
 
 def _ray_task(task: Task, threads: int, dep_keys: list[str], *deps: TaskResult) -> TaskResult:
     """What a Ray worker runs: the results of the tasks it depends on arrive
-    as arguments (Ray resolved them), their errors go to the task."""
+    as arguments (Ray resolved them), their errors go to the task.
+
+    An error the user must fix (:class:`UserError`: a damaged cache file, a
+    store that refuses writes) comes back as a ``stopped`` result, as from a
+    SLURM job, and the driver stops with its paragraph: raised here, Ray hands
+    the driver a ``RayTaskError`` whose text is the worker's whole traceback,
+    and the CLI printed that. A task whose dependency stopped stops with it
+    rather than running on what is missing."""
+    stopped = next((r for r in deps if r.outcome == "stopped"), None)
+    if stopped is not None:
+        return TaskResult(task.key, task.kind, "stopped", stopped.error)
     worker_init(threads)
     errors = {r.key: r.error or "failed" for r in deps if r.outcome == "failed"}
-    return run_task(task, errors)
+    try:
+        return run_task(task, errors)
+    except UserError as exc:
+        return TaskResult(task.key, task.kind, "stopped", str(exc))
 
 
 class RayExecutor:
@@ -76,4 +90,4 @@ class RayExecutor:
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
-                done(ray.get(ref))  # a task's UserError is raised here (Ray's error derives from it)
+                done(ray.get(ref))  # a stopped task's UserError is raised by ``done``

@@ -154,3 +154,17 @@ def test_augment_replacement_with_pseudo_labels_that_outnumber_a_class_is_a_clea
     assert augmented_train_sets(ctx, 0.0, [0.5])[0][2] == 10  # 10 'b's replace the 10 real ones
     with pytest.raises(UserError, match="12 of them labelled 'b'.*holds only 10"):
         augmented_train_sets(ctx, 0.0, [0.6])
+
+
+def test_ood_folder_refuses_a_16_bit_image_instead_of_clipping_it_white(tmp_path):
+    """A 16-bit grey PNG in ood_folder went through Pillow's convert('L'), which
+    clips each 16-bit value to 255: a gradient 0..65535 came out 99.6% white and
+    was scored as a shifted test image. It is refused now, as samples: refuses it."""
+    from PIL import Image
+
+    from synthbench.protocols.ood import load_ood_folder
+
+    (tmp_path / "0").mkdir()
+    Image.fromarray((np.arange(256, dtype=np.uint16) * 257).reshape(16, 16)).save(tmp_path / "0" / "a.png")
+    with pytest.raises(UserError, match=r"ood_folder: .*a\.png is a I;16 image"):
+        load_ood_folder(tmp_path, [str(i) for i in range(10)], (1, 8, 8))

@@ -61,7 +61,7 @@ def load_ood_folder(path: Path, class_names: list[str], shape: tuple[int, int, i
     if not path.is_dir():
         raise UserError(f"ood_folder {path} is not a folder. Give a folder of class sub-folders named like "
                         f"the dataset's classes ({', '.join(class_names[:5])}...).")
-    from synthbench.benchmark.sample_files import class_index
+    from synthbench.benchmark.sample_files import _decode, _Item, class_index
 
     mode = "L" if shape[0] == 1 else "RGB"
     # A sub-folder names its class as a samples: folder does (benchmark/sample_files.py): the class name, its
@@ -79,11 +79,16 @@ def load_ood_folder(path: Path, class_names: list[str], shape: tuple[int, int, i
         for f in sorted(folder.iterdir()):
             if f.suffix.lower() not in {".png", ".jpg", ".jpeg", ".bmp", ".webp"}:
                 continue
+            # decoded as a samples: folder's image is: a 16-bit one (which Pillow's convert clips to white),
+            # a floating-point or a transparent one is refused, not guessed at
             try:
-                with Image.open(f) as im:
-                    arr = np.asarray(im.convert(mode).resize((shape[2], shape[1]), Image.BICUBIC))
-            except Exception as exc:
+                decoded = _decode(_Item(str(f), folder.name, f.read_bytes()))
+            except UserError as err:
+                raise UserError(f"ood_folder: {str(err).removeprefix('samples: ')}") from None
+            except OSError as exc:
                 raise UserError(f"ood_folder: cannot read {f} ({exc}). Remove or replace it.") from None
+            im = Image.fromarray(decoded[..., 0] if decoded.shape[-1] == 1 else decoded)
+            arr = np.asarray(im.convert(mode).resize((shape[2], shape[1]), Image.BICUBIC))
             images.append(arr[None] if mode == "L" else arr.transpose(2, 0, 1))
             labels.append(label)
     if not images:

@@ -168,3 +168,17 @@ def test_ood_folder_refuses_a_16_bit_image_instead_of_clipping_it_white(tmp_path
     Image.fromarray((np.arange(256, dtype=np.uint16) * 257).reshape(16, 16)).save(tmp_path / "0" / "a.png")
     with pytest.raises(UserError, match=r"ood_folder: .*a\.png is a I;16 image"):
         load_ood_folder(tmp_path, [str(i) for i in range(10)], (1, 8, 8))
+
+
+def test_pixelate_severities_at_8_px_are_as_documented(digits):
+    """The corruption module's docstring says which pixelate severities coincide on
+    digits (int(8 c) = 7, 7, 6, 6, 5 px) and that 28 px keeps all five apart."""
+    from synthbench.benchmark.corruptions import corrupt
+
+    x = digits.test.images[:50]
+    p = [corrupt(x, "pixelate", s) for s in range(1, 6)]
+    same = [[bool(torch.equal(a, b)) for b in p] for a in p]
+    assert same[0][1] and same[2][3] and not same[1][2] and not same[3][4]
+    big = torch.nn.functional.interpolate(x.float(), size=(28, 28)).round().to(torch.uint8)
+    q = [corrupt(big, "pixelate", s) for s in range(1, 6)]
+    assert not any(torch.equal(q[i], q[j]) for i in range(5) for j in range(i + 1, 5))

@@ -1,15 +1,20 @@
 """The result store and its executors as a demanding user meets them (the store
 review): an error the user must fix stops a run with one paragraph on every
 executor, and a run killed with ``kill -9`` resumes without waiting out its own
-dead claims."""
+dead claims; a full disk
+under any writer is the system's error, never a failed cell."""
 
 from __future__ import annotations
+
+import errno
+import os
 
 import pytest
 
 from synthbench.benchmark.plan import Setting, Task
 from synthbench.benchmark.tasks import TaskResult
 from synthbench.errors import UserError
+from test_cli import run_cli
 
 
 def _task(key: str = "cell-x") -> Task:
@@ -40,3 +45,72 @@ def test_a_ray_task_hands_a_user_error_back_as_stopped_not_as_a_traceback(monkey
     dep = TaskResult("fit-x", "fit", "stopped", paragraph)
     result = ray_cluster._ray_task(_task(), 1, ["fit-x"], dep)
     assert (result.outcome, result.error) == ("stopped", paragraph) and not ran
+
+
+class _FullDisk:
+    """A file whose every ``write`` fails as on a full disk (ENOSPC)."""
+
+    def __init__(self, fh):
+        self.fh = fh
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name):
+        return getattr(self.fh, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.fh.close()
+
+
+def _disk_full_under(monkeypatch, folder: str) -> None:
+    """Writes of kept files under ``folder`` (e.g. ``cache/generators``) fail as on a full disk."""
+    from synthbench.benchmark import atomic
+
+    real_fdopen = os.fdopen
+
+    def fdopen(fd, *args, **kwargs):
+        fh = real_fdopen(fd, *args, **kwargs)
+        return _FullDisk(fh) if f"/{folder}/" in os.readlink(f"/proc/self/fd/{fd}") else fh
+
+    monkeypatch.setattr(atomic.os, "fdopen", fdopen)
+
+
+def test_a_full_disk_under_torch_save_is_the_systems_error():
+    """torch.save turns the file's ENOSPC into RuntimeError('[enforce fail at
+    inline_container.cc:...] unexpected pos'), which the store read as a failed
+    fit; the kept-file writer hands on the system's error."""
+    import torch
+
+    from synthbench.benchmark.atomic import _os_error_within
+
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    try:
+        try:
+            raise full
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+    except RuntimeError as exc:
+        assert _os_error_within(exc) is full
+    assert _os_error_within(full) is None and _os_error_within(RuntimeError("no cause")) is None
+    assert torch  # the writer below is torch's
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names a file descriptor's path through /proc")
+def test_a_full_disk_while_saving_fitted_weights_stops_the_run_with_exit_2(tmp_path, capsys, monkeypatch):
+    """A smoke suite on a 2.5 MB tmpfs: every edm cell was recorded ``failed``
+    with 'edm.fit failed: RuntimeError: [enforce fail at inline_container.cc:672]
+    . unexpected pos 336128 vs 336016' (exit 1). Now the run stops on the full
+    disk (exit 2), names the folder, and writes no failed record."""
+    _disk_full_under(monkeypatch, "cache/generators")
+    code, out, err = run_cli(["evaluate", "-g", "edm", "-p", "replace", "--seed", "0", "--preset", "smoke",
+                              "--threads", "1", "--results", str(tmp_path), "-q"], capsys)
+    assert code == 2, err
+    assert "Traceback" not in err and "enforce fail" not in out + err and "fit failed" not in out + err
+    assert f"{tmp_path / 'cache' / 'generators'}: No space left on device. Free disk space" in err
+    assert not list((tmp_path / "records").rglob("*.json")) or all(
+        "edm" not in str(p) for p in (tmp_path / "records").rglob("*.json"))
+    assert not list(tmp_path.rglob("*.tmp"))

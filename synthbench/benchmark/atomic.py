@@ -38,10 +38,32 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        refused = exc if isinstance(exc, OSError) and exc.filename is None else _os_error_within(exc)
+        if refused is not None and refused.errno is not None:  # named, so the error says where the disk is full
+            raise OSError(refused.errno, refused.strerror, tmp) from exc
         raise
     return path
+
+
+def _os_error_within(exc: BaseException) -> OSError | None:
+    """The system's error under a writer's own: ``torch.save`` turns a full disk
+    (``ENOSPC`` from the file's ``write``) into ``RuntimeError: [enforce fail at
+    inline_container.cc] unexpected pos``, which reads as a failed fit, and a
+    run recorded every cell of the generator failed with it instead of
+    stopping on the full disk (``runner.storage_error``). None for an
+    ``OSError`` itself (raised as it is) or an error with none beneath it."""
+    if isinstance(exc, OSError) or not isinstance(exc, RuntimeError):
+        return None
+    seen: set[int] = set()
+    inner = exc.__cause__ or exc.__context__
+    while inner is not None and id(inner) not in seen:
+        if isinstance(inner, OSError) and inner.errno is not None:
+            return inner
+        seen.add(id(inner))
+        inner = inner.__cause__ or inner.__context__
+    return None
 
 
 ORPHAN_AGE_S = 900.0

@@ -60,3 +60,22 @@ def test_rows_one_test_image_apart_whose_seeds_agree_are_not_separated_by_zero_w
     assert table.test_text("top1") == "decided by a paired bootstrap over the shared test images and seeds"
     (headline,) = build_headlines([table])
     assert {r.generator: r.cells["replace"].rank_range for r in headline.rows} == {"alpha": (1, 2), "beta": (1, 2)}
+
+
+def test_a_finding_whose_records_hold_one_seed_says_it_needs_two_not_that_there_are_no_records():
+    """`synthbench evaluate --seeds 1` then `synthbench leaderboard`: a recon
+    record at 0.95 (t_re 0) and 0.80 (t_re 100) on 359 test images, one seed.
+    A comparison needs two common seeds (the paired test's MIN_SEEDS, and a
+    Student t over seeds), so the finding is not measured, but its sentence
+    said 'the store holds no records this finding can be tested on'."""
+    from synthbench.leaderboard.findings import NOT_MEASURED, build_findings
+
+    rng = np.random.default_rng(0)
+    t0, t100 = ((rng.random(359) < p).astype(np.int8) for p in (0.95, 0.80))
+    record = top1_record("edm", 0, t0, protocol="recon", name="top1_t0",
+                         extra={"top1_t100": metric(float(t100.mean()), 0.01, 359, True, outcomes=t100)})
+    recon, entropy = build_findings(build_tables([record]))[:2]
+    assert recon.verdict == NOT_MEASURED and [e.seeds for e in recon.evidence] == [1]
+    assert "holds no records" not in recon.sentence
+    assert "needs two seeds" in recon.sentence and "at most 1" in recon.sentence, recon.sentence
+    assert entropy.sentence == "Not measured: the store holds no records this finding can be tested on."

@@ -28,7 +28,8 @@ other way, and *not shown* otherwise (no significant difference either way:
 our runs cannot tell, which is not the same as the effect being absent). A
 finding that claims no effect (Basu et al.'s equal-size control) is
 *consistent* when the difference is not significant and *refuted* when it is.
-A finding with no records to test is *not measured*.
+A finding with no records to test, or none at two seeds both sides hold, is
+*not measured*.
 """
 
 from __future__ import annotations
@@ -139,6 +140,11 @@ class Finding:
         """One sentence on agreement or disagreement, from the verdicts, and the likely reason."""
         main = self.main
         if self.verdict == NOT_MEASURED:
+            if self.main_evidence:  # records there are, but no comparison has the two common seeds it needs
+                most = max(e.seeds for e in self.main_evidence)
+                return (f"Not measured: on {main}, each comparison needs two seeds both sides hold (one seed's "
+                        f"difference holds no spread between training runs); the records give "
+                        f"{'none' if most == 0 else f'at most {most}'}.")
             return "Not measured: the store holds no records this finding can be tested on."
         kinds = list(dict.fromkeys(e.comparison for e in self.main_evidence if e.difference is not None))
         if len(kinds) > 1:  # several claims in one finding: say how each fared

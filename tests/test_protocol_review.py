@@ -182,3 +182,34 @@ def test_pixelate_severities_at_8_px_are_as_documented(digits):
     big = torch.nn.functional.interpolate(x.float(), size=(28, 28)).round().to(torch.uint8)
     q = [corrupt(big, "pixelate", s) for s in range(1, 6)]
     assert not any(torch.equal(q[i], q[j]) for i in range(5) for j in range(i + 1, 5))
+
+
+def test_lira_with_two_shadows_has_a_variance():
+    """shadows=2 (allowed, and what the tests and a quick run use) gives each
+    example one IN and one OUT shadow: the fixed variance, pooled about each
+    example's own mean, was 0, so every Gaussian was eps = 1e-6 wide; offline
+    scores reached 1e13 and tied at exactly 0 for every example below its OUT
+    mean (29% of a simulated set). Now the side's overall spread, as Carlini et
+    al.'s reference code takes it; 4 shadows and more are bit for bit as before."""
+    from synthbench.benchmark.lira import lira_scores, paired_halves
+
+    rng = np.random.default_rng(0)
+    n = 500
+    base, gap = rng.normal(0, 1, n), rng.uniform(0, 3, n)
+    member = rng.random(n) < 0.5
+    target = base + gap * member + rng.normal(0, 0.5, n)
+    mask = paired_halves(n, 2, np.random.default_rng(1))
+    shadow = base + gap * mask + rng.normal(0, 0.5, (2, n))
+    online, offline = lira_scores(target, shadow, mask, fixed_variance=True)
+    assert np.isfinite(online).all() and np.abs(offline).max() < 1e3
+    assert (offline == 0).mean() < 0.01
+    with pytest.raises(ValueError, match="two IN and two OUT"):
+        lira_scores(target, shadow, mask, fixed_variance=False)
+
+
+def test_mia_refuses_per_example_variances_from_two_shadows(smoke_digits):
+    cls = PROTOCOLS.get("mia")
+    proto = cls(**resolve_options(cls.options, {"shadows": "2", "fixed_variance": "false"}, "mia"))
+    ctx = SimpleNamespace(dataset=smoke_digits, preset=PRESETS["smoke"], generator=SimpleNamespace(refits=True))
+    with pytest.raises(UserError, match="shadows=4 or more"):
+        proto.run(ctx)

@@ -11,7 +11,11 @@ trained with (IN) or without (OUT) the example:
 - offline: only OUT shadows; score = -log Pr[Z > phi_t], Z ~ N(mu_out, s_out^2),
   a one-sided test (large confidence on the target -> member);
 - fixed variance: one global variance per side instead of per-example
-  variances, which is what works with few shadows (Carlini et al. Sec. VI-C);
+  variances, which is what works with few shadows (Carlini et al. Sec. VI-C):
+  the spread of the shadows' values about their examples' means, pooled; with
+  2 shadows (one IN and one OUT of each example) there is no such spread, and
+  it is the spread of all the side's values, as in their reference code.
+  Per-example variances need 4 shadows or more;
 - several queries per example (augmentations, e.g. the image and its
   horizontal flip; Carlini et al. Sec. VI): ``lira_scores_queries`` treats each
   query as an independent test with its own shadow statistics and averages the
@@ -62,10 +66,19 @@ def lira_scores(target_phi: np.ndarray, shadow_phi: np.ndarray, in_mask: np.ndar
 
     def stats(mask):
         count = mask.sum(0)
+        if not fixed_variance and count.min() < 2:
+            raise ValueError("per-example variances need at least two IN and two OUT shadows of every example "
+                             "(4 shadows in complementary pairs); use the fixed variance")
         mean = np.where(count > 0, (shadow_phi * mask).sum(0) / np.maximum(count, 1), np.nan)
         dev = np.where(mask, shadow_phi - mean, 0.0)
         var = (dev ** 2).sum(0) / np.maximum(count - 1, 1)
-        global_var = (dev ** 2).sum() / max(mask.sum() - 1, 1)
+        if count.max() <= 1:
+            # One shadow of each example on this side (2 shadows): no spread about an example's own mean, and the
+            # pooled variance below would be 0 (every Gaussian eps wide). The spread of all the side's values
+            # instead, as Carlini et al.'s reference code takes its fixed variance (np.std over examples).
+            global_var = float(shadow_phi[mask].var())
+        else:
+            global_var = (dev ** 2).sum() / max(mask.sum() - 1, 1)
         return mean, np.sqrt(np.full_like(var, global_var) if fixed_variance else var) + eps
 
     mu_in, sd_in = stats(in_mask)

@@ -187,6 +187,13 @@ class MIAProtocol(Protocol):
         reason = self.unsupported_reason(ctx.generator)
         if reason is not None:
             raise Unsupported(reason)
+        num_shadows = self.setting("shadows", ctx.preset)
+        if not self.opts["fixed_variance"] and num_shadows < 4:  # before any training
+            from synthbench.errors import UserError
+
+            raise UserError(f"mia: fixed_variance=false estimates each example's IN and OUT variance from its own "
+                            f"shadows, and shadows={num_shadows} gives each example one of each (no variance); "
+                            f"give shadows=4 or more, or leave fixed_variance at true.")
         train, test = ctx.dataset.train, ctx.dataset.test
         n = len(train)
         is_member = self._is_member(n)
@@ -198,7 +205,6 @@ class MIAProtocol(Protocol):
         target = ctx.train(synthetic, desc=f"{ctx.generator.name}/mia target seed {ctx.seed}")
         baseline = ctx.train(members, desc=f"mia members baseline seed {ctx.seed}")
 
-        num_shadows = self.setting("shadows", ctx.preset)
         requested = self.setting("shadows_from", ctx.preset)
         shadows_from = "real" if ctx.generator.oracle else requested
         queries = self.opts["queries"]

@@ -7,7 +7,11 @@ under any writer is the system's error, never a failed cell."""
 from __future__ import annotations
 
 import errno
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +118,59 @@ def test_a_full_disk_while_saving_fitted_weights_stops_the_run_with_exit_2(tmp_p
     assert not list((tmp_path / "records").rglob("*.json")) or all(
         "edm" not in str(p) for p in (tmp_path / "records").rglob("*.json"))
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+_CLAIM = """
+import sys, time
+from synthbench.benchmark.lease import LeaseBoard
+lease = LeaseBoard(sys.argv[1], ttl_s=180).try_claim("cell-k", "a cell")
+print("claimed" if lease else "busy", flush=True)
+time.sleep(600)
+"""
+
+
+def _claimed_in_a_process(leases: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", _CLAIM, str(leases)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "claimed"
+    return proc
+
+
+def test_a_claim_of_a_killed_run_on_this_machine_is_taken_over_at_once(tmp_path):
+    """After ``kill -9`` of ``synthbench run``, running it again sat silent for
+    up to the 3-minute time to live (every task the dead run held put off, then
+    waited for), and ``status`` listed the dead run's fit as running ('fit edm
+    on digits (vm:13212:..., 2 min so far)'). A claim whose holder was a
+    process of this machine that is gone is now void at once."""
+    from synthbench.benchmark.lease import LeaseBoard
+
+    leases = tmp_path / "leases"
+    board = LeaseBoard(leases, ttl_s=180)
+    proc = _claimed_in_a_process(leases)
+    try:
+        assert board.holder("cell-k") is not None and board.try_claim("cell-k") is None  # alive: held
+    finally:
+        proc.kill()
+    assert board.holder("cell-k") is not None  # killed, not yet reaped: a zombie holds nothing either ...
+    proc.wait()
+    assert board.holder("cell-k") is None  # ... and gone: void, long before its time to live
+    taker = board.try_claim("cell-k")
+    assert taker is not None and taker.generation == 2
+    taker.release()
+
+
+def test_a_claim_from_another_machine_waits_for_its_time_to_live(tmp_path):
+    """A pid means nothing on another machine (or container, or boot): only
+    the lease's age tells there."""
+    from synthbench.benchmark.lease import LeaseBoard
+
+    leases = tmp_path / "leases"
+    board = LeaseBoard(leases, ttl_s=180)
+    proc = _claimed_in_a_process(leases)
+    proc.kill()
+    proc.wait()
+    path = next(leases.glob("cell-k.*.lease"))
+    info = json.loads(path.read_text())
+    path.write_text(json.dumps({**info, "machine": f"elsewhere:{info.get('machine')}"}))
+    assert board.holder("cell-k") is not None and board.try_claim("cell-k") is None
+    path.write_text(json.dumps({k: v for k, v in info.items() if k != "machine"}))  # a lease written before
+    assert board.holder("cell-k") is not None

@@ -9,7 +9,9 @@ generation. Its holder touches it (``os.utime``) every :data:`HEARTBEAT_S`;
 a lease whose file was not touched for ``ttl_s`` seconds has expired (its worker
 was killed, or its machine lost), and the next worker takes it over by creating
 generation + 1, again with ``O_EXCL``, so of two workers that both see it expire
-exactly one wins. The loser of a takeover finds, at its next heartbeat, that a
+exactly one wins. A lease whose holder is a process of the reader's own
+machine that no longer runs (``kill -9`` of a run, then the same command
+again) is expired at once (:func:`_gone`). The loser of a takeover finds, at its next heartbeat, that a
 higher generation exists, and knows its lease is gone; whatever it still writes is
 written atomically and, by determinism, holds the same bytes as the new holder's.
 
@@ -57,6 +59,50 @@ POLL_S = 1.0
 """How often a worker waiting for another's lease looks again."""
 
 _OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _machine() -> str | None:
+    """What names this machine and its process table: the kernel's boot id and
+    this process's pid namespace. Two lease holders with the same value see
+    the same processes, so a holder's pid tells whether it is alive; on
+    another machine, container or boot, or where ``/proc`` does not say, only
+    the lease's age tells (None)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return f"{socket.gethostname()}:{boot}:{namespace}" if boot and namespace else None
+
+
+_MACHINE = _machine()
+
+
+def _gone(info: dict) -> bool:
+    """Whether the holder of a lease (its file's ``info``) is a process of this
+    machine that no longer runs (``kill -9``, out of memory, a closed
+    terminal): its claim is void at once, so the run started again after it
+    takes its work over instead of waiting out the time to live, in silence,
+    while ``status`` called the dead run's tasks running. A pid in use by
+    another process since reads as alive (the time to live then decides)."""
+    owner = info.get("owner")
+    if _MACHINE is None or info.get("machine") != _MACHINE or not isinstance(owner, str):
+        return False
+    parts = owner.split(":")
+    if len(parts) < 3 or not parts[-2].isdigit():
+        return False
+    pid = int(parts[-2])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's process (EPERM): alive
+        return False
+    try:  # killed but not yet reaped by its parent: a zombie holds nothing
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2:].startswith("Z")
+    except (OSError, ValueError):
+        return False
 
 
 def owner_id() -> str:
@@ -144,7 +190,7 @@ class LeaseBoard:
         theirs = info.get("ttl_s")
         ttl = max(self.ttl_s, float(theirs)) if isinstance(theirs, (int, float)) and math.isfinite(theirs) \
             else self.ttl_s
-        if age > ttl:
+        if age > ttl or _gone(info):
             return None
         return {**info, "age_s": age}
 
@@ -163,7 +209,7 @@ class LeaseBoard:
         token = uuid.uuid4().hex
         with os.fdopen(fd, "w") as fh:
             json.dump({"owner": owner_id(), "task": task or key, "created": time.time(), "token": token,
-                       "ttl_s": self.ttl_s}, fh)
+                       "ttl_s": self.ttl_s, "machine": _MACHINE}, fh)
         for _, old in files:  # expired generations: ours to clean up now
             try:
                 old.unlink()

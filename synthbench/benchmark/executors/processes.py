@@ -6,7 +6,7 @@ On a machine with GPUs each worker gets one (``CUDA_VISIBLE_DEVICES``) and
 ``--workers`` defaults to their number; on a CPU the cores are split between the
 workers (``--threads`` each, default cores // workers), and the thread count goes
 into every cache key as always. A task is submitted once the tasks it depends
-on are finished. A worker that dies (killed, out of memory) breaks the pool: a
+on are finished and a worker is free, in plan order. A worker that dies (killed, out of memory) breaks the pool: a
 new pool is started and the unfinished tasks are submitted again; the dead
 worker's leases expire (``lease.py``) and its tasks are taken over.
 """
@@ -82,14 +82,27 @@ class ProcessExecutor:
         waiting = [t for t in pending if t.key not in results]
         keys = {t.key for t in waiting}
         running: dict[Future, Task] = {}
-        while waiting or running:
-            for task in list(waiting):
-                if not any(d in keys and d not in results for d in task.deps):
-                    running[pool.submit(run_task, task, dep_errors(task, results))] = task
-                    waiting.remove(task)
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                running.pop(future)
-                result = future.result()  # a UserError or a broken pool stops the run here
-                results[result.key] = result
-                done(result)
+        try:
+            while waiting or running:
+                for task in list(waiting):
+                    if len(running) >= self.workers:  # no more than the workers can start now: see below
+                        break
+                    if not any(d in keys and d not in results for d in task.deps):
+                        running[pool.submit(run_task, task, dep_errors(task, results))] = task
+                        waiting.remove(task)
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    running.pop(future)
+                    result = future.result()  # a UserError or a broken pool stops the run here
+                    results[result.key] = result
+                    done(result)
+        except BaseException:
+            # Leaving the pool waits for every task handed to it. Every task whose dependencies were done
+            # used to be handed over at once (a suite's fits, all of them, at the start), so a UserError
+            # the first fit raised (a damaged cache file) reached the user only after every other fit had
+            # run. Only as many tasks as there are workers are handed over now: the others are running.
+            others = sum(not future.done() for future in running)
+            if others:
+                print(f"stopping: waiting for the {others} task(s) the other workers are running (their work "
+                      f"is kept)", file=sys.stderr, flush=True)
+            raise

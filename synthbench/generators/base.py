@@ -56,8 +56,9 @@ class Generator(Configurable):
     """The option ``NAME:ARGUMENT`` sets (``samples:PATH`` sets ``path``), or None
     when the adapter takes no argument after its name."""
     refits: ClassVar[bool] = True
-    """False for an adapter whose images no fit changes (``samples``): protocols
-    that fit it on another split (``mia``'s members) record ``unsupported``."""
+    """False for an adapter whose images no fit changes (``samples``; ``sd``,
+    pretrained weights used as they are): protocols that fit it on another split
+    (``mia``'s members) record ``unsupported``."""
 
     def __init__(self, **options: Any):
         super().__init__(**options)

@@ -327,6 +327,10 @@ class StableDiffusionGenerator(Generator):
     version = 1
     conditional = True
     can_reconstruct = True
+    refits = False
+    """``fit`` loads the pretrained weights as they are, whatever split it is
+    handed, so ``mia`` (which fits on the members half) records unsupported
+    rather than score a model that never saw the members."""
     needs = ("Stable Diffusion weights (a local diffusers folder or hub id: --option sd.model=DIR) and a GPU "
              "(hours on a CPU at 512x512)")
     paper = ('Rombach, Blattmann, Lorenz, Esser & Ommer 2022, '

@@ -170,8 +170,10 @@ class MIAProtocol(Protocol):
     def unsupported_reason(self, generator: Any) -> str | None:
         if getattr(generator, "refits", True):
             return None
-        return (f"generator {generator.name!r} holds fixed images that no fit changes; mia trains the generator "
-                f"on the members half of the train split only, so it needs a model it can fit (an adapter).")
+        return (f"generator {generator.name!r} is not changed by a fit (fixed images, or pretrained weights used "
+                f"as they are); mia trains the generator on the members half of the train split only, so it needs "
+                f"a model it can fit (an adapter that trains or fine-tunes). The copies protocol checks its samples "
+                f"for copies of real images without a fit.")
 
     def generator_fits(self, dataset: Dataset, generator: Any, preset: Preset | None = None) -> list[GeneratorFit]:
         """The members' fit and, with ``shadows_from=generator``, one fit per

@@ -1,0 +1,32 @@
+"""Found by the paper-paths review: the code paths the ``paper`` and
+``paper-r50`` presets take, which CI never runs at full size."""
+
+from synthbench.generators.sd import StableDiffusionGenerator
+from synthbench.protocols.mia import MIAProtocol
+
+
+def test_mia_refuses_sd_whose_fit_ignores_the_members():
+    # sd's fit loads pretrained weights whatever split it is handed: mia's "generator fitted on the members
+    # only" never happens, and a smoke run scored tiny SD at online AUC 0.486 as if it had been measured.
+    reason = MIAProtocol().unsupported_reason(StableDiffusionGenerator())
+    assert reason is not None and "'sd'" in reason and "copies" in reason
+    assert MIAProtocol().generator_fits(None, StableDiffusionGenerator()) == []
+
+
+def test_readme_counts_mia_shadow_fits_at_paper():
+    # paper's default is 16 shadows from the generator: 16 shadow fits besides the members' fit (the README
+    # said 8, the smoke/fast shadow count).
+    from pathlib import Path
+
+    from synthbench.benchmark.datasets import load_dataset
+    from synthbench.benchmark.options import resolve_options
+    from synthbench.benchmark.presets import PRESETS
+    from synthbench.generators.edm import EDMGenerator
+
+    mia = MIAProtocol(**resolve_options(MIAProtocol.options, {}, "mia"))
+    fits = mia.generator_fits(load_dataset("digits", None), EDMGenerator(), PRESETS["paper"])
+    shadow_fits = sum(f.name.startswith("shadow-") for f in fits)
+    assert shadow_fits == 16
+    row = next(line for line in Path(__file__).parents[1].joinpath("README.md").read_text().splitlines()
+               if line.startswith("| `mia` |"))
+    assert f"{shadow_fits} at `paper`)" in row and "8 more generator fits" not in row

@@ -204,3 +204,43 @@ def test_the_processes_executor_hands_workers_no_more_tasks_than_they_can_start(
         ProcessExecutor(workers=2, threads=1)._drive(pool, tasks, {}, lambda result: None, lambda t, r: {})
     assert pool.submitted == ["fit-0", "fit-1"]
     assert "stopping: waiting for the 1 task(s) the other workers are running" in capsys.readouterr().err
+
+
+def test_a_ray_task_whose_worker_died_on_every_try_is_one_paragraph():
+    """A Ray task whose worker died on each of its tries (killed, out of
+    memory) reached the CLI as ray.exceptions.WorkerCrashedError, which the CLI
+    does not catch: a Python traceback. It is now a UserError naming the task,
+    as the processes executor's pool that broke too often is."""
+    from synthbench.benchmark.executors import ray_cluster
+    from synthbench.benchmark.plan import Plan
+
+    class RayError(Exception):
+        pass
+
+    class WorkerCrashedError(RayError):
+        pass
+
+    class RemoteFunction:
+        def options(self, **kwargs):
+            return self
+
+        def remote(self, *args):
+            return object()  # an object reference
+
+    class FakeRay:
+        exceptions = type("exceptions", (), {"RayError": RayError})
+
+        def remote(self, fn):
+            return RemoteFunction()
+
+        def wait(self, pending, num_returns):
+            return pending[:1], pending[1:]
+
+        def get(self, ref):
+            raise WorkerCrashedError("The worker died unexpectedly while executing this task. Check "
+                                     "python-core-worker-*.log files for more information.")
+
+    plan = Plan([_task("cell-x")], {})
+    with pytest.raises(UserError, match=r"^edm x replace x digits seed 0: Ray ran it \d+ times and its worker "
+                                        r"died each time \(WorkerCrashedError: The worker died unexpectedly"):
+        ray_cluster.RayExecutor(workers=1, threads=1)._submit_and_collect(FakeRay(), plan, lambda result: None)

@@ -4,7 +4,9 @@ object references of the tasks it waits for, so Ray starts it when they are
 done. ``--ray-address auto`` (or ``ray://HOST:10001``) joins a running
 cluster; without it Ray starts on this machine with ``--workers`` x
 ``--threads`` CPUs. Ray runs a task again when its worker dies (up to
-:data:`RETRIES` times); the lease of the dead attempt expires first.
+:data:`RETRIES` times); the lease of the dead attempt expires first. A task
+whose worker died every time stops the run with one paragraph, as the
+``processes`` executor's pool that broke too often does.
 """
 
 from __future__ import annotations
@@ -86,8 +88,17 @@ class RayExecutor:
             refs[task.key] = remote.options(num_cpus=self.threads, num_gpus=self._gpus(task), max_retries=RETRIES,
                                             name=task.label[:60]).remote(task, self.threads, dep_keys,
                                                                          *(refs[d] for d in dep_keys))
+        label = {ref: task.label for task, ref in zip(plan.tasks, refs.values())}
         pending = list(refs.values())
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
-                done(ray.get(ref))  # a stopped task's UserError is raised by ``done``
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayError as exc:  # its worker died on every try (killed, out of memory)
+                    why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    raise UserError(f"{label[ref]}: Ray ran it {RETRIES + 1} times and its worker died each time "
+                                    f"({type(exc).__name__}: {why[:300]}). Every finished record is kept: run "
+                                    f"the same command again, with fewer --workers or more memory per task if "
+                                    f"memory ran out.") from None
+                done(result)  # a stopped task's UserError is raised by ``done``

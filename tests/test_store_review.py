@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -150,7 +151,11 @@ def test_a_claim_of_a_killed_run_on_this_machine_is_taken_over_at_once(tmp_path)
         assert board.holder("cell-k") is not None and board.try_claim("cell-k") is None  # alive: held
     finally:
         proc.kill()
-    assert board.holder("cell-k") is not None  # killed, not yet reaped: a zombie holds nothing either ...
+    deadline = time.time() + 30
+    while Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.time() < deadline, "the killed process did not end"
+        time.sleep(0.05)
+    assert board.holder("cell-k") is None  # killed, not yet reaped: a zombie holds nothing ...
     proc.wait()
     assert board.holder("cell-k") is None  # ... and gone: void, long before its time to live
     taker = board.try_claim("cell-k")
@@ -244,3 +249,24 @@ def test_a_ray_task_whose_worker_died_on_every_try_is_one_paragraph():
     with pytest.raises(UserError, match=r"^edm x replace x digits seed 0: Ray ran it \d+ times and its worker "
                                         r"died each time \(WorkerCrashedError: The worker died unexpectedly"):
         ray_cluster.RayExecutor(workers=1, threads=1)._submit_and_collect(FakeRay(), plan, lambda result: None)
+
+
+def test_a_claim_that_a_full_disk_cut_short_leaves_no_empty_lease(tmp_path, monkeypatch):
+    """On a full disk the lease file's name is created and its content is not:
+    the empty file stayed, read as a live claim of nobody's, and the run
+    started again once space was freed waited out the 3-minute time to live
+    on it (``status``: running). Now the file is removed and the error names it."""
+    from synthbench.benchmark import lease as lease_mod
+    from synthbench.benchmark.lease import LeaseBoard
+
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(lease_mod.os, "fdopen", lambda fd, *a, **k: _FullDisk(real_fdopen(fd, *a, **k)))
+    board = LeaseBoard(tmp_path / "leases", ttl_s=180)
+    with pytest.raises(OSError) as raised:
+        board.try_claim("cell-k", "a cell")
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(tmp_path / "leases" / "cell-k.1.lease")
+    monkeypatch.undo()
+    assert list((tmp_path / "leases").iterdir()) == [] and board.holder("cell-k") is None
+    again = board.try_claim("cell-k")
+    assert again is not None
+    again.release()

@@ -207,9 +207,15 @@ class LeaseBoard:
         except FileExistsError:  # another worker claimed (or took over) first
             return None
         token = uuid.uuid4().hex
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"owner": owner_id(), "task": task or key, "created": time.time(), "token": token,
-                       "ttl_s": self.ttl_s, "machine": _MACHINE}, fh)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"owner": owner_id(), "task": task or key, "created": time.time(), "token": token,
+                           "ttl_s": self.ttl_s, "machine": _MACHINE}, fh)
+        except OSError as exc:
+            # A full disk: the name was created, its content was not. Left there, the empty file read as a
+            # live claim of nobody's, and the run started again once space was freed waited out its TTL.
+            path.unlink(missing_ok=True)
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         for _, old in files:  # expired generations: ours to clean up now
             try:
                 old.unlink()

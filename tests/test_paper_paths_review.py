@@ -30,3 +30,23 @@ def test_readme_counts_mia_shadow_fits_at_paper():
     row = next(line for line in Path(__file__).parents[1].joinpath("README.md").read_text().splitlines()
                if line.startswith("| `mia` |"))
     assert f"{shadow_fits} at `paper`)" in row and "8 more generator fits" not in row
+
+
+def test_shipped_paper_suites_give_realfake_on_sd_its_image_encoder():
+    # RealFakeSD refuses visual guidance (on by default) without a CLIP image encoder, so the shipped paper
+    # suites, which set only sd_model, stopped at the realfake fit with that UserError once the path was filled in.
+    import pytest
+
+    from synthbench.benchmark.options import resolve_options
+    from synthbench.benchmark.suite import load_suite
+    from synthbench.errors import UserError
+    from synthbench.generators.realfake import RealFakeGenerator
+    from synthbench.generators.realfake_sd import RealFakeSD
+
+    for config in ("configs/paper-cifar10.yaml", "configs/paper-r50-cifar10.yaml"):
+        given = load_suite(config).generators["realfake"]
+        opts = resolve_options(RealFakeGenerator.options, given, "realfake")
+        assert opts["sd_model"]
+        RealFakeSD(opts["sd_model"], opts["image_encoder"] or None, opts)  # raised UserError before
+    with pytest.raises(UserError, match="image_encoder"):
+        RealFakeSD("sd", None, resolve_options(RealFakeGenerator.options, {"sd_model": "sd"}, "realfake"))

@@ -228,3 +228,63 @@ def test_nearer_member_fraction_is_best_at_one_half():
         rule = rules[f"nearer_member_fraction_{space}"]
         assert rule == Target(0.5)
         assert distance(rule, 0.4991) < distance(rule, 0.5213) < distance(rule, 0.4389)
+
+
+def _ood_ctx(test, model, cache_dir):
+    import contextlib
+
+    return SimpleNamespace(dataset=SimpleNamespace(test=test, train=test, image_shape=tuple(test.images.shape[1:]),
+                                                   class_names=[str(i) for i in range(10)]),
+                           synthetic=lambda n: test, reference_classifier=lambda: model,
+                           train=lambda split, desc: model, generator=SimpleNamespace(name="g"), seed=0,
+                           device=torch.device("cpu"), cache_dir=cache_dir,
+                           phase=lambda *a, **k: contextlib.nullcontext())
+
+
+def test_ood_holds_one_shifted_test_set_at_a_time(tmp_path, monkeypatch):
+    """ood corrupted the whole suite (8 types x 5 severities) up front and kept all
+    40 shifted copies of the test split for the next arm: on a 2,000-image 3 x 64 x
+    64 split the run's peak memory grew 1,908 MiB (a 3 x 224 x 224 split of 10,000
+    would hold 60 GB). Now each set is made, scored and dropped."""
+    import weakref
+
+    from synthbench.benchmark.trainer import init_model
+    from synthbench.protocols import ood
+
+    made: list = []
+    corrupt = ood.corrupt
+
+    def tracked(images, kind, severity):
+        assert all(ref() is None for ref in made), "an earlier shifted set is still held"
+        out = corrupt(images, kind, severity)
+        made.append(weakref.ref(out))
+        return out
+
+    monkeypatch.setattr(ood, "corrupt", tracked)
+    monkeypatch.setattr(ood, "augmented_train_set", lambda ctx, ratio, fraction: (ctx.dataset.train, 0, 0))
+    test = Split(torch.randint(0, 256, (20, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)),
+                 torch.arange(20) % 10)
+    model = init_model(PRESETS["smoke"], 1, 10, 0).eval()
+    proto = PROTOCOLS.get("ood")(**resolve_options(PROTOCOLS.get("ood").options, {}, "ood"))
+    result = proto.run(_ood_ctx(test, model, tmp_path))
+    assert len(made) == 40  # the three arms are one classifier here: scored once, then read from the cache
+    assert len(result.details["per_corruption"]["replace"]["jpeg"]) == 5
+
+
+def test_gaussian_blur_convolves_a_chunk_at_a_time_with_the_same_bytes(monkeypatch):
+    """gaussian_blur convolved the whole test split in one call, whose working
+    memory is about 2 radius + 1 float copies of it (150 GB for 10,000 3 x 224 x 224
+    images at ImageNet-C's severity 5). Now BLUR_CHUNK images a call, the same bytes."""
+    from synthbench.benchmark import corruptions
+
+    x = torch.randint(0, 256, (150, 3, 40, 40), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    whole = {s: corruptions.corrupt(x, "gaussian_blur", s) for s in (1, 5)}
+    sizes: list[int] = []
+    conv2d = corruptions.F.conv2d
+    monkeypatch.setattr(corruptions.F, "conv2d", lambda y, *a, **k: sizes.append(len(y)) or conv2d(y, *a, **k))
+    for s in (1, 5):
+        assert torch.equal(corruptions.corrupt(x, "gaussian_blur", s), whole[s])
+    assert max(sizes) <= corruptions.BLUR_CHUNK
+    for s in (1, 5):  # chunked anew: the same bytes as one image at a time
+        assert torch.equal(torch.cat([corruptions.corrupt(x[i:i + 1], "gaussian_blur", s) for i in range(len(x))]),
+                           whole[s])

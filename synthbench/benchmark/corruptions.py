@@ -104,6 +104,10 @@ BLUR_FLOOR = 0.5
 """The smallest blur sigma (pixels): below it a 3-tap kernel barely changes an image."""
 
 
+BLUR_CHUNK = 64
+"""Images blurred per convolution call (bounds its working memory; no effect on the result)."""
+
+
 def gaussian_blur(x, c, g, ref, severity=1):
     sigma = c * x.shape[-1] / ref
     if sigma < BLUR_FLOOR:  # tiny images: keep the five severities apart above the floor
@@ -113,12 +117,19 @@ def gaussian_blur(x, c, g, ref, severity=1):
     k = torch.exp(-0.5 * (t / sigma) ** 2)
     k = k / k.sum()
     ch = x.shape[1]
-    y = _to01(x)
-    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(ch, 1, 1, 1),
-                 groups=ch)
-    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1).repeat(ch, 1, 1, 1),
-                 groups=ch)
-    return _to_uint8(y)
+
+    def blur(part: torch.Tensor) -> torch.Tensor:
+        y = _to01(part)
+        y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(ch, 1, 1, 1),
+                     groups=ch)
+        y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1).repeat(ch, 1, 1, 1),
+                     groups=ch)
+        return _to_uint8(y)
+
+    # BLUR_CHUNK images at a time: the convolution's working memory is about (2 radius + 1) float copies of its
+    # input, 150 GB for 10,000 3 x 224 x 224 images at ImageNet-C's severity 5 (radius 12) in one call; each
+    # image's result is the same bytes in any chunk (checked at 1, 7, 256 against the whole split)
+    return torch.cat([blur(part) for part in x.split(BLUR_CHUNK)]) if len(x) else blur(x)
 
 
 def contrast(x, c, g, ref):

@@ -50,3 +50,27 @@ def test_shipped_paper_suites_give_realfake_on_sd_its_image_encoder():
         RealFakeSD(opts["sd_model"], opts["image_encoder"] or None, opts)  # raised UserError before
     with pytest.raises(UserError, match="image_encoder"):
         RealFakeSD("sd", None, resolve_options(RealFakeGenerator.options, {"sd_model": "sd"}, "realfake"))
+
+
+def test_paper_r50_cost_against_paper_is_what_the_docs_say():
+    # README and the r50 suite said 'about 4x paper's classifier cost'; the arithmetic is about 15x.
+    from pathlib import Path
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from synthbench.benchmark.classifiers import build_classifier
+    from synthbench.benchmark.presets import PRESETS
+
+    flops = {}
+    for name in ("paper", "paper-r50"):
+        model = build_classifier(PRESETS[name].classifier, 3, 10).eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(torch.zeros(1, 3, 32, 32))
+        flops[name] = counter.get_total_flops() * PRESETS[name].epochs
+    ratio = flops["paper-r50"] / flops["paper"]
+    assert 14 < ratio < 16
+    root = Path(__file__).parents[1]
+    for doc in ("README.md", "configs/paper-r50-cifar10.yaml"):
+        text = " ".join(root.joinpath(doc).read_text().split())
+        assert "about 4x" not in text.lower() and "about 15x" in text.lower(), doc

@@ -270,3 +270,24 @@ def test_a_claim_that_a_full_disk_cut_short_leaves_no_empty_lease(tmp_path, monk
     again = board.try_claim("cell-k")
     assert again is not None
     again.release()
+
+
+def test_a_broken_pool_is_not_announced_as_stopping(capsys):
+    """A worker that died breaks the pool, and the executor starts another and
+    goes on: that is no stop, and says nothing of one."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from synthbench.benchmark.executors.processes import ProcessExecutor
+
+    class Pool:
+        def submit(self, fn, task, errors):
+            future: Future = Future()
+            if task.key == "fit-0":
+                future.set_exception(BrokenProcessPool("A process in the process pool was terminated abruptly"))
+            return future
+
+    with pytest.raises(BrokenProcessPool):
+        ProcessExecutor(workers=2, threads=1)._drive(Pool(), [_task(f"fit-{i}") for i in range(3)], {},
+                                                     lambda result: None, lambda t, r: {})
+    assert "stopping" not in capsys.readouterr().err

@@ -96,6 +96,8 @@ class ProcessExecutor:
                     result = future.result()  # a UserError or a broken pool stops the run here
                     results[result.key] = result
                     done(result)
+        except BrokenProcessPool:  # the pool is gone (a worker died): run() starts another and goes on
+            raise
         except BaseException:
             # Leaving the pool waits for every task handed to it. Every task whose dependencies were done
             # used to be handed over at once (a suite's fits, all of them, at the start), so a UserError

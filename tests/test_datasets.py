@@ -74,6 +74,23 @@ def test_imagefolder_errors(tmp_path):
         load_dataset(f"imagefolder:{tmp_path}")
 
 
+def test_imagefolder_refuses_16_bit_images_that_pillow_would_clip_to_white(tmp_path):
+    """A 16-bit grey PNG loaded through ``convert("L")`` came out near white
+    (its values clipped at 255) and was scored as the user's data; it is now a
+    one-paragraph error naming the file. 8-bit files in the same folder load."""
+    rng = np.random.default_rng(0)
+    for c in ("cat", "dog"):
+        (tmp_path / c).mkdir()
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 255, (6, 6), dtype=np.uint8)).save(tmp_path / c / f"{i}.png")
+    assert len(load_dataset(f"imagefolder:{tmp_path}").train) == 8
+    deep = Image.fromarray(rng.integers(0, 65535, (6, 6), dtype=np.uint16))
+    deep.save(tmp_path / "dog" / "deep.png")
+    assert Image.open(tmp_path / "dog" / "deep.png").mode.startswith("I")
+    with pytest.raises(UserError, match=r"deep\.png is a I;16.* image \(16-bit or floating point\).*8 bits"):
+        load_dataset(f"imagefolder:{tmp_path}")
+
+
 def test_fashion_mnist_offline_error_names_all_three_ways(tmp_path, monkeypatch):
     monkeypatch.setattr(ds_mod, "DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
     with pytest.raises(UserError) as err:

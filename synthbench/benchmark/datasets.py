@@ -279,6 +279,33 @@ class CIFAR100(_TorchvisionCIFAR):
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_bit_depth(data: bytes) -> int | None:
+    """The bits per sample a PNG's IHDR declares, or None for another format.
+    Read from the header because Pillow opens a 16-bit RGB PNG as mode ``RGB``
+    (keeping the high byte of each sample): its mode cannot tell it apart from
+    an 8-bit one. (Every PNG starts with the signature, then IHDR: length,
+    ``IHDR``, width, height, bit depth.)"""
+    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR" or len(data) < 25:
+        return None
+    return data[24]
+
+
+def not_8_bit(mode: str, head: bytes) -> str | None:
+    """What an image of Pillow ``mode`` whose file starts with ``head`` (25 bytes
+    suffice) is, when it is not 8 bits per sample ("a 16-bit PNG (...)"), else
+    None. Such images are refused rather than converted: Pillow's ``convert``
+    clips 16-bit grey to white and cuts 16-bit RGB to its high bytes, so a
+    dataset or samples folder of them would be scored as other images."""
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F") or mode.startswith("I;"):
+        return f"a {mode} image (16-bit or floating point)"
+    if png_bit_depth(head) == 16:
+        return f"a 16-bit PNG ({mode}, 16 bits per channel)"
+    return None
+
+
 class ImageFolder(DatasetLoader):
     """``imagefolder:PATH``: the user's own images.
 
@@ -329,12 +356,18 @@ class ImageFolder(DatasetLoader):
         def header(f: Path) -> tuple[tuple[int, int], str]:
             try:
                 with Image.open(f) as im:
-                    return im.size, im.mode
+                    size, mode = im.size, im.mode
+                with open(f, "rb") as fh:
+                    deep = not_8_bit(mode, fh.read(32))
             except Exception as exc:  # PIL raises many kinds on a damaged file
                 raise _unreadable(f, exc) from None
+            if deep:
+                raise UserError(f"imagefolder: {f} is {deep}. The benchmark reads 8-bit grey or RGB images "
+                                f"(Pillow would clip this one to near white); convert the dataset to 8 bits first.")
+            return size, mode
 
         size = header(all_files[0])[0]
-        modes = {"L" if header(f)[1] in ("L", "1", "I;16", "I") else "RGB" for f in all_files}
+        modes = {"L" if header(f)[1] in ("L", "1") else "RGB" for f in all_files}
         mode = "L" if modes == {"L"} else "RGB"
 
         def read(files_by_class: dict[str, list[Path]]):

@@ -46,7 +46,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from synthbench.benchmark.datasets import IMAGE_SUFFIXES as _DATASET_SUFFIXES
+from synthbench.benchmark.datasets import IMAGE_SUFFIXES as _DATASET_SUFFIXES, not_8_bit
 from synthbench.errors import UserError
 
 IMAGE_SUFFIXES = tuple(sorted(_DATASET_SUFFIXES))
@@ -219,20 +219,6 @@ def _npz_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
 # --------------------------------------------------------------------------- decoding
 
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def png_bit_depth(data: bytes) -> int | None:
-    """The bits per sample a PNG's IHDR declares, or None for another format.
-    Read from the header because Pillow opens a 16-bit RGB PNG as mode ``RGB``
-    (keeping the high byte of each sample): its mode cannot tell it apart from
-    an 8-bit one. (Every PNG starts with the signature, then IHDR: length,
-    ``IHDR``, width, height, bit depth.)"""
-    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR" or len(data) < 25:
-        return None
-    return data[24]
-
-
 def _decode(item: _Item) -> np.ndarray:
     """An encoded image as uint8 ``H x W x C`` (C = 1 or 3). Other kinds are
     refused, not guessed at: 16-bit (by mode, or a 16-bit PNG of any colour
@@ -245,14 +231,11 @@ def _decode(item: _Item) -> np.ndarray:
         with Image.open(io.BytesIO(item.data)) as im:
             im.load()
             mode = im.mode
-            if mode in ("I;16", "I;16B", "I;16L", "I", "F") or mode.startswith("I;"):
-                raise UserError(f"samples: {item.name} is a {mode} image (16-bit or floating point). The "
-                                f"benchmark reads 8-bit grey or RGB images; convert it to 8 bits first (the "
-                                f"generator's own uint8 output, or `synthbench export-samples`).")
-            if png_bit_depth(item.data) == 16:
-                raise UserError(f"samples: {item.name} is a 16-bit PNG ({mode}, 16 bits per channel). The "
-                                f"benchmark reads 8-bit grey or RGB images; convert it to 8 bits first (the "
-                                f"generator's own uint8 output, or `synthbench export-samples`).")
+            deep = not_8_bit(mode, item.data)
+            if deep:
+                raise UserError(f"samples: {item.name} is {deep}. The benchmark reads 8-bit grey or RGB images; "
+                                f"convert it to 8 bits first (the generator's own uint8 output, or `synthbench "
+                                f"export-samples`).")
             if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
                 raise UserError(f"samples: {item.name} has an alpha channel ({mode}). Transparency has no meaning "
                                 f"for a training image; flatten it onto a background and save it as grey or RGB.")

@@ -291,3 +291,25 @@ def test_a_broken_pool_is_not_announced_as_stopping(capsys):
         ProcessExecutor(workers=2, threads=1)._drive(Pool(), [_task(f"fit-{i}") for i in range(3)], {},
                                                      lambda result: None, lambda t, r: {})
     assert "stopping" not in capsys.readouterr().err
+
+
+def test_status_counts_an_edited_record_to_do_not_failed(tmp_path, capsys):
+    """A record edited by hand (or truncated) is no result, and a run computes
+    the cell again; ``status`` and ``--dry-run`` counted it 'failed' ('cells: 7
+    done, 0 running, 1 failed'), though no cell failed."""
+    from synthbench.benchmark.driver import suite_grids
+    from synthbench.benchmark.plan import build_plan, task_states
+    from synthbench.benchmark.store import ResultStore
+    from synthbench.benchmark.suite import load_suite
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\ndataset: digits\npreset: smoke\nseeds: [0]\ndevice: cpu\nthreads: 1\n"
+                     "generators: {real: {}}\nprotocols: {replace: {}}\n")
+    store = ResultStore(tmp_path / "r")
+    plan = build_plan(suite_grids(load_suite(suite), str(store.root)))
+    cell = next(t for t in plan.by_kind("cell"))
+    path = store.path_for(cell.spec)
+    path.parent.mkdir(parents=True)
+    path.write_text('{"status": "ok", "metrics": {"top1": 0.99')  # cut short
+    assert task_states(plan, store)[cell.key] == "to run"
+    assert "is not a valid record" in capsys.readouterr().err  # and it is named

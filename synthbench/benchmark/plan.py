@@ -43,7 +43,7 @@ from synthbench.benchmark.cell import CellSpec, Grid, PluginChoice, Record, Stat
 from synthbench.benchmark.context import fit_data_digest, reference_classifier_path
 from synthbench.benchmark.guard import DEFAULT_TIMEOUT_S
 from synthbench.benchmark.options import keyed_options
-from synthbench.benchmark.store import ResultStore
+from synthbench.benchmark.store import ResultStore, read_record
 
 KINDS = ("fit", "classifier", "pool", "cell")
 
@@ -285,7 +285,13 @@ def _stored_state(task: Task, grid: Grid, store: ResultStore) -> str:
             if rec is not None:
                 return "cached"
             running = LeaseBoard(store.root / "leases").holder(task.key)
-            return "running" if running else "failed"
+            if running:
+                return "running"
+            try:  # a failed record, or one that is not a record at all (edited, truncated: lookup warned)
+                read_record(path)
+            except ValueError:
+                return "to run"  # no cell failed: a run computes it as if the file were not there
+            return "failed"
     elif task.kind == "fit" and task_marker(store.root, task.key).exists():
         return "cached"
     elif task.kind == "classifier":

@@ -313,3 +313,21 @@ def test_status_counts_an_edited_record_to_do_not_failed(tmp_path, capsys):
     path.write_text('{"status": "ok", "metrics": {"top1": 0.99')  # cut short
     assert task_states(plan, store)[cell.key] == "to run"
     assert "is not a valid record" in capsys.readouterr().err  # and it is named
+
+
+def test_a_cost_claim_that_a_full_disk_cut_short_is_removed(tmp_path, monkeypatch):
+    """The claim on a shared task's cost (``.charged``) is created before the
+    cell's key is written into it: on a full disk the empty file stayed, named
+    no cell, and no record, that cell's included, ever took the fit's cost."""
+    from synthbench.benchmark import tasks
+    from synthbench.benchmark.atomic import atomic_write_json
+    from synthbench.benchmark.plan import task_marker
+
+    atomic_write_json(task_marker(tmp_path, "fit-a"), {"cost": {"fit_s": 2.0}})
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(tasks.os, "fdopen", lambda fd, *a, **k: _FullDisk(real_fdopen(fd, *a, **k)))
+    with pytest.raises(UserError, match=r"Cannot write the cost claim .*fit-a\.charged: No space left on device"):
+        tasks._claim_shared_cost(tmp_path, ("fit-a",), "cell-1")
+    monkeypatch.undo()
+    assert not task_marker(tmp_path, "fit-a").with_suffix(".charged").exists()
+    assert tasks._claim_shared_cost(tmp_path, ("fit-a",), "cell-1") == ({"fit_s": 2.0}, 0)  # space freed: charged

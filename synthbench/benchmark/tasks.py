@@ -291,8 +291,14 @@ def _claim_shared_cost(root: str | Path, deps: tuple[str, ...], cell_key: str,
 
             raise storage_error(exc, claim, "the cost claim (which cell carries the cost of shared work)") from exc
         else:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(cell_key + "\n")
+            try:
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(cell_key + "\n")
+            except OSError as exc:  # a full disk: an empty claim would name no cell, and no record would
+                claim.unlink(missing_ok=True)  # ever take the cost
+                from synthbench.benchmark.runner import storage_error
+
+                raise storage_error(exc, claim, "the cost claim (which cell carries the cost of shared work)") from exc
         if dep in bases:  # a base trained inside the fit (a marker without cost) adds nothing
             base_s = shared.get("fit_s", 0.0)
             shared = {"fit_s": base_s, "fit_base_s": base_s} if base_s else {}

@@ -74,6 +74,23 @@ def test_the_format_follows_the_out_suffix_unless_told(store, tmp_path, capsys, 
     assert code == 0 and (tmp_path / "z.txt").read_text().startswith("dataset,")
 
 
+def test_a_copied_record_file_is_counted_once(store, tmp_path, capsys):
+    """A record copied by hand beside itself (``seed0-... (copy).json``) was
+    exported twice, and the site's downloads held it twice, while the tables
+    took one record per seed; the copy is now left out, named, everywhere."""
+    import pandas as pd  # in the test extra
+    original = ResultStore(store).paths()[0]
+    copy = original.with_name(original.stem + " (copy).json")
+    shutil.copy(original, copy)
+    out = tmp_path / "x.csv"
+    code, text, err = run_cli(["export", "--results", str(store), "--out", str(out)], capsys)
+    assert code == 0, err
+    rows = pd.read_csv(out)
+    assert len(rows[rows["metric"].notna()]) == len(expected_rows(store))
+    assert not rows.duplicated(["cell_hash", "metric"]).any()
+    assert f"left out {copy}: the same cell as {original.relative_to(store)}" in err
+
+
 def test_load_results_is_a_dataframe_of_the_same_rows(store):
     from synthbench.api import load_results
 

@@ -84,14 +84,17 @@ def read_store(results: str | Path, strict: bool = False) -> StoreRead:
     if not root.is_dir():
         raise UserError(f"--results {root}: no such folder. Point it at a result store (the folder "
                         f"`synthbench evaluate --results DIR` writes), e.g. --results results.")
-    records, left_out = [], []
+    records, left_out, where = [], [], {}
     for path, record in store.scan():
         if isinstance(record, Record):
             records.append(record)
+            where[id(record)] = path
         elif strict:
             raise invalid_record_error(path, record)
         else:
             left_out.append(LeftOut(str(path.relative_to(root)), str(record)))
+    records, copies = _one_per_cell(records, where, store)
+    left_out += copies
     if not records:
         found = (f"no valid records (only {len(left_out)} invalid file(s), e.g. {left_out[0].path}: "
                  f"{left_out[0].reason})" if left_out else f"no records (nothing under {root / 'records'})")
@@ -101,6 +104,28 @@ def read_store(results: str | Path, strict: bool = False) -> StoreRead:
     from synthbench.leaderboard.submission import read_stamps
 
     return StoreRead(records, left_out, read_stamps(root))
+
+
+def _one_per_cell(records: list[Record], where: dict[int, Path], store: ResultStore
+                  ) -> tuple[list[Record], list[LeftOut]]:
+    """One record per cell: a second file holding the same cell (a hand-made copy,
+    ``seed0-... (copy).json``) is left out, named, keeping the file at the cell's
+    own path, else the newest. Without it the tables (one record per seed) and
+    the export, the downloads and the store digest (every file) disagreed."""
+    by_cell: dict[str, list[Record]] = {}
+    for rec in records:
+        by_cell.setdefault(rec.cell_hash, []).append(rec)
+    keep, copies = [], []
+    for rec in records:
+        same = by_cell[rec.cell_hash]
+        chosen = next((r for r in same if where[id(r)] == store.path_for(r.spec)), None) or _newest(same)
+        if rec is chosen:
+            keep.append(rec)
+        else:
+            copies.append(LeftOut(str(where[id(rec)].relative_to(store.root)),
+                                  f"the same cell as {where[id(chosen)].relative_to(store.root)}, which is used; "
+                                  f"remove this copy"))
+    return keep, copies
 
 
 def store_digest(records: Iterable[Record]) -> str:

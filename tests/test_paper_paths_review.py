@@ -74,3 +74,29 @@ def test_paper_r50_cost_against_paper_is_what_the_docs_say():
     for doc in ("README.md", "configs/paper-r50-cifar10.yaml"):
         text = " ".join(root.joinpath(doc).read_text().split())
         assert "about 4x" not in text.lower() and "about 15x" in text.lower(), doc
+
+
+def _fake_gpu(monkeypatch, major: int) -> None:
+    """torch.cuda as a machine with one GPU of compute capability ``major``.0
+    on which bf16 tensors can be made (torch emulates them before 8.0)."""
+    import types
+
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: types.SimpleNamespace(major=major))
+    monkeypatch.setattr(torch.cuda, "_check_bf16_tensor_supported", lambda device: True)
+    monkeypatch.setattr(torch.version, "hip", None)
+
+
+def test_precision_auto_keeps_fp32_on_a_gpu_that_only_emulates_bf16(monkeypatch):
+    # torch.cuda.is_bf16_supported() says yes on a V100 or T4 (emulated bf16, no bf16 tensor cores), so
+    # --precision auto picked bf16 there and the paper preset's bf16 ran there unwarned.
+    from synthbench.benchmark.presets import bf16_instructions, native_bf16, run_precision
+
+    _fake_gpu(monkeypatch, 7)
+    assert not native_bf16("cuda") and not bf16_instructions("cuda")
+    assert run_precision("auto", "cuda") == "fp32"
+    _fake_gpu(monkeypatch, 8)
+    assert native_bf16("cuda") and run_precision("auto", "cuda") == "bf16"

@@ -127,12 +127,21 @@ def native_bf16(device: Any) -> bool:
     2-core Intel Xeon with it and no AMX
     (``tests/benchmarks/test_trainer_vs_plain_loop.py``), so ``auto`` keeps fp32
     there, never slower than the default. torch exposes the AMX probe only
-    privately; a torch without it reads as no AMX."""
+    privately; a torch without it reads as no AMX. On CUDA, native means
+    compute capability 8.0 (Ampere) or later: torch's
+    ``is_bf16_supported()`` also says yes on older GPUs (a V100, a T4) where
+    bf16 merely runs, emulated and without bf16 tensor cores, so ``auto`` would
+    have picked it there."""
     import torch
 
     device = torch.device(device)
     if device.type == "cuda":
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        if not torch.cuda.is_available():
+            return False
+        try:
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+        except TypeError:  # torch < 2.3 has no emulation check: it answered for native bf16 only
+            return bool(torch.cuda.is_bf16_supported())
     return device.type == "cpu" and _cpu_has("_is_amx_tile_supported")
 
 

@@ -192,9 +192,10 @@ def make_grid(generators: PluginsGiven, protocols: PluginsGiven, dataset: str = 
     dev = resolve_device(device)
     the_preset = get_preset(preset, run_precision(precision, dev), compile)
     if the_preset.precision == "bf16" and not bf16_instructions(dev):
-        say(f"warning: bf16 classifiers on {dev}, which has no bf16 instructions (no AVX512-BF16 or AMX on a "
-            f"CPU): torch emulates them, and a training step ran 10x slower than fp32 on such a CPU. "
-            f"--precision auto picks fp32 here.")
+        lacks = ("no native bf16 (a GPU before compute capability 8.0)" if dev.type == "cuda" else
+                 "no bf16 instructions (no AVX512-BF16 or AMX on a CPU)")
+        say(f"warning: bf16 classifiers on {dev}, which has {lacks}: torch emulates them, and a training step "
+            f"ran 10x slower than fp32 on such a CPU. --precision auto picks fp32 here.")
     gens, protos = _choices(generators, protocols, with_real, where, the_preset)
     say(f"loading dataset {dataset}")
     data = load_dataset(dataset, data_root).capped(the_preset.max_train_per_class)

@@ -138,10 +138,12 @@ def native_bf16(device: Any) -> bool:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             return False
-        try:
-            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
-        except TypeError:  # torch < 2.3 has no emulation check: it answered for native bf16 only
-            return bool(torch.cuda.is_bf16_supported())
+        if torch.version.hip:  # ROCm: bf16 on every AMD GPU arch torch supports (as is_bf16_supported says)
+            return True
+        # the capability itself: is_bf16_supported(including_emulation=False) asks the same, but a torch
+        # between the emulation fallback (2024) and that keyword answers yes for emulation too
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return torch.cuda.get_device_properties(index).major >= 8
     return device.type == "cpu" and _cpu_has("_is_amx_tile_supported")
 
 

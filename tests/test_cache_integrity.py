@@ -42,3 +42,19 @@ def test_a_flipped_byte_in_a_cached_file_stops_the_run_naming_it(folder, store, 
     err = capsys.readouterr().err
     assert stop.value.code == 2, err
     assert any(str(path) in err for path in files) and "Delete that file" in err and "Traceback" not in err
+
+
+def test_a_cache_files_label_is_one_safe_file_name(tmp_path):
+    """fidelity labels its feature files with the dataset's name, which for an
+    own folder is ``imagefolder:/abs/path``: the file landed in nested folders
+    under ``cache/features/imagefolder:`` (a colon no Windows path may hold).
+    Labels that are safe already (every built-in one) keep their paths, so no
+    cached file moves."""
+    from synthbench.benchmark.cache import JSON, DiskCache
+
+    cache = DiskCache(tmp_path)
+    odd = cache.path("features", "imagefolder:/data/my set-train-classifier", ("id",), JSON)
+    assert odd.parent == tmp_path / "features" and ":" not in odd.name and "/" not in odd.name
+    assert odd.name.startswith("imagefolder_data_my_set-train-classifier-")
+    plain = cache.path("classifiers", "classifier", ("id",), JSON)
+    assert plain.name.startswith("classifier-") and plain.parent == tmp_path / "classifiers"

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,6 +212,13 @@ def snapshot_of(path: Path, fmt: Format) -> Path:
     return path.with_name(path.name[:-len(fmt.suffix)] + SNAPSHOT.suffix)
 
 
+def safe_name(name: str) -> str:
+    """``name`` as one file or folder name: runs of anything but letters, digits,
+    ``.``, ``_`` and ``-`` become ``_``, at most 80 characters (a record's folders
+    and a cache file's label; names already safe are unchanged)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:80]
+
+
 class DiskCache:
     """The cache folder of one result store (``RESULTS/cache``)."""
 
@@ -218,8 +226,11 @@ class DiskCache:
         self.root = Path(root)
 
     def path(self, folder: str, prefix: str, identity: Any, fmt: Format) -> Path:
-        """Where the file for ``identity`` lives (whether or not it exists yet)."""
-        return self.root / folder / f"{prefix}-{cache_key(identity)}{fmt.suffix}"
+        """Where the file for ``identity`` lives (whether or not it exists yet).
+        ``prefix`` is a label for people (the key names the content), made safe
+        for a file name: ``imagefolder:/data/x`` made nested folders, with a
+        colon no Windows path may hold."""
+        return self.root / folder / f"{safe_name(prefix)}-{cache_key(identity)}{fmt.suffix}"
 
     @staticmethod
     def save(path: Path, fmt: Format, content: dict[str, Any]) -> None:

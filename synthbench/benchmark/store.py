@@ -13,20 +13,16 @@ record is never a cache hit.
 from __future__ import annotations
 
 import dataclasses
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
 from synthbench.benchmark.atomic import atomic_write_json
+from synthbench.benchmark.cache import safe_name
 from synthbench.benchmark.cell import DIGEST_FIELD, CellSpec, Record, Status, seal
 from synthbench.benchmark.record_schema import parse_record
 from synthbench.errors import UserError
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:80]
 
 
 def read_record(path: Path) -> Record:
@@ -109,8 +105,8 @@ class ResultStore:
         return self.root / "cache"
 
     def path_for(self, spec: CellSpec) -> Path:
-        return (self.root / "records" / _safe(spec.dataset) / _safe(spec.protocol)
-                / _safe(spec.generator) / f"seed{spec.seed}-{spec.key[:16]}.json")
+        return (self.root / "records" / safe_name(spec.dataset) / safe_name(spec.protocol)
+                / safe_name(spec.generator) / f"seed{spec.seed}-{spec.key[:16]}.json")
 
     def lookup(self, spec: CellSpec) -> Record | None:
         """The finished (``ok`` or ``unsupported``) record of this cell, or None.

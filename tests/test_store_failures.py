@@ -143,7 +143,7 @@ def test_an_edited_record_is_named_once_on_stderr_even_with_q(tmp_path, capsys):
     assert code == 0, err
     assert err.count(str(path)) == 1, err  # looked up while planning, before computing and after: said once
     assert (f"warning: record {path} is not a valid record (its body was edited after it was written" in err
-            and "recomputing the cell, which overwrites it." in err)
+            and "it counts as not computed: a run computes the cell again and overwrites it." in err)
     row = next(line for line in out.splitlines() if line.startswith("| real"))
     assert row.split("|")[-2].strip() == "0"  # recomputed, not a cache hit
     assert read_record(path).cost["wall_s"]["cell_s"] != data["cost"]["wall_s"]["cell_s"]

@@ -312,7 +312,9 @@ def test_status_counts_an_edited_record_to_do_not_failed(tmp_path, capsys):
     path.parent.mkdir(parents=True)
     path.write_text('{"status": "ok", "metrics": {"top1": 0.99')  # cut short
     assert task_states(plan, store)[cell.key] == "to run"
-    assert "is not a valid record" in capsys.readouterr().err  # and it is named
+    err = capsys.readouterr().err
+    assert "is not a valid record" in err  # and it is named,
+    assert "recomputing" not in err and "a run computes the cell again" in err  # without saying status computes it
 
 
 def test_a_cost_claim_that_a_full_disk_cut_short_is_removed(tmp_path, monkeypatch):

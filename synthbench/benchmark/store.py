@@ -118,8 +118,8 @@ class ResultStore:
         try:
             record = read_record(path)
         except ValueError as exc:
-            warn_once(path, str(exc), f"warning: record {path} is not a valid record ({exc}); recomputing the cell, "
-                                      f"which overwrites it.")
+            warn_once(path, str(exc), f"warning: record {path} is not a valid record ({exc}); it counts as not "
+                                      f"computed: a run computes the cell again and overwrites it.")
             return None
         if record.spec.key != spec.key or not record.status.finished:
             return None

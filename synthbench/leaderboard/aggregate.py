@@ -56,11 +56,15 @@ Z95 = 1.959963984540054
 
 @dataclass
 class LeftOut:
-    """A file of the store that is not a valid record: shown, never rendered."""
+    """A file of the store that is in no table: not a valid record, or (``copy``)
+    a second file of a cell another file holds. Shown, never rendered."""
 
     path: str
     """Relative to the store's root (the site must not publish local folders)."""
     reason: str
+    copy: bool = False
+    """A valid record whose cell another file holds: ``--strict`` does not stop
+    on it (no cell is lost), and it needs removing, not restoring."""
 
 
 @dataclass
@@ -124,7 +128,7 @@ def _one_per_cell(records: list[Record], where: dict[int, Path], store: ResultSt
         else:
             copies.append(LeftOut(str(where[id(rec)].relative_to(store.root)),
                                   f"the same cell as {where[id(chosen)].relative_to(store.root)}, which is used; "
-                                  f"remove this copy"))
+                                  f"remove this copy", copy=True))
     return keep, copies
 
 

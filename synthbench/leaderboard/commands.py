@@ -36,7 +36,9 @@ def leaderboard(results: str, out: str, strict: bool, readme: str | None, quiet:
 
     A file that is not a valid record (unreadable, failing the record schema, or
     edited after it was written) is left out of every table and listed, here and
-    on the index page; --strict stops the build on it instead. A table whose rows
+    on the index page; --strict stops the build on it instead. A valid record
+    copied beside itself is left out and listed as a copy to remove (its cell
+    counts once; --strict builds). A table whose rows
     ran at different CPU thread counts, precisions or devices, or with fewer
     seeds in some rows, gets a mixed-provenance warning.
     """
@@ -53,9 +55,14 @@ def leaderboard(results: str, out: str, strict: bool, readme: str | None, quiet:
     build = build_site(results, out, strict=strict)
     for item in build.left_out:
         click.echo(f"warning: left out {Path(results) / item.path}: {item.reason}", err=True)
-    if build.left_out:
-        click.echo(f"warning: {len(build.left_out)} invalid record file(s) in {results} left out of the "
+    invalid = [item for item in build.left_out if not item.copy]  # a copy of a valid record is not invalid
+    if invalid:
+        click.echo(f"warning: {len(invalid)} invalid record file(s) in {results} left out of the "
                    f"leaderboard (listed on its index page); --strict stops on them instead.", err=True)
+    if len(invalid) < len(build.left_out):
+        click.echo(f"warning: {len(build.left_out) - len(invalid)} copied record file(s) in {results} left out of "
+                   f"the leaderboard: each holds a cell another file holds, which is used (listed on its index "
+                   f"page); remove the copies.", err=True)
     for line in build.warnings:
         click.echo(f"warning: mixed provenance: {line}", err=True)
     if readme:

@@ -362,8 +362,12 @@ class ImageFolder(DatasetLoader):
             except Exception as exc:  # PIL raises many kinds on a damaged file
                 raise _unreadable(f, exc) from None
             if deep:
+                # a 16-bit grey PNG opens as I;16 (convert clips it to near white); a 16-bit colour one opens as
+                # RGB, LA or RGBA with each sample's high byte kept, which is no clipping
+                loss = ("clip it to near white" if mode.startswith("I") or mode == "F" else
+                        "keep only the high byte of each sample")
                 raise UserError(f"imagefolder: {f} is {deep}. The benchmark reads 8-bit grey or RGB images "
-                                f"(Pillow would clip this one to near white); convert the dataset to 8 bits first.")
+                                f"(Pillow would {loss}); convert the dataset to 8 bits first.")
             return size, mode
 
         size = header(all_files[0])[0]

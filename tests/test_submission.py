@@ -222,3 +222,23 @@ def test_submit_packs_only_the_records_of_the_samples_it_packs_and_verify_stamps
                                   "-q"], capsys)
         assert code == 1 and "REJECTED" in err and "1 of its 2 records scored other samples" in err, (out, err)
     assert not board.exists()
+
+
+def test_submit_packs_a_record_from_the_file_it_was_read_from(tmp_path, capsys):
+    """A record file renamed by hand (``seed0-... (copy).json``, the original
+    gone) is a valid record, but submit read it again from its cell's own path
+    and stopped (exit 2) telling the user to free disk space or fix
+    permissions. It now packs the file it read, under the cell's own path."""
+    from synthbench.benchmark.store import ResultStore
+
+    store = tmp_path / "store"
+    code, _, err = run_cli(["evaluate", "-g", "stylegan3", "-p", "replace", "--preset", "smoke", "--seeds", "1",
+                            "--results", str(store), "--threads", "1", "-q"], capsys)
+    assert code == 0, err
+    (own,) = [p for p in ResultStore(store).paths() if p.parts[-2] == "stylegan3"]
+    data = own.read_bytes()
+    own.rename(own.with_name(own.stem + " (copy).json"))
+    bundle = tmp_path / "sg3.tar.gz"
+    code, out, err = run_cli(["submit", "--results", str(store), "-g", "stylegan3", "--out", str(bundle)], capsys)
+    assert code == 0, err
+    assert bundle_files(bundle)[f"bundle/{own.relative_to(store).as_posix()}"] == data

@@ -73,6 +73,8 @@ class StoreRead:
     left_out: list[LeftOut]
     stamps: dict[str, dict[str, Any]] = field(default_factory=dict)
     """cell_hash -> the verification stamp covering it (``synthbench verify --results``)."""
+    files: dict[str, Path] = field(default_factory=dict)
+    """cell_hash -> the file each record was read from (not always its cell's own path: a renamed file)."""
 
 
 def read_store(results: str | Path, strict: bool = False) -> StoreRead:
@@ -107,7 +109,7 @@ def read_store(results: str | Path, strict: bool = False) -> StoreRead:
                         f"that holds records/.")
     from synthbench.leaderboard.submission import read_stamps
 
-    return StoreRead(records, left_out, read_stamps(root))
+    return StoreRead(records, left_out, read_stamps(root), {r.cell_hash: where[id(r)] for r in records})
 
 
 def _one_per_cell(records: list[Record], where: dict[int, Path], store: ResultStore

@@ -129,8 +129,8 @@ def submit(results: str | Path, generator: str, out: str | Path, samples: str | 
                         f"names no samples digest), so there are no images to pack. Leave --samples out.")
     files: dict[str, bytes] = {}
     for rec in mine:
-        rel = store.path_for(rec.spec).relative_to(store.root).as_posix()
-        files[rel] = store.path_for(rec.spec).read_bytes()
+        rel = store.path_for(rec.spec).relative_to(store.root).as_posix()  # the bundle keeps the store's layout
+        files[rel] = read.files[rec.cell_hash].read_bytes()  # from where it was read: a renamed file is not at rel
     meta: dict[str, Any] = {
         "format": FORMAT, "generator": generator,
         "options": sorted({json.dumps(r.spec.generator_options, sort_keys=True) for r in mine}),

@@ -8,7 +8,8 @@ workers (``--threads`` each, default cores // workers), and the thread count goe
 into every cache key as always. A task is submitted once the tasks it depends
 on are finished and a worker is free, in plan order. A worker that dies (killed, out of memory) breaks the pool: a
 new pool is started and the unfinished tasks are submitted again; the dead
-worker's leases expire (``lease.py``) and its tasks are taken over.
+worker's leases are void at once (its process is gone from this machine,
+``lease.py``) and its tasks are taken over.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class ProcessExecutor:
                                     f"{len(pending)} tasks are left. Every finished record is kept: run the same "
                                     f"command again, with fewer --workers if memory ran out.") from None
                 print(f"warning: a worker process died; starting a new pool for the {len(pending)} unfinished tasks "
-                      f"(the dead worker's claims are taken over when their leases expire)", file=sys.stderr,
+                      f"(the dead worker's claims are void and taken over)", file=sys.stderr,
                       flush=True)
 
     def _drive(self, pool: ProcessPoolExecutor, pending: list[Task], results: dict[str, TaskResult],

@@ -4,7 +4,8 @@ object references of the tasks it waits for, so Ray starts it when they are
 done. ``--ray-address auto`` (or ``ray://HOST:10001``) joins a running
 cluster; without it Ray starts on this machine with ``--workers`` x
 ``--threads`` CPUs. Ray runs a task again when its worker dies (up to
-:data:`RETRIES` times); the lease of the dead attempt expires first. A task
+:data:`RETRIES` times); the lease of the dead attempt is void at once when
+its process was on the same machine as the retry, else once it expires. A task
 whose worker died every time stops the run with one paragraph, as the
 ``processes`` executor's pool that broke too often does.
 """

@@ -34,7 +34,7 @@ from synthbench.benchmark.cache import canonical_json
 from synthbench.benchmark.datasets import Dataset
 from synthbench.benchmark.options import keyed_options, options_label, resolve_options
 from synthbench.benchmark.presets import STORED_WHEN_SET, Preset
-from synthbench.benchmark.record_schema import DIGEST_FIELD, SCHEMA_VERSION, check_record, check_spec
+from synthbench.benchmark.record_schema import DIGEST_FIELD, SCHEMA_VERSION, SPEC_OPTIONAL, check_record, check_spec
 from synthbench.errors import UserError
 
 
@@ -167,6 +167,9 @@ class CellSpec:
     preset: dict[str, Any]
     seed: int
     device_type: str
+    protocol_extra: dict[str, Any] = field(default_factory=dict)
+    """Facts beyond the protocol's options that belong in the key (``Protocol.spec_extras``,
+    e.g. the digest of ``ood``'s folders); left out of the JSON when empty."""
 
     @classmethod
     def of(cls, dataset: Dataset, generator: PluginChoice, protocol: PluginChoice, preset: Preset, seed: int,
@@ -179,10 +182,12 @@ class CellSpec:
             protocol_version=protocol.cls.version,
             protocol_options=keyed_options(protocol.cls.options, protocol.options),
             preset=preset.as_dict(), seed=int(seed), device_type=device.type,
+            protocol_extra=protocol.cls.spec_extras(protocol.options),
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return {name: getattr(self, name) for name in self.__dataclass_fields__
+                if name not in SPEC_OPTIONAL or getattr(self, name)}
 
     @classmethod
     def from_json(cls, data: Any) -> "CellSpec":

@@ -34,6 +34,9 @@ OPTIONAL_FIELDS = ("traceback", DIGEST_FIELD)
 SPEC_FIELDS = ("schema_version", "synthbench_version", "dataset", "dataset_digest", "generator",
                "generator_version", "generator_options", "generator_extra", "protocol", "protocol_version",
                "protocol_options", "preset", "seed", "device_type")
+SPEC_OPTIONAL = ("protocol_extra",)
+"""Written only when not empty (a protocol's ``spec_extras``), so every spec without
+one keeps the JSON, and the key, it always had."""
 METRIC_FIELDS = ("value", "stderr", "n", "higher_is_better")
 
 
@@ -128,14 +131,15 @@ def check_depth(data: Any, limit: int = MAX_DEPTH) -> None:
 def check_spec(data: Any) -> None:
     """A record's ``spec``: every field present, of its type and range."""
     spec = _mapping(data, "spec")
-    _fields(spec, SPEC_FIELDS, (), "spec.")
+    _fields(spec, SPEC_FIELDS, SPEC_OPTIONAL, "spec.")
     _schema_version(spec["schema_version"], "spec.schema_version")
     for key in ("synthbench_version", "dataset", "dataset_digest", "generator", "protocol", "device_type"):
         _name(spec, key, "spec.")
     for key in ("generator_version", "protocol_version"):
         _integer(spec, key, "spec.")
-    for key in ("generator_options", "generator_extra", "protocol_options", "preset"):
-        _mapping(spec[key], f"spec.{key}")
+    for key in ("generator_options", "generator_extra", "protocol_options", "preset", *SPEC_OPTIONAL):
+        if key in spec:
+            _mapping(spec[key], f"spec.{key}")
     seed = spec["seed"]
     if not _is_int(seed) or seed < 0:
         raise _fail("spec.seed", f"{show(seed)} is not a non-negative integer")

@@ -54,6 +54,15 @@ class Protocol(Configurable):
         ``run`` raises :class:`Unsupported` with the same reason."""
         return None
 
+    @classmethod
+    def spec_extras(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """Facts beyond the options that belong in a cell's key, computed when
+        the cell is planned: the content of a file or folder an option names
+        (``ood``'s folders), so that changed files make a new cell instead of a
+        cache hit on the old numbers. Empty (the default) leaves the key as it
+        was without this hook."""
+        return {}
+
     def needs_fitted_generator(self) -> bool:
         """Whether ``run`` uses the cell's generator fitted on the full train
         split. A protocol that fits its own (``mia`` fits on the members only)

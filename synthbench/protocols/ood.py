@@ -134,6 +134,23 @@ class OODProtocol(Protocol):
     def sample_pool_size(self, n_train: int, preset: Any) -> int:
         return n_train
 
+    @classmethod
+    def spec_extras(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """The digest of each ``ood_folder`` (as a ``samples:`` folder's: file
+        names, class folders, bytes): the path alone keyed a cell, so a folder
+        whose images changed was a cache hit with the old accuracies. Without
+        folders (every published record) the key is as before."""
+        folders = _folders(options.get("ood_folder") or "")
+        if not folders:
+            return {}
+        from synthbench.benchmark.sample_files import source_digest
+
+        missing = [str(p) for p in folders if not p.is_dir()]
+        if missing:
+            raise UserError(f"ood_folder {missing[0]} is not a folder. Give a folder of class sub-folders named like "
+                            f"the dataset's classes.")
+        return {"ood_folder_digests": [source_digest(p) for p in folders]}
+
     def run(self, ctx: CellContext) -> ProtocolResult:
         folders = _folders(self.opts["ood_folder"])
         test = ctx.dataset.test

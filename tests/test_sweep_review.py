@@ -67,3 +67,8 @@ def test_an_ood_folder_whose_images_changed_is_a_new_cell(tmp_path, digits, caps
     assert code == 0, err
     (rec,) = [json.loads(p.read_text()) for p in ResultStore(tmp_path / "plain").paths() if p.parts[-3] == "ood"]
     assert "protocol_extra" not in rec["spec"] and np.isfinite(rec["metrics"]["replace_clean_top1"]["value"])
+    from synthbench.benchmark.cell import Record
+    from synthbench.leaderboard.aggregate import build_tables
+
+    tables = build_tables([Record.from_json(r) for r in records.values()])
+    assert len([t for t in tables if t.protocol == "ood"]) == 2  # two folders' contents: two tables, not one

@@ -512,7 +512,8 @@ def build_tables(records: list[Record], plugins: PluginInfo | None = None,
     for rec in records:
         spec = rec.spec
         tkey = canonical_json([spec.dataset, spec.dataset_digest, spec.protocol, spec.protocol_version,
-                               spec.preset.get("name"), spec.preset, spec.protocol_options])
+                               spec.preset.get("name"), spec.preset, spec.protocol_options,
+                               *([spec.protocol_extra] if spec.protocol_extra else [])])  # other ood_folder files
         rkey = canonical_json([spec.generator, spec.generator_version, spec.generator_options,
                                spec.generator_extra])
         group = groups.setdefault(tkey, {"spec": spec, "rows": {}})

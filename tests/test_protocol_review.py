@@ -288,3 +288,29 @@ def test_gaussian_blur_convolves_a_chunk_at_a_time_with_the_same_bytes(monkeypat
     for s in (1, 5):  # chunked anew: the same bytes as one image at a time
         assert torch.equal(torch.cat([corruptions.corrupt(x[i:i + 1], "gaussian_blur", s) for i in range(len(x))]),
                            whole[s])
+
+
+def test_the_two_configurations_whose_numbers_were_fixed_are_keyed_apart():
+    """scaleup budget=steps on a step-schedule preset and mia shadows=2 compute
+    other numbers since this review's fixes; a store's old cells of those
+    configurations must not be cache hits, and every other cell keys as before
+    (the spec's protocol_extra is empty and left out of its JSON)."""
+    from synthbench.benchmark.cell import CellSpec, PluginChoice
+    from synthbench.benchmark.datasets import load_dataset
+    from synthbench.benchmark.presets import PRESETS
+    from synthbench.plugins import GENERATORS, PROTOCOLS
+
+    digits = load_dataset("digits")
+    real = PluginChoice.resolve(GENERATORS, "real", {})
+
+    def spec(protocol: str, preset: str, **opts) -> CellSpec:
+        return CellSpec.of(digits, real, PluginChoice.resolve(PROTOCOLS, protocol, opts), PRESETS[preset], 0,
+                           torch.device("cpu"))
+
+    assert spec("scaleup", "paper", budget="steps").protocol_extra
+    for preset, opts in (("paper", {}), ("fast", {"budget": "steps"}), ("smoke", {"budget": "steps"})):
+        plain = spec("scaleup", preset, **opts)
+        assert plain.protocol_extra == {} and "protocol_extra" not in plain.to_json()
+    assert spec("mia", "fast", shadows=2).protocol_extra
+    assert spec("mia", "fast", shadows=4).protocol_extra == {} and spec("mia", "paper").protocol_extra == {}
+    assert spec("mia", "fast", shadows=2).key != spec("mia", "fast", shadows=4).key

@@ -182,7 +182,7 @@ class CellSpec:
             protocol_version=protocol.cls.version,
             protocol_options=keyed_options(protocol.cls.options, protocol.options),
             preset=preset.as_dict(), seed=int(seed), device_type=device.type,
-            protocol_extra=protocol.cls.spec_extras(protocol.options),
+            protocol_extra=protocol.cls.spec_extras(protocol.options, preset),
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -55,11 +55,14 @@ class Protocol(Configurable):
         return None
 
     @classmethod
-    def spec_extras(cls, options: dict[str, Any]) -> dict[str, Any]:
+    def spec_extras(cls, options: dict[str, Any], preset: Any = None) -> dict[str, Any]:
         """Facts beyond the options that belong in a cell's key, computed when
-        the cell is planned: the content of a file or folder an option names
-        (``ood``'s folders), so that changed files make a new cell instead of a
-        cache hit on the old numbers. Empty (the default) leaves the key as it
+        the cell is planned (``preset``: the grid's): the content of a file or
+        folder an option names (``ood``'s folders), so that changed files make
+        a new cell instead of a cache hit on the old numbers; or a fix that
+        moves the numbers of one configuration only, which no published record
+        uses, keyed there instead of bumping ``version`` (which would supersede
+        every record of the protocol). Empty (the default) leaves the key as it
         was without this hook."""
         return {}
 

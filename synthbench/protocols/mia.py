@@ -142,6 +142,15 @@ class MIAProtocol(Protocol):
         return ["synthetic_online_auc", "synthetic_offline_auc", "members_online_auc",
                 "synthetic_online_tpr@0.01", "copy_fraction_pixel", "synthetic_top1"]
 
+    @classmethod
+    def spec_extras(cls, options: dict[str, Any], preset: Any = None) -> dict[str, Any]:
+        """``shadows=2`` takes LiRA's fixed variance from the side's overall
+        spread; before, it was 0 and every Gaussian 1e-6 wide. Those
+        cells are keyed apart, so a store's cells computed the old way are not
+        cache hits; the defaults (8, 16 at paper) and every published record key
+        as before."""
+        return {"lira_two_shadows": "overall variance"} if options.get("shadows") == 2 else {}
+
     def needs_fitted_generator(self) -> bool:
         return False  # the generator is fitted on the members only, below
 

@@ -135,7 +135,7 @@ class OODProtocol(Protocol):
         return n_train
 
     @classmethod
-    def spec_extras(cls, options: dict[str, Any]) -> dict[str, Any]:
+    def spec_extras(cls, options: dict[str, Any], preset: Any = None) -> dict[str, Any]:
         """The digest of each ``ood_folder`` (as a ``samples:`` folder's: file
         names, class folders, bytes): the path alone keyed a cell, so a folder
         whose images changed was a cache hit with the old accuracies. Without

@@ -103,6 +103,17 @@ class ScaleUpProtocol(Protocol):
         return [f"top1_x{number_text(m)}" for m in self._multiples()] + \
             ["real_top1", "multiple_reaching_real", "crossing_multiple"]
 
+    @classmethod
+    def spec_extras(cls, options: dict[str, Any], preset: Any = None) -> dict[str, Any]:
+        """``budget=steps`` on a step-schedule preset decays the rate at the real
+        run's steps; before, past x1 it never decayed. Those cells are
+        keyed apart, so a store's cells computed the old way are not cache hits;
+        no published record is of that configuration, and every other cell keys
+        as before."""
+        if options.get("budget") == "steps" and getattr(preset, "lr_schedule", None) in STEP_DECAY:
+            return {"lr_decay": "at the real run's steps"}
+        return {}
+
     @staticmethod
     def _size(m: float, n: int) -> int:
         """Images trained on at multiple ``m`` of ``n`` real ones."""

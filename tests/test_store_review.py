@@ -333,3 +333,17 @@ def test_a_cost_claim_that_a_full_disk_cut_short_is_removed(tmp_path, monkeypatc
     monkeypatch.undo()
     assert not task_marker(tmp_path, "fit-a").with_suffix(".charged").exists()
     assert tasks._claim_shared_cost(tmp_path, ("fit-a",), "cell-1") == ({"fit_s": 2.0}, 0)  # space freed: charged
+
+
+def test_a_ray_error_that_is_no_dead_worker_is_not_called_one():
+    """Every RayError read 'its worker died each time', a cancelled task or a
+    lost object included; only a crashed worker (or out of memory, a lost node)
+    is now said to have died."""
+    ray_errors = pytest.importorskip("ray.exceptions")
+    from synthbench.benchmark.executors.ray_cluster import ray_failure
+
+    crashed = ray_failure("edm x replace", ray_errors.WorkerCrashedError())
+    assert "worker died each time (WorkerCrashedError: The worker died unexpectedly" in crashed
+    other = ray_failure("edm x replace", ray_errors.RayError("object lost"))
+    assert "died" not in other and "Ray could not finish it (RayError: object lost)" in other
+    assert "Every finished record is kept" in other

@@ -96,10 +96,24 @@ class RayExecutor:
             for ref in ready:
                 try:
                     result = ray.get(ref)
-                except ray.exceptions.RayError as exc:  # its worker died on every try (killed, out of memory)
-                    why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                    raise UserError(f"{label[ref]}: Ray ran it {RETRIES + 1} times and its worker died each time "
-                                    f"({type(exc).__name__}: {why[:300]}). Every finished record is kept: run "
-                                    f"the same command again, with fewer --workers or more memory per task if "
-                                    f"memory ran out.") from None
+                except ray.exceptions.RayError as exc:
+                    raise UserError(ray_failure(label[ref], exc)) from None
                 done(result)  # a stopped task's UserError is raised by ``done``
+
+
+DEAD_WORKER_ERRORS = {"WorkerCrashedError", "OutOfMemoryError", "NodeDiedError"}
+"""Ray's errors (by class name, as ``ray.exceptions`` names them) for a task whose worker died."""
+
+
+def ray_failure(label: str, exc: BaseException) -> str:
+    """The one paragraph for a task Ray could not finish: a worker that died on
+    every try (killed, out of memory, its node lost) is told so; any other Ray
+    error (a cancelled task, a lost object, an error inside Ray) is not
+    blamed on a dead worker."""
+    why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    kept = "Every finished record is kept: run the same command again"
+    if any(c.__name__ in DEAD_WORKER_ERRORS for c in type(exc).__mro__):
+        return (f"{label}: Ray ran it {RETRIES + 1} times and its worker died each time ({type(exc).__name__}: "
+                f"{why[:300]}). {kept}, with fewer --workers or more memory per task if memory ran out.")
+    return (f"{label}: Ray could not finish it ({type(exc).__name__}: {why[:300]}). {kept}; if it fails again, run "
+            f"it with --executor processes or inline to see the task's own error.")

@@ -96,8 +96,7 @@ def export_samples(generator: str, dataset: str, preset: str, multiple: int, see
     if choice.cls.oracle:
         raise UserError(f"{choice.name} is the real train split itself; there are no samples to export. Copy the "
                         f"dataset's files instead, or export a generator's samples.")
-    unconditional = getattr(choice.cls, "unconditional_options", lambda: None)() or {}
-    if unconditional and all(choice.options.get(k) == v for k, v in unconditional.items()):
+    if choice.cls.unconditional_by_options(choice.options):
         raise _unconditional(choice.label, generator, dataset, preset, seed, option,  # before a fit, not after
                              _same_run(threads, results, data_root))
     store = ResultStore(results)

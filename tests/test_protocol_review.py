@@ -134,7 +134,8 @@ def test_longtail_refuses_an_unconditional_generator():
     assert "unconditional" in proto.unsupported_reason(ddpm(**resolve_options(ddpm.options, {"conditional": "false"},
                                                                                "ddpm")))
     assert proto.unsupported_reason(ddpm(**resolve_options(ddpm.options, {}, "ddpm"))) is None
-    fitted_unconditional = SimpleNamespace(name="pickle", oracle=False, conditional=False, opts={})
+    fitted_unconditional = SimpleNamespace(name="pickle", oracle=False, conditional=False, opts={},
+                                           unconditional_by_options=lambda options: False)  # no option says so
     with pytest.raises(Unsupported, match="unconditional"):
         proto.run(SimpleNamespace(generator=fitted_unconditional))
 

@@ -109,6 +109,14 @@ class Generator(Configurable):
         control, Basu et al. Sec. 3.3.2), or None when it has no such mode."""
         return None
 
+    @classmethod
+    def unconditional_by_options(cls, options: dict[str, Any]) -> bool:
+        """Whether ``options`` set the unconditional mode
+        :meth:`unconditional_options` declares: known before any fit (an adapter
+        may still turn out unconditional in ``fit``, from its checkpoint)."""
+        overrides = cls.unconditional_options() or {}
+        return bool(overrides) and all(options.get(k) == v for k, v in overrides.items())
+
     def pseudo_label_threshold(self) -> float:
         """Unconditional samples whose pseudo-label confidence falls below this
         are dropped (Basu et al. Sec. 3.3.2); 0 keeps every sample."""

@@ -130,7 +130,7 @@ class LongTailProtocol(Protocol):
         (e.g. an unconditional pickle) is refused by ``run``."""
         if generator.oracle:
             return None
-        if getattr(generator, "opts", {}).get("conditional", True) is False:
+        if generator.unconditional_by_options(generator.opts):
             return self._unconditional_reason(generator.name)
         return None
 

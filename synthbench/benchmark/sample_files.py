@@ -255,6 +255,13 @@ def _decode(item: _Item) -> np.ndarray:
     return arr[..., None] if arr.ndim == 2 else arr
 
 
+def decode_file(path: Path) -> np.ndarray:
+    """An image file as uint8 ``H x W x C``, refused as a ``samples:`` folder's
+    image is (16-bit, floating point, transparency: :func:`_decode`); ``ood``'s
+    folders read theirs so."""
+    return _decode(_Item(str(path), path.parent.name, path.read_bytes()))
+
+
 def _npz_images(images: np.ndarray, path: Path) -> np.ndarray:
     """``images`` as uint8 ``N x H x W x C``; other dtypes and layouts refused."""
     if images.dtype != np.uint8:

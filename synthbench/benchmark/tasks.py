@@ -249,6 +249,27 @@ def _classifier(task: Task, state: _State, board: LeaseBoard, dep_errors: dict[s
     return "computed", None
 
 
+def _claimed_by(claim: Path, cell_key: str) -> bool:
+    """Whether the cost claim file ``claim`` names ``cell_key``: made now
+    (``O_EXCL``: of two cells, one), or by the same cell before (a resumed
+    run). A claim a full disk cut short is removed before the error goes on:
+    an empty one would name no cell, and no record would ever take the cost."""
+    try:
+        fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        try:
+            return claim.read_text().strip() == cell_key
+        except OSError:
+            return False
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(cell_key + "\n")
+    except OSError:
+        claim.unlink(missing_ok=True)
+        raise
+    return True
+
+
 def _claim_shared_cost(root: str | Path, deps: tuple[str, ...], cell_key: str,
                        bases: tuple[str, ...] = ()) -> tuple[dict[str, float], int]:
     """The cost of the shared work (fits, reference classifiers, sample pools)
@@ -279,26 +300,12 @@ def _claim_shared_cost(root: str | Path, deps: tuple[str, ...], cell_key: str,
             continue  # not finished (or not a task that leaves a marker): nothing to charge
         claim = marker.with_suffix(".charged")
         try:
-            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                if claim.read_text().strip() != cell_key:
-                    continue
-            except OSError:
+            if not _claimed_by(claim, cell_key):
                 continue
         except OSError as exc:  # the marker was read, so its folder is there: the store refuses the claim
             from synthbench.benchmark.runner import storage_error
 
             raise storage_error(exc, claim, "the cost claim (which cell carries the cost of shared work)") from exc
-        else:
-            try:
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(cell_key + "\n")
-            except OSError as exc:  # a full disk: an empty claim would name no cell, and no record would
-                claim.unlink(missing_ok=True)  # ever take the cost
-                from synthbench.benchmark.runner import storage_error
-
-                raise storage_error(exc, claim, "the cost claim (which cell carries the cost of shared work)") from exc
         if dep in bases:  # a base trained inside the fit (a marker without cost) adds nothing
             base_s = shared.get("fit_s", 0.0)
             shared = {"fit_s": base_s, "fit_base_s": base_s} if base_s else {}

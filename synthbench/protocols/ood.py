@@ -54,14 +54,18 @@ def _folders(text: str) -> list[Path]:
     return [Path(p).expanduser() for p in str(text).split(",") if p.strip()]
 
 
+def _not_a_folder(path: Path) -> UserError:
+    return UserError(f"ood_folder {path} is not a folder. Give a folder of class sub-folders named like the "
+                     f"dataset's classes (or by their index).")
+
+
 def load_ood_folder(path: Path, class_names: list[str], shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Images under PATH/<class name>/ for the dataset's classes, as uint8 of ``shape``."""
     from PIL import Image
 
     if not path.is_dir():
-        raise UserError(f"ood_folder {path} is not a folder. Give a folder of class sub-folders named like "
-                        f"the dataset's classes ({', '.join(class_names[:5])}...).")
-    from synthbench.benchmark.sample_files import _decode, _Item, class_index
+        raise _not_a_folder(path)
+    from synthbench.benchmark.sample_files import class_index, decode_file
 
     mode = "L" if shape[0] == 1 else "RGB"
     # A sub-folder names its class as a samples: folder does (benchmark/sample_files.py): the class name, its
@@ -82,7 +86,7 @@ def load_ood_folder(path: Path, class_names: list[str], shape: tuple[int, int, i
             # decoded as a samples: folder's image is: a 16-bit one (which Pillow's convert clips to white),
             # a floating-point or a transparent one is refused, not guessed at
             try:
-                decoded = _decode(_Item(str(f), folder.name, f.read_bytes()))
+                decoded = decode_file(f)
             except UserError as err:
                 raise UserError(f"ood_folder: {str(err).removeprefix('samples: ')}") from None
             except OSError as exc:
@@ -145,10 +149,9 @@ class OODProtocol(Protocol):
             return {}
         from synthbench.benchmark.sample_files import source_digest
 
-        missing = [str(p) for p in folders if not p.is_dir()]
+        missing = [p for p in folders if not p.is_dir()]
         if missing:
-            raise UserError(f"ood_folder {missing[0]} is not a folder. Give a folder of class sub-folders named like "
-                            f"the dataset's classes.")
+            raise _not_a_folder(missing[0])
         return {"ood_folder_digests": [source_digest(p) for p in folders]}
 
     def run(self, ctx: CellContext) -> ProtocolResult:
